@@ -1,0 +1,66 @@
+"""Rig: one git repository and the agents that work on it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from .common import BranchName, Conditions, Model, Resources, RuntimeSpec, SecretRef
+
+# https://host/path, ssh://..., git://..., file:///..., or scp-like user@host:path
+GIT_URL = r"^((https?|ssh|git|file)://\S+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\S+)$"
+
+
+class Gates(Model):
+    """Verification gates: each is an argv list run in the rig's checkout, in this order."""
+
+    setup: list[str] | None = Field(default=None, min_length=1)
+    lint: list[str] | None = Field(default=None, min_length=1)
+    typecheck: list[str] | None = Field(default=None, min_length=1)
+    build: list[str] | None = Field(default=None, min_length=1)
+    test: list[str] | None = Field(default=None, min_length=1)
+
+    def ordered(self) -> list[tuple[str, list[str]]]:
+        names = ("setup", "lint", "typecheck", "build", "test")
+        return [(n, getattr(self, n)) for n in names if getattr(self, n)]
+
+
+class Verification(Model):
+    """How the Refinery verifies a batch before merging it."""
+
+    gates: Gates = Field(default_factory=Gates)
+    image: str | None = Field(default=None, max_length=512,
+                              description="Image that runs the gates (defaults to the agent image).")
+    resources: Resources = Field(default_factory=Resources)
+    timeout_seconds: int = Field(default=1800, ge=10, le=86400)
+
+
+class RigSpec(Model):
+    git_url: str = Field(pattern=GIT_URL, max_length=2048,
+                         description="Clone URL of the repository (https, ssh, git, file or user@host:path).")
+    default_branch: BranchName = Field(default="main", description="Branch that work is merged into.")
+    beads_prefix: str = Field(default="gt", pattern=r"^[a-z]{2,10}$",
+                              description="Prefix of bead IDs (2-10 lowercase letters), as in gt-k3x9q.")
+    credentials_secret: SecretRef | None = Field(
+        default=None,
+        description="Secret with git credentials: username and password (basic-auth) "
+                    "or ssh-privatekey (ssh-auth).")
+    max_polecats: int = Field(default=3, ge=1, le=100,
+                              description="Most agent sessions that may run at once on this rig.")
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    verification: Verification = Field(default_factory=Verification)
+
+
+RigPhase = Literal["Pending", "Ready", "Error", "Invalid"]
+
+
+class RigStatus(Model):
+    phase: RigPhase | None = None
+    observed_generation: int | None = None
+    conditions: Conditions
+    ledger_head: str | None = Field(default=None, description="Commit at the tip of the ledger branch.")
+    beads: dict[str, int] = Field(default_factory=dict, description="Number of beads by status.")
+    active_polecats: int = 0
+    last_sync: datetime | None = None

@@ -1,0 +1,1 @@
+"""The ``gt`` command line."""

@@ -1,0 +1,30 @@
+"""``gt``: the Gas Town command line."""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from .operator import operator
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="gt")
+def cli() -> None:
+    """Gas Town: run a town of AI coding agents, with git as the database.
+
+    On a cluster, `gt operator run` reconciles Rig, Polecat, Convoy and MergeQueue
+    resources. Every command that reads or writes beads works against a rig's git
+    repository, given by path or URL.
+    """
+
+
+cli.add_command(operator)
+
+
+def main() -> None:
+    cli(prog_name="gt")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""kopf handlers. Thin: read the object, ask the engine, carry out what it says."""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+
+from ..api import KINDS, Kind
+from .admission import judge
+from .settings import OperatorOptions, configure
+
+log = logging.getLogger("gastown.operator")
+
+
+@kopf.on.startup()
+def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
+    opts = memo.get("options") or OperatorOptions()
+    configure(settings, opts)
+    log.info("gastown operator starting (%s)",
+             "all namespaces" if opts.clusterwide else "namespaces " + ",".join(opts.namespaces))
+
+
+def _admit(kind: Kind):
+    def admit(body: kopf.Body, patch: kopf.Patch, **_) -> None:
+        verdict = judge(kind, body)
+        patch.status.update(verdict.status)
+        if verdict.warning:
+            kopf.warn(body, reason="InvalidSpec", message=verdict.warning)
+
+    admit.__name__ = f"admit_{kind.singular}"
+    return admit
+
+
+for _kind in KINDS:
+    _handler = _admit(_kind)
+    for _on in (kopf.on.create, kopf.on.update, kopf.on.resume):
+        _on(_kind.group, _kind.version, _kind.plural, id="admit")(_handler)

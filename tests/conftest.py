@@ -1,0 +1,87 @@
+"""Shared fixtures: the Kubernetes API double, a kubeconfig for it, the operator process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from kubeapi import KubeAPI  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+GT = str(Path(sys.executable).parent / "gt")
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 20, what: str = "condition") -> object:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def kubeapi() -> Iterator[KubeAPI]:
+    api = KubeAPI().start()
+    yield api
+    api.stop()
+
+
+@pytest.fixture
+def kubeconfig(kubeapi: KubeAPI, tmp_path: Path) -> Path:
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "test", "cluster": {"server": kubeapi.url}}],
+        "users": [{"name": "test", "user": {"token": "test-token"}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test",
+                                                  "namespace": "default"}}],
+    }))
+    return path
+
+
+class OperatorProcess:
+    def __init__(self, kubeconfig: Path, log: Path, args: list[str]):
+        self.log = log
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [GT, "operator", "run", "--standalone", "--liveness", "", *args],
+            stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def operator(kubeconfig: Path, tmp_path: Path) -> Iterator[Callable[..., OperatorProcess]]:
+    """Start ``gt operator run`` as a real process against the API double."""
+    started: list[OperatorProcess] = []
+
+    def start(*args: str) -> OperatorProcess:
+        op = OperatorProcess(kubeconfig, tmp_path / f"operator-{len(started)}.log", list(args))
+        started.append(op)
+        return op
+
+    yield start
+    for op in started:
+        op.stop()
