@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .bead import bead
 from .operator import operator
 
 
@@ -19,6 +20,7 @@ def cli() -> None:
     """
 
 
+cli.add_command(bead)
 cli.add_command(operator)
 
 

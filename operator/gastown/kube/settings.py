@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
-
-import kopf
+from typing import TYPE_CHECKING
 
 from ..api import GROUP
+
+if TYPE_CHECKING:
+    import kopf
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ FINALIZER = f"{GROUP}/finalizer"
 
 def configure(settings: kopf.OperatorSettings, opts: OperatorOptions) -> None:
     """Apply ``opts`` to kopf's settings (called from the startup handler)."""
+    import kopf  # here, so that `gt` commands that are not the operator start fast
+
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
