@@ -6,7 +6,9 @@ import click
 
 from .. import __version__
 from .bead import bead
+from .config import config
 from .operator import operator
+from .session import done, session
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -20,8 +22,8 @@ def cli() -> None:
     """
 
 
-cli.add_command(bead)
-cli.add_command(operator)
+for _command in (bead, config, done, operator, session):
+    cli.add_command(_command)
 
 
 def main() -> None:

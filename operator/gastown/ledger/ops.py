@@ -88,7 +88,8 @@ def _check_id(bead_id: str) -> None:
         raise InvalidOperation(f"{bead_id!r} is not a bead ID (like gt-k3x9q or gt-k3x9q.2)")
 
 
-def _touch(bead: Bead, tx: Tx, **changes: Any) -> Bead:
+def revise(bead: Bead, tx: Tx, **changes: Any) -> Bead:
+    """``bead`` with ``changes`` and a fresh updated_at, validated."""
     data = bead.model_dump()
     data.update(changes, updated_at=tx.now)
     return Bead.model_validate(data)
@@ -198,7 +199,7 @@ class Update:
         if not changes:
             return bead  # nothing to do: no commit line, no empty commit
         try:
-            new = _touch(bead, tx, **changes)
+            new = revise(bead, tx, **changes)
         except ValueError as e:
             raise InvalidOperation(f"{bead.id}: {_first_error(e)}") from None
         return tx.put(new, line, self.actor)
@@ -224,7 +225,7 @@ class Close:
         if bead.status == Status.CLOSED:
             raise InvalidOperation(f"{bead.id} is already closed")
         check_transition(bead.id, bead.status, Status.CLOSED)
-        new = _touch(bead, tx, **_status_change(bead, Status.CLOSED, tx.now),
+        new = revise(bead, tx, **_status_change(bead, Status.CLOSED, tx.now),
                      close_reason=self.reason or None)
         suffix = f": {_short(self.reason)}" if self.reason else ""
         return tx.put(new, f"{bead.status} -> closed{suffix}", self.actor)
@@ -243,7 +244,7 @@ class Reopen:
         comments = list(bead.comments)
         if self.reason:
             comments.append(Comment(author=self.actor, text=f"reopened: {self.reason}", created=tx.now))
-        new = _touch(bead, tx, **_status_change(bead, Status.OPEN, tx.now), comments=comments)
+        new = revise(bead, tx, **_status_change(bead, Status.OPEN, tx.now), comments=comments)
         return tx.put(new, "closed -> open", self.actor)
 
 
@@ -258,7 +259,7 @@ class AddComment:
         if not self.text.strip():
             raise InvalidOperation("a comment needs some text")
         comment = Comment(author=self.actor, text=self.text, created=tx.now)
-        return tx.put(_touch(bead, tx, comments=[*bead.comments, comment]), "comment", self.actor)
+        return tx.put(revise(bead, tx, comments=[*bead.comments, comment]), "comment", self.actor)
 
 
 @dataclass(frozen=True)
@@ -273,7 +274,7 @@ class AddDep:
         dep = _validated_deps(tx, bead.id, [Dependency(id=self.depends_on, type=self.type)])[0]
         if dep in bead.dependencies:
             return bead
-        new = _touch(bead, tx, dependencies=[*bead.dependencies, dep])
+        new = revise(bead, tx, dependencies=[*bead.dependencies, dep])
         cycle = tx.ordering_cycle(new) if dep.type in ORDERING else None
         if cycle:
             raise InvalidOperation(f"refused: dependency cycle {' -> '.join(cycle)}")
@@ -293,7 +294,7 @@ class RemoveDep:
                 if not (d.id == self.depends_on and (self.type is None or d.type == self.type))]
         if len(keep) == len(bead.dependencies):
             raise InvalidOperation(f"{bead.id} does not depend on {self.depends_on}")
-        new = _touch(bead, tx, dependencies=keep)
+        new = revise(bead, tx, dependencies=keep)
         return tx.put(new, f"no longer depends on {self.depends_on}", self.actor)
 
 

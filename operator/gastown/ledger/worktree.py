@@ -1,0 +1,60 @@
+"""Git work on a polecat's checkout: its branch, its commits, its push. Git CLI, argv only."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from .errors import Unavailable
+from .gitstore import GIT_TIMEOUT, git_env
+
+
+def git(workdir: Path, *args: str, check: bool = True, timeout: float = GIT_TIMEOUT) -> str:
+    try:
+        proc = subprocess.run(["git", *args], cwd=workdir, capture_output=True, text=True,
+                              timeout=timeout, env=git_env())
+    except subprocess.TimeoutExpired:
+        raise Unavailable(f"git {args[0]} timed out after {timeout:.0f}s") from None
+    if check and proc.returncode != 0:
+        msg = (proc.stderr or proc.stdout).strip().splitlines()
+        raise Unavailable(f"git {args[0]} failed in {workdir}: {msg[-1] if msg else proc.returncode}")
+    return proc.stdout.strip()
+
+
+def remote_branch_exists(workdir: Path, branch: str, remote: str = "origin") -> bool:
+    return bool(git(workdir, "ls-remote", "--heads", remote, f"refs/heads/{branch}"))
+
+
+def prepare_branch(workdir: Path, branch: str, target: str, author: str, remote: str = "origin") -> str:
+    """Check out ``branch``: the pushed one when it exists (earlier work kept), else from ``target``."""
+    git(workdir, "config", "user.name", author)
+    git(workdir, "config", "user.email", f"{author.replace(' ', '-')}@gastown.local")
+    if remote_branch_exists(workdir, branch, remote):
+        git(workdir, "fetch", "--quiet", remote, f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}")
+        start = f"{remote}/{branch}"
+    else:
+        git(workdir, "fetch", "--quiet", remote, f"+refs/heads/{target}:refs/remotes/{remote}/{target}")
+        start = f"{remote}/{target}"
+    git(workdir, "checkout", "--quiet", "-B", branch, start)
+    return git(workdir, "rev-parse", "HEAD")
+
+
+def commit_leftovers(workdir: Path, message: str) -> bool:
+    """Commit whatever the agent left uncommitted; True when there was something."""
+    if not git(workdir, "status", "--porcelain"):
+        return False
+    git(workdir, "add", "--all")
+    git(workdir, "commit", "--quiet", "--no-verify", "-m", message)
+    return True
+
+
+def push_branch(workdir: Path, branch: str, remote: str = "origin") -> str:
+    """Push HEAD to ``branch`` on the remote; return the commit pushed."""
+    # the branch is the polecat's own; an agent that rebased it may replace it, nobody else may
+    git(workdir, "push", "--quiet", f"--force-with-lease=refs/heads/{branch}", remote,
+        f"HEAD:refs/heads/{branch}")
+    return git(workdir, "rev-parse", "HEAD")
+
+
+def current_branch(workdir: Path) -> str:
+    return git(workdir, "rev-parse", "--abbrev-ref", "HEAD")

@@ -1,0 +1,238 @@
+"""Polecats in the ledger: identities, hooks, sessions and `gt done`. Engine: pure operations.
+
+A polecat's identity is an agent bead (type ``agent``) with a stable ID derived from its
+name; its sessions come and go. Every change here is one ledger operation that touches the
+work bead and the agent bead together, in one commit, so they never disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .ledger import Bead, BeadType, Comment, Dependency, DepType, InvalidOperation, Status
+from .ledger.ids import base36, new_id
+from .ledger.ops import Tx, revise
+
+# Names for polecats, handed out in order per rig: the crew of the War Rig and friends.
+NAME_POOL = (
+    "furiosa", "nux", "capable", "toast", "cheedo", "dag", "angharad", "slit", "max", "rictus",
+    "ace", "keeper", "valkyrie", "morsov", "corpus", "organic", "miss-giddy", "vuvalini",
+    "scrotus", "praetorian", "jack", "dementus", "mary", "glory", "pissboy", "octoboss",
+)
+
+DoneStatus = Literal["completed", "escalated", "deferred"]
+FailStatus = Literal["failed", "timeout", "rate_limited"]
+MAX_ATTEMPTS = 3
+
+
+def branch_for(polecat: str, bead_id: str) -> str:
+    return f"polecat/{polecat}/{bead_id}"
+
+
+def agent_id(prefix: str, name: str) -> str:
+    digest = hashlib.sha256(f"agent\0{name}".encode()).digest()
+    return f"{prefix}-{base36(int.from_bytes(digest[:8], 'big')).rjust(8, '0')[-8:]}"
+
+
+def next_name(taken: Iterable[str]) -> str:
+    used = set(taken)
+    for n in range(1, 1000):
+        for base in NAME_POOL:
+            name = base if n == 1 else f"{base}-{n}"
+            if name not in used:
+                return name
+    raise RuntimeError("no polecat name left")
+
+
+def agent_of(tx: Tx, name: str) -> Bead:
+    bead = tx.get(agent_id(tx.prefix, name))
+    if bead is None:
+        raise InvalidOperation(f"no polecat {name} in this rig's ledger")
+    return bead
+
+
+def _meta(bead: Bead, **changes: Any) -> dict[str, Any]:
+    meta = dict(bead.metadata)
+    for k, v in changes.items():
+        if v is None:
+            meta.pop(k, None)
+        else:
+            meta[k] = v
+    return meta
+
+
+def _put(tx: Tx, bead: Bead, line: str, actor: str, **changes: Any) -> Bead:
+    return tx.put(revise(bead, tx, **changes), line, actor)
+
+
+@dataclass(frozen=True)
+class EnsureAgent:
+    """The polecat's identity bead exists (created once, never duplicated)."""
+
+    name: str
+    rig: str
+    actor: str
+    runtime: str = ""
+
+    def apply(self, tx: Tx) -> Bead:
+        bead_id = agent_id(tx.prefix, self.name)
+        existing = tx.get(bead_id)
+        if existing is not None:
+            return existing
+        bead = Bead(id=bead_id, title=f"polecat {self.name}", type=BeadType.AGENT, labels=["polecat"],
+                    metadata={"name": self.name, "rig": self.rig, "state": "idle", "sessions": 0,
+                              "runtime": self.runtime},
+                    created_by=self.actor, created_at=tx.now, updated_at=tx.now)
+        return tx.put(bead, f"polecat {self.name} joined rig {self.rig}", self.actor)
+
+
+@dataclass(frozen=True)
+class Hook:
+    """Give an open bead to a polecat: the bead is `hooked` and the polecat holds it."""
+
+    bead_id: str
+    polecat: str
+    actor: str
+
+    def apply(self, tx: Tx) -> Bead:
+        bead = tx.require(self.bead_id)
+        agent = agent_of(tx, self.polecat)
+        if bead.status == Status.HOOKED and bead.assignee == self.polecat:
+            return bead
+        if bead.status != Status.OPEN:
+            raise InvalidOperation(f"{bead.id} is {bead.status}; only an open bead can be hooked")
+        held = agent.metadata.get("hooked")
+        if held and held != bead.id:
+            raise InvalidOperation(f"polecat {self.polecat} already holds {held}")
+        _put(tx, agent, f"polecat {self.polecat} hooked {bead.id}", self.actor,
+             metadata=_meta(agent, hooked=bead.id))
+        return _put(tx, bead, f"open -> hooked to {self.polecat}", self.actor, status=Status.HOOKED,
+                    assignee=self.polecat)
+
+
+@dataclass(frozen=True)
+class StartSession:
+    bead_id: str
+    polecat: str
+    session: str
+    actor: str
+
+    def apply(self, tx: Tx) -> Bead:
+        bead = tx.require(self.bead_id)
+        agent = agent_of(tx, self.polecat)
+        if bead.assignee != self.polecat or bead.status not in (Status.HOOKED, Status.IN_PROGRESS):
+            raise InvalidOperation(f"{bead.id} is not hooked to polecat {self.polecat}")
+        if bead.metadata.get("session") == self.session:
+            return bead  # already recorded (the wrapper was restarted)
+        sessions = int(agent.metadata.get("sessions", 0)) + 1
+        _put(tx, agent, f"polecat {self.polecat} started session {self.session}", self.actor,
+             metadata=_meta(agent, state="working", session=self.session, hooked=bead.id,
+                            sessions=sessions))
+        return _put(tx, bead, f"{bead.status} -> in_progress (session {self.session})", self.actor,
+                    status=Status.IN_PROGRESS,
+                    metadata=_meta(bead, session=self.session, branch=branch_for(self.polecat, bead.id)))
+
+
+@dataclass(frozen=True)
+class EndSession:
+    """A session ended without `gt done`: the bead stays with the polecat for a restart."""
+
+    bead_id: str
+    polecat: str
+    session: str
+    status: FailStatus
+    reason: str
+    actor: str
+
+    def apply(self, tx: Tx) -> Bead:
+        bead = tx.require(self.bead_id)
+        agent = agent_of(tx, self.polecat)
+        if bead.metadata.get("ended") == self.session:
+            return bead
+        attempts = int(bead.metadata.get("attempts", 0)) + 1
+        _put(tx, agent, f"polecat {self.polecat} is idle ({self.status})", self.actor,
+             metadata=_meta(agent, state="idle", session=None, last_outcome=self.status))
+        text = f"session {self.session} ended: {self.status}: {self.reason}"
+        comments = [*bead.comments, _comment(self.actor, text, tx)]
+        next_status = Status.HOOKED if bead.status == Status.IN_PROGRESS else bead.status
+        return _put(tx, bead, f"{bead.status} -> {next_status}: session {self.status}", self.actor,
+                    status=next_status, comments=comments,
+                    metadata=_meta(bead, session=None, ended=self.session, attempts=attempts,
+                                   last_outcome=self.status, last_reason=self.reason[:500]))
+
+
+@dataclass(frozen=True)
+class Done:
+    """`gt done`: record the result of the work and set the polecat idle."""
+
+    bead_id: str
+    polecat: str
+    session: str
+    status: DoneStatus
+    branch: str
+    target: str
+    commit: str
+    reason: str
+    actor: str
+
+    def apply(self, tx: Tx) -> Bead | None:
+        bead = tx.require(self.bead_id)
+        agent = agent_of(tx, self.polecat)
+        if self.session and bead.metadata.get("ended") == self.session:
+            return self._existing_mr(tx, bead)  # this session's done is already recorded
+        result: Bead | None = None
+        meta = _meta(bead, session=None, ended=self.session or None)
+        if self.status == "completed":
+            result = self._merge_request(tx, bead)
+            meta["mr"] = result.id
+            line, status = f"{bead.status} -> in_progress: merge request {result.id}", Status.IN_PROGRESS
+        elif self.status == "escalated":
+            result = self._escalation(tx, bead)
+            meta["escalation"] = result.id
+            line, status = f"{bead.status} -> blocked: escalated ({result.id})", Status.BLOCKED
+        else:
+            line, status = f"{bead.status} -> deferred", Status.DEFERRED
+        comments = list(bead.comments)
+        if self.reason:
+            comments.append(_comment(self.actor, f"{self.status}: {self.reason}", tx))
+        _put(tx, bead, line, self.actor, status=status, metadata=meta, comments=comments,
+             assignee=bead.assignee if self.status == "completed" else None)
+        _put(tx, agent, f"polecat {self.polecat} is idle ({self.status})", self.actor,
+             metadata=_meta(agent, state="idle", session=None, hooked=None, last_outcome=self.status))
+        return result
+
+    def _existing_mr(self, tx: Tx, bead: Bead) -> Bead | None:
+        mr = bead.metadata.get("mr")
+        return tx.get(mr) if mr else None
+
+    def _merge_request(self, tx: Tx, bead: Bead) -> Bead:
+        meta = {"branch": self.branch, "target": self.target, "source": bead.id, "worker": self.polecat,
+                "commit": self.commit, "session": self.session}
+        current = tx.get(bead.metadata.get("mr", "")) if bead.metadata.get("mr") else None
+        if current is not None and current.status != Status.CLOSED:
+            # the same branch, done again (after a rejection): the MR now points at the new commit
+            return _put(tx, current, f"merge request updated to {self.commit[:12]}", self.actor,
+                        status=Status.OPEN, metadata=_meta(current, **meta))
+        mr_id = new_id(tx.prefix, f"mr\0{bead.id}\0{self.session}\0{self.commit}", tx.ids(), len(tx.ids()))
+        mr = Bead(id=mr_id, title=f"Merge {self.branch}", type=BeadType.MERGE_REQUEST,
+                  priority=bead.priority, assignee=self.polecat, labels=["mr"], metadata=meta,
+                  dependencies=[Dependency(id=bead.id, type=DepType.TRACKS)],
+                  created_by=self.actor, created_at=tx.now, updated_at=tx.now)
+        return tx.put(mr, f'created merge-request "{mr.title}" ({self.commit[:12]})', self.actor)
+
+    def _escalation(self, tx: Tx, bead: Bead) -> Bead:
+        esc_id = new_id(tx.prefix, f"esc\0{bead.id}\0{self.session}", tx.ids(), len(tx.ids()))
+        esc = Bead(id=esc_id, title=f"{self.polecat} needs help with {bead.id}: {bead.title}"[:500],
+                   type=BeadType.ESCALATION, priority=2, description=self.reason,
+                   labels=["escalation", "P2"], metadata={"severity": "P2", "source": bead.id,
+                                                          "raised_by": self.polecat},
+                   dependencies=[Dependency(id=bead.id, type=DepType.TRACKS)],
+                   created_by=self.actor, created_at=tx.now, updated_at=tx.now)
+        return tx.put(esc, f"escalation P2 raised by {self.polecat}", self.actor)
+
+
+def _comment(actor: str, text: str, tx: Tx) -> Comment:
+    return Comment(author=actor, text=text, created=tx.now)

@@ -1,0 +1,154 @@
+"""LocalBackend: sessions as subprocesses in git worktrees of a local clone, under a town dir.
+
+    TOWN/rigs/RIG/repo              a clone of the rig repository
+    TOWN/rigs/RIG/polecats/NAME     the polecat's worktree: its identity outlives its sessions
+    TOWN/sessions/SESSION/          prompt.md, session.log, heartbeat, result.json, wrapper.log
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..ledger.worktree import git
+from .heartbeat import file_age
+from .session import Outcome
+
+
+@dataclass(frozen=True)
+class SessionRequest:
+    rig: str  # the rig's name
+    remote: str  # the rig repository
+    bead: str
+    polecat: str
+    runtime: str = "script"
+    model: str | None = None
+    args: tuple[str, ...] = ()
+    target: str = "main"
+    deadline: float = 3600.0
+    labels: dict[str, str] = field(default_factory=dict)  # convoy and the like, for listing
+
+
+@dataclass
+class LocalSession:
+    name: str
+    request: SessionRequest
+    dir: Path
+    pid: int
+    started: float
+    _proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    def running(self) -> bool:
+        if self._proc is not None:
+            return self._proc.poll() is None
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        return not (self.dir / "result.json").exists()
+
+    def wait(self, timeout: float | None = None) -> Outcome | None:
+        if self._proc is not None:
+            self._proc.wait(timeout)
+        else:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while self.running():
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(self.name)
+                time.sleep(0.05)
+        return self.outcome()
+
+    def outcome(self) -> Outcome | None:
+        return Outcome.read(self.dir / "result.json")
+
+    def heartbeat_age(self) -> float | None:
+        return file_age(self.dir / "heartbeat")
+
+    @property
+    def exit_code(self) -> int | None:
+        return self._proc.poll() if self._proc is not None else None
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^a-z0-9.-]+", "-", text.lower()).strip("-")
+
+
+class LocalBackend:
+    def __init__(self, town: Path, cache_dir: Path | None = None, heartbeat_interval: float = 2.0):
+        self.town = Path(town)
+        self.cache_dir = cache_dir or self.town / "cache"
+        self.heartbeat_interval = heartbeat_interval
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, rig: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(rig, threading.Lock())
+
+    def clone(self, rig: str, remote: str) -> Path:
+        repo = self.town / "rigs" / rig / "repo"
+        with self._lock(rig):
+            if not (repo / ".git").exists():
+                repo.parent.mkdir(parents=True, exist_ok=True)
+                git(repo.parent, "clone", "--quiet", remote, str(repo))
+        return repo
+
+    def worktree(self, rig: str, remote: str, polecat: str) -> Path:
+        repo = self.clone(rig, remote)
+        path = self.town / "rigs" / rig / "polecats" / polecat
+        with self._lock(rig):
+            if not (path / ".git").exists():
+                git(repo, "worktree", "prune")
+                git(repo, "worktree", "add", "--quiet", "--detach", str(path))
+        return path
+
+    def start(self, req: SessionRequest) -> LocalSession:
+        name = _safe(f"{req.polecat}-{req.bead}-{time.strftime('%Y%m%d%H%M%S')}-{os.urandom(2).hex()}")
+        workdir = self.worktree(req.rig, req.remote, req.polecat)
+        sdir = self.town / "sessions" / name
+        sdir.mkdir(parents=True)
+        argv = [sys.executable, "-m", "gastown.cli.main", "session", "run",
+                "--rig", req.remote, "--bead", req.bead, "--polecat", req.polecat, "--session", name,
+                "--runtime", req.runtime, "--workdir", str(workdir), "--session-dir", str(sdir),
+                "--target", req.target, "--deadline", str(req.deadline),
+                "--heartbeat", f"file:{sdir / 'heartbeat'}",
+                "--heartbeat-interval", str(self.heartbeat_interval), "--cache-dir", str(self.cache_dir)]
+        if req.model:
+            argv += ["--model", req.model]
+        argv += ["--", *req.args]
+        (sdir / "request.json").write_text(json.dumps({"request": asdict(req), "argv": argv}, indent=2))
+        with (sdir / "wrapper.log").open("wb") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        (sdir / "pid").write_text(str(proc.pid))
+        return LocalSession(name, req, sdir, proc.pid, time.time(), proc)
+
+    def sessions(self) -> list[LocalSession]:
+        """Every session this town has run, the newest last (re-derived from disk)."""
+        out = []
+        for sdir in sorted((self.town / "sessions").glob("*/request.json")):
+            data = json.loads(sdir.read_text())
+            req = SessionRequest(**{**data["request"], "args": tuple(data["request"]["args"])})
+            pid = int((sdir.parent / "pid").read_text())
+            out.append(LocalSession(sdir.parent.name, req, sdir.parent, pid, sdir.stat().st_mtime))
+        return sorted(out, key=lambda s: s.started)
+
+    def stop(self, session: LocalSession, grace: float = 10.0) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(session.pid, sig)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and session.running():
+                time.sleep(0.05)
+            if not session.running():
+                return

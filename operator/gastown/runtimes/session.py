@@ -1,0 +1,275 @@
+"""One agent session, the same in a pod and in a local worktree: `gt session run` and `gt done`.
+
+The wrapper records the start in the ledger, checks out the polecat's branch, writes the
+prompt, runs the runtime as an argv list with a heartbeat and a deadline, and records how it
+ended. A session that ends well finishes with `gt done`: leftovers committed, the branch
+pushed, a merge-request bead recorded, the polecat idle. A session that ends badly still
+pushes its work (so a restart resumes it) and leaves the bead hooked to the polecat.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..ledger import Bead, Ledger, LedgerError, query
+from ..ledger.worktree import commit_leftovers, current_branch, prepare_branch, push_branch
+from ..polecats import Done, DoneStatus, EndSession, StartSession, branch_for
+from .config import resolve
+from .heartbeat import Heartbeat
+from .prompt import render
+
+# `gt session run` exit codes, so that a Job's pod says how the session ended.
+EXIT_CODES = {"completed": 0, "escalated": 0, "deferred": 0, "failed": 1, "rate_limited": 3,
+              "timeout": 4}
+KILL_GRACE = 10.0
+
+
+@dataclass
+class SessionSpec:
+    rig: str  # the rig repository (path or URL): ledger and branch pushes
+    bead: str
+    polecat: str
+    session: str
+    runtime: str
+    workdir: Path  # a git checkout whose `origin` is the rig repository
+    session_dir: Path  # prompt, log, heartbeat, result: outside the checkout
+    target: str = "main"
+    model: str | None = None
+    extra_args: list[str] = field(default_factory=list)
+    deadline: float = 3600.0
+    heartbeat: str | None = None
+    heartbeat_interval: float = 10.0
+    cache_dir: Path | None = None
+
+    @property
+    def actor(self) -> str:
+        return f"polecat {self.polecat}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.session_dir / "session.log"
+
+    @property
+    def result_path(self) -> Path:
+        return self.session_dir / "result.json"
+
+    @property
+    def done_path(self) -> Path:
+        return self.session_dir / "done.json"
+
+
+@dataclass
+class Outcome:
+    status: str  # completed | escalated | deferred | failed | timeout | rate_limited
+    reason: str
+    exit_code: int | None = None
+    seconds: float = 0.0
+    commit: str | None = None
+    result_bead: str | None = None
+
+    @property
+    def code(self) -> int:
+        return EXIT_CODES[self.status]
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> Outcome | None:
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+
+
+def session_env(spec: SessionSpec, prompt_file: Path, branch: str) -> dict[str, str]:
+    """What the runtime (and a `gt done` it runs) needs to know about its session."""
+    env = dict(os.environ)
+    env.update(GT_RIG=spec.rig, GT_BEAD=spec.bead, GT_POLECAT=spec.polecat, GT_SESSION=spec.session,
+               GT_SESSION_DIR=str(spec.session_dir), GT_PROMPT_FILE=str(prompt_file),
+               GT_BRANCH=branch, GT_TARGET=spec.target, GT_ACTOR=spec.actor,
+               GT_WORKDIR=str(spec.workdir))
+    if spec.cache_dir:
+        env["GT_CACHE_DIR"] = str(spec.cache_dir)
+    return env
+
+
+def run_session(spec: SessionSpec) -> Outcome:
+    spec.session_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with Ledger(spec.rig, cache_dir=spec.cache_dir, actor=spec.actor) as ledger:
+        try:
+            outcome = _run(spec, ledger, started)
+        except (LedgerError, ValueError) as e:
+            outcome = Outcome("failed", f"could not start: {e}", seconds=time.monotonic() - started)
+            _record_failure(spec, ledger, outcome)
+    outcome.write(spec.result_path)
+    return outcome
+
+
+def _run(spec: SessionSpec, ledger: Ledger, started: float) -> Outcome:
+    runtime = resolve(spec.runtime)
+    beads = ledger.beads()
+    if spec.bead not in beads:
+        ledger.get(spec.bead)  # the precise error: not found or corrupt
+    bead = beads[spec.bead]
+    branch = branch_for(spec.polecat, bead.id)
+    ledger.apply(StartSession(bead.id, spec.polecat, spec.session, spec.actor))
+    prepare_branch(spec.workdir, branch, spec.target, spec.actor)
+
+    prompt = render(bead, branch=branch, target=spec.target, steps=query.children(beads, bead.id),
+                    notes=_earlier_sessions(bead))
+    prompt_file = spec.session_dir / "prompt.md"
+    prompt_file.write_text(prompt)
+    for name, content in runtime.files.items():
+        (spec.session_dir / name).write_text(content)
+    argv = runtime.argv(prompt=prompt, prompt_file=prompt_file, session_dir=spec.session_dir,
+                        model=spec.model, extra_args=spec.extra_args,
+                        resume=int(bead.metadata.get("attempts", 0)) > 0)
+    exit_code, timed_out = _execute(spec, argv, runtime.stdin(prompt), session_env(spec, prompt_file, branch))
+    seconds = time.monotonic() - started
+
+    marker = _read_done(spec)
+    if marker is not None:  # the agent ran `gt done` itself
+        return Outcome(marker["status"], marker.get("reason", ""), exit_code, seconds,
+                       marker.get("commit"), marker.get("result"))
+    if timed_out:
+        outcome = Outcome("timeout", f"no result after {spec.deadline:.0f}s: the runtime was stopped",
+                          exit_code, seconds)
+    elif exit_code == 0:
+        done = finish(spec.rig, spec.bead, spec.polecat, spec.session, "completed", "", spec.workdir,
+                      spec.target, spec.session_dir, spec.cache_dir, ledger=ledger)
+        return Outcome("completed", "", exit_code, time.monotonic() - started, done["commit"], done["result"])
+    else:
+        tail = _tail(spec.log_path)
+        last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "")[:300]
+        if runtime.rate_limited(tail):
+            outcome = Outcome("rate_limited", f"{runtime.name} hit a rate limit: {last}", exit_code, seconds)
+        elif exit_code == 127:
+            outcome = Outcome("failed", f"runtime binary not found: {argv[0]}", exit_code, seconds)
+        else:
+            outcome = Outcome("failed", f"{runtime.name} exited with code {exit_code}: {last}", exit_code,
+                              seconds)
+    outcome.commit = _save_work(spec, branch, outcome)
+    _record_failure(spec, ledger, outcome)
+    return outcome
+
+
+def _execute(spec: SessionSpec, argv: list[str], stdin: bytes | None, env: dict[str, str]) -> tuple[int, bool]:
+    """Run the runtime with a heartbeat until it exits or the deadline passes."""
+    with Heartbeat(spec.heartbeat, spec.session, spec.heartbeat_interval), \
+            spec.log_path.open("ab") as log:
+        try:
+            proc = subprocess.Popen(argv, cwd=spec.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                    start_new_session=True)
+        except FileNotFoundError:
+            log.write(f"gastown: {argv[0]}: command not found\n".encode())
+            return 127, False
+        except PermissionError as e:
+            log.write(f"gastown: {argv[0]}: {e}\n".encode())
+            return 126, False
+        if stdin is not None:
+            threading.Thread(target=_feed, args=(proc, stdin), daemon=True).start()
+        try:
+            return proc.wait(timeout=spec.deadline), False
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            return proc.returncode, True
+
+
+def _feed(proc: subprocess.Popen, data: bytes) -> None:
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(data)
+        proc.stdin.close()
+    except (BrokenPipeError, OSError):
+        pass
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the whole process group, then SIGKILL what is left after a grace period."""
+    for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _tail(path: Path, size: int = 64 * 1024) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(max(0, path.stat().st_size - size))
+            return fh.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _earlier_sessions(bead: Bead) -> str:
+    notes = [c.text for c in bead.comments if c.text.startswith("session ")]
+    return "\n".join(notes[-3:])
+
+
+def _save_work(spec: SessionSpec, branch: str, outcome: Outcome) -> str | None:
+    """Push whatever the session did, so that the next session resumes it; never lose work."""
+    try:
+        if current_branch(spec.workdir) != branch:
+            return None
+        commit_leftovers(spec.workdir, f"{spec.bead}: work in progress (session {spec.session}, "
+                                       f"{outcome.status})")
+        return push_branch(spec.workdir, branch)
+    except LedgerError as e:
+        outcome.reason += f" (and the work could not be pushed: {e})"
+        return None
+
+
+def _record_failure(spec: SessionSpec, ledger: Ledger, outcome: Outcome) -> None:
+    try:
+        ledger.apply(EndSession(spec.bead, spec.polecat, spec.session, outcome.status,  # type: ignore[arg-type]
+                                outcome.reason, spec.actor))
+    except LedgerError as e:
+        outcome.reason += f" (not recorded in the ledger: {e})"
+
+
+def _read_done(spec: SessionSpec) -> dict | None:
+    try:
+        return json.loads(spec.done_path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def finish(rig: str, bead: str, polecat: str, session: str, status: DoneStatus, reason: str,
+           workdir: Path, target: str, session_dir: Path | None, cache_dir: Path | None,
+           ledger: Ledger | None = None) -> dict:
+    """`gt done`: commit leftovers, push the branch, record the result, set the polecat idle."""
+    actor = f"polecat {polecat}"
+    branch = current_branch(workdir)
+    expected = branch_for(polecat, bead)
+    if branch != expected:
+        raise LedgerError(f"the checkout is on {branch}, not on the polecat branch {expected}")
+    commit_leftovers(workdir, f"{bead}: leftovers of session {session or 'manual'}")
+    commit = push_branch(workdir, branch)
+    own = ledger is None
+    ledger = ledger or Ledger(rig, cache_dir=cache_dir, actor=actor)
+    try:
+        result = ledger.apply(Done(bead, polecat, session, status, branch, target, commit, reason, actor))
+    finally:
+        if own:
+            ledger.close()
+    marker = {"status": status, "reason": reason, "commit": commit, "result": result.id if result else None}
+    if session_dir is not None:
+        session_dir.mkdir(parents=True, exist_ok=True)
+        (session_dir / "done.json").write_text(json.dumps(marker) + "\n")
+    return marker

@@ -1,0 +1,46 @@
+"""A scripted agent for the `script` runtime: deterministic, no LLM.
+
+usage: agent_script.py MODE   (edit | commit | fail | hang | ratelimit | escalate | slow-done)
+It reads its prompt from $GT_PROMPT_FILE, as any runtime with prompt mode `file` would.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def main() -> int:
+    mode = sys.argv[1]
+    prompt = Path(os.environ["GT_PROMPT_FILE"]).read_text()
+    title_line = prompt.splitlines()[0]
+    if mode in ("edit", "commit"):
+        Path("WORK.md").write_text(f"{title_line}\n")
+        if mode == "commit":
+            subprocess.run(["git", "add", "WORK.md"], check=True)
+            subprocess.run(["git", "commit", "-q", "-m", "agent work"], check=True)
+        print("did the work")
+        return 0
+    if mode == "fail":
+        print("compiling...\nerror: the tests do not pass", flush=True)
+        return 2
+    if mode == "hang":
+        Path("PARTIAL.md").write_text("half done\n")
+        print("thinking very hard", flush=True)
+        time.sleep(600)
+        return 0
+    if mode == "ratelimit":
+        print("API Error: 429 Too Many Requests: rate limit exceeded, retry later", flush=True)
+        return 1
+    if mode == "escalate":
+        subprocess.run(["gt", "done", "--status", "escalated", "--reason", "the spec contradicts itself"],
+                       check=True)
+        return 0
+    raise SystemExit(f"unknown mode {mode}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Sessions through the LocalBackend with the `script` runtime, on real git and real processes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from gastown.ledger import BeadType, Status
+from gastown.polecats import agent_id
+from gastown.runtimes.local import LocalBackend, SessionRequest
+from rigs import git, make_rig
+
+AGENT = str(Path(__file__).resolve().parent.parent / "agent_script.py")
+
+
+@pytest.fixture
+def rig(tmp_path):
+    return make_rig(tmp_path)
+
+
+@pytest.fixture
+def backend(tmp_path, monkeypatch):
+    # `gt` inside the session must be this checkout's
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return LocalBackend(tmp_path / "town", cache_dir=tmp_path / "town-cache", heartbeat_interval=0.2)
+
+
+def start(backend, rig, bead, mode, deadline=60.0):
+    return backend.start(SessionRequest(rig=rig.name, remote=str(rig.remote), bead=bead, polecat="furiosa",
+                                        runtime="script", args=(sys.executable, AGENT, mode),
+                                        deadline=deadline))
+
+
+def test_a_session_edits_files_and_done_records_the_merge_request(rig, backend):
+    bead = rig.hooked_bead("Add a WORK file; rm -rf / `whoami` $(id)")
+    session = start(backend, rig, bead, "edit")
+    outcome = session.wait(60)
+    assert outcome.status == "completed", (session.dir / "session.log").read_text()
+    branch = f"polecat/furiosa/{bead}"
+    assert branch in rig.branches()
+    assert rig.branch_file(branch, "WORK.md") == f"# {bead}: Add a WORK file; rm -rf / `whoami` $(id)"
+    assert rig.branch_file("main", "README.md") == "# webapp"  # main untouched
+
+    with rig.ledger() as lg:
+        beads = lg.beads()
+    mr = beads[outcome.result_bead]
+    assert mr.type == BeadType.MERGE_REQUEST and mr.status == Status.OPEN
+    assert mr.metadata["branch"] == branch and mr.metadata["target"] == "main"
+    assert mr.metadata["source"] == bead and mr.metadata["worker"] == "furiosa"
+    assert mr.metadata["commit"] == outcome.commit
+    work = beads[bead]
+    assert work.status == Status.IN_PROGRESS and work.metadata["mr"] == mr.id
+    agent = beads[agent_id("gt", "furiosa")]
+    assert agent.metadata["state"] == "idle" and "hooked" not in agent.metadata
+    assert agent.metadata["sessions"] == 1
+    assert session.heartbeat_age() is not None
+    prompt = (session.dir / "prompt.md").read_text()
+    assert f"polecat/furiosa/{bead}" in prompt and "gt done" in prompt
+
+
+def test_agent_commits_of_its_own_are_kept(rig, backend):
+    bead = rig.hooked_bead("Commit it yourself")
+    outcome = start(backend, rig, bead, "commit").wait(60)
+    assert outcome.status == "completed"
+    assert git("log", "-1", "--format=%s", f"polecat/furiosa/{bead}", cwd=rig.remote) == "agent work"
+
+
+@pytest.mark.parametrize(("mode", "status", "words", "code"), [
+    ("fail", "failed", "exited with code 2: error: the tests do not pass", 1),
+    ("ratelimit", "rate_limited", "hit a rate limit: API Error: 429", 3),
+])
+def test_failures_end_with_a_clear_reason(rig, backend, mode, status, words, code):
+    bead = rig.hooked_bead(f"Try {mode}")
+    session = start(backend, rig, bead, mode)
+    outcome = session.wait(60)
+    assert outcome.status == status and words in outcome.reason
+    assert session.exit_code == code
+    with rig.ledger() as lg:
+        work = lg.get(bead)
+        agent = lg.get(agent_id("gt", "furiosa"))
+    assert work.status == Status.HOOKED and work.assignee == "furiosa"  # kept for a restart
+    assert work.metadata["attempts"] == 1 and work.metadata["last_outcome"] == status
+    assert words in work.comments[-1].text
+    assert agent.metadata["state"] == "idle"
+
+
+def test_a_hung_runtime_is_stopped_at_its_deadline_and_its_work_pushed(rig, backend):
+    bead = rig.hooked_bead("Hang")
+    session = start(backend, rig, bead, "hang", deadline=2)
+    outcome = session.wait(60)
+    assert outcome.status == "timeout" and "no result after 2s" in outcome.reason
+    assert session.exit_code == 4
+    assert rig.branch_file(f"polecat/furiosa/{bead}", "PARTIAL.md") == "half done"
+    with rig.ledger() as lg:
+        assert lg.get(bead).metadata["last_outcome"] == "timeout"
+
+
+def test_the_agent_may_escalate_itself(rig, backend):
+    bead = rig.hooked_bead("Ambiguous work")
+    outcome = start(backend, rig, bead, "escalate").wait(60)
+    assert outcome.status == "escalated"
+    with rig.ledger() as lg:
+        beads = lg.beads()
+    esc = beads[outcome.result_bead]
+    assert esc.type == BeadType.ESCALATION and "the spec contradicts itself" in esc.description
+    assert beads[bead].status == Status.BLOCKED
+
+
+def test_a_restarted_session_resumes_the_pushed_branch(rig, backend):
+    bead = rig.hooked_bead("Resume me")
+    assert start(backend, rig, bead, "hang", deadline=2).wait(60).status == "timeout"
+    outcome = start(backend, rig, bead, "edit").wait(60)
+    assert outcome.status == "completed"
+    branch = f"polecat/furiosa/{bead}"
+    assert rig.branch_file(branch, "PARTIAL.md") == "half done"  # the first session's work
+    assert rig.branch_file(branch, "WORK.md").startswith(f"# {bead}")
+    with rig.ledger() as lg:
+        assert lg.get(agent_id("gt", "furiosa")).metadata["sessions"] == 2
+
+
+def test_an_unknown_bead_fails_cleanly(rig, backend):
+    rig.hooked_bead("something")
+    outcome = start(backend, rig, "gt-zzzz", "edit").wait(60)
+    assert outcome.status == "failed" and "no bead gt-zzzz" in outcome.reason

@@ -1,0 +1,52 @@
+"""Real rig repositories for tests: a bare remote with code on main, and its ledger."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from gastown.ledger import Ledger
+from gastown.polecats import EnsureAgent, Hook
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@dataclass
+class Rig:
+    remote: Path
+    cache: Path
+    name: str = "webapp"
+
+    def ledger(self, actor: str = "user tester") -> Ledger:
+        return Ledger(str(self.remote), cache_dir=self.cache, actor=actor)
+
+    def hooked_bead(self, title: str, polecat: str = "furiosa", **fields) -> str:
+        with self.ledger() as lg:
+            lg.apply(EnsureAgent(polecat, self.name, "user tester", "script"))
+            bead = lg.create(title, **fields)
+            lg.apply(Hook(bead.id, polecat, "user tester"))
+            return bead.id
+
+    def branch_file(self, branch: str, path: str) -> str:
+        return git("show", f"{branch}:{path}", cwd=self.remote)
+
+    def branches(self) -> list[str]:
+        out = git("for-each-ref", "--format=%(refname:short)", "refs/heads", cwd=self.remote)
+        return out.splitlines()
+
+
+def make_rig(root: Path, files: dict[str, str] | None = None) -> Rig:
+    remote = root / "webapp.git"
+    git("init", "--quiet", "--bare", "--initial-branch=main", str(remote))
+    work = root / "seed"
+    git("clone", "--quiet", str(remote), str(work))
+    for name, text in (files or {"README.md": "# webapp\n"}).items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text(text)
+    git("add", "-A", cwd=work)
+    git("-c", "user.name=seed", "-c", "user.email=s@x", "commit", "-q", "-m", "seed", cwd=work)
+    git("push", "-q", "origin", "HEAD:main", cwd=work)
+    return Rig(remote, root / "ledger-cache")
