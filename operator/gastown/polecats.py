@@ -8,7 +8,7 @@ work bead and the agent bead together, in one commit, so they never disagree.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -236,3 +236,23 @@ class Done:
 
 def _comment(actor: str, text: str, tx: Tx) -> Comment:
     return Comment(author=actor, text=text, created=tx.now)
+
+
+def hooked_to(beads: Mapping[str, Bead], polecat: str) -> Bead | None:
+    """The bead a polecat holds and should be working on, if any (most urgent first)."""
+    held = [b for b in beads.values()
+            if b.assignee == polecat and b.status == Status.HOOKED and b.type != BeadType.AGENT]
+    return min(held, key=lambda b: (b.priority, b.created_at, b.id)) if held else None
+
+
+def sessions_to_start(beads: Mapping[str, Bead], polecats: Iterable[str],
+                      busy: Iterable[str]) -> list[tuple[str, str]]:
+    """(polecat, bead) pairs that need a session: a hooked bead, no session running, and
+    fewer than MAX_ATTEMPTS sessions tried on it (the Witness decides beyond that)."""
+    running = set(busy)
+    out = []
+    for name in sorted(set(polecats) - running):
+        bead = hooked_to(beads, name)
+        if bead is not None and int(bead.metadata.get("attempts", 0)) < MAX_ATTEMPTS:
+            out.append((name, bead.id))
+    return out

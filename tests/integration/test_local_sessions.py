@@ -11,6 +11,7 @@ import pytest
 from gastown.ledger import BeadType, Status
 from gastown.polecats import agent_id
 from gastown.runtimes.local import LocalBackend, SessionRequest
+
 from rigs import git, make_rig
 
 AGENT = str(Path(__file__).resolve().parent.parent / "agent_script.py")

@@ -10,6 +10,7 @@ from gastown.ledger import Bead, Dependency, DepType, InvalidOperation, NotFound
 from gastown.ledger.ids import MAX_LEN, child_id, id_length, new_id
 from gastown.ledger.model import TRANSITIONS, check_transition
 from gastown.ledger.ops import AddDep, Close, Create, RemoveDep, Reopen, Tx, Update
+
 from ledgermem import MemSnapshot
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from gastown.ledger.model import Bead
 from gastown.ledger.ops import AddComment, Create, Tx
 from gastown.ledger.writer import Pending, commit_batch
+
 from ledgermem import MemStore
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

@@ -50,6 +50,8 @@ class RigSpec(Model):
     max_polecats: int = Field(default=3, ge=1, le=100,
                               description="Most agent sessions that may run at once on this rig.")
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    session_deadline_seconds: int = Field(default=3600, ge=60, le=86400,
+                                          description="An agent session is stopped after this long.")
     verification: Verification = Field(default_factory=Verification)
 
 

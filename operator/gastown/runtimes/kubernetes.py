@@ -1,0 +1,240 @@
+"""KubernetesBackend: one Job per agent session, owned by its Polecat.
+
+``session_job`` builds the Job (pure, tested field by field); ``KubernetesBackend`` creates,
+lists and deletes Jobs through the API. The pod runs `gt session run` under the restricted
+Pod Security profile: non-root, no privilege escalation, no capabilities, read-only root
+filesystem, with writable emptyDirs for the checkout, HOME, /tmp and the session files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import __version__
+from ..api.common import RuntimeSpec
+from ..api.rig import RigSpec
+from .presets import PRESETS, Runtime
+
+DEFAULT_AGENT_IMAGE = os.environ.get("GT_AGENT_IMAGE", f"gastown/agent:{__version__}")
+COMPONENT = "agent-session"
+MANAGED_BY = "gastown-operator"
+WORKSPACE, SESSION_DIR, CACHE_DIR, HOME = "/workspace", "/var/run/gastown", "/var/cache/gastown", "/home/agent"
+SSH_DIR = "/etc/gastown/git-ssh"
+AGENT_UID = 1000
+# Git asks this helper for HTTPS credentials; the values come from the environment at run time,
+# so no secret is ever in the Job spec, an argv or a file. The helper text is fixed.
+CREDENTIAL_HELPER = '!f() { test "$1" = get || exit 0; echo username="$GIT_USERNAME"; echo password="$GIT_PASSWORD"; }; f'
+DEFAULT_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}
+
+
+def _dns(text: str, limit: int = 63) -> str:
+    out = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    return out[:limit].rstrip("-")
+
+
+def session_name(polecat: str, bead: str, count: int) -> str:
+    """A Job name: unique per polecat, bead and session number; at most 63 characters."""
+    suffix = f"-{count}"
+    return _dns(f"gt-{polecat}-{bead}", 63 - len(suffix)) + suffix
+
+
+def agent_service_account(rig: str) -> str:
+    return _dns(f"gastown-agent-{rig}")
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    namespace: str
+    rig: str
+    rig_spec: RigSpec
+    polecat: str
+    polecat_uid: str
+    bead: str
+    count: int  # this session's number for the polecat
+    runtime: RuntimeSpec  # the polecat's override or the rig's
+    resources: dict[str, Any] = field(default_factory=dict)
+    convoy: str | None = None
+    image: str = DEFAULT_AGENT_IMAGE
+
+    @property
+    def name(self) -> str:
+        return session_name(self.polecat, self.bead, self.count)
+
+
+def labels(req: JobRequest) -> dict[str, str]:
+    out = {
+        "app.kubernetes.io/name": "gastown",
+        "app.kubernetes.io/component": COMPONENT,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "gastown.dev/rig": req.rig,
+        "gastown.dev/polecat": req.polecat,
+        "gastown.dev/bead": req.bead,
+        "gastown.dev/session": req.name,
+    }
+    if req.convoy:
+        out["gastown.dev/convoy"] = req.convoy
+    return out
+
+
+def _secret_env(name: str, secret: str, key: str) -> dict:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
+
+
+def _git_env(spec: RigSpec) -> list[dict]:
+    env = [
+        {"name": "GIT_TERMINAL_PROMPT", "value": "0"},
+        {"name": "GIT_CONFIG_COUNT", "value": "1"},
+        {"name": "GIT_CONFIG_KEY_0", "value": "credential.helper"},
+        {"name": "GIT_CONFIG_VALUE_0", "value": CREDENTIAL_HELPER},
+        {"name": "GIT_SSH_COMMAND", "value": f"ssh -i {SSH_DIR}/ssh-privatekey -o IdentitiesOnly=yes "
+                                             "-o StrictHostKeyChecking=accept-new "
+                                             "-o UserKnownHostsFile=/tmp/known_hosts"},
+    ]
+    if spec.credentials_secret:
+        secret = spec.credentials_secret.name
+        env += [_secret_env("GIT_USERNAME", secret, "username"), _secret_env("GIT_PASSWORD", secret, "password")]
+    return env
+
+
+def _security() -> dict:
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _mounts() -> list[dict]:
+    return [{"name": "workspace", "mountPath": WORKSPACE}, {"name": "home", "mountPath": HOME},
+            {"name": "tmp", "mountPath": "/tmp"}, {"name": "session", "mountPath": SESSION_DIR},  # noqa: S108
+            {"name": "cache", "mountPath": CACHE_DIR},
+            {"name": "git-ssh", "mountPath": SSH_DIR, "readOnly": True}]
+
+
+def session_job(req: JobRequest, runtime: Runtime | None = None) -> dict:
+    """The Job that runs one session of ``req.polecat`` on ``req.bead``."""
+    spec = req.rig_spec
+    runtime = runtime or PRESETS.get(req.runtime.preset)
+    deadline = spec.session_deadline_seconds
+    env = [
+        {"name": "GT_RIG", "value": spec.git_url},
+        {"name": "GT_BEAD", "value": req.bead},
+        {"name": "GT_POLECAT", "value": req.polecat},
+        {"name": "GT_SESSION", "value": req.name},
+        {"name": "GT_RUNTIME", "value": req.runtime.preset},
+        {"name": "GT_TARGET", "value": spec.default_branch},
+        {"name": "GT_WORKDIR", "value": f"{WORKSPACE}/repo"},
+        {"name": "GT_SESSION_DIR", "value": f"{SESSION_DIR}/session"},
+        {"name": "GT_CACHE_DIR", "value": CACHE_DIR},
+        {"name": "GT_DEADLINE", "value": str(deadline)},
+        {"name": "GT_HEARTBEAT", "value": f"lease:{req.namespace}/{req.name}"},
+        {"name": "HOME", "value": HOME},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        *_git_env(spec),
+    ]
+    if req.runtime.model:
+        env.append({"name": "GT_MODEL", "value": req.runtime.model})
+    if req.runtime.api_key_secret and runtime and runtime.api_key_env:
+        ref = req.runtime.api_key_secret
+        env.append({"name": runtime.api_key_env[0],
+                    "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    if os.environ.get("GT_RUNTIMES_FILE"):
+        env.append({"name": "GT_RUNTIMES_FILE", "value": "/etc/gastown/runtimes/runtimes.yaml"})
+    command = ["gt", "session", "run"]
+    if req.runtime.args:
+        command += ["--", *req.runtime.args]
+    resources = req.resources or DEFAULT_RESOURCES
+    volumes = [
+        {"name": n, "emptyDir": {}} for n in ("workspace", "home", "tmp", "session", "cache")
+    ] + [{"name": "git-ssh", "secret": {
+        "secretName": spec.credentials_secret.name if spec.credentials_secret else "gastown-no-ssh-key",
+        "optional": True, "defaultMode": 0o440,
+        "items": [{"key": "ssh-privatekey", "path": "ssh-privatekey"}]}}]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": req.name,
+            "namespace": req.namespace,
+            "labels": labels(req),
+            "annotations": {"gastown.dev/bead": req.bead, "gastown.dev/runtime": req.runtime.preset,
+                            "gastown.dev/session-count": str(req.count)},
+            "ownerReferences": [{
+                "apiVersion": "gastown.dev/v1alpha1", "kind": "Polecat", "name": req.polecat,
+                "uid": req.polecat_uid, "controller": True, "blockOwnerDeletion": True,
+            }],
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": deadline + 600,  # room for the clone and `gt done`
+            "ttlSecondsAfterFinished": 3600,
+            "template": {
+                "metadata": {"labels": labels(req)},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": agent_service_account(req.rig),
+                    "automountServiceAccountToken": True,  # the heartbeat Lease
+                    "enableServiceLinks": False,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": AGENT_UID, "runAsGroup": AGENT_UID,
+                                        "fsGroup": AGENT_UID, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "initContainers": [{
+                        "name": "clone",
+                        "image": req.image,
+                        "command": ["git", "clone", "--quiet", "--no-tags", "--branch", spec.default_branch,
+                                    "--", spec.git_url, f"{WORKSPACE}/repo"],
+                        "env": [{"name": "HOME", "value": HOME}, *_git_env(spec)],
+                        "securityContext": _security(),
+                        "volumeMounts": _mounts(),
+                        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                      "limits": {"memory": "1Gi"}},
+                    }],
+                    "containers": [{
+                        "name": "agent",
+                        "image": req.runtime.image or req.image,
+                        "command": command,
+                        "workingDir": f"{WORKSPACE}/repo",
+                        "env": env,
+                        "securityContext": _security(),
+                        "volumeMounts": _mounts(),
+                        "resources": resources,
+                        "terminationMessagePolicy": "FallbackToLogsOnError",
+                    }],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+class KubernetesBackend:
+    """Create, find and stop session Jobs through the Kubernetes API."""
+
+    def __init__(self, api_client: Any):
+        from kubernetes import client
+
+        self.batch = client.BatchV1Api(api_client)
+
+    def start(self, job: dict) -> str:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            self.batch.create_namespaced_job(job["metadata"]["namespace"], job)
+        except ApiException as e:
+            if e.status != 409:  # already created by an earlier pass: nothing to do
+                raise
+        return job["metadata"]["name"]
+
+    def jobs(self, namespace: str, polecat: str | None = None) -> list[Any]:
+        selector = f"app.kubernetes.io/component={COMPONENT}"
+        if polecat:
+            selector += f",gastown.dev/polecat={polecat}"
+        return self.batch.list_namespaced_job(namespace, label_selector=selector).items
+
+    def stop(self, namespace: str, name: str) -> None:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+        except ApiException as e:
+            if e.status != 404:
+                raise

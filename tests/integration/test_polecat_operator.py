@@ -1,0 +1,85 @@
+"""The Polecat controller as a real operator process against the API double and a real rig."""
+
+from __future__ import annotations
+
+import pytest
+
+from gastown.ledger import Status
+from gastown.polecats import Hook, agent_id
+
+from conftest import wait_for
+from rigs import make_rig
+
+
+@pytest.fixture
+def rig(tmp_path):
+    return make_rig(tmp_path)
+
+
+def apply_rig_and_polecat(kubeapi, rig):
+    kubeapi.create({"apiVersion": "gastown.dev/v1alpha1", "kind": "Rig", "metadata": {"name": "webapp"},
+                    "spec": {"gitUrl": f"file://{rig.remote}", "runtime": {
+                        "preset": "claude", "apiKeySecret": {"name": "anthropic", "key": "api-key"}}}})
+    return kubeapi.create({"apiVersion": "gastown.dev/v1alpha1", "kind": "Polecat",
+                           "metadata": {"name": "furiosa"}, "spec": {"rig": "webapp"}})
+
+
+def test_hooked_bead_starts_a_job_and_the_finished_job_idles_the_polecat(kubeapi, operator, rig, tmp_path,
+                                                                          monkeypatch):
+    op = operator()
+    polecat = apply_rig_and_polecat(kubeapi, rig)
+
+    # the operator records the polecat's identity in the rig's ledger
+    def agent():
+        with rig.ledger() as lg:
+            return lg.snapshot().get(agent_id("gt", "furiosa"))
+    identity = wait_for(agent, timeout=30, what="the agent bead")
+    assert identity.metadata["rig"] == "webapp" and identity.metadata["state"] == "idle"
+    assert kubeapi.list("jobs", "default") == []
+
+    # hooking a bead (what the scheduler or `gt sling` does) starts a session Job
+    with rig.ledger() as lg:
+        bead = lg.create("Add login")
+        lg.apply(Hook(bead.id, "furiosa", "user tester"))
+    jobs = wait_for(lambda: kubeapi.list("jobs", "default", selector="gastown.dev/polecat=furiosa"),
+                    timeout=30, what="a session Job")
+    assert len(jobs) == 1, op.output()
+    job = jobs[0]
+    assert job["metadata"]["ownerReferences"][0]["uid"] == polecat["metadata"]["uid"]
+    assert job["metadata"]["labels"]["gastown.dev/bead"] == bead.id
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["ANTHROPIC_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "anthropic"
+    assert env["GT_RIG"]["value"] == f"file://{rig.remote}"
+
+    def polecat_status():
+        return kubeapi.get("polecats", "default", "furiosa").get("status") or {}
+    wait_for(lambda: polecat_status().get("phase") == "Spawning", what="Spawning")
+    assert polecat_status()["currentBead"] == bead.id and polecat_status()["sessionCount"] == 1
+
+    name = job["metadata"]["name"]
+    kubeapi.patch("jobs", "default", name, {"status": {"active": 1, "ready": 1,
+                                                        "startTime": "2026-11-24T10:00:00Z"}},
+                  subresource="status")
+    wait_for(lambda: polecat_status().get("phase") == "Working", what="Working")
+    assert polecat_status()["session"]["name"] == name
+
+    # the session ends (here the Job just completes; its wrapper records the result in the ledger)
+    kubeapi.patch("jobs", "default", name, {"status": {
+        "active": 0, "ready": 0, "succeeded": 1,
+        "conditions": [{"type": "Complete", "status": "True"}]}}, subresource="status")
+    wait_for(lambda: polecat_status().get("phase") == "Idle" and not polecat_status().get("currentBead"),
+             what="Idle")
+    assert polecat_status()["sessionCount"] == 1
+    with rig.ledger() as lg:
+        assert lg.get(bead.id).status == Status.HOOKED  # nothing ran it: still the polecat's
+    # one Job for one hook, however often the rig loop looked
+    assert len(kubeapi.list("jobs", "default")) == 1
+
+
+def test_polecat_of_a_missing_rig_waits(kubeapi, operator, rig):
+    operator()
+    kubeapi.create({"apiVersion": "gastown.dev/v1alpha1", "kind": "Polecat", "metadata": {"name": "nux"},
+                    "spec": {"rig": "nowhere"}})
+    events = wait_for(lambda: [e for e in kubeapi.events("default", "nux")
+                               if "rig nowhere does not exist" in e["message"]], what="an Event")
+    assert events[0]["type"] == "Warning" and events[0]["reason"] == "RigNotFound"

@@ -1,0 +1,124 @@
+"""The Job built for an agent session, field by field."""
+
+from __future__ import annotations
+
+import pytest
+
+from gastown.api import RigSpec
+from gastown.api.common import RuntimeSpec, SecretKeyRef
+from gastown.kube.sessions import polecat_status_for_job
+from gastown.runtimes.kubernetes import JobRequest, session_job, session_name
+
+RIG = RigSpec.model_validate({"gitUrl": "https://git.example.com/webapp.git", "defaultBranch": "trunk",
+                              "credentialsSecret": {"name": "webapp-git"}, "sessionDeadlineSeconds": 900})
+
+
+def request(**kw):
+    base = dict(namespace="team-a", rig="webapp", rig_spec=RIG, polecat="furiosa", polecat_uid="uid-1",
+                bead="wa-k3x9q.1", count=3,
+                runtime=RuntimeSpec(preset="claude", model="opus",
+                                    apiKeySecret=SecretKeyRef(name="anthropic", key="api-key")),
+                convoy="login", image="registry.local/gastown-agent:1")
+    base.update(kw)
+    return JobRequest(**base)
+
+
+@pytest.fixture
+def job():
+    return session_job(request())
+
+
+def env_of(container):
+    return {e["name"]: e for e in container["env"]}
+
+
+def test_names_are_dns_labels():
+    assert session_name("furiosa", "wa-k3x9q.1", 3) == "gt-furiosa-wa-k3x9q-1-3"
+    long = session_name("a" * 80, "wa-k3x9q", 12)
+    assert len(long) <= 63 and long.endswith("-12")
+
+
+def test_owner_and_labels(job):
+    meta = job["metadata"]
+    assert meta["name"] == "gt-furiosa-wa-k3x9q-1-3" and meta["namespace"] == "team-a"
+    assert meta["ownerReferences"] == [{"apiVersion": "gastown.dev/v1alpha1", "kind": "Polecat", "name": "furiosa",
+                                        "uid": "uid-1", "controller": True, "blockOwnerDeletion": True}]
+    for labels in (meta["labels"], job["spec"]["template"]["metadata"]["labels"]):
+        assert labels["gastown.dev/rig"] == "webapp" and labels["gastown.dev/polecat"] == "furiosa"
+        assert labels["gastown.dev/bead"] == "wa-k3x9q.1" and labels["gastown.dev/convoy"] == "login"
+        assert labels["app.kubernetes.io/managed-by"] == "gastown-operator"
+    assert meta["annotations"]["gastown.dev/session-count"] == "3"
+
+
+def test_job_runs_once_with_a_deadline_and_a_ttl(job):
+    spec = job["spec"]
+    assert spec["backoffLimit"] == 0 and spec["ttlSecondsAfterFinished"] == 3600
+    assert spec["activeDeadlineSeconds"] == 900 + 600
+    assert spec["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_restricted_pod_security(job):
+    pod = job["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 1000
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["serviceAccountName"] == "gastown-agent-webapp"
+    for c in pod["initContainers"] + pod["containers"]:
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+        assert sc["capabilities"] == {"drop": ["ALL"]} and sc["runAsNonRoot"] is True
+        mounts = {m["mountPath"] for m in c["volumeMounts"]}
+        assert {"/workspace", "/home/agent", "/tmp", "/var/run/gastown"} <= mounts
+        assert c["resources"]["limits"]["memory"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert all("emptyDir" in volumes[n] for n in ("workspace", "home", "tmp", "session", "cache"))
+    assert volumes["git-ssh"]["secret"]["secretName"] == "webapp-git"
+
+
+def test_init_container_clones_with_credentials_from_the_secret(job):
+    init = job["spec"]["template"]["spec"]["initContainers"][0]
+    assert init["command"] == ["git", "clone", "--quiet", "--no-tags", "--branch", "trunk", "--",
+                               "https://git.example.com/webapp.git", "/workspace/repo"]
+    env = env_of(init)
+    assert env["GIT_USERNAME"]["valueFrom"]["secretKeyRef"] == {"name": "webapp-git", "key": "username",
+                                                                "optional": True}
+    assert env["GIT_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "password"
+    assert env["GIT_CONFIG_KEY_0"]["value"] == "credential.helper"
+    assert "$GIT_PASSWORD" in env["GIT_CONFIG_VALUE_0"]["value"]  # read at run time, never stored
+
+
+def test_agent_container_runs_the_wrapper_with_its_key(job):
+    agent = job["spec"]["template"]["spec"]["containers"][0]
+    assert agent["command"] == ["gt", "session", "run"] and agent["image"] == "registry.local/gastown-agent:1"
+    env = env_of(agent)
+    assert env["ANTHROPIC_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "anthropic", "key": "api-key"}
+    values = {k: v.get("value") for k, v in env.items()}
+    assert values["GT_RIG"] == "https://git.example.com/webapp.git" and values["GT_BEAD"] == "wa-k3x9q.1"
+    assert values["GT_POLECAT"] == "furiosa" and values["GT_SESSION"] == "gt-furiosa-wa-k3x9q-1-3"
+    assert values["GT_RUNTIME"] == "claude" and values["GT_MODEL"] == "opus" and values["GT_TARGET"] == "trunk"
+    assert values["GT_HEARTBEAT"] == "lease:team-a/gt-furiosa-wa-k3x9q-1-3" and values["GT_DEADLINE"] == "900"
+    secrets = [e for e in agent["env"] if "value" in e and ("KEY" in e["name"] or "PASSWORD" in e["name"])
+               and e["name"] != "GIT_CONFIG_KEY_0"]
+    assert secrets == []  # no secret value is ever inline
+
+
+def test_script_runtime_args_and_default_resources():
+    job = session_job(request(runtime=RuntimeSpec(preset="script", args=["python", "apply.py"])))
+    agent = job["spec"]["template"]["spec"]["containers"][0]
+    assert agent["command"] == ["gt", "session", "run", "--", "python", "apply.py"]
+    assert agent["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
+    assert not any(e["name"].endswith("API_KEY") for e in agent["env"])
+
+
+@pytest.mark.parametrize(("status", "phase"), [
+    ({"active": 1}, "Spawning"),
+    ({"active": 1, "ready": 1, "startTime": "2026-01-01T00:00:00Z"}, "Working"),
+    ({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}, "Idle"),
+    ({"failed": 1, "conditions": [{"type": "Failed", "status": "True"}]}, "Idle"),
+])
+def test_polecat_status_follows_the_job(job, status, phase):
+    out = polecat_status_for_job({**job, "status": status})
+    assert out["phase"] == phase and out["sessionCount"] == 3
+    if phase == "Idle":
+        assert out["currentBead"] is None and out["session"] is None
+    else:
+        assert out["currentBead"] == "wa-k3x9q.1" and out["branch"] == "polecat/furiosa/wa-k3x9q.1"
