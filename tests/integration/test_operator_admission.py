@@ -70,7 +70,7 @@ def test_every_kind_valid_and_invalid(kubeapi, running):
         assert events[0]["reason"] == "InvalidSpec"
         assert field in events[0]["message"]
         assert events[0]["source"]["component"] == "gastown-operator"
-    good_events = [e for e in kubeapi.events("default", "good") if e["type"] == "Warning"]
+    good_events = [e for e in kubeapi.events("default", "good") if e["reason"] == "InvalidSpec"]
     assert good_events == []
 
 

@@ -63,6 +63,12 @@ def test_hooked_bead_starts_a_job_and_the_finished_job_idles_the_polecat(kubeapi
     wait_for(lambda: polecat_status().get("phase") == "Working", what="Working")
     assert polecat_status()["session"]["name"] == name
 
+    # the wrapper's heartbeat Lease becomes the polecat's last heartbeat
+    kubeapi.create({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {
+        "name": name, "labels": {"app.kubernetes.io/component": "heartbeat", "gastown.dev/polecat": "furiosa"}},
+        "spec": {"holderIdentity": name, "renewTime": "2026-11-24T10:00:05.000000Z"}})
+    wait_for(lambda: polecat_status().get("lastHeartbeat") == "2026-11-24T10:00:05.000000Z", what="heartbeat")
+
     # the session ends (here the Job just completes; its wrapper records the result in the ledger)
     kubeapi.patch("jobs", "default", name, {"status": {
         "active": 0, "ready": 0, "succeeded": 1,
@@ -83,3 +89,24 @@ def test_polecat_of_a_missing_rig_waits(kubeapi, operator, rig):
     events = wait_for(lambda: [e for e in kubeapi.events("default", "nux")
                                if "rig nowhere does not exist" in e["message"]], what="an Event")
     assert events[0]["type"] == "Warning" and events[0]["reason"] == "RigNotFound"
+
+
+def test_a_retired_polecat_gets_no_session(kubeapi, operator, rig):
+    operator()
+    kubeapi.create({"apiVersion": "gastown.dev/v1alpha1", "kind": "Rig", "metadata": {"name": "webapp"},
+                    "spec": {"gitUrl": f"file://{rig.remote}"}})
+    kubeapi.create({"apiVersion": "gastown.dev/v1alpha1", "kind": "Polecat", "metadata": {"name": "furiosa"},
+                    "spec": {"rig": "webapp", "desiredState": "retired"}})
+    wait_for(lambda: (kubeapi.get("polecats", "default", "furiosa").get("status") or {}).get("phase") == "Retired",
+             what="Retired")
+    with rig.ledger() as lg:
+        bead = lg.create("Nobody should start this")
+        lg.apply(Hook(bead.id, "furiosa", "user tester"))
+    kubeapi.create({"apiVersion": "gastown.dev/v1alpha1", "kind": "Polecat", "metadata": {"name": "nux"},
+                    "spec": {"rig": "webapp"}})
+    with rig.ledger() as lg:
+        wait_for(lambda: lg.snapshot().get(agent_id("gt", "nux")), what="nux's identity")
+        other = lg.create("For nux")
+        lg.apply(Hook(other.id, "nux", "user tester"))
+    wait_for(lambda: kubeapi.list("jobs", "default", selector="gastown.dev/polecat=nux"), what="nux's Job")
+    assert kubeapi.list("jobs", "default", selector="gastown.dev/polecat=furiosa") == []

@@ -122,3 +122,14 @@ def test_polecat_status_follows_the_job(job, status, phase):
         assert out["currentBead"] is None and out["session"] is None
     else:
         assert out["currentBead"] == "wa-k3x9q.1" and out["branch"] == "polecat/furiosa/wa-k3x9q.1"
+
+
+def test_custom_runtimes_come_from_the_configmap():
+    job = session_job(request(runtimes_configmap="gastown-runtimes"))
+    pod = job["spec"]["template"]["spec"]
+    agent = pod["containers"][0]
+    assert env_of(agent)["GT_RUNTIMES_FILE"]["value"] == "/etc/gastown/runtimes/runtimes.yaml"
+    assert {"name": "runtimes", "mountPath": "/etc/gastown/runtimes", "readOnly": True} in agent["volumeMounts"]
+    assert {"name": "runtimes", "configMap": {"name": "gastown-runtimes"}} in pod["volumes"]
+    plain = session_job(request(runtimes_configmap=None))["spec"]["template"]["spec"]
+    assert not any(v["name"] == "runtimes" for v in plain["volumes"])

@@ -10,8 +10,8 @@ import kopf
 
 from ..api import GROUP, VERSION, Invalid, PolecatSpec, RigSpec
 from ..api.validation import parse_spec
-from ..ledger import LedgerError
-from ..polecats import EnsureAgent, agent_id, branch_for, sessions_to_start
+from ..ledger import BeadType, LedgerError, Status
+from ..polecats import EnsureAgent, agent_id, branch_for, hooked_to, sessions_to_start
 from ..runtimes.kubernetes import COMPONENT, JobRequest, KubernetesBackend, session_job
 from .client import api_client, patch_status
 from .ledgers import RigLedgers
@@ -69,8 +69,9 @@ def polecat_status_for_job(job: Mapping, deleted: bool = False) -> dict:
 
 @kopf.on.create(GROUP, VERSION, "polecats", id="identity")
 @kopf.on.resume(GROUP, VERSION, "polecats", id="identity")
-def polecat_identity(name: str, namespace: str, spec: Mapping, body: kopf.Body, memo: kopf.Memo,
-                     rigs_by_name: kopf.Index, **_: Any) -> None:
+@kopf.on.update(GROUP, VERSION, "polecats", id="identity")
+def polecat_identity(name: str, namespace: str, spec: Mapping, body: kopf.Body, patch: kopf.Patch,
+                     memo: kopf.Memo, rigs_by_name: kopf.Index, **_: Any) -> None:
     """The polecat's identity is an agent bead in its rig's ledger: make sure it exists."""
     try:
         polecat = parse_spec(PolecatSpec, spec)
@@ -81,6 +82,10 @@ def polecat_identity(name: str, namespace: str, spec: Mapping, body: kopf.Body, 
         message = f"rig {polecat.rig} does not exist (yet) in {namespace}; retrying until it does"
         kopf.warn(body, reason="RigNotFound", message=message)
         raise kopf.TemporaryError(message, delay=10)
+    if polecat.desired_state == "retired":
+        patch.status["phase"] = "Retired"
+    elif (body.get("status") or {}).get("phase") == "Retired":
+        patch.status["phase"] = "Idle"
     runtime = (polecat.runtime or rig_spec.runtime).preset
     ledger = ledgers(memo).get(namespace, polecat.rig, rig_spec.git_url, rig_spec.beads_prefix)
     try:
@@ -102,6 +107,17 @@ def session_job_event(event: Mapping, **_: Any) -> None:
                  polecat_status_for_job(job, deleted=event.get("type") == "DELETED"))
 
 
+@kopf.on.event("coordination.k8s.io", "v1", "leases", labels={"app.kubernetes.io/component": "heartbeat"})
+def session_heartbeat(event: Mapping, **_: Any) -> None:
+    """A session renewed its Lease: that is the polecat's last heartbeat."""
+    lease = event.get("object") or {}
+    meta = lease.get("metadata") or {}
+    polecat = (meta.get("labels") or {}).get("gastown.dev/polecat")
+    renewed = (lease.get("spec") or {}).get("renewTime")
+    if polecat and renewed and event.get("type") != "DELETED":
+        patch_status(meta["namespace"], "polecats", polecat, {"lastHeartbeat": renewed})
+
+
 @kopf.daemon(GROUP, VERSION, "rigs", id="sessions", cancellation_timeout=10)
 def rig_sessions(name: str, namespace: str, spec: Mapping, stopped: kopf.DaemonStopped, memo: kopf.Memo,
                  polecats_by_rig: kopf.Index, sessions_by_polecat: kopf.Index, **_: Any) -> None:
@@ -117,8 +133,10 @@ def rig_sessions(name: str, namespace: str, spec: Mapping, stopped: kopf.DaemonS
     ledger = ledgers(memo).get(namespace, name, rig.git_url, rig.beads_prefix)
     backend = KubernetesBackend(api_client())
     seen: object = None
+    restarts_seen: dict[str, int] = {}
     while not stopped:
-        polecats = {p["name"]: p for p in polecats_by_rig.get((namespace, name), [])}
+        polecats = {p["name"]: p for p in polecats_by_rig.get((namespace, name), [])
+                    if p["spec"].get("desiredState") != "retired"}
         busy = {p for p in polecats if any(s["active"] for s in sessions_by_polecat.get((namespace, p), []))}
         try:
             tip = ledger.refresh()
@@ -126,6 +144,12 @@ def rig_sessions(name: str, namespace: str, spec: Mapping, stopped: kopf.DaemonS
             if fingerprint != seen:
                 snap = ledger.snapshot(refresh=False)
                 beads = snap.beads()
+                for polecat in polecats:
+                    held = hooked_to(beads, polecat) or _in_progress(beads, polecat)
+                    restarts = int(held.metadata.get("attempts", 0)) if held else 0
+                    if restarts_seen.get(polecat) != restarts:
+                        patch_status(namespace, "polecats", polecat, {"restartCount": restarts})
+                        restarts_seen[polecat] = restarts
                 for polecat, bead in sessions_to_start(beads, polecats, busy):
                     agent = beads.get(agent_id(snap.prefix, polecat))
                     count = int(agent.metadata.get("sessions", 0)) + 1 if agent else 1
@@ -137,6 +161,11 @@ def rig_sessions(name: str, namespace: str, spec: Mapping, stopped: kopf.DaemonS
         except LedgerError as e:
             log.warning("rig %s/%s: ledger unavailable: %s", namespace, name, e)
         stopped.wait(POLL_SECONDS)
+
+
+def _in_progress(beads: Mapping, polecat: str):
+    return next((b for b in beads.values() if b.assignee == polecat and b.status == Status.IN_PROGRESS
+                 and b.type != BeadType.AGENT), None)
 
 
 def _rig(rigs_by_name: kopf.Index, namespace: str, rig: str) -> RigSpec | None:

@@ -13,8 +13,10 @@ from pathlib import Path
 
 
 class Heartbeat:
-    def __init__(self, target: str | None, holder: str, interval: float = 10.0):
+    def __init__(self, target: str | None, holder: str, interval: float = 10.0,
+                 labels: dict[str, str] | None = None):
         self.target, self.holder, self.interval = target, holder, interval
+        self.labels = labels or {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.beats = 0
@@ -30,7 +32,7 @@ class Heartbeat:
             tmp.write_text(datetime.now(UTC).isoformat() + "\n")
             tmp.replace(path)
         elif kind == "lease":
-            renew_lease(where, self.holder, int(self.interval * 3))
+            renew_lease(where, self.holder, int(self.interval * 3), self.labels)
         else:
             raise ValueError(f"unknown heartbeat target {self.target!r}: use file:PATH or lease:NS/NAME")
         self.beats += 1
@@ -63,7 +65,7 @@ def file_age(path: Path) -> float | None:
         return None
 
 
-def renew_lease(where: str, holder: str, duration: int) -> None:
+def renew_lease(where: str, holder: str, duration: int, labels: dict[str, str]) -> None:
     from kubernetes import client, config
     from kubernetes.client.rest import ApiException
 
@@ -82,7 +84,9 @@ def renew_lease(where: str, holder: str, duration: int) -> None:
             raise
         spec.acquire_time = now
         api.create_namespaced_lease(namespace, client.V1Lease(
-            metadata=client.V1ObjectMeta(name=name, labels={"app.kubernetes.io/managed-by": "gastown"}),
+            metadata=client.V1ObjectMeta(name=name, labels={"app.kubernetes.io/managed-by": "gastown",
+                                                            "app.kubernetes.io/component": "heartbeat",
+                                                            **labels}),
             spec=spec))
         return
     lease.spec.holder_identity, lease.spec.renew_time = holder, now

@@ -23,6 +23,7 @@ COMPONENT = "agent-session"
 MANAGED_BY = "gastown-operator"
 WORKSPACE, SESSION_DIR, CACHE_DIR, HOME = "/workspace", "/var/run/gastown", "/var/cache/gastown", "/home/agent"
 SSH_DIR = "/etc/gastown/git-ssh"
+RUNTIMES_DIR = "/etc/gastown/runtimes"
 AGENT_UID = 1000
 # Git asks this helper for HTTPS credentials; the values come from the environment at run time,
 # so no secret is ever in the Job spec, an argv or a file. The helper text is fixed.
@@ -58,6 +59,7 @@ class JobRequest:
     resources: dict[str, Any] = field(default_factory=dict)
     convoy: str | None = None
     image: str = DEFAULT_AGENT_IMAGE
+    runtimes_configmap: str | None = os.environ.get("GT_RUNTIMES_CONFIGMAP")  # custom runtimes
 
     @property
     def name(self) -> str:
@@ -138,8 +140,10 @@ def session_job(req: JobRequest, runtime: Runtime | None = None) -> dict:
         ref = req.runtime.api_key_secret
         env.append({"name": runtime.api_key_env[0],
                     "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
-    if os.environ.get("GT_RUNTIMES_FILE"):
-        env.append({"name": "GT_RUNTIMES_FILE", "value": "/etc/gastown/runtimes/runtimes.yaml"})
+    mounts = _mounts()
+    if req.runtimes_configmap:
+        env.append({"name": "GT_RUNTIMES_FILE", "value": f"{RUNTIMES_DIR}/runtimes.yaml"})
+        mounts.append({"name": "runtimes", "mountPath": RUNTIMES_DIR, "readOnly": True})
     command = ["gt", "session", "run"]
     if req.runtime.args:
         command += ["--", *req.runtime.args]
@@ -150,6 +154,8 @@ def session_job(req: JobRequest, runtime: Runtime | None = None) -> dict:
         "secretName": spec.credentials_secret.name if spec.credentials_secret else "gastown-no-ssh-key",
         "optional": True, "defaultMode": 0o440,
         "items": [{"key": "ssh-privatekey", "path": "ssh-privatekey"}]}}]
+    if req.runtimes_configmap:
+        volumes.append({"name": "runtimes", "configMap": {"name": req.runtimes_configmap}})
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -195,7 +201,7 @@ def session_job(req: JobRequest, runtime: Runtime | None = None) -> dict:
                         "workingDir": f"{WORKSPACE}/repo",
                         "env": env,
                         "securityContext": _security(),
-                        "volumeMounts": _mounts(),
+                        "volumeMounts": mounts,
                         "resources": resources,
                         "terminationMessagePolicy": "FallbackToLogsOnError",
                     }],

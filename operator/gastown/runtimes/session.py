@@ -164,7 +164,8 @@ def _run(spec: SessionSpec, ledger: Ledger, started: float) -> Outcome:
 
 def _execute(spec: SessionSpec, argv: list[str], stdin: bytes | None, env: dict[str, str]) -> tuple[int, bool]:
     """Run the runtime with a heartbeat until it exits or the deadline passes."""
-    with Heartbeat(spec.heartbeat, spec.session, spec.heartbeat_interval), \
+    labels = {"gastown.dev/polecat": spec.polecat, "gastown.dev/bead": spec.bead}
+    with Heartbeat(spec.heartbeat, spec.session, spec.heartbeat_interval, labels), \
             spec.log_path.open("ab") as log:
         try:
             proc = subprocess.Popen(argv, cwd=spec.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
