@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from .ledger import Bead, BeadType, Comment, Dependency, DepType, InvalidOperation, Status
 from .ledger.ids import base36, new_id
-from .ledger.ops import Tx, revise
+from .ledger.ops import Tx, merged, revise
 
 # Names for polecats, handed out in order per rig: the crew of the War Rig and friends.
 NAME_POOL = (
@@ -55,13 +55,7 @@ def agent_of(tx: Tx, name: str) -> Bead:
 
 
 def _meta(bead: Bead, **changes: Any) -> dict[str, Any]:
-    meta = dict(bead.metadata)
-    for k, v in changes.items():
-        if v is None:
-            meta.pop(k, None)
-        else:
-            meta[k] = v
-    return meta
+    return merged(bead.metadata, changes)
 
 
 def _put(tx: Tx, bead: Bead, line: str, actor: str, **changes: Any) -> Bead:

@@ -88,6 +88,17 @@ def _check_id(bead_id: str) -> None:
         raise InvalidOperation(f"{bead_id!r} is not a bead ID (like gt-k3x9q or gt-k3x9q.2)")
 
 
+def merged(metadata: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``metadata`` with ``changes`` applied; a None value removes the key."""
+    out = dict(metadata)
+    for k, v in changes.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = v
+    return out
+
+
 def revise(bead: Bead, tx: Tx, **changes: Any) -> Bead:
     """``bead`` with ``changes`` and a fresh updated_at, validated."""
     data = bead.model_dump()
@@ -182,12 +193,7 @@ class Update:
                 changes["labels"] = sorted(labels)
                 what.append("labels")
         if self.metadata:
-            meta = dict(bead.metadata)
-            for k, v in self.metadata.items():
-                if v is None:
-                    meta.pop(k, None)
-                else:
-                    meta[k] = v
+            meta = merged(bead.metadata, self.metadata)
             if meta != bead.metadata:
                 changes["metadata"] = meta
                 what.append("metadata")
