@@ -1,6 +1,6 @@
 """A scripted agent for the `script` runtime: deterministic, no LLM.
 
-usage: agent_script.py MODE   (edit | commit | fail | hang | ratelimit | escalate | slow-done)
+usage: agent_script.py MODE   (edit | commit | convoy | fail | hang | ratelimit | escalate)
 It reads its prompt from $GT_PROMPT_FILE, as any runtime with prompt mode `file` would.
 """
 
@@ -23,6 +23,15 @@ def main() -> int:
             subprocess.run(["git", "add", "WORK.md"], check=True)
             subprocess.run(["git", "commit", "-q", "-m", "agent work"], check=True)
         print("did the work")
+        return 0
+    if mode == "convoy":  # one file per bead; a bead titled BROKEN always fails
+        if "BROKEN" in title_line:
+            print("error: this one cannot be done", flush=True)
+            return 2
+        bead = os.environ["GT_BEAD"]
+        Path("work").mkdir(exist_ok=True)
+        Path("work", f"{bead}.txt").write_text(f"{title_line}\n")
+        time.sleep(float(os.environ.get("AGENT_SECONDS", "0.3")))
         return 0
     if mode == "fail":
         print("compiling...\nerror: the tests do not pass", flush=True)

@@ -37,3 +37,29 @@ def find_cycle(nodes: Iterable[N], edges: Callable[[N], Iterable[N]]) -> list[N]
                 path.append(nxt)
                 stack.append(iter(edges(nxt)))
     return None
+
+
+def topo_order(nodes: Iterable[N], edges: Callable[[N], Iterable[N]]) -> list[N]:
+    """``nodes`` ordered so that every node comes after the nodes it points to (acyclic input)."""
+    out: list[N] = []
+    done: set[N] = set()
+    listed = list(nodes)
+    wanted = set(listed)
+
+    def visit(n: N) -> None:
+        stack = [(n, iter(edges(n)))]
+        done.add(n)
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, _DONE)
+            if nxt is _DONE:
+                stack.pop()
+                out.append(node)
+            elif nxt in wanted and nxt not in done:
+                done.add(nxt)
+                stack.append((nxt, iter(edges(nxt))))
+
+    for n in listed:
+        if n not in done:
+            visit(n)
+    return out

@@ -7,13 +7,12 @@ work bead and the agent bead together, in one commit, so they never disagree.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from .ledger import Bead, BeadType, Comment, Dependency, DepType, InvalidOperation, Status
-from .ledger.ids import base36, new_id
+from .ledger.ids import new_id, stable_id
 from .ledger.ops import Tx, merged, revise
 
 # Names for polecats, handed out in order per rig: the crew of the War Rig and friends.
@@ -33,8 +32,7 @@ def branch_for(polecat: str, bead_id: str) -> str:
 
 
 def agent_id(prefix: str, name: str) -> str:
-    digest = hashlib.sha256(f"agent\0{name}".encode()).digest()
-    return f"{prefix}-{base36(int.from_bytes(digest[:8], 'big')).rjust(8, '0')[-8:]}"
+    return stable_id(prefix, "agent", name)
 
 
 def next_name(taken: Iterable[str]) -> str:

@@ -26,9 +26,30 @@ class ConvoyBead(Model):
                              description="Keys of beads that must be merged before this one starts.")
 
 
+def check_bead_list(beads: list[ConvoyBead]) -> list[ConvoyBead]:
+    """Unique keys, needs that name known keys, no cycle (for explicit lists and Mayor plans)."""
+    keys = [b.key for b in beads]
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise ValueError(f"duplicate key {', '.join(dupes)}")
+    known = set(keys)
+    for b in beads:
+        missing = [n for n in b.needs if n not in known]
+        if missing:
+            raise ValueError(f"bead {b.key!r} needs unknown key {', '.join(missing)}")
+    needs = {b.key: b.needs for b in beads}
+    cycle = find_cycle(keys, lambda k: needs[k])
+    if cycle:
+        raise ValueError(f"dependency cycle {' -> '.join(cycle)}")
+    return beads
+
+
 class FormulaRef(Model):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     vars: dict[str, str] = Field(default_factory=dict)
+    mode: Literal["root", "poured"] = Field(
+        default="poured", description="root: one bead, the steps in its prompt; poured: a child bead "
+                                      "per step as well, so a new session resumes at the first open step.")
 
 
 class NotifyTarget(Model):
@@ -80,22 +101,7 @@ class ConvoySpec(Model):
     @field_validator("beads")
     @classmethod
     def _check_beads(cls, beads: list[ConvoyBead] | None) -> list[ConvoyBead] | None:
-        if not beads:
-            return beads
-        keys = [b.key for b in beads]
-        dupes = sorted({k for k in keys if keys.count(k) > 1})
-        if dupes:
-            raise ValueError(f"duplicate key {', '.join(dupes)}")
-        known = set(keys)
-        for b in beads:
-            missing = [n for n in b.needs if n not in known]
-            if missing:
-                raise ValueError(f"bead {b.key!r} needs unknown key {', '.join(missing)}")
-        needs = {b.key: b.needs for b in beads}
-        cycle = find_cycle(keys, lambda k: needs[k])
-        if cycle:
-            raise ValueError(f"dependency cycle {' -> '.join(cycle)}")
-        return beads
+        return check_bead_list(beads) if beads else beads
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> ConvoySpec:

@@ -292,7 +292,6 @@ class GitStore:
     def write_commit(self, base: GitSnapshot, changes: Mapping[str, Bead], message: str,
                      author: Signature, when: float | None = None) -> str:
         """Build a commit on ``base`` with ``changes`` (bead id -> new record); return its sha."""
-        when = time.time() if when is None else when
         blobs = dict(base.blobs)
         fresh: dict[bytes, Bead] = {}
         for bead_id, bead in changes.items():
@@ -303,15 +302,19 @@ class GitStore:
         config = json.dumps({"format": FORMAT, "prefix": base.prefix}, sort_keys=True).encode() + b"\n"
         root = self._write_tree({"beads": (beads_tree, _TREE),
                                  CONFIG_FILE: (self.write_object("blob", config), _FILE)})
-        lines = [f"tree {root.hex()}"]
-        if base.commit:
-            lines.append(f"parent {base.commit}")
-        lines += [f"author {author.line(when)}", f"committer {author.line(when)}", "", message]
-        commit = self.write_object("commit", ("\n".join(lines).rstrip("\n") + "\n").encode()).hex()
+        commit = self.commit_tree(root.hex(), [base.commit] if base.commit else [], message, author, when)
         for sha, bead in fresh.items():
             self._remember(self._beads, sha, bead, 200_000)
         self._remember(self._snapshots, commit, GitSnapshot(self, commit, base.prefix, blobs), 8)
         return commit
+
+    def commit_tree(self, tree: str, parents: list[str], message: str, author: Signature,
+                    when: float | None = None) -> str:
+        """Write a commit object for ``tree`` with ``parents``; return its sha."""
+        when = time.time() if when is None else when
+        lines = [f"tree {tree}", *(f"parent {p}" for p in parents),
+                 f"author {author.line(when)}", f"committer {author.line(when)}", "", message]
+        return self.write_object("commit", ("\n".join(lines).rstrip("\n") + "\n").encode()).hex()
 
     # --- history ------------------------------------------------------------------------------
 

@@ -52,3 +52,9 @@ def child_id(parent: str, existing: Container[str]) -> str:
     while f"{parent}.{n}" in existing:
         n += 1
     return f"{parent}.{n}"
+
+
+def stable_id(prefix: str, kind: str, name: str) -> str:
+    """The same ID for the same named record every time (a polecat, a convoy, a role)."""
+    digest = hashlib.sha256(f"{kind}\0{name}".encode()).digest()
+    return f"{prefix}-{base36(int.from_bytes(digest[:8], 'big')).rjust(MAX_LEN, '0')[-MAX_LEN:]}"

@@ -315,3 +315,22 @@ def _first_error(err: ValueError) -> str:
         e = errors()[0]
         return f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
     return str(err)
+
+
+@dataclass(frozen=True)
+class Together:
+    """Several operations as one: all of them land in the same commit, or none does."""
+
+    ops: tuple[Operation, ...]
+    actor: str = "gastown"
+
+    def apply(self, tx: Tx) -> Any:
+        changes, lines = dict(tx.changes), list(tx.lines)
+        try:
+            result = None
+            for op in self.ops:
+                result = op.apply(tx)
+            return result
+        except Exception:
+            tx.changes, tx.lines = changes, lines
+            raise

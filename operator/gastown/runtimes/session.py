@@ -19,8 +19,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..ledger import Bead, Ledger, LedgerError, query
+from ..ledger.ops import Together
 from ..ledger.worktree import commit_leftovers, current_branch, prepare_branch, push_branch
 from ..polecats import Done, DoneStatus, EndSession, StartSession, branch_for
+from ..scheduler import ClearStrikes, RateLimitStrike
 from .config import resolve
 from .heartbeat import Heartbeat
 from .prompt import render
@@ -73,6 +75,8 @@ class Outcome:
     seconds: float = 0.0
     commit: str | None = None
     result_bead: str | None = None
+    started_at: float = 0.0  # wall clock, seconds since the epoch
+    ended_at: float = 0.0
 
     @property
     def code(self) -> int:
@@ -103,13 +107,14 @@ def session_env(spec: SessionSpec, prompt_file: Path, branch: str) -> dict[str, 
 
 def run_session(spec: SessionSpec) -> Outcome:
     spec.session_dir.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     with Ledger(spec.rig, cache_dir=spec.cache_dir, actor=spec.actor) as ledger:
         try:
             outcome = _run(spec, ledger, started)
         except (LedgerError, ValueError) as e:
             outcome = Outcome("failed", f"could not start: {e}", seconds=time.monotonic() - started)
             _record_failure(spec, ledger, outcome)
+    outcome.started_at, outcome.ended_at = started_at, time.time()
     outcome.write(spec.result_path)
     return outcome
 
@@ -237,9 +242,12 @@ def _save_work(spec: SessionSpec, branch: str, outcome: Outcome) -> str | None:
 
 
 def _record_failure(spec: SessionSpec, ledger: Ledger, outcome: Outcome) -> None:
+    ops: list = [EndSession(spec.bead, spec.polecat, spec.session, outcome.status,  # type: ignore[arg-type]
+                            outcome.reason, spec.actor)]
+    if outcome.status == "rate_limited":
+        ops.append(RateLimitStrike(spec.session, spec.actor))
     try:
-        ledger.apply(EndSession(spec.bead, spec.polecat, spec.session, outcome.status,  # type: ignore[arg-type]
-                                outcome.reason, spec.actor))
+        ledger.apply(Together(tuple(ops), spec.actor))
     except LedgerError as e:
         outcome.reason += f" (not recorded in the ledger: {e})"
 
@@ -265,7 +273,8 @@ def finish(rig: str, bead: str, polecat: str, session: str, status: DoneStatus, 
     own = ledger is None
     ledger = ledger or Ledger(rig, cache_dir=cache_dir, actor=actor)
     try:
-        result = ledger.apply(Done(bead, polecat, session, status, branch, target, commit, reason, actor))
+        done = Done(bead, polecat, session, status, branch, target, commit, reason, actor)
+        result = ledger.apply(Together((ClearStrikes(actor), done), actor))
     finally:
         if own:
             ledger.close()

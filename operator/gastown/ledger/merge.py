@@ -1,0 +1,105 @@
+"""Merging code branches without a work tree: ``git merge-tree`` in the ledger's bare cache.
+
+Both drivers use it (the operator has no checkout, the local daemon needs none), and so does
+the Refinery when it stacks merge requests. Pushes are compare-and-swap on the target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import Unavailable
+from .gitstore import GitStore, Signature, _first_line, run_git
+
+HEADS = "refs/gastown/heads"
+
+
+@dataclass
+class MergeResult:
+    commit: str | None  # the merge commit, None on conflict
+    base: str  # the target tip it was built on
+    conflicts: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return self.commit is not None
+
+
+class Branches:
+    """The rig's code branches, fetched into the ledger's bare cache on demand."""
+
+    def __init__(self, store: GitStore):
+        self.store = store
+
+    def fetch(self, *branches: str) -> dict[str, str | None]:
+        """Bring ``branches`` into the cache; their tips, None for a branch the remote lacks."""
+        tips = self.remote_tips(*branches)
+        wanted = [b for b, tip in tips.items() if tip and not self.store.has(tip)]
+        if wanted:
+            specs = [f"+refs/heads/{b}:{HEADS}/{b}" for b in wanted]
+            proc = run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", self.store.remote, *specs],
+                           cwd=self.store.cache, check=False)
+            if proc.returncode != 0:
+                raise Unavailable(f"cannot fetch {', '.join(wanted)} from {self.store.remote}: "
+                                  f"{_first_line(proc.stderr)}")
+        return tips
+
+    def remote_tips(self, *branches: str) -> dict[str, str | None]:
+        proc = run_git(["ls-remote", "--heads", "--", self.store.remote, *branches], cwd=self.store.cache,
+                       check=False)
+        if proc.returncode != 0:
+            raise Unavailable(f"cannot reach {self.store.remote}: {_first_line(proc.stderr)}")
+        found = {}
+        for line in proc.stdout.decode().splitlines():
+            sha, ref = line.split()
+            found[ref.removeprefix("refs/heads/")] = sha
+        return {b: found.get(b) for b in branches}
+
+    def merge(self, base: str, head: str, message: str, author: Signature) -> MergeResult:
+        """Merge ``head`` into ``base`` (commits): a two-parent commit, or the conflicting files."""
+        if self.store.is_ancestor(head, base):
+            return MergeResult(base, base)  # already in: nothing to merge
+        proc = run_git(["merge-tree", "--write-tree", "--name-only", "--no-messages", base, head],
+                       cwd=self.store.cache, check=False)
+        out = proc.stdout.decode().splitlines()
+        if proc.returncode == 1:
+            return MergeResult(None, base, [f for f in out[1:] if f])
+        if proc.returncode != 0:
+            raise Unavailable(f"git merge-tree failed: {_first_line(proc.stderr)}")
+        return MergeResult(self.store.commit_tree(out[0], [base, head], message, author), base)
+
+    def push(self, commit: str, branch: str, expected: str | None) -> bool:
+        """Move ``branch`` to ``commit`` if it is still at ``expected``; False when it moved."""
+        lease = f"--force-with-lease=refs/heads/{branch}:{expected or ''}"
+        proc = run_git(["push", "--porcelain", "--quiet", lease, self.store.remote, f"{commit}:refs/heads/{branch}"],
+                       cwd=self.store.cache, check=False)
+        if proc.returncode == 0:
+            return True
+        status = [ln for ln in proc.stdout.decode(errors="replace").splitlines() if "\t" in ln]
+        if status and status[0].startswith("!") and any(
+                w in status[0] for w in ("stale info", "non-fast-forward", "fetch first", "failed to update ref",
+                                         "failed to lock", "cannot lock")):
+            return False
+        raise Unavailable(f"cannot push {branch} to {self.store.remote}: "
+                          f"{status[0].rsplit(chr(9), 1)[-1] if status else _first_line(proc.stderr)}")
+
+    def delete(self, branch: str, expected: str | None = None) -> None:
+        lease = f"--force-with-lease=refs/heads/{branch}:{expected}" if expected else "--force"
+        run_git(["push", "--quiet", lease, self.store.remote, f":refs/heads/{branch}"], cwd=self.store.cache,
+                check=False)
+
+    def merge_into(self, branch: str, target: str, message: str, author: Signature,
+                   attempts: int = 10) -> MergeResult:
+        """Merge the remote ``branch`` into ``target`` and push it; rebuilt if the target moves."""
+        for _ in range(attempts):
+            tips = self.fetch(target, branch)
+            if tips[branch] is None:
+                raise Unavailable(f"branch {branch} is not on {self.store.remote}")
+            if tips[target] is None:
+                raise Unavailable(f"target branch {target} is not on {self.store.remote}")
+            result = self.merge(tips[target], tips[branch], message, author)  # type: ignore[arg-type]
+            if not result.clean or result.commit == tips[target]:
+                return result
+            if self.push(result.commit, target, tips[target]):  # type: ignore[arg-type]
+                return result
+        raise Unavailable(f"{target} kept moving during {attempts} merge attempts")
