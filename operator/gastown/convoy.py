@@ -377,3 +377,27 @@ def convoy_of(bead: Bead, beads: Mapping[str, Bead]) -> Bead | None:
 def members(beads: Mapping[str, Bead], convoys: Sequence[Bead]) -> dict[str, Bead]:
     """Bead id -> its convoy, for every tracked bead of ``convoys``."""
     return {i: c for c in convoys for i in c.deps(DepType.TRACKS)}
+
+
+# --- from a Convoy spec (a manifest, or `gt convoy create`) -------------------------------------
+
+
+def info_from_spec(key: str, name: str, spec: Any) -> ConvoyInfo:
+    source = "goal" if spec.goal else "beads" if spec.beads else "formula"
+    return ConvoyInfo(key=key, name=name, rig=spec.rig, source=source, goal=spec.goal or "",
+                      labels=tuple(spec.labels), strategy=spec.merge_strategy, max_parallel=spec.max_parallel,
+                      stall_after=spec.stall_after_seconds,
+                      notify=tuple(n.wire() for n in spec.notify))
+
+
+def plan_from_spec(spec: Any, sources: list[Any]) -> list[PlannedBead] | None:
+    """The beads an explicit list or a formula makes; None for a goal (the Mayor plans it).
+    Raises FormulaError naming the missing or unknown var."""
+    from . import formulas
+
+    if spec.beads:
+        return planned_from_list(spec.beads)
+    if spec.formula:
+        molecule = formulas.instantiate(formulas.find(spec.formula.name, sources), spec.formula.vars)
+        return planned_from_molecule(molecule, poured=spec.formula.mode == "poured")
+    return None

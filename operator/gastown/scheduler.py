@@ -35,6 +35,7 @@ class SchedulerState:
     paused_by: str | None = None
     backoff_until: datetime | None = None
     strikes: int = 0
+    limit: int | None = None  # the rig's maxPolecats, as its controller last wrote it
 
     def held(self, now: datetime) -> str | None:
         """Why dispatch waits now, or None."""
@@ -51,7 +52,8 @@ def state_of(beads: Mapping[str, Bead], prefix: str) -> SchedulerState:
         return SchedulerState()
     m = bead.metadata
     until = datetime.fromisoformat(m["backoff_until"]) if m.get("backoff_until") else None
-    return SchedulerState(bool(m.get("paused")), m.get("paused_by"), until, int(m.get("strikes", 0)))
+    limit = int(m["max_polecats"]) if m.get("max_polecats") is not None else None
+    return SchedulerState(bool(m.get("paused")), m.get("paused_by"), until, int(m.get("strikes", 0)), limit)
 
 
 def _scheduler_bead(tx: Tx, actor: str) -> Bead:
@@ -75,6 +77,21 @@ class SetPaused:
         meta = merged(bead.metadata, {"paused": self.paused or None, "paused_by": self.actor if self.paused else None})
         return tx.put(revise(bead, tx, metadata=meta), "dispatch paused" if self.paused else "dispatch resumed",
                       self.actor)
+
+
+@dataclass(frozen=True)
+class SetLimit:
+    """Record the rig's concurrency limit where every driver and `gt sling` can read it."""
+
+    limit: int
+    actor: str
+
+    def apply(self, tx: Tx) -> Bead:
+        bead = _scheduler_bead(tx, self.actor)
+        if bead.metadata.get("max_polecats") == self.limit and tx.get(bead.id) is not None:
+            return bead
+        return tx.put(revise(bead, tx, metadata=merged(bead.metadata, {"max_polecats": self.limit})),
+                      f"limit set to {self.limit} polecats", self.actor)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ import click
 from .. import __version__
 from .bead import bead
 from .config import config
+from .convoy import convoy, scheduler_group, sling
+from .formula import formula
 from .operator import operator
 from .session import done, session
 
@@ -22,7 +24,7 @@ def cli() -> None:
     """
 
 
-for _command in (bead, config, done, operator, session):
+for _command in (bead, config, convoy, done, formula, operator, scheduler_group, session, sling):
     cli.add_command(_command)
 
 

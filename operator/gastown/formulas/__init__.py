@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -164,51 +164,61 @@ def parse(text: str, origin: str) -> Formula:
 
 # --- where formulas come from --------------------------------------------------------------
 
-Source = Callable[[str], str | None]  # name -> TOML text, or None when it has no such formula
+
+@dataclass(frozen=True)
+class Source:
+    """A place formulas come from: a directory of NAME.toml files, or the built-ins (None)."""
+
+    origin: str
+    directory: Path | None = None
+
+    def names(self) -> list[str]:
+        if self.directory is None:
+            return sorted(p.name[:-5] for p in resources.files(__package__).iterdir() if p.name.endswith(".toml"))
+        return sorted(p.stem for p in Path(self.directory).glob("*.toml"))
+
+    def read(self, name: str) -> str | None:
+        path = (resources.files(__package__) if self.directory is None else Path(self.directory)) / f"{name}.toml"
+        return path.read_text() if path.is_file() else None
+
+
+BUILTIN = Source("built-in")
 
 
 def builtin_names() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files(__package__).iterdir() if p.name.endswith(".toml"))
+    return BUILTIN.names()
 
 
-def builtin(name: str) -> str | None:
-    path = resources.files(__package__) / f"{name}.toml"
-    return path.read_text() if path.is_file() else None
+def default_sources(rig_dir: Path | None = None) -> list[Source]:
+    """The rig's .gastown/formulas (when a checkout is at hand), $GT_FORMULAS_DIR, the built-ins."""
+    out = []
+    if rig_dir is not None:
+        out.append(Source("rig", Path(rig_dir)))
+    if os.environ.get("GT_FORMULAS_DIR"):
+        out.append(Source(os.environ["GT_FORMULAS_DIR"], Path(os.environ["GT_FORMULAS_DIR"])))
+    out.append(BUILTIN)
+    return out
 
 
-def directory(path: Path | str | None) -> Source:
-    def read(name: str) -> str | None:
-        if not path:
-            return None
-        file = Path(path) / f"{name}.toml"
-        return file.read_text() if file.is_file() else None
-    return read
-
-
-def operator_dir() -> Source:
-    return directory(os.environ.get("GT_FORMULAS_DIR"))
-
-
-def find(name: str, sources: list[tuple[str, Source]]) -> Formula:
+def find(name: str, sources: list[Source]) -> Formula:
     """The formula ``name`` from the first source that has it."""
     if not re.fullmatch(NAME, name):
         raise FormulaError(f"{name!r} is not a formula name")
-    for origin, source in sources:
-        text = source(name)
+    for source in sources:
+        text = source.read(name)
         if text is not None:
-            formula = parse(text, f"{origin}/{name}.toml")
+            formula = parse(text, f"{source.origin}/{name}.toml")
             if formula.formula != name:
-                raise FormulaError(f"{origin}/{name}.toml declares formula {formula.formula!r}, not {name!r}")
+                raise FormulaError(f"{source.origin}/{name}.toml declares formula {formula.formula!r}, not {name!r}")
             return formula
-    raise FormulaError(f"no formula {name!r} (looked in {', '.join(o for o, _ in sources)}); "
+    raise FormulaError(f"no formula {name!r} (looked in {', '.join(s.origin for s in sources)}); "
                        f"built-in ones: {', '.join(builtin_names())}")
 
 
-def default_sources(rig_source: Source | None = None) -> list[tuple[str, Source]]:
-    out: list[tuple[str, Source]] = []
-    if rig_source is not None:
-        out.append(("rig:.gastown/formulas", rig_source))
-    if os.environ.get("GT_FORMULAS_DIR"):
-        out.append((os.environ["GT_FORMULAS_DIR"], operator_dir()))
-    out.append(("built-in", builtin))
-    return out
+def available(sources: list[Source]) -> dict[str, Source]:
+    """Every formula name, with the source that wins for it."""
+    out: dict[str, Source] = {}
+    for source in sources:
+        for name in source.names():
+            out.setdefault(name, source)
+    return dict(sorted(out.items()))

@@ -55,6 +55,19 @@ class Branches:
             found[ref.removeprefix("refs/heads/")] = sha
         return {b: found.get(b) for b in branches}
 
+    def files(self, commit: str, directory: str) -> dict[str, bytes]:
+        """The files directly in ``directory`` at ``commit`` (empty when there is none)."""
+        proc = run_git(["ls-tree", "-z", f"{commit}:{directory}"], cwd=self.store.cache, check=False)
+        out = {}
+        for entry in proc.stdout.split(b"\0") if proc.returncode == 0 else []:
+            if not entry:
+                continue
+            meta, name = entry.split(b"\t", 1)
+            mode, kind, sha = meta.split()
+            if kind == b"blob":
+                out[name.decode()] = self.store.read_object(bytes.fromhex(sha.decode()))
+        return out
+
     def merge(self, base: str, head: str, message: str, author: Signature) -> MergeResult:
         """Merge ``head`` into ``base`` (commits): a two-parent commit, or the conflicting files."""
         if self.store.is_ancestor(head, base):

@@ -1,0 +1,49 @@
+"""What the `gt` commands share: errors as one line, JSON output, the town, the rig's ledger."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from ..ledger import Ledger, LedgerError
+
+
+def fail(err: object) -> NoReturn:
+    click.echo(f"gt: error: {err}", err=True)
+    sys.exit(1)
+
+
+def emit(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=str))
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+town_option = click.option("--town", envvar="GT_TOWN", type=click.Path(path_type=Path, file_okay=False),
+                           help="The town directory (env GT_TOWN; default ~/gt).")
+rig_option = click.option("--rig", "rig", envvar="GT_RIG", required=True, metavar="NAME|PATH|URL",
+                          help="A rig of the town by name, or a rig repository by path or URL (env GT_RIG).")
+
+
+@contextmanager
+def rig_ledger(town_dir: Path | None, rig: str, actor: str | None = None) -> Iterator[tuple[Any, Ledger]]:
+    """The rig (a town rig by name, or a path or URL) and its ledger; errors become one line."""
+    from ..local.town import Town, TownError
+
+    try:
+        town = Town(town_dir)
+        config = town.rig(rig)
+        ledger = Ledger(config.remote, cache_dir=town.root / "cache" / "ledgers" / config.name, actor=actor)
+    except (TownError, LedgerError) as e:
+        fail(e)
+    try:
+        yield config, ledger
+    except (LedgerError, ValueError) as e:
+        fail(e)
+    finally:
+        ledger.close()
