@@ -61,6 +61,8 @@ BUILTIN = [
     Resource("batch", "v1", "cronjobs", "CronJob", subresources=frozenset({"status"})),
     Resource("coordination.k8s.io", "v1", "leases", "Lease"),
     Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
+    Resource("rbac.authorization.k8s.io", "v1", "roles", "Role"),
+    Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
     Resource("events.k8s.io", "v1", "events", "Event"),
     Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
              namespaced=False),

@@ -7,6 +7,7 @@ import pytest
 from gastown.api import KINDS
 
 from conftest import wait_for
+from rigs import make_rig
 
 GOOD = {
     "Rig": {"gitUrl": "https://example.com/a.git"},
@@ -35,6 +36,11 @@ def _condition(obj, type_):
 
 
 @pytest.fixture
+def remote(tmp_path):
+    return f"file://{make_rig(tmp_path).remote}"
+
+
+@pytest.fixture
 def running(kubeapi, operator):
     op = operator()
     yield op
@@ -42,9 +48,10 @@ def running(kubeapi, operator):
         print(op.output())
 
 
-def test_every_kind_valid_and_invalid(kubeapi, running):
+def test_every_kind_valid_and_invalid(kubeapi, running, remote):
     for kind in KINDS:
-        kubeapi.create(_obj(kind, "good", GOOD[kind.kind]))
+        good = {**GOOD[kind.kind], "gitUrl": remote} if kind.kind == "Rig" else GOOD[kind.kind]
+        kubeapi.create(_obj(kind, "good", good))
         kubeapi.create(_obj(kind, "bad", BAD[kind.kind][0]))
     for kind in KINDS:
         good = wait_for(lambda k=kind: _condition(kubeapi.get(k.plural, "default", "good"), "Ready"),
@@ -52,7 +59,7 @@ def test_every_kind_valid_and_invalid(kubeapi, running):
         obj = kubeapi.get(kind.plural, "default", "good")
         assert good["status"] == "True"
         assert obj["status"]["observedGeneration"] == 1
-        assert obj["status"]["phase"] == kind.initial_phase
+        assert obj["status"]["phase"] in (kind.initial_phase, "Ready")
         assert _condition(obj, "Invalid")["status"] == "False"
 
         field = BAD[kind.kind][1]
@@ -74,19 +81,19 @@ def test_every_kind_valid_and_invalid(kubeapi, running):
     assert good_events == []
 
 
-def test_fixing_an_invalid_object_clears_the_condition(kubeapi, running):
+def test_fixing_an_invalid_object_clears_the_condition(kubeapi, running, remote):
     kubeapi.create(_obj(KINDS[0], "webapp", {"gitUrl": "nope"}))
     wait_for(lambda: (_condition(kubeapi.get("rigs", "default", "webapp"), "Invalid") or {}).get("status")
              == "True", what="Invalid=True")
-    kubeapi.patch("rigs", "default", "webapp", {"spec": {"gitUrl": "https://example.com/a.git"}})
+    kubeapi.patch("rigs", "default", "webapp", {"spec": {"gitUrl": remote}})
 
     def fixed():
         obj = kubeapi.get("rigs", "default", "webapp")
-        return obj["status"].get("observedGeneration") == 2 and obj
-    obj = wait_for(fixed, what="the fixed generation to be observed")
+        return obj["status"].get("phase") == "Ready" and obj
+    obj = wait_for(fixed, what="the fixed Rig to be Ready")
+    assert obj["status"]["observedGeneration"] == 2
     assert _condition(obj, "Invalid")["status"] == "False"
     assert _condition(obj, "Ready")["status"] == "True"
-    assert obj["status"]["phase"] == "Pending"
 
 
 def test_operator_only_watches_the_namespaces_it_is_given(kubeapi, operator):

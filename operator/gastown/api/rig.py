@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -37,6 +37,34 @@ class Verification(Model):
     timeout_seconds: int = Field(default=1800, ge=10, le=86400)
 
 
+CIDR = r"^[0-9a-fA-F.:]+/[0-9]{1,3}$"
+PRIVATE = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"]
+
+
+class EgressRule(Model):
+    """Where agent and verification pods may connect to, besides DNS."""
+
+    cidr: str = Field(pattern=CIDR)
+    except_: list[Annotated[str, Field(pattern=CIDR)]] = Field(default_factory=list, alias="except",
+                                                                max_length=32)
+    ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(default_factory=lambda: [443], min_length=1,
+                                                               max_length=16)
+
+
+def _public_egress() -> list[EgressRule]:
+    return [EgressRule.model_validate({"cidr": "0.0.0.0/0", "except": PRIVATE, "ports": [443, 22, 9418]})]
+
+
+class Network(Model):
+    """The NetworkPolicy of the rig's pods: no ingress; egress to DNS and these rules only."""
+
+    policy: bool = Field(default=True, description="Create the NetworkPolicy (off: no restriction).")
+    egress: list[EgressRule] = Field(
+        default_factory=_public_egress, max_length=32,
+        description="Default: public addresses on 443 (model APIs, HTTPS git), 22 (SSH git) and 9418 "
+                    "(git://). Add the CIDR of an in-cluster git server here.")
+
+
 class RigSpec(Model):
     git_url: str = Field(pattern=GIT_URL, max_length=2048,
                          description="Clone URL of the repository (https, ssh, git, file or user@host:path).")
@@ -53,6 +81,7 @@ class RigSpec(Model):
     session_deadline_seconds: int = Field(default=3600, ge=60, le=86400,
                                           description="An agent session is stopped after this long.")
     verification: Verification = Field(default_factory=Verification)
+    network: Network = Field(default_factory=Network)
 
 
 RigPhase = Literal["Pending", "Ready", "Error", "Invalid"]

@@ -15,20 +15,10 @@ from .. import formulas, scheduler
 from ..api import ConvoySpec, Invalid
 from ..api.validation import parse_spec
 from ..ledger import Ledger, query
-from ..ledger.merge import Branches
 from ..ledger.ops import Together
 from ..polecats import next_name
+from ..rigloop import rig_formula_sources
 from .common import emit, fail, json_option, rig_ledger, rig_option, town_option
-
-
-def rig_formula_sources(ledger: Ledger, target: str, workdir: Path) -> list[formulas.Source]:
-    """The rig's own formulas (from its target branch), then the operator's, then the built-ins."""
-    branches = Branches(ledger.store)
-    tip = branches.fetch(target).get(target)
-    files = branches.files(tip, ".gastown/formulas") if tip else {}
-    for name, data in files.items():
-        (workdir / name).write_bytes(data)
-    return formulas.default_sources(workdir if files else None)
 
 
 @click.group()

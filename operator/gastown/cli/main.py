@@ -9,6 +9,7 @@ from .bead import bead
 from .config import config
 from .convoy import convoy, scheduler_group, sling
 from .formula import formula
+from .mayor import mayor
 from .operator import operator
 from .session import done, session
 
@@ -24,7 +25,7 @@ def cli() -> None:
     """
 
 
-for _command in (bead, config, convoy, done, formula, operator, scheduler_group, session, sling):
+for _command in (bead, config, convoy, done, formula, mayor, operator, scheduler_group, session, sling):
     cli.add_command(_command)
 
 

@@ -22,8 +22,10 @@ class Verdict:
         return self.spec is not None
 
 
-def _conditions(body: Mapping) -> list[Condition]:
-    raw = (body.get("status") or {}).get("conditions") or []
+def current_conditions(body: Mapping, patch: Mapping | None = None) -> list[Condition]:
+    """The conditions as they stand: those patched earlier in this handling cycle, else the body's."""
+    patched = ((patch or {}).get("status") or {}).get("conditions")
+    raw = patched if patched is not None else (body.get("status") or {}).get("conditions") or []
     out = []
     for c in raw:
         try:
@@ -36,7 +38,7 @@ def _conditions(body: Mapping) -> list[Condition]:
 def judge(kind: Kind, body: Mapping) -> Verdict:
     """Validate ``body.spec``; set observedGeneration and the Ready/Invalid conditions."""
     generation = (body.get("metadata") or {}).get("generation")
-    conditions = _conditions(body)
+    conditions = current_conditions(body)
     try:
         spec = parse_spec(kind.spec, body.get("spec"))
     except Invalid as err:
@@ -53,7 +55,7 @@ def judge(kind: Kind, body: Mapping) -> Verdict:
     conditions = set_condition(conditions, Condition(
         type="Invalid", status="False", reason="SpecValid", message="",
         observed_generation=generation))
-    if not any(c.type == "Ready" and c.reason != "InvalidSpec" for c in conditions):
+    if not any(c.type == "Ready" and c.reason != "InvalidSpec" for c in conditions):  # the controller's to set
         conditions = set_condition(conditions, Condition(
             type="Ready", status="True", reason="Accepted", message="spec accepted",
             observed_generation=generation))

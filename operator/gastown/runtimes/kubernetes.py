@@ -60,22 +60,30 @@ class JobRequest:
     convoy: str | None = None
     image: str = DEFAULT_AGENT_IMAGE
     runtimes_configmap: str | None = os.environ.get("GT_RUNTIMES_CONFIGMAP")  # custom runtimes
+    # The Mayor: a Job owned by its Convoy that plans the convoy's goal instead of working a bead.
+    mayor_for: tuple[str, str, str] | None = None  # (convoy key, Convoy name, Convoy uid)
 
     @property
     def name(self) -> str:
+        if self.mayor_for:
+            return _dns(f"gt-mayor-{self.mayor_for[1]}", 60) + f"-{self.count}"
         return session_name(self.polecat, self.bead, self.count)
+
+    @property
+    def component(self) -> str:
+        return "mayor" if self.mayor_for else COMPONENT
 
 
 def labels(req: JobRequest) -> dict[str, str]:
     out = {
         "app.kubernetes.io/name": "gastown",
-        "app.kubernetes.io/component": COMPONENT,
+        "app.kubernetes.io/component": req.component,
         "app.kubernetes.io/managed-by": MANAGED_BY,
         "gastown.dev/rig": req.rig,
-        "gastown.dev/polecat": req.polecat,
-        "gastown.dev/bead": req.bead,
         "gastown.dev/session": req.name,
     }
+    if not req.mayor_for:
+        out.update({"gastown.dev/polecat": req.polecat, "gastown.dev/bead": req.bead})
     if req.convoy:
         out["gastown.dev/convoy"] = req.convoy
     return out
@@ -144,7 +152,14 @@ def session_job(req: JobRequest, runtime: Runtime | None = None) -> dict:
     if req.runtimes_configmap:
         env.append({"name": "GT_RUNTIMES_FILE", "value": f"{RUNTIMES_DIR}/runtimes.yaml"})
         mounts.append({"name": "runtimes", "mountPath": RUNTIMES_DIR, "readOnly": True})
-    command = ["gt", "session", "run"]
+    if req.mayor_for:
+        command = ["gt", "mayor", "plan", "--convoy", req.mayor_for[0]]
+        owner = {"apiVersion": "gastown.dev/v1alpha1", "kind": "Convoy", "name": req.mayor_for[1],
+                 "uid": req.mayor_for[2], "controller": True, "blockOwnerDeletion": True}
+    else:
+        command = ["gt", "session", "run"]
+        owner = {"apiVersion": "gastown.dev/v1alpha1", "kind": "Polecat", "name": req.polecat,
+                 "uid": req.polecat_uid, "controller": True, "blockOwnerDeletion": True}
     if req.runtime.args:
         command += ["--", *req.runtime.args]
     resources = req.resources or DEFAULT_RESOURCES
@@ -165,10 +180,7 @@ def session_job(req: JobRequest, runtime: Runtime | None = None) -> dict:
             "labels": labels(req),
             "annotations": {"gastown.dev/bead": req.bead, "gastown.dev/runtime": req.runtime.preset,
                             "gastown.dev/session-count": str(req.count)},
-            "ownerReferences": [{
-                "apiVersion": "gastown.dev/v1alpha1", "kind": "Polecat", "name": req.polecat,
-                "uid": req.polecat_uid, "controller": True, "blockOwnerDeletion": True,
-            }],
+            "ownerReferences": [owner],
         },
         "spec": {
             "backoffLimit": 0,

@@ -1,0 +1,98 @@
+"""The Convoy controller: the convoy's bead and plan in the ledger; status from the ledger."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import kopf
+
+from .. import convoy as convoys
+from .. import formulas
+from ..api import GROUP, VERSION, Condition, ConvoySpec, Invalid, set_condition
+from ..api.validation import parse_spec
+from ..ledger import Bead, LedgerError
+from ..ledger.ops import Together
+from ..rigloop import rig_formula_sources
+from .admission import current_conditions
+from .sessions import ledgers, rig_spec
+
+
+def convoy_key(namespace: str, name: str) -> str:
+    return f"{namespace}/{name}"
+
+
+@kopf.index(GROUP, VERSION, "convoys")
+def convoys_by_rig(namespace: str, name: str, uid: str, spec: Mapping, **_: Any) -> dict:
+    return {(namespace, spec.get("rig")): {"key": convoy_key(namespace, name), "name": name, "uid": uid}}
+
+
+@kopf.on.create(GROUP, VERSION, "convoys", id="plan")
+@kopf.on.resume(GROUP, VERSION, "convoys", id="plan")
+@kopf.on.update(GROUP, VERSION, "convoys", id="plan")
+def plan_convoy(name: str, namespace: str, spec: Mapping, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
+                rigs_by_name: kopf.Index, **_: Any) -> None:
+    try:
+        convoy = parse_spec(ConvoySpec, spec)
+    except Invalid:
+        return  # admission reports it
+    rig = rig_spec(rigs_by_name, namespace, convoy.rig)
+    if rig is None:
+        message = f"rig {convoy.rig} does not exist (yet) in {namespace}; retrying until it does"
+        kopf.warn(body, reason="RigNotFound", message=message)
+        raise kopf.TemporaryError(message, delay=10)
+    generation = body["metadata"].get("generation")
+    conditions = current_conditions(body, patch)
+    ledger = ledgers(memo).get(namespace, convoy.rig, rig.git_url, rig.beads_prefix)
+    key = convoy_key(namespace, name)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            plan = convoys.plan_from_spec(convoy, rig_formula_sources(ledger, rig.default_branch, Path(tmp)))
+    except formulas.FormulaError as e:
+        message = f"spec.formula: {e}. Fix the formula or its vars and apply the Convoy again."
+        conditions = set_condition(conditions, Condition(type="PlanInvalid", status="True", reason="FormulaInvalid",
+                                                         message=message, observed_generation=generation))
+        patch.status.update(phase="Failed", conditions=[c.wire() for c in conditions])
+        kopf.warn(body, reason="FormulaInvalid", message=message)
+        return
+    except LedgerError as e:
+        raise kopf.TemporaryError(f"rig {convoy.rig}: {e}", delay=30) from e
+    ops: list[Any] = [convoys.OpenConvoy(convoys.info_from_spec(key, name, convoy), "gastown operator")]
+    if plan is not None:
+        ops.append(convoys.PlanConvoy(key, tuple(plan), "gastown operator", planned_by=ops[0].info.source))
+    try:
+        bead = ledger.apply(Together(tuple(ops), "gastown operator"))
+    except LedgerError as e:
+        raise kopf.TemporaryError(f"rig {convoy.rig}: {e}", delay=30) from e
+    conditions = set_condition(conditions, Condition(type="PlanInvalid", status="False", reason="Planned"
+                                                     if plan is not None else "MayorPlanning",
+                                                     observed_generation=generation))
+    patch.status.update(convoyBead=bead.id, phase="Running" if bead.metadata.get("planned") else "Planning",
+                        conditions=[c.wire() for c in conditions])
+
+
+def convoy_status(convoy: Bead, beads: Mapping[str, Bead], body_status: Mapping) -> dict:
+    """The Convoy's status as the ledger says it is. Pure."""
+    prog = convoys.progress(convoy, beads)
+    meta = convoy.metadata
+    # transition times come from the ledger, so the same ledger always gives the same status
+    when = convoy.updated_at.replace(microsecond=0)
+    conditions = current_conditions({"status": body_status})
+    stalled = meta.get("stalled_since")
+    conditions = set_condition(conditions, Condition(
+        type="Stalled", status="True" if stalled else "False", reason="NoProgress" if stalled else "Moving",
+        message=f"no bead progressed since {stalled}; escalation {meta.get('escalation')}" if stalled else "",
+        last_transition_time=when))
+    if meta.get("plan_error"):
+        conditions = set_condition(conditions, Condition(type="PlanInvalid", status="True", reason="MayorPlanInvalid",
+                                                         message=meta["plan_error"], last_transition_time=when))
+    done = convoy.status == "closed"
+    conditions = set_condition(conditions, Condition(type="Done", status="True" if done else "False",
+                                                     reason="AllMerged" if done else "InProgress",
+                                                     message=convoy.close_reason or prog.text, last_transition_time=when))
+    return {"phase": prog.phase, "progress": prog.text, "convoyBead": convoy.id,
+            "beads": [{"key": b.key, "id": b.id, "title": b.title[:200], "state": b.state} for b in prog.beads],
+            "lastProgress": prog.last_progress.isoformat() if prog.last_progress else None,
+            "conditions": [c.wire() for c in conditions]}

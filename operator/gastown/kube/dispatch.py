@@ -1,0 +1,164 @@
+"""The rig loop on a cluster: the rig pass with Polecat resources and Jobs as its ports.
+
+One kopf daemon per Rig. It wakes when the ledger moves (one ls-remote per poll for the
+whole rig) or when kopf's indexes of the rig's Polecats, session Jobs and Convoys change;
+it never polls the Kubernetes API. After each pass it projects the ledger onto the status of
+the Rig, its Polecats (restarts) and its Convoys.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from kubernetes import client
+
+from .. import convoy as convoys
+from .. import notify
+from ..api import GROUP, VERSION, Invalid, PolecatSpec, RigSpec
+from ..api.validation import parse_spec
+from ..ledger import Bead, BeadType, LedgerError, Status, counts_by_status
+from ..polecats import agent_id, hooked_to
+from ..rigloop import RigPass
+from ..runtimes.kubernetes import JobRequest, KubernetesBackend, session_job
+from .client import api_client, patch_status
+from .convoys import convoy_status
+from .objects import ensure
+from .sessions import ledgers
+
+log = logging.getLogger("gastown.dispatch")
+POLL_SECONDS = 2.0
+ACTOR = "gastown operator"
+
+
+class KubePort:
+    def __init__(self, namespace: str, rig_name: str, rig_uid: str, rig: RigSpec, prefix: str,
+                 polecats: Mapping[str, dict], sessions: kopf.Index, convoy_refs: Mapping[str, dict],
+                 backend: KubernetesBackend):
+        self.namespace, self.rig_name, self.rig_uid, self.rig, self.prefix = namespace, rig_name, rig_uid, rig, prefix
+        self.known, self.sessions, self.convoy_refs, self.backend = polecats, sessions, convoy_refs, backend
+
+    def polecats(self) -> tuple[list[str], set[str]]:
+        retired = {n for n, p in self.known.items() if p["spec"].get("desiredState") == "retired"}
+        return list(self.known), retired
+
+    def busy(self) -> set[str]:
+        return {p for p in self.known if any(s["active"] for s in self.sessions.get((self.namespace, p), []))}
+
+    def add_polecat(self, name: str) -> None:
+        ensure({"apiVersion": f"{GROUP}/{VERSION}", "kind": "Polecat",
+                "metadata": {"name": name, "namespace": self.namespace,
+                             "labels": {"app.kubernetes.io/managed-by": "gastown-operator", "gastown.dev/rig": self.rig_name},
+                             "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "Rig", "name": self.rig_name,
+                                                  "uid": self.rig_uid, "blockOwnerDeletion": True}]},
+                "spec": {"rig": self.rig_name}})
+        log.info("rig %s/%s: new polecat %s", self.namespace, self.rig_name, name)
+
+    def start_session(self, polecat: str, bead: str, beads: Mapping[str, Bead]) -> None:
+        ref = self.known.get(polecat)
+        if ref is None:
+            return  # its resource is not in kopf's index yet: the next pass starts it
+        agent = beads.get(agent_id(self.prefix, polecat))
+        count = int(agent.metadata.get("sessions", 0)) + 1 if agent else 1
+        pspec = parse_spec(PolecatSpec, ref["spec"])
+        resources = pspec.resources.wire() if (pspec.resources.requests or pspec.resources.limits) else {}
+        job = session_job(JobRequest(
+            namespace=self.namespace, rig=self.rig_name, rig_spec=self.rig, polecat=polecat, polecat_uid=ref["uid"],
+            bead=bead, count=count, runtime=pspec.runtime or self.rig.runtime, resources=resources,
+            convoy=(beads[bead].metadata.get("convoy") if bead in beads else None)))
+        self.backend.start(job)
+        log.info("rig %s/%s: session %s for %s on %s", self.namespace, self.rig_name, job["metadata"]["name"],
+                 polecat, bead)
+
+    def plan_with_mayor(self, key: str, goal: str) -> None:
+        ref = self.convoy_refs.get(key)
+        if ref is None:
+            return
+        job = session_job(JobRequest(
+            namespace=self.namespace, rig=self.rig_name, rig_spec=self.rig, polecat="mayor", polecat_uid="",
+            bead=key, count=1, runtime=self.rig.runtime, mayor_for=(key, ref["name"], ref["uid"])))
+        self.backend.start(job)  # one Mayor Job per convoy: a second start finds it there
+
+    def announce(self, convoy: Bead, progress: convoys.ConvoyProgress) -> None:
+        name = convoy.metadata["name"]
+        text = f"convoy {name} on rig {self.rig_name} is done: {convoy.close_reason or progress.text}"
+        for target in convoy.metadata.get("notify") or [{"type": "event"}]:
+            try:
+                if target.get("type") == "webhook":
+                    ref = target["secretRef"]
+                    notify.webhook(read_secret(self.namespace, ref["name"], ref["key"]), text,
+                                   {"rig": self.rig_name, "convoy": name, "progress": progress.text})
+                elif target.get("type") == "event":
+                    post_event(self.namespace, "Convoy", name, "ConvoyDone", text)
+                else:
+                    log.info("%s", text)
+            except Exception as e:  # noqa: BLE001 (a failed announcement must not stop the rig)
+                log.warning("convoy %s: could not notify %s: %s", name, target.get("type"), e)
+
+
+def read_secret(namespace: str, name: str, key: str) -> str:
+    secret = client.CoreV1Api(api_client()).read_namespaced_secret(name, namespace)
+    return base64.b64decode((secret.data or {})[key]).decode()
+
+
+def post_event(namespace: str, kind: str, name: str, reason: str, message: str, type_: str = "Normal") -> None:
+    now = datetime.now(UTC)
+    client.CoreV1Api(api_client()).create_namespaced_event(namespace, client.CoreV1Event(
+        metadata=client.V1ObjectMeta(generate_name=f"{name}-", namespace=namespace),
+        involved_object=client.V1ObjectReference(api_version=f"{GROUP}/{VERSION}", kind=kind, name=name,
+                                                 namespace=namespace),
+        reason=reason, message=message[:1000], type=type_, first_timestamp=now, last_timestamp=now, count=1,
+        source=client.V1EventSource(component="gastown-operator")))
+
+
+@kopf.daemon(GROUP, VERSION, "rigs", id="dispatch", cancellation_timeout=10)
+def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping, stopped: kopf.DaemonStopped,
+             memo: kopf.Memo, polecats_by_rig: kopf.Index, sessions_by_polecat: kopf.Index,
+             convoys_by_rig: kopf.Index, **_: Any) -> None:
+    try:
+        rig = parse_spec(RigSpec, spec)
+    except Invalid:
+        return
+    ledger = ledgers(memo).get(namespace, name, rig.git_url, rig.beads_prefix)
+    backend = KubernetesBackend(api_client())
+    seen: object = None
+    projected: dict[str, Any] = {}
+    while not stopped:
+        polecats = {p["name"]: p for p in polecats_by_rig.get((namespace, name), [])}
+        refs = {c["key"]: c for c in convoys_by_rig.get((namespace, name), [])}
+        port = KubePort(namespace, name, uid, rig, ledger.prefix, polecats, sessions_by_polecat, refs, backend)
+        try:
+            tip = ledger.refresh()
+            fingerprint = (tip, tuple(sorted((p, p in port.busy()) for p in polecats)), tuple(sorted(refs)))
+            if fingerprint != seen:
+                report = RigPass(name, ledger, port, rig.max_polecats, rig.runtime.preset, ACTOR).run()
+                project(namespace, name, ledger.prefix, ledger.tip, report.beads or {}, refs, polecats, projected)
+                seen = fingerprint if not report.acted else None
+        except LedgerError as e:
+            log.warning("rig %s/%s: %s", namespace, name, e)
+        stopped.wait(POLL_SECONDS)
+
+
+def project(namespace: str, rig: str, prefix: str, tip: str | None, beads: Mapping[str, Bead], refs: Mapping[str, dict],
+            polecats: Mapping[str, dict], last: dict[str, Any]) -> None:
+    """Write what the ledger says onto the Rig, Polecat and Convoy statuses; only what changed."""
+    def put(plural: str, obj: str, status: dict) -> None:
+        if last.get(f"{plural}/{obj}") != status:
+            patch_status(namespace, plural, obj, status)
+            last[f"{plural}/{obj}"] = status
+
+    work = [b for b in beads.values() if b.type not in (BeadType.AGENT, BeadType.CONVOY)]
+    active = len({b.assignee for b in work if b.assignee and b.status in (Status.HOOKED, Status.IN_PROGRESS)})
+    put("rigs", rig, {"ledgerHead": tip, "beads": counts_by_status(work), "activePolecats": active})
+    for polecat in polecats:
+        held = hooked_to(beads, polecat) or next(
+            (b for b in work if b.assignee == polecat and b.status == Status.IN_PROGRESS), None)
+        put("polecats", polecat, {"restartCount": int(held.metadata.get("attempts", 0)) if held else 0})
+    for key, ref in refs.items():
+        convoy = beads.get(convoys.convoy_id(prefix, key))
+        if convoy is not None:
+            put("convoys", ref["name"], convoy_status(convoy, beads, {}))

@@ -1,0 +1,122 @@
+"""The Rig controller: the ledger, and the namespaced objects a rig's pods need."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import kopf
+
+from ..api import GROUP, VERSION, Condition, Invalid, RigSpec, set_condition
+from ..api.validation import parse_spec
+from ..ledger import LedgerError
+from ..runtimes.kubernetes import COMPONENT, agent_service_account
+from .admission import current_conditions
+from .objects import ensure
+from .sessions import ledgers
+
+log = logging.getLogger("gastown.rigs")
+MANAGED = {"app.kubernetes.io/name": "gastown", "app.kubernetes.io/managed-by": "gastown-operator"}
+HEADROOM = 4  # verification Jobs and the Mayor, besides the polecats' sessions
+QUOTA_PODS, QUOTA_JOBS = "gastown-agent-pods", "gastown-jobs"
+
+
+def _owner(name: str, uid: str) -> list[dict]:
+    return [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "Rig", "name": name, "uid": uid,
+             "controller": True, "blockOwnerDeletion": True}]
+
+
+def rig_objects(namespace: str, name: str, uid: str, spec: RigSpec) -> list[dict]:
+    """The ServiceAccount, Role and RoleBinding of the rig's pods, and their NetworkPolicy. Pure."""
+    sa = agent_service_account(name)
+    labels = {**MANAGED, "gastown.dev/rig": name}
+    meta = {"name": sa, "namespace": namespace, "labels": labels, "ownerReferences": _owner(name, uid)}
+    out: list[dict] = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta, "automountServiceAccountToken": False},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta,
+         "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                    "verbs": ["get", "create", "update"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
+         "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}]},
+    ]
+    if spec.network.policy:
+        egress: list[dict] = [{"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+                               "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]
+        for rule in spec.network.egress:
+            block: dict[str, Any] = {"cidr": rule.cidr}
+            if rule.except_:
+                block["except"] = list(rule.except_)
+            egress.append({"to": [{"ipBlock": block}], "ports": [{"protocol": "TCP", "port": p} for p in rule.ports]})
+        out.append({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {**meta, "name": f"gastown-{name}"},
+            "spec": {"podSelector": {"matchLabels": {"gastown.dev/rig": name},
+                                     "matchExpressions": [{"key": "app.kubernetes.io/component", "operator": "In",
+                                                           "values": [COMPONENT, "verification", "mayor"]}]},
+                     "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": egress},
+        })
+    return out
+
+
+def quotas(namespace: str, limits: Iterable[int]) -> list[dict]:
+    """The namespace's backstop for all its rigs: agent pods (those with a deadline, which is every
+    session, verification and Mayor pod) and Jobs. The controller enforces each rig's limit first."""
+    limits = list(limits)
+    pods = sum(limits) + HEADROOM * len(limits)
+    meta = {"namespace": namespace, "labels": MANAGED}
+    return [
+        {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {**meta, "name": QUOTA_PODS},
+         "spec": {"hard": {"pods": str(pods)}, "scopes": ["Terminating"]}},
+        # finished Jobs count until their TTL removes them: room for a few rounds of each
+        {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {**meta, "name": QUOTA_JOBS},
+         "spec": {"hard": {"count/jobs.batch": str(pods * 4)}}},
+    ]
+
+
+def _condition(conditions: list[Condition], type_: str, ok: bool, reason: str, message: str,
+               generation: int | None) -> list[Condition]:
+    return set_condition(conditions, Condition(type=type_, status="True" if ok else "False", reason=reason,
+                                               message=message, observed_generation=generation))
+
+
+@kopf.on.create(GROUP, VERSION, "rigs", id="reconcile")
+@kopf.on.resume(GROUP, VERSION, "rigs", id="reconcile")
+@kopf.on.update(GROUP, VERSION, "rigs", id="reconcile")
+def reconcile_rig(name: str, namespace: str, uid: str, spec: Mapping, body: kopf.Body, patch: kopf.Patch,
+                  memo: kopf.Memo, retry: int, rigs_by_name: kopf.Index, **_: Any) -> None:
+    try:
+        rig = parse_spec(RigSpec, spec)
+    except Invalid:
+        return  # admission reports it
+    generation = body["metadata"].get("generation")
+    conditions = current_conditions(body, patch)
+    ledger = ledgers(memo).get(namespace, name, rig.git_url, rig.beads_prefix)
+    try:
+        head = ledger.ensure()
+    except LedgerError as e:
+        message = f"{e}. Check spec.gitUrl and the credentials Secret; retrying."
+        conditions = _condition(conditions, "GitReachable", False, "GitError", message, generation)
+        conditions = _condition(conditions, "LedgerReady", False, "GitError", message, generation)
+        conditions = _condition(conditions, "Ready", False, "GitError", message, generation)
+        patch.status.update(phase="Error", conditions=[c.wire() for c in conditions])
+        kopf.warn(body, reason="GitUnreachable", message=message)
+        raise kopf.TemporaryError(message, delay=min(10 * 2 ** retry, 300)) from e
+    conditions = _condition(conditions, "GitReachable", True, "Reachable", rig.git_url, generation)
+    conditions = _condition(conditions, "LedgerReady", True, "Ready", f"gastown/ledger at {head[:12]}", generation)
+    for obj in rig_objects(namespace, name, uid, rig):
+        ensure(obj)
+    limits = [rig.max_polecats]
+    for (ns, other), specs in rigs_by_name.items():
+        if ns == namespace and other != name:
+            for s in specs:
+                limits.append(int(s.get("maxPolecats", 3)))
+    for quota in quotas(namespace, limits):
+        ensure(quota)
+    pods = quotas(namespace, limits)[0]["spec"]["hard"]["pods"]
+    conditions = _condition(conditions, "QuotaReady", True, "Applied",
+                            f"{QUOTA_PODS}: {pods} agent pods in {namespace} (all rigs)", generation)
+    conditions = _condition(conditions, "Ready", True, "Reconciled", "ledger, quota and policies in place", generation)
+    patch.status.update(phase="Ready", ledgerHead=head, conditions=[c.wire() for c in conditions],
+                        observedGeneration=generation)

@@ -1,0 +1,159 @@
+"""One pass over a rig: the engine's decisions, carried out through a driver's ports.
+
+The same pass runs in the local daemon and in the operator; only the ports differ (local
+subprocesses and threads, or Polecat resources and Jobs). Each pass reads the ledger and,
+in order: plans convoys, merges what `direct` convoys finished, keeps convoys (skip,
+stall, close, announce), dispatches ready beads under the rig's limit, and starts the
+sessions that are due. Everything is re-derived from the ledger and the ports each time,
+so a driver that is killed and started again carries on where it was.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from . import convoy as convoys
+from . import formulas, scheduler
+from .ledger import Bead, BeadType, Ledger, LedgerError, Status
+from .ledger.gitstore import Signature
+from .ledger.merge import Branches
+from .polecats import sessions_to_start
+from .refinery import RecordConflict, RecordMerge
+
+log = logging.getLogger("gastown.rig")
+
+
+def rig_formula_sources(ledger: Ledger, target: str, workdir: Path) -> list[formulas.Source]:
+    """The rig's own formulas (from its target branch, copied into ``workdir``), then the
+    operator's, then the built-ins."""
+    branches = Branches(ledger.store)
+    tip = branches.fetch(target).get(target)
+    files = branches.files(tip, ".gastown/formulas") if tip else {}
+    for name, data in files.items():
+        (workdir / name).write_bytes(data)
+    return formulas.default_sources(workdir if files else None)
+
+
+class Port(Protocol):
+    """What a driver provides to the rig pass."""
+
+    def polecats(self) -> tuple[list[str], set[str]]:
+        """The rig's polecats as the driver knows them, and which of them are retired."""
+
+    def busy(self) -> set[str]:
+        """Polecats with a session running now."""
+
+    def add_polecat(self, name: str) -> None:
+        """A new polecat joins (a resource on a cluster; nothing to do locally)."""
+
+    def start_session(self, polecat: str, bead: str, beads: Mapping[str, Bead]) -> None: ...
+
+    def plan_with_mayor(self, key: str, goal: str) -> None:
+        """Have the Mayor plan a goal convoy (asynchronously); called again until it is planned."""
+
+    def announce(self, convoy: Bead, progress: convoys.ConvoyProgress) -> None: ...
+
+
+@dataclass
+class PassReport:
+    mayors: int = 0
+    merged: int = 0
+    conflicts: int = 0
+    upkeep: int = 0
+    assigned: int = 0
+    started: int = 0
+    held: str | None = None
+    beads: Mapping[str, Bead] | None = None
+
+    @property
+    def acted(self) -> bool:
+        return any((self.mayors, self.merged, self.conflicts, self.upkeep, self.assigned, self.started))
+
+
+class RigPass:
+    def __init__(self, rig: str, ledger: Ledger, port: Port, limit: int, runtime: str = "",
+                 actor: str = "gastown"):
+        self.rig, self.ledger, self.port, self.limit, self.runtime, self.actor = rig, ledger, port, limit, runtime, actor
+        self.branches = Branches(ledger.store)
+
+    def run(self, now: datetime | None = None) -> PassReport:
+        now = now or datetime.now(UTC)
+        report = PassReport()
+        snap = self.ledger.snapshot()
+        beads = snap.beads()
+        state = scheduler.state_of(beads, snap.prefix)
+        if state.limit != self.limit:
+            self.ledger.apply(scheduler.SetLimit(self.limit, self.actor))
+        report.mayors = self._mayors(beads)
+        report.merged, report.conflicts = self._merge_direct(beads)
+        if report.merged or report.conflicts:
+            beads = self.ledger.snapshot().beads()
+        upkeep = [op for c in convoys.open_convoys(beads) for op in convoys.upkeep(c, beads, now, self.actor)]
+        if upkeep:
+            self._apply_all(upkeep)
+            report.upkeep = len(upkeep)
+            beads = self.ledger.snapshot().beads()
+        for convoy in beads.values():
+            if convoy.type == BeadType.CONVOY and convoy.status == Status.CLOSED and not convoy.metadata.get("notified"):
+                self.port.announce(convoy, convoys.progress(convoy, beads))
+                self.ledger.apply(convoys.MarkNotified(convoy.metadata["key"], self.actor))
+        known, retired = self.port.polecats()
+        decision = scheduler.plan(beads, snap.prefix, self.limit, known, retired, now=now)
+        report.held = decision.held
+        for name in decision.new_polecats:
+            self.port.add_polecat(name)
+        if decision.assign:
+            self._apply_all([scheduler.Assign(b, p, self.rig, self.actor, self.runtime) for b, p in decision.assign])
+            report.assigned = len(decision.assign)
+            beads = self.ledger.snapshot().beads()
+        known, retired = self.port.polecats()
+        names = set(known) | {b.metadata["name"] for b in beads.values()
+                              if b.type == BeadType.AGENT and "name" in b.metadata}
+        for polecat, bead in sessions_to_start(beads, names - retired, self.port.busy()):
+            self.port.start_session(polecat, bead, beads)
+            report.started += 1
+        report.beads = beads
+        return report
+
+    def _apply_all(self, ops: list[Any]) -> None:
+        """Submitted together, so group commit puts them in as few commits as it can."""
+        futures = [self.ledger.submit(op) for op in ops]
+        for f in futures:
+            try:
+                f.result()
+            except LedgerError as e:
+                log.warning("rig %s: %s", self.rig, e)
+
+    def _mayors(self, beads: Mapping[str, Bead]) -> int:
+        asked = 0
+        for convoy in convoys.open_convoys(beads):
+            meta = convoy.metadata
+            if meta.get("source") == "goal" and not meta.get("planned") and not meta.get("plan_error"):
+                self.port.plan_with_mayor(meta["key"], convoy.description)
+                asked += 1
+        return asked
+
+    def _merge_direct(self, beads: Mapping[str, Bead]) -> tuple[int, int]:
+        merged = conflicts = 0
+        open_mrs = sorted((b for b in beads.values() if b.type == BeadType.MERGE_REQUEST and b.status == Status.OPEN),
+                          key=lambda b: (b.priority, b.created_at))
+        for mr in open_mrs:
+            source = beads.get(mr.metadata.get("source", ""))
+            convoy = convoys.convoy_of(source, beads) if source else None
+            if convoy is None or convoy.metadata.get("strategy") != "direct":
+                continue  # the Refinery's
+            result = self.branches.merge_into(mr.metadata["branch"], mr.metadata["target"],
+                                              f"Merge {mr.metadata['branch']} ({source.id}: {source.title})",
+                                              Signature.of(self.actor))
+            if result.clean:
+                self.ledger.apply(RecordMerge(mr.id, result.commit, self.actor))
+                merged += 1
+            else:
+                self.ledger.apply(RecordConflict(mr.id, tuple(result.conflicts), self.actor))
+                conflicts += 1
+        return merged, conflicts

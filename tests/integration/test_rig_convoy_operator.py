@@ -1,0 +1,127 @@
+"""The Rig and Convoy controllers as a real operator process, with real rig repositories."""
+
+from __future__ import annotations
+
+import pytest
+
+from gastown import convoy as convoys
+from gastown.ledger import BeadType, Status
+
+from conftest import wait_for
+from rigs import make_rig
+
+
+@pytest.fixture
+def rig(tmp_path):
+    return make_rig(tmp_path)
+
+
+def cr(kind, name, spec, namespace="default"):
+    return {"apiVersion": "gastown.dev/v1alpha1", "kind": kind, "metadata": {"name": name, "namespace": namespace},
+            "spec": spec}
+
+
+def condition(obj, type_):
+    return next((c for c in ((obj or {}).get("status") or {}).get("conditions", []) if c["type"] == type_), None)
+
+
+def test_rig_creates_ledger_quota_account_and_policy(kubeapi, operator, rig):
+    operator()
+    kubeapi.create(cr("Rig", "webapp", {"gitUrl": f"file://{rig.remote}", "maxPolecats": 5, "network": {
+        "egress": [{"cidr": "10.96.0.0/12", "ports": [3000]}]}}))
+    obj = wait_for(lambda: (kubeapi.get("rigs", "default", "webapp").get("status") or {}).get("phase") == "Ready"
+                   and kubeapi.get("rigs", "default", "webapp"), what="the Rig to be Ready")
+    for type_ in ("GitReachable", "LedgerReady", "QuotaReady", "Ready"):
+        assert condition(obj, type_)["status"] == "True", type_
+    assert len(obj["status"]["ledgerHead"]) == 40
+    with rig.ledger() as lg:
+        assert lg.tip == obj["status"]["ledgerHead"]
+
+    pods = kubeapi.get("resourcequotas", "default", "gastown-agent-pods")
+    assert pods["spec"] == {"hard": {"pods": "9"}, "scopes": ["Terminating"]}
+    assert kubeapi.get("resourcequotas", "default", "gastown-jobs")["spec"]["hard"] == {"count/jobs.batch": "36"}
+    sa = kubeapi.get("serviceaccounts", "default", "gastown-agent-webapp")
+    assert sa["metadata"]["ownerReferences"][0]["kind"] == "Rig"
+    role = kubeapi.get("roles", "default", "gastown-agent-webapp")
+    assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                              "verbs": ["get", "create", "update"]}]
+    binding = kubeapi.get("rolebindings", "default", "gastown-agent-webapp")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gastown-agent-webapp", "namespace": "default"}]
+    policy = kubeapi.get("networkpolicies", "default", "gastown-webapp")["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"] and policy["ingress"] == []
+    assert policy["podSelector"]["matchLabels"] == {"gastown.dev/rig": "webapp"}
+    dns, custom = policy["egress"]
+    assert {"protocol": "UDP", "port": 53} in dns["ports"]
+    assert custom == {"to": [{"ipBlock": {"cidr": "10.96.0.0/12"}}], "ports": [{"protocol": "TCP", "port": 3000}]}
+
+    # a second rig in the namespace raises the shared quota
+    other = make_rig(rig.remote.parent / "second")
+    kubeapi.create(cr("Rig", "api", {"gitUrl": f"file://{other.remote}", "maxPolecats": 2}))
+    wait_for(lambda: kubeapi.get("resourcequotas", "default", "gastown-agent-pods")["spec"]["hard"]["pods"] == "15",
+             what="the quota for both rigs")
+
+
+def test_unreachable_remote_is_a_condition_and_an_event_not_a_crash(kubeapi, operator, tmp_path):
+    op = operator()
+    kubeapi.create(cr("Rig", "lost", {"gitUrl": f"file://{tmp_path}/missing.git"}))
+    obj = wait_for(lambda: (condition(kubeapi.get("rigs", "default", "lost"), "GitReachable") or {}).get("status")
+                   == "False" and kubeapi.get("rigs", "default", "lost"), what="GitReachable=False")
+    cond = condition(obj, "GitReachable")
+    assert "missing.git" in cond["message"] and "does not appear to be a git repository" in cond["message"]
+    assert obj["status"]["phase"] == "Error"
+    events = wait_for(lambda: [e for e in kubeapi.events("default", "lost") if e["reason"] == "GitUnreachable"],
+                      what="a GitUnreachable Event")
+    assert events[0]["type"] == "Warning"
+    assert op.proc.poll() is None  # still running, retrying with backoff
+
+
+def test_convoy_with_a_bad_formula_var_says_which(kubeapi, operator, rig):
+    operator()
+    kubeapi.create(cr("Rig", "webapp", {"gitUrl": f"file://{rig.remote}"}))
+    kubeapi.create(cr("Convoy", "fix", {"rig": "webapp", "formula": {"name": "bugfix", "vars": {"colour": "red"}}}))
+    cond = wait_for(lambda: condition(kubeapi.get("convoys", "default", "fix"), "PlanInvalid"), what="PlanInvalid")
+    assert cond["status"] == "True" and cond["reason"] == "FormulaInvalid"
+    assert "unknown var colour" in cond["message"]
+    assert kubeapi.get("convoys", "default", "fix")["status"]["phase"] == "Failed"
+    events = wait_for(lambda: [e for e in kubeapi.events("default", "fix") if e["reason"] == "FormulaInvalid"],
+                      what="an Event")
+    assert "colour" in events[0]["message"]
+    kubeapi.patch("convoys", "default", "fix", {"spec": {"formula": {"vars": {"colour": None}}}})
+    cond = wait_for(lambda: condition(kubeapi.get("convoys", "default", "fix"), "PlanInvalid"), what="PlanInvalid")
+    wait_for(lambda: "missing required var 'bug'" in condition(kubeapi.get("convoys", "default", "fix"),
+                                                               "PlanInvalid")["message"], what="the missing var")
+
+
+def test_convoy_is_planned_once_and_dispatched_under_the_limit(kubeapi, operator, rig):
+    operator()
+    kubeapi.create(cr("Rig", "webapp", {"gitUrl": f"file://{rig.remote}", "maxPolecats": 2}))
+    beads = [{"key": f"b{i}", "title": f"Bead {i}"} for i in range(4)]
+    beads.append({"key": "last", "title": "Last", "needs": ["b0"]})
+    kubeapi.create(cr("Convoy", "work", {"rig": "webapp", "beads": beads, "labels": ["mountain"]}))
+
+    status = wait_for(lambda: (kubeapi.get("convoys", "default", "work").get("status") or {}).get("progress") == "0/5"
+                      and kubeapi.get("convoys", "default", "work")["status"], what="the convoy's progress")
+    assert status["phase"] == "Running" and len(status["beads"]) == 5
+    with rig.ledger() as lg:
+        all_beads = lg.beads()
+    convoy = all_beads[convoys.convoy_id("gt", "default/work")]
+    assert convoy.type == BeadType.CONVOY and len(convoy.metadata["keys"]) == 5
+    assert status["convoyBead"] == convoy.id
+
+    # two polecats (the limit), each with a session Job; the rest waits
+    jobs = wait_for(lambda: len(kubeapi.list("jobs", "default")) == 2 and kubeapi.list("jobs", "default"),
+                    what="two session Jobs")
+    polecats = kubeapi.list("polecats", "default")
+    assert sorted(p["metadata"]["name"] for p in polecats) == ["furiosa", "nux"]
+    assert all(p["metadata"]["ownerReferences"][0]["kind"] == "Rig" for p in polecats)
+    assert {j["metadata"]["labels"]["gastown.dev/convoy"] for j in jobs} == {convoy.id}
+    with rig.ledger() as lg:
+        hooked = [b for b in lg.beads().values() if b.status == Status.HOOKED]
+    assert len(hooked) == 2
+    # re-applying (an update) plans nothing new
+    kubeapi.patch("convoys", "default", "work", {"metadata": {"labels": {"touched": "yes"}}, "spec": {"maxParallel": 9}})
+    wait_for(lambda: kubeapi.get("convoys", "default", "work")["metadata"].get("generation") == 2, what="the update")
+    with rig.ledger() as lg:
+        tasks = [b for b in lg.beads().values() if b.type == BeadType.TASK]
+    assert len(tasks) == 5
+    assert len(kubeapi.list("jobs", "default")) == 2
