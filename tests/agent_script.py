@@ -16,6 +16,12 @@ from pathlib import Path
 def main() -> int:
     mode = sys.argv[1]
     prompt = Path(os.environ["GT_PROMPT_FILE"]).read_text()
+    if os.environ.get("GT_ROLE") == "mayor":  # asked for a plan: answer with the canned one
+        plan = Path(os.environ["AGENT_PLAN"]).read_text()
+        if "rejected" in prompt and os.environ.get("AGENT_PLAN_FIXED"):
+            plan = Path(os.environ["AGENT_PLAN_FIXED"]).read_text()
+        print(f"Here is the plan.\n```json\n{plan}\n```")
+        return 0
     title_line = prompt.splitlines()[0]
     if mode in ("edit", "commit"):
         Path("WORK.md").write_text(f"{title_line}\n")

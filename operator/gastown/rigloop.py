@@ -81,10 +81,11 @@ class RigPass:
         self.rig, self.ledger, self.port, self.limit, self.runtime, self.actor = rig, ledger, port, limit, runtime, actor
         self.branches = Branches(ledger.store)
 
-    def run(self, now: datetime | None = None) -> PassReport:
+    def run(self, now: datetime | None = None, fresh: bool = True) -> PassReport:
+        """One pass. ``fresh=False`` when the caller has just refreshed the ledger itself."""
         now = now or datetime.now(UTC)
         report = PassReport()
-        snap = self.ledger.snapshot()
+        snap = self.ledger.snapshot(refresh=fresh)
         beads = snap.beads()
         state = scheduler.state_of(beads, snap.prefix)
         if state.limit != self.limit:
@@ -92,12 +93,12 @@ class RigPass:
         report.mayors = self._mayors(beads)
         report.merged, report.conflicts = self._merge_direct(beads)
         if report.merged or report.conflicts:
-            beads = self.ledger.snapshot().beads()
+            beads = self.ledger.snapshot(refresh=False).beads()
         upkeep = [op for c in convoys.open_convoys(beads) for op in convoys.upkeep(c, beads, now, self.actor)]
         if upkeep:
             self._apply_all(upkeep)
             report.upkeep = len(upkeep)
-            beads = self.ledger.snapshot().beads()
+            beads = self.ledger.snapshot(refresh=False).beads()
         for convoy in beads.values():
             if convoy.type == BeadType.CONVOY and convoy.status == Status.CLOSED and not convoy.metadata.get("notified"):
                 self.port.announce(convoy, convoys.progress(convoy, beads))
@@ -110,7 +111,7 @@ class RigPass:
         if decision.assign:
             self._apply_all([scheduler.Assign(b, p, self.rig, self.actor, self.runtime) for b, p in decision.assign])
             report.assigned = len(decision.assign)
-            beads = self.ledger.snapshot().beads()
+            beads = self.ledger.snapshot(refresh=False).beads()
         known, retired = self.port.polecats()
         names = set(known) | {b.metadata["name"] for b in beads.values()
                               if b.type == BeadType.AGENT and "name" in b.metadata}

@@ -143,3 +143,49 @@ def test_a_stalled_convoy_raises_its_condition_once(rig, driver):
     escalations = [b for b in beads.values() if b.type == BeadType.ESCALATION]
     assert len(escalations) == 1 and "stalled" in escalations[0].title
     assert escalations[0].deps(DepType.TRACKS) == [convoy.id]
+
+
+def goal_convoy(rig, key):
+    info = convoys.ConvoyInfo(key=key, name=key, rig=rig.name, source="goal", goal="Make it shine",
+                              strategy="direct")
+    with rig.ledger() as lg:
+        lg.apply(convoys.OpenConvoy(info, "user tester"))
+
+
+def test_the_mayor_plans_a_goal(rig, driver, tmp_path, monkeypatch):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"beads": [{"key": "polish", "title": "Polish"},
+                                          {"key": "shine", "title": "Shine", "needs": ["polish"]}]}))
+    monkeypatch.setenv("AGENT_PLAN", str(plan))
+    goal_convoy(rig, "shiny")
+    run_until(driver, lambda: convoy_bead(rig, "shiny")[0].status == Status.CLOSED)
+    convoy, beads = convoy_bead(rig, "shiny")
+    assert convoy.metadata["planned_by"] == "mayor" and sorted(convoy.metadata["keys"]) == ["polish", "shine"]
+    assert convoy.close_reason == "2 of 2 beads merged"
+
+
+def test_an_invalid_plan_is_retried_once_then_escalated(rig, driver, tmp_path, monkeypatch):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"beads": [{"key": "a", "title": "A", "needs": ["a"]}]}))
+    monkeypatch.setenv("AGENT_PLAN", str(bad))
+    goal_convoy(rig, "muddled")
+    run_until(driver, lambda: convoy_bead(rig, "muddled")[0].metadata.get("plan_error"), timeout=60)
+    convoy, beads = convoy_bead(rig, "muddled")
+    assert "dependency cycle a -> a" in convoy.metadata["plan_error"]
+    assert "after a retry" in convoy.metadata["plan_error"]
+    assert convoys.progress(convoy, beads).phase == "Failed"
+    esc = beads[convoy.metadata["escalation"]]
+    assert esc.type == BeadType.ESCALATION and "plan is invalid" in esc.title
+    prompts = sorted((driver.backend.town / "mayor").rglob("mayor-prompt.md"))
+    assert prompts and "Your last answer was rejected" in prompts[0].read_text()
+
+
+def test_a_plan_fixed_on_the_retry_is_used(rig, driver, tmp_path, monkeypatch):
+    bad, good = tmp_path / "bad.json", tmp_path / "good.json"
+    bad.write_text("{\"beads\": []}")
+    good.write_text(json.dumps({"beads": [{"key": "only", "title": "Only"}]}))
+    monkeypatch.setenv("AGENT_PLAN", str(bad))
+    monkeypatch.setenv("AGENT_PLAN_FIXED", str(good))
+    goal_convoy(rig, "second-try")
+    run_until(driver, lambda: convoy_bead(rig, "second-try")[0].status == Status.CLOSED)
+    assert convoy_bead(rig, "second-try")[0].metadata["keys"].keys() == {"only"}

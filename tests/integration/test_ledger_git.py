@@ -146,8 +146,8 @@ def test_corrupt_record_is_named_and_never_overwritten(ledger, remote, tmp_path)
 def test_reads_fetch_only_when_the_remote_moved(ledger, remote, tmp_path, monkeypatch):
     ledger.create("A")
     fetches = []
-    real_fetch = ledger.store.fetch
-    monkeypatch.setattr(ledger.store, "fetch", lambda: fetches.append(1) or real_fetch())
+    real_fetch = ledger.store._fetch
+    monkeypatch.setattr(ledger.store, "_fetch", lambda: fetches.append(1) or real_fetch())
     for _ in range(3):
         ledger.beads()
     assert fetches == []

@@ -135,7 +135,7 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping
             tip = ledger.refresh()
             fingerprint = (tip, tuple(sorted((p, p in port.busy()) for p in polecats)), tuple(sorted(refs)))
             if fingerprint != seen:
-                report = RigPass(name, ledger, port, rig.max_polecats, rig.runtime.preset, ACTOR).run()
+                report = RigPass(name, ledger, port, rig.max_polecats, rig.runtime.preset, ACTOR).run(fresh=False)
                 project(namespace, name, ledger.prefix, ledger.tip, report.beads or {}, refs, polecats, projected)
                 seen = fingerprint if not report.acted else None
         except LedgerError as e:

@@ -144,13 +144,13 @@ class GitStore:
         if (self.cache / "objects").is_dir():
             return
         self.cache.mkdir(parents=True, exist_ok=True)
-        with self._locked():
+        with self.locked():
             if not (self.cache / "objects").is_dir():
                 run_git(["init", "--quiet", "--bare", str(self.cache)])
                 run_git(["config", "gc.auto", "0"], cwd=self.cache)
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def locked(self) -> Iterator[None]:
         """Serialise ref updates in a cache shared by several processes."""
         with open(self.cache / "gastown.lock", "a+b") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
@@ -175,16 +175,30 @@ class GitStore:
     def has(self, commit: str) -> bool:
         return run_git(["cat-file", "-e", f"{commit}^{{commit}}"], cwd=self.cache, check=False).returncode == 0
 
+    def ensure(self, commit: str) -> str | None:
+        """Make sure ``commit`` and everything it reaches is in the cache; fetch only when it is not.
+
+        The check holds the cache lock: a fetch under way writes the commit before its trees and
+        blobs, so a commit seen outside the lock may still be missing its records.
+        """
+        with self.locked():
+            if self.has(commit):
+                return commit
+            return self._fetch()
+
     def fetch(self) -> str | None:
         """Bring the remote ledger into the cache; return its tip (None: no ledger yet)."""
-        with self._locked():
-            proc = run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", self.remote,
-                            f"+{LEDGER_REF}:{CACHE_REF}"], cwd=self.cache, check=False)
-            if proc.returncode != 0:
-                if b"couldn't find remote ref" in proc.stderr:
-                    return None
-                raise Unavailable(f"cannot fetch the ledger from {self.remote}: {_first_line(proc.stderr)}")
-            return run_git(["rev-parse", CACHE_REF], cwd=self.cache).stdout.decode().strip()
+        with self.locked():
+            return self._fetch()
+
+    def _fetch(self) -> str | None:
+        proc = run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", self.remote,
+                        f"+{LEDGER_REF}:{CACHE_REF}"], cwd=self.cache, check=False)
+        if proc.returncode != 0:
+            if b"couldn't find remote ref" in proc.stderr:
+                return None
+            raise Unavailable(f"cannot fetch the ledger from {self.remote}: {_first_line(proc.stderr)}")
+        return run_git(["rev-parse", CACHE_REF], cwd=self.cache).stdout.decode().strip()
 
     def push(self, commit: str) -> bool:
         """Compare-and-swap: True when the remote took ``commit``, False when its tip moved.

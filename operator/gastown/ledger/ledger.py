@@ -84,8 +84,8 @@ class Ledger:
     def refresh(self) -> str | None:
         """Ask the remote for its tip; fetch only when the cache does not have it."""
         tip = self.store.remote_tip()
-        if tip is not None and not self.store.has(tip):
-            tip = self.store.fetch()
+        if tip is not None:
+            tip = self.store.ensure(tip)
         with self._cv:
             self._tip, self._known = tip, True
         return tip

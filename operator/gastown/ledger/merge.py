@@ -34,7 +34,11 @@ class Branches:
     def fetch(self, *branches: str) -> dict[str, str | None]:
         """Bring ``branches`` into the cache; their tips, None for a branch the remote lacks."""
         tips = self.remote_tips(*branches)
-        wanted = [b for b, tip in tips.items() if tip and not self.store.has(tip)]
+        with self.store.locked():  # see GitStore.ensure: a fetch under way is not a complete one
+            self._fetch([b for b, tip in tips.items() if tip and not self.store.has(tip)])
+        return tips
+
+    def _fetch(self, wanted: list[str]) -> None:
         if wanted:
             specs = [f"+refs/heads/{b}:{HEADS}/{b}" for b in wanted]
             proc = run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", self.store.remote, *specs],
@@ -42,7 +46,6 @@ class Branches:
             if proc.returncode != 0:
                 raise Unavailable(f"cannot fetch {', '.join(wanted)} from {self.store.remote}: "
                                   f"{_first_line(proc.stderr)}")
-        return tips
 
     def remote_tips(self, *branches: str) -> dict[str, str | None]:
         proc = run_git(["ls-remote", "--heads", "--", self.store.remote, *branches], cwd=self.store.cache,

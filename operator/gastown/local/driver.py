@@ -98,9 +98,9 @@ class RigDriver:
         self.config, self.backend, self.ledger = config, backend, ledger
         self.port = LocalPort(config, backend, ledger, on_session, announce)
 
-    def step(self, now: datetime | None = None) -> PassReport:
+    def step(self, now: datetime | None = None, fresh: bool = True) -> PassReport:
         return RigPass(self.config.name, self.ledger, self.port, self.config.max_polecats,
-                       self.config.runtime.preset, ACTOR).run(now)
+                       self.config.runtime.preset, ACTOR).run(now, fresh)
 
     def run(self, stop: threading.Event, poll: float = 0.1, idle_step: float = 2.0) -> None:
         """Step whenever the ledger moves or a session ends, and every ``idle_step`` seconds."""
@@ -111,7 +111,7 @@ class RigDriver:
                 tip = self.ledger.refresh()
                 ended = any(not s.running() for s in self.port.sessions.values())
                 if tip != last_tip or ended or time.monotonic() - last_step > idle_step:
-                    self.step()
+                    self.step(fresh=False)
                     last_tip, last_step = self.ledger.tip, time.monotonic()
             except LedgerError as e:
                 log.warning("rig %s: %s", self.config.name, e)

@@ -124,12 +124,14 @@ class LocalBackend:
         if req.model:
             argv += ["--model", req.model]
         argv += ["--", *req.args]
-        (sdir / "request.json").write_text(json.dumps({"request": asdict(req), "argv": argv}, indent=2))
+        started = time.time()
+        (sdir / "request.json").write_text(json.dumps({"request": asdict(req), "argv": argv, "started": started},
+                                                      indent=2))
         with (sdir / "wrapper.log").open("wb") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
         (sdir / "pid").write_text(str(proc.pid))
-        return LocalSession(name, req, sdir, proc.pid, time.time(), proc)
+        return LocalSession(name, req, sdir, proc.pid, started, proc)
 
     def sessions(self) -> list[LocalSession]:
         """Every session this town has run, the newest last (re-derived from disk)."""
@@ -138,7 +140,7 @@ class LocalBackend:
             data = json.loads(sdir.read_text())
             req = SessionRequest(**{**data["request"], "args": tuple(data["request"]["args"])})
             pid = int((sdir.parent / "pid").read_text())
-            out.append(LocalSession(sdir.parent.name, req, sdir.parent, pid, sdir.stat().st_mtime))
+            out.append(LocalSession(sdir.parent.name, req, sdir.parent, pid, data.get("started", 0.0)))
         return sorted(out, key=lambda s: s.started)
 
     def stop(self, session: LocalSession, grace: float = 10.0) -> None:
