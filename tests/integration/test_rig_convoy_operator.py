@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gastown import convoy as convoys
+from gastown import scheduler
 from gastown.ledger import BeadType, Status
 
 from conftest import wait_for
@@ -125,3 +126,12 @@ def test_convoy_is_planned_once_and_dispatched_under_the_limit(kubeapi, operator
         tasks = [b for b in lg.beads().values() if b.type == BeadType.TASK]
     assert len(tasks) == 5
     assert len(kubeapi.list("jobs", "default")) == 2
+
+    # `gt scheduler pause` (a ledger write) shows on the Rig, next to its other conditions
+    with rig.ledger() as lg:
+        lg.apply(scheduler.SetPaused(True, "user alice"))
+    cond = wait_for(lambda: (condition(kubeapi.get("rigs", "default", "webapp"), "Dispatching") or {}).get("reason")
+                    == "Paused" and condition(kubeapi.get("rigs", "default", "webapp"), "Dispatching"),
+                    what="Dispatching=False")
+    assert cond["status"] == "False" and "paused by user alice" in cond["message"]
+    assert condition(kubeapi.get("rigs", "default", "webapp"), "LedgerReady")["status"] == "True"

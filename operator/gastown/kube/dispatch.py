@@ -19,12 +19,13 @@ from kubernetes import client
 
 from .. import convoy as convoys
 from .. import notify
-from ..api import GROUP, VERSION, Invalid, PolecatSpec, RigSpec
+from ..api import GROUP, VERSION, Condition, Invalid, PolecatSpec, RigSpec, set_condition
 from ..api.validation import parse_spec
 from ..ledger import Bead, BeadType, LedgerError, Status, counts_by_status
 from ..polecats import agent_id, hooked_to
 from ..rigloop import RigPass
 from ..runtimes.kubernetes import JobRequest, KubernetesBackend, session_job
+from .admission import current_conditions
 from .client import api_client, patch_status
 from .convoys import convoy_status
 from .objects import ensure
@@ -136,7 +137,8 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping
             fingerprint = (tip, tuple(sorted((p, p in port.busy()) for p in polecats)), tuple(sorted(refs)))
             if fingerprint != seen:
                 report = RigPass(name, ledger, port, rig.max_polecats, rig.runtime.preset, ACTOR).run(fresh=False)
-                project(namespace, name, ledger.prefix, ledger.tip, report.beads or {}, refs, polecats, projected)
+                project(namespace, name, ledger.prefix, ledger.tip, report.beads or {}, refs, polecats, projected,
+                        report.held, status)
                 seen = fingerprint if not report.acted else None
         except LedgerError as e:
             log.warning("rig %s/%s: %s", namespace, name, e)
@@ -144,7 +146,8 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping
 
 
 def project(namespace: str, rig: str, prefix: str, tip: str | None, beads: Mapping[str, Bead], refs: Mapping[str, dict],
-            polecats: Mapping[str, dict], last: dict[str, Any]) -> None:
+            polecats: Mapping[str, dict], last: dict[str, Any], held: str | None = None,
+            rig_status: Mapping | None = None) -> None:
     """Write what the ledger says onto the Rig, Polecat and Convoy statuses; only what changed."""
     def put(plural: str, obj: str, status: dict) -> None:
         if last.get(f"{plural}/{obj}") != status:
@@ -153,7 +156,16 @@ def project(namespace: str, rig: str, prefix: str, tip: str | None, beads: Mappi
 
     work = [b for b in beads.values() if b.type not in (BeadType.AGENT, BeadType.CONVOY)]
     active = len({b.assignee for b in work if b.assignee and b.status in (Status.HOOKED, Status.IN_PROGRESS)})
-    put("rigs", rig, {"ledgerHead": tip, "beads": counts_by_status(work), "activePolecats": active})
+    status: dict[str, Any] = {"ledgerHead": tip, "beads": counts_by_status(work), "activePolecats": active}
+    if last.get("held") != held:  # a condition only when it changes, so its transition time means something
+        conditions = current_conditions({"status": rig_status or {}})
+        conditions = set_condition(conditions, Condition(
+            type="Dispatching", status="False" if held else "True",
+            reason=("Paused" if held.startswith("paused") else "RateLimited") if held else "Dispatching",
+            message=held or "ready beads go to polecats as slots free"))
+        last["held"] = held
+        status["conditions"] = [c.wire() for c in conditions]
+    put("rigs", rig, status)
     for polecat in polecats:
         held = hooked_to(beads, polecat) or next(
             (b for b in work if b.assignee == polecat and b.status == Status.IN_PROGRESS), None)

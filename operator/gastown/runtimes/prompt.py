@@ -32,7 +32,8 @@ def render(bead: Bead, *, branch: str, target: str, steps: Sequence[Bead] = (),
             parts.append(f"- [{mark}] {step.id}: {step.title}")
             if step.description:
                 parts += ["  " + ln for ln in step.description.strip().splitlines()]
-        parts += ["", "Start at the first step that is not checked.", ""]
+        parts += ["", "Start at the first step that is not checked. When a step is done and committed, "
+                      "run `gt bead close STEP-ID` so that a later session knows.", ""]
     if bead.notes:
         parts += ["## Notes", bead.notes.strip(), ""]
     if notes:
