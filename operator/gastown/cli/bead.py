@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,9 @@ from ..ledger import (
     blockers,
     select,
 )
+from ..ledger.ledger import default_cache_dir
 from ..ledger.model import PREFIX_PATTERN
+from .common import emit, fail, json_option
 
 STATUSES = [s.value for s in Status]
 TYPES = [t.value for t in BeadType]
@@ -31,7 +32,7 @@ DEP_TYPES = [d.value for d in DepType]
 
 def _check_prefix(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     if value is not None and not re.fullmatch(PREFIX_PATTERN, value):
-        _fail(f"malformed prefix {value!r}: use 2 to 10 lowercase letters, like gt")
+        fail(f"malformed prefix {value!r}: use 2 to 10 lowercase letters, like gt")
     return value
 
 
@@ -68,13 +69,13 @@ def ledger_command(fn: Callable) -> Callable:
             ledger = Ledger(o["rig"], cache_dir=_cache_dir(o["cache_dir"], o["rig"]),
                             prefix=o["prefix"] or "gt", actor=o["actor"])
         except LedgerError as e:
-            _fail(e)
+            fail(e)
         try:
             if o["prefix"] and ledger.tip and ledger.prefix != o["prefix"]:
-                _fail(f"this ledger uses the prefix {ledger.prefix!r}, not {o['prefix']!r}")
+                fail(f"this ledger uses the prefix {ledger.prefix!r}, not {o['prefix']!r}")
             fn(ledger, *args, **kwargs)
         except LedgerError as e:
-            _fail(e)
+            fail(e)
         finally:
             ledger.close()
 
@@ -82,20 +83,7 @@ def ledger_command(fn: Callable) -> Callable:
 
 
 def _cache_dir(given: Path | None, rig: str) -> Path | None:
-    if given is None:
-        return None
-    from ..ledger.ledger import default_cache_dir
-
-    return Path(given) / default_cache_dir(rig).name
-
-
-def _fail(err: object) -> None:
-    click.echo(f"gt: error: {err}", err=True)
-    sys.exit(1)
-
-
-def _emit(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
+    return None if given is None else Path(given) / default_cache_dir(rig).name
 
 
 def _dump(b: Bead) -> dict:
@@ -109,7 +97,7 @@ def _row(b: Bead) -> str:
 
 def _print_bead(b: Bead, as_json: bool, beads: dict[str, Bead] | None = None) -> None:
     if as_json:
-        _emit(_dump(b))
+        emit(_dump(b))
         return
     click.echo(f"{b.id}  {b.title}")
     click.echo(f"  status:   {b.status}    priority: P{b.priority}    type: {b.type}")
@@ -143,9 +131,6 @@ def _meta(values: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-
-
 @bead.command()
 @click.argument("title")
 @click.option("-d", "--description", default="", help="What the work is.")
@@ -171,7 +156,7 @@ def create(ledger: Ledger, title: str, description: str, acceptance: str, type_:
                       priority=priority, labels=labels, assignee=assignee or None, owner=owner or None,
                       parent=parent, deps=[(n, DepType.BLOCKS) for n in needs],
                       metadata={k: v for k, v in _meta(meta).items() if v is not None})
-    _emit(_dump(b)) if as_json else click.echo(b.id)
+    emit(_dump(b)) if as_json else click.echo(b.id)
 
 
 @bead.command()
@@ -207,7 +192,7 @@ def list_(ledger: Ledger, statuses: tuple[str, ...], show_all: bool, label: str 
     found = select(beads.values(), status=wanted, label=label, assignee=assignee,
                    type=BeadType(type_) if type_ else None)
     if as_json:
-        _emit([_dump(b) for b in found])
+        emit([_dump(b) for b in found])
     else:
         for b in found:
             click.echo(_row(b))
@@ -242,7 +227,7 @@ def update(ledger: Ledger, bead_id: str, title: str | None, description: str | N
             fields[name] = value or None
     b = ledger.update(bead_id, status=status, add_labels=add_label, remove_labels=remove_label,
                       metadata=_meta(meta), **fields)
-    _emit(_dump(b)) if as_json else click.echo(_row(b))
+    emit(_dump(b)) if as_json else click.echo(_row(b))
 
 
 @bead.command()
@@ -253,7 +238,7 @@ def update(ledger: Ledger, bead_id: str, title: str | None, description: str | N
 def close(ledger: Ledger, bead_id: str, reason: str, as_json: bool) -> None:
     """Close a bead."""
     b = ledger.close_bead(bead_id, reason)
-    _emit(_dump(b)) if as_json else click.echo(_row(b))
+    emit(_dump(b)) if as_json else click.echo(_row(b))
 
 
 @bead.command()
@@ -264,7 +249,7 @@ def close(ledger: Ledger, bead_id: str, reason: str, as_json: bool) -> None:
 def reopen(ledger: Ledger, bead_id: str, reason: str, as_json: bool) -> None:
     """Reopen a closed bead."""
     b = ledger.reopen(bead_id, reason)
-    _emit(_dump(b)) if as_json else click.echo(_row(b))
+    emit(_dump(b)) if as_json else click.echo(_row(b))
 
 
 @bead.command()
@@ -275,7 +260,7 @@ def reopen(ledger: Ledger, bead_id: str, reason: str, as_json: bool) -> None:
 def comment(ledger: Ledger, bead_id: str, text: str, as_json: bool) -> None:
     """Add a comment to a bead."""
     b = ledger.comment(bead_id, text)
-    _emit(_dump(b.comments[-1])) if as_json else click.echo(f"{b.id}: {len(b.comments)} comments")
+    emit(_dump(b.comments[-1])) if as_json else click.echo(f"{b.id}: {len(b.comments)} comments")
 
 
 @bead.group()
@@ -297,7 +282,7 @@ dep_type_option = click.option("-t", "--type", "type_", type=click.Choice(DEP_TY
 def dep_add(ledger: Ledger, bead_id: str, depends_on: str, type_: str, as_json: bool) -> None:
     """Make ID depend on DEPENDS_ON. A dependency cycle is refused."""
     b = ledger.add_dep(bead_id, depends_on, type_)
-    _emit(_dump(b)) if as_json else click.echo(f"{b.id} depends on {depends_on} ({type_})")
+    emit(_dump(b)) if as_json else click.echo(f"{b.id} depends on {depends_on} ({type_})")
 
 
 @dep.command("rm")
@@ -310,7 +295,7 @@ def dep_add(ledger: Ledger, bead_id: str, depends_on: str, type_: str, as_json: 
 def dep_rm(ledger: Ledger, bead_id: str, depends_on: str, type_: str | None, as_json: bool) -> None:
     """Remove the dependency of ID on DEPENDS_ON."""
     b = ledger.remove_dep(bead_id, depends_on, type_)
-    _emit(_dump(b)) if as_json else click.echo(f"{b.id} no longer depends on {depends_on}")
+    emit(_dump(b)) if as_json else click.echo(f"{b.id} no longer depends on {depends_on}")
 
 
 @bead.command()
@@ -321,7 +306,7 @@ def ready(ledger: Ledger, assignee: str | None, as_json: bool) -> None:
     """Open beads with nothing open blocking them, most urgent first."""
     found = ledger.ready(assignee)
     if as_json:
-        _emit([_dump(b) for b in found])
+        emit([_dump(b) for b in found])
     else:
         for b in found:
             click.echo(_row(b))
@@ -335,7 +320,7 @@ def history(ledger: Ledger, bead_id: str, as_json: bool) -> None:
     """What happened to a bead, oldest first, from the git log of the ledger."""
     entries = ledger.history(bead_id)
     if as_json:
-        _emit([e.__dict__ for e in entries])
+        emit([e.__dict__ for e in entries])
     else:
         for e in entries:
             click.echo(f"{e.date}  {e.commit[:10]}  {e.change}")

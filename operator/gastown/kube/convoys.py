@@ -17,7 +17,7 @@ from ..ledger import Bead, LedgerError
 from ..ledger.ops import Together
 from ..rigloop import rig_formula_sources
 from .admission import current_conditions
-from .sessions import ledgers, rig_spec
+from .sessions import ledgers, require_rig
 
 
 def convoy_key(namespace: str, name: str) -> str:
@@ -38,11 +38,7 @@ def plan_convoy(name: str, namespace: str, spec: Mapping, body: kopf.Body, patch
         convoy = parse_spec(ConvoySpec, spec)
     except Invalid:
         return  # admission reports it
-    rig = rig_spec(rigs_by_name, namespace, convoy.rig)
-    if rig is None:
-        message = f"rig {convoy.rig} does not exist (yet) in {namespace}; retrying until it does"
-        kopf.warn(body, reason="RigNotFound", message=message)
-        raise kopf.TemporaryError(message, delay=10)
+    rig = require_rig(rigs_by_name, namespace, convoy.rig, body)
     generation = body["metadata"].get("generation")
     conditions = current_conditions(body, patch)
     ledger = ledgers(memo).get(namespace, convoy.rig, rig.git_url, rig.beads_prefix)

@@ -77,11 +77,7 @@ def polecat_identity(name: str, namespace: str, spec: Mapping, body: kopf.Body, 
         polecat = parse_spec(PolecatSpec, spec)
     except Invalid:
         return  # admission reports it
-    rig = rig_spec(rigs_by_name, namespace, polecat.rig)
-    if rig is None:
-        message = f"rig {polecat.rig} does not exist (yet) in {namespace}; retrying until it does"
-        kopf.warn(body, reason="RigNotFound", message=message)
-        raise kopf.TemporaryError(message, delay=10)
+    rig = require_rig(rigs_by_name, namespace, polecat.rig, body)
     if polecat.desired_state == "retired":
         patch.status["phase"] = "Retired"
     elif (body.get("status") or {}).get("phase") == "Retired":
@@ -116,6 +112,16 @@ def session_heartbeat(event: Mapping, **_: Any) -> None:
     renewed = (lease.get("spec") or {}).get("renewTime")
     if polecat and renewed and event.get("type") != "DELETED":
         patch_status(meta["namespace"], "polecats", polecat, {"lastHeartbeat": renewed})
+
+
+def require_rig(rigs_by_name: kopf.Index, namespace: str, rig: str, body: kopf.Body) -> RigSpec:
+    """The spec of the rig ``body`` names; until it exists: a Warning Event and a retry."""
+    spec = rig_spec(rigs_by_name, namespace, rig)
+    if spec is None:
+        message = f"rig {rig} does not exist (yet) in {namespace}; retrying until it does"
+        kopf.warn(body, reason="RigNotFound", message=message)
+        raise kopf.TemporaryError(message, delay=10)
+    return spec
 
 
 def rig_spec(rigs_by_name: kopf.Index, namespace: str, rig: str) -> RigSpec | None:
