@@ -76,6 +76,24 @@ def test_unreachable_remote_is_a_condition_and_an_event_not_a_crash(kubeapi, ope
     assert op.proc.poll() is None  # still running, retrying with backoff
 
 
+def test_a_remote_that_goes_away_flips_git_reachable(kubeapi, operator, rig):
+    operator()
+    kubeapi.create(cr("Rig", "webapp", {"gitUrl": f"file://{rig.remote}"}))
+    wait_for(lambda: (condition(kubeapi.get("rigs", "default", "webapp"), "GitReachable") or {}).get("status")
+             == "True", what="GitReachable=True")
+    hidden = rig.remote.with_name("hidden.git")
+    rig.remote.rename(hidden)
+    cond = wait_for(lambda: (condition(kubeapi.get("rigs", "default", "webapp"), "GitReachable") or {}).get("status")
+                    == "False" and condition(kubeapi.get("rigs", "default", "webapp"), "GitReachable"),
+                    what="GitReachable=False")
+    assert "webapp.git" in cond["message"]
+    wait_for(lambda: any(e["reason"] == "GitUnreachable" for e in kubeapi.events("default", "webapp")),
+             what="a GitUnreachable Event")
+    hidden.rename(rig.remote)
+    wait_for(lambda: condition(kubeapi.get("rigs", "default", "webapp"), "GitReachable")["status"] == "True",
+             what="GitReachable=True again")
+
+
 def test_convoy_with_a_bad_formula_var_says_which(kubeapi, operator, rig):
     operator()
     kubeapi.create(cr("Rig", "webapp", {"gitUrl": f"file://{rig.remote}"}))

@@ -41,7 +41,7 @@ def plan_convoy(name: str, namespace: str, spec: Mapping, body: kopf.Body, patch
     rig = require_rig(rigs_by_name, namespace, convoy.rig, body)
     generation = body["metadata"].get("generation")
     conditions = current_conditions(body, patch)
-    ledger = ledgers(memo).get(namespace, convoy.rig, rig.git_url, rig.beads_prefix)
+    ledger = ledgers(memo).for_rig(namespace, convoy.rig, rig)
     key = convoy_key(namespace, name)
     try:
         with tempfile.TemporaryDirectory() as tmp:

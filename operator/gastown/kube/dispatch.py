@@ -124,25 +124,46 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping
         rig = parse_spec(RigSpec, spec)
     except Invalid:
         return
-    ledger = ledgers(memo).get(namespace, name, rig.git_url, rig.beads_prefix)
     backend = KubernetesBackend(api_client())
     seen: object = None
     projected: dict[str, Any] = {}
+    git_error: str | None = None
     while not stopped:
+        try:
+            ledger = ledgers(memo).for_rig(namespace, name, rig)  # follows credential changes
+        except client.ApiException as e:
+            log.warning("rig %s/%s: credentials Secret: %s", namespace, name, e.reason)
+            stopped.wait(POLL_SECONDS * 5)
+            continue
         polecats = {p["name"]: p for p in polecats_by_rig.get((namespace, name), [])}
         refs = {c["key"]: c for c in convoys_by_rig.get((namespace, name), [])}
-        port = KubePort(namespace, name, uid, rig, ledger.prefix, polecats, sessions_by_polecat, refs, backend)
         try:
             tip = ledger.refresh()
+            port = KubePort(namespace, name, uid, rig, ledger.prefix, polecats, sessions_by_polecat, refs, backend)
             fingerprint = (tip, tuple(sorted((p, p in port.busy()) for p in polecats)), tuple(sorted(refs)))
             if fingerprint != seen:
                 report = RigPass(name, ledger, port, rig.max_polecats, rig.runtime.preset, ACTOR).run(fresh=False)
                 project(namespace, name, ledger.prefix, ledger.tip, report.beads or {}, refs, polecats, projected,
                         report.held, status)
                 seen = fingerprint if not report.acted else None
+            git_error = report_git(namespace, name, status, None, git_error)
         except LedgerError as e:
             log.warning("rig %s/%s: %s", namespace, name, e)
+            git_error = report_git(namespace, name, status, str(e), git_error)
         stopped.wait(POLL_SECONDS)
+
+
+def report_git(namespace: str, rig: str, status: Mapping, error: str | None, last: str | None) -> str | None:
+    """Flip GitReachable when the remote goes away or comes back; return the error now."""
+    if error == last:
+        return last
+    conditions = set_condition(current_conditions({"status": status}), Condition(
+        type="GitReachable", status="False" if error else "True", reason="GitError" if error else "Reachable",
+        message=f"{error}; retrying" if error else "the remote answers again"))
+    patch_status(namespace, "rigs", rig, {"conditions": [c.wire() for c in conditions]})
+    if error:
+        post_event(namespace, "Rig", rig, "GitUnreachable", error, "Warning")
+    return error
 
 
 def project(namespace: str, rig: str, prefix: str, tip: str | None, beads: Mapping[str, Bead], refs: Mapping[str, dict],

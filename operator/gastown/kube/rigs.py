@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
+from kubernetes.client.rest import ApiException
 
 from ..api import GROUP, VERSION, Condition, Invalid, RigSpec, set_condition
 from ..api.validation import parse_spec
@@ -92,11 +93,11 @@ def reconcile_rig(name: str, namespace: str, uid: str, spec: Mapping, body: kopf
         return  # admission reports it
     generation = body["metadata"].get("generation")
     conditions = current_conditions(body, patch)
-    ledger = ledgers(memo).get(namespace, name, rig.git_url, rig.beads_prefix)
     try:
-        head = ledger.ensure()
-    except LedgerError as e:
-        message = f"{e}. Check spec.gitUrl and the credentials Secret; retrying."
+        head = ledgers(memo).for_rig(namespace, name, rig).ensure()
+    except (LedgerError, ApiException) as e:
+        what = f"Secret {rig.credentials_secret.name}: {e.reason}" if isinstance(e, ApiException) else str(e)
+        message = f"{what}. Check spec.gitUrl and the credentials Secret; retrying."
         conditions = _condition(conditions, "GitReachable", False, "GitError", message, generation)
         conditions = _condition(conditions, "LedgerReady", False, "GitError", message, generation)
         conditions = _condition(conditions, "Ready", False, "GitError", message, generation)

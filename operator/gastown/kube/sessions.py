@@ -83,7 +83,7 @@ def polecat_identity(name: str, namespace: str, spec: Mapping, body: kopf.Body, 
     elif (body.get("status") or {}).get("phase") == "Retired":
         patch.status["phase"] = "Idle"
     runtime = (polecat.runtime or rig.runtime).preset
-    ledger = ledgers(memo).get(namespace, polecat.rig, rig.git_url, rig.beads_prefix)
+    ledger = ledgers(memo).for_rig(namespace, polecat.rig, rig)
     try:
         ledger.apply(EnsureAgent(name, polecat.rig, "gastown operator", runtime))
     except LedgerError as e:

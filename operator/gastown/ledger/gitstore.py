@@ -50,10 +50,11 @@ def git_env() -> dict[str, str]:
 
 
 def run_git(args: list[str], cwd: Path | None = None, input: bytes | None = None,
-            timeout: float = GIT_TIMEOUT, check: bool = True) -> subprocess.CompletedProcess:
+            timeout: float = GIT_TIMEOUT, check: bool = True,
+            env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
     try:
         proc = subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True,
-                              timeout=timeout, env=git_env())
+                              timeout=timeout, env={**git_env(), **(env or {})})
     except subprocess.TimeoutExpired as e:
         raise GitTimeout(f"git {args[0]} timed out after {timeout:.0f}s") from e
     if check and proc.returncode != 0:
@@ -127,10 +128,12 @@ class GitSnapshot:
 class GitStore:
     """A remote ledger branch seen through a local bare cache repository."""
 
-    def __init__(self, remote: str, cache_dir: Path, default_prefix: str = "gt"):
+    def __init__(self, remote: str, cache_dir: Path, default_prefix: str = "gt",
+                 env: Mapping[str, str] | None = None):
         self.remote = normalise_remote(remote)
         self.cache = Path(cache_dir)
         self.default_prefix = default_prefix
+        self.env = dict(env or {})  # credentials for the remote, for the commands that reach it
         self._ensure_cache()
         self._repo = git.Repo(self.cache)
         self._read_lock = threading.Lock()
@@ -166,7 +169,7 @@ class GitStore:
 
     def remote_tip(self) -> str | None:
         """The remote ledger tip, asked of the remote (one round trip, no objects moved)."""
-        proc = run_git(["ls-remote", "--", self.remote, LEDGER_REF], cwd=self.cache, check=False)
+        proc = run_git(["ls-remote", "--", self.remote, LEDGER_REF], cwd=self.cache, check=False, env=self.env)
         if proc.returncode != 0:
             raise Unavailable(f"cannot reach the rig repository {self.remote}: {_first_line(proc.stderr)}")
         out = proc.stdout.decode().split()
@@ -193,7 +196,7 @@ class GitStore:
 
     def _fetch(self) -> str | None:
         proc = run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", self.remote,
-                        f"+{LEDGER_REF}:{CACHE_REF}"], cwd=self.cache, check=False)
+                        f"+{LEDGER_REF}:{CACHE_REF}"], cwd=self.cache, check=False, env=self.env)
         if proc.returncode != 0:
             if b"couldn't find remote ref" in proc.stderr:
                 return None
@@ -208,7 +211,7 @@ class GitStore:
         """
         try:
             proc = run_git(["push", "--porcelain", "--quiet", self.remote, f"{commit}:{LEDGER_REF}"],
-                           cwd=self.cache, check=False)
+                           cwd=self.cache, check=False, env=self.env)
         except GitTimeout as e:
             raise UnknownOutcome(str(e)) from e
         status = [ln for ln in proc.stdout.decode(errors="replace").splitlines() if "\t" in ln]

@@ -51,10 +51,10 @@ class Ledger:
     """
 
     def __init__(self, remote: str, *, cache_dir: Path | None = None, prefix: str = "gt",
-                 actor: str | None = None, max_batch: int = 500):
+                 actor: str | None = None, max_batch: int = 500, env: Mapping[str, str] | None = None):
         self.remote = normalise_remote(remote)
         self.actor = actor or default_actor()
-        self.store = GitStore(self.remote, cache_dir or default_cache_dir(remote), prefix)
+        self.store = GitStore(self.remote, cache_dir or default_cache_dir(remote), prefix, env)
         self.max_batch = max_batch
         self._tip: str | None = None
         self._known = False

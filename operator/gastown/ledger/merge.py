@@ -42,14 +42,14 @@ class Branches:
         if wanted:
             specs = [f"+refs/heads/{b}:{HEADS}/{b}" for b in wanted]
             proc = run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", self.store.remote, *specs],
-                           cwd=self.store.cache, check=False)
+                           cwd=self.store.cache, check=False, env=self.store.env)
             if proc.returncode != 0:
                 raise Unavailable(f"cannot fetch {', '.join(wanted)} from {self.store.remote}: "
                                   f"{_first_line(proc.stderr)}")
 
     def remote_tips(self, *branches: str) -> dict[str, str | None]:
         proc = run_git(["ls-remote", "--heads", "--", self.store.remote, *branches], cwd=self.store.cache,
-                       check=False)
+                       check=False, env=self.store.env)
         if proc.returncode != 0:
             raise Unavailable(f"cannot reach {self.store.remote}: {_first_line(proc.stderr)}")
         found = {}
@@ -88,7 +88,7 @@ class Branches:
         """Move ``branch`` to ``commit`` if it is still at ``expected``; False when it moved."""
         lease = f"--force-with-lease=refs/heads/{branch}:{expected or ''}"
         proc = run_git(["push", "--porcelain", "--quiet", lease, self.store.remote, f"{commit}:refs/heads/{branch}"],
-                       cwd=self.store.cache, check=False)
+                       cwd=self.store.cache, check=False, env=self.store.env)
         if proc.returncode == 0:
             return True
         status = [ln for ln in proc.stdout.decode(errors="replace").splitlines() if "\t" in ln]
@@ -102,7 +102,7 @@ class Branches:
     def delete(self, branch: str, expected: str | None = None) -> None:
         lease = f"--force-with-lease=refs/heads/{branch}:{expected}" if expected else "--force"
         run_git(["push", "--quiet", lease, self.store.remote, f":refs/heads/{branch}"], cwd=self.store.cache,
-                check=False)
+                check=False, env=self.store.env)
 
     def merge_into(self, branch: str, target: str, message: str, author: Signature,
                    attempts: int = 10) -> MergeResult:

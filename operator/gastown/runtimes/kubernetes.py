@@ -16,6 +16,7 @@ from typing import Any
 from .. import __version__
 from ..api.common import RuntimeSpec
 from ..api.rig import RigSpec
+from ..ledger.credentials import CREDENTIAL_HELPER, ssh_command
 from .presets import PRESETS, Runtime
 
 DEFAULT_AGENT_IMAGE = os.environ.get("GT_AGENT_IMAGE", f"gastown/agent:{__version__}")
@@ -25,9 +26,6 @@ WORKSPACE, SESSION_DIR, CACHE_DIR, HOME = "/workspace", "/var/run/gastown", "/va
 SSH_DIR = "/etc/gastown/git-ssh"
 RUNTIMES_DIR = "/etc/gastown/runtimes"
 AGENT_UID = 1000
-# Git asks this helper for HTTPS credentials; the values come from the environment at run time,
-# so no secret is ever in the Job spec, an argv or a file. The helper text is fixed.
-CREDENTIAL_HELPER = '!f() { test "$1" = get || exit 0; echo username="$GIT_USERNAME"; echo password="$GIT_PASSWORD"; }; f'
 DEFAULT_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}
 
 
@@ -99,9 +97,7 @@ def _git_env(spec: RigSpec) -> list[dict]:
         {"name": "GIT_CONFIG_COUNT", "value": "1"},
         {"name": "GIT_CONFIG_KEY_0", "value": "credential.helper"},
         {"name": "GIT_CONFIG_VALUE_0", "value": CREDENTIAL_HELPER},
-        {"name": "GIT_SSH_COMMAND", "value": f"ssh -i {SSH_DIR}/ssh-privatekey -o IdentitiesOnly=yes "
-                                             "-o StrictHostKeyChecking=accept-new "
-                                             "-o UserKnownHostsFile=/tmp/known_hosts"},
+        {"name": "GIT_SSH_COMMAND", "value": ssh_command(f"{SSH_DIR}/ssh-privatekey")},
     ]
     if spec.credentials_secret:
         secret = spec.credentials_secret.name
