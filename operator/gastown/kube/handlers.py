@@ -8,15 +8,23 @@ import kopf
 
 from ..api import KINDS, Kind
 from .admission import judge
+from .ledgers import RigLedgers
 from .settings import OperatorOptions, configure
 
 log = logging.getLogger("gastown.operator")
+
+
+@kopf.on.cleanup()
+def cleanup(memo: kopf.Memo, **_) -> None:
+    if "ledgers" in memo:
+        memo["ledgers"].close()
 
 
 @kopf.on.startup()
 def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     opts = memo.get("options") or OperatorOptions()
     configure(settings, opts)
+    memo["ledgers"] = RigLedgers()
     log.info("gastown operator starting (%s)",
              "all namespaces" if opts.clusterwide else "namespaces " + ",".join(opts.namespaces))
 

@@ -18,12 +18,10 @@ from .ledgers import RigLedgers
 
 log = logging.getLogger("gastown.sessions")
 SESSION_LABELS = {"app.kubernetes.io/component": COMPONENT}
-POLL_SECONDS = 2.0
 
 
 def ledgers(memo: kopf.Memo) -> RigLedgers:
-    if "ledgers" not in memo:
-        memo["ledgers"] = RigLedgers()
+    """The operator's rig ledgers (made once, by the startup handler)."""
     return memo["ledgers"]
 
 
