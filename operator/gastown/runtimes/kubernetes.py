@@ -1,7 +1,7 @@
 """KubernetesBackend: one Job per agent session, owned by its Polecat.
 
-``session_job`` builds the Job (pure, tested field by field); ``KubernetesBackend`` creates,
-lists and deletes Jobs through the API. The pod runs `gt session run` under the restricted
+``session_job`` builds the Job (pure, tested field by field); ``KubernetesBackend`` creates
+it through the API. The pod runs `gt session run` under the restricted
 Pod Security profile: non-root, no privilege escalation, no capabilities, read-only root
 filesystem, with writable emptyDirs for the checkout, HOME, /tmp and the session files.
 """
@@ -221,7 +221,7 @@ def session_job(req: JobRequest, runtime: Runtime | None = None) -> dict:
 
 
 class KubernetesBackend:
-    """Create, find and stop session Jobs through the Kubernetes API."""
+    """Create session (and Mayor) Jobs through the Kubernetes API."""
 
     def __init__(self, api_client: Any):
         from kubernetes import client
@@ -237,18 +237,3 @@ class KubernetesBackend:
             if e.status != 409:  # already created by an earlier pass: nothing to do
                 raise
         return job["metadata"]["name"]
-
-    def jobs(self, namespace: str, polecat: str | None = None) -> list[Any]:
-        selector = f"app.kubernetes.io/component={COMPONENT}"
-        if polecat:
-            selector += f",gastown.dev/polecat={polecat}"
-        return self.batch.list_namespaced_job(namespace, label_selector=selector).items
-
-    def stop(self, namespace: str, name: str) -> None:
-        from kubernetes.client.rest import ApiException
-
-        try:
-            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
-        except ApiException as e:
-            if e.status != 404:
-                raise

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -142,15 +141,3 @@ class LocalBackend:
             pid = int((sdir.parent / "pid").read_text())
             out.append(LocalSession(sdir.parent.name, req, sdir.parent, pid, data.get("started", 0.0)))
         return sorted(out, key=lambda s: s.started)
-
-    def stop(self, session: LocalSession, grace: float = 10.0) -> None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(session.pid, sig)
-            except ProcessLookupError:
-                return
-            deadline = time.monotonic() + grace
-            while time.monotonic() < deadline and session.running():
-                time.sleep(0.05)
-            if not session.running():
-                return
