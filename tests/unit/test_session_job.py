@@ -133,3 +133,13 @@ def test_custom_runtimes_come_from_the_configmap():
     assert {"name": "runtimes", "configMap": {"name": "gastown-runtimes"}} in pod["volumes"]
     plain = session_job(request(runtimes_configmap=None))["spec"]["template"]["spec"]
     assert not any(v["name"] == "runtimes" for v in plain["volumes"])
+
+
+def test_a_custom_runtime_gets_its_own_key_variable(tmp_path, monkeypatch):
+    from gastown.runtimes.config import RuntimeDef, save
+
+    monkeypatch.setenv("GT_RUNTIMES_FILE", str(tmp_path / "runtimes.yaml"))
+    save({"mycli": RuntimeDef(command=["mycli"], api_key_env=["MYCLI_KEY"])})
+    job = session_job(request(runtime=RuntimeSpec(preset="mycli", apiKeySecret=SecretKeyRef(name="k", key="v"))))
+    env = env_of(job["spec"]["template"]["spec"]["containers"][0])
+    assert env["MYCLI_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "k", "key": "v"}

@@ -17,7 +17,8 @@ from .. import __version__
 from ..api.common import RuntimeSpec
 from ..api.rig import RigSpec
 from ..ledger.credentials import CREDENTIAL_HELPER, ssh_command
-from .presets import PRESETS, Runtime
+from .config import ConfigError, resolve
+from .presets import Runtime
 
 DEFAULT_AGENT_IMAGE = os.environ.get("GT_AGENT_IMAGE", f"gastown/agent:{__version__}")
 COMPONENT = "agent-session"
@@ -120,7 +121,7 @@ def _mounts() -> list[dict]:
 def session_job(req: JobRequest, runtime: Runtime | None = None) -> dict:
     """The Job that runs one session of ``req.polecat`` on ``req.bead``."""
     spec = req.rig_spec
-    runtime = runtime or PRESETS.get(req.runtime.preset)
+    runtime = runtime or _runtime(req.runtime.preset)
     deadline = spec.session_deadline_seconds
     env = [
         {"name": "GT_RIG", "value": spec.git_url},
@@ -218,6 +219,14 @@ def session_job(req: JobRequest, runtime: Runtime | None = None) -> dict:
             },
         },
     }
+
+
+def _runtime(name: str) -> Runtime | None:
+    """The runtime, custom ones included (the operator mounts the same runtimes file)."""
+    try:
+        return resolve(name)
+    except ConfigError:
+        return None  # unknown here: the session itself reports it clearly
 
 
 class KubernetesBackend:
