@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from .escalation import raise_in
 from .graph import topo_order
 from .ledger import Bead, BeadType, Comment, Dependency, DepType, InvalidOperation, Status, query
 from .ledger.ids import child_id, new_id, stable_id
@@ -137,16 +138,6 @@ class PlanConvoy:
                       f"convoy {convoy.metadata['name']} planned: {len(tracked)} beads", self.actor)
 
 
-def _escalate(tx: Tx, source: Bead, title: str, text: str, actor: str, severity: str = "P2") -> Bead:
-    esc_id = new_id(tx.prefix, f"esc\0{source.id}\0{title}\0{tx.now.isoformat()}", tx.ids(), len(tx.ids()))
-    esc = Bead(id=esc_id, title=title[:500], type=BeadType.ESCALATION, description=text,
-               priority=int(severity[1]), labels=["escalation", severity],
-               metadata={"severity": severity, "source": source.id, "raised_by": actor},
-               dependencies=[Dependency(id=source.id, type=DepType.TRACKS)],
-               created_by=actor, created_at=tx.now, updated_at=tx.now)
-    return tx.put(esc, f"escalation {severity}: {title[:80]}", actor)
-
-
 @dataclass(frozen=True)
 class FailPlan:
     """No valid plan: the convoy says why, and a person is asked (once)."""
@@ -159,8 +150,10 @@ class FailPlan:
         convoy = tx.require(convoy_id(tx.prefix, self.key))
         if convoy.metadata.get("plan_error") == self.error:
             return convoy
-        esc = _escalate(tx, convoy, f"convoy {convoy.metadata['name']}: the Mayor's plan is invalid",
-                        self.error, self.actor)
+        esc = raise_in(tx, "P2", f"convoy {convoy.metadata['name']}: the Mayor's plan is invalid", self.actor,
+                       reason=self.error, related=convoy.id, source={"rig": convoy.metadata.get("rig", ""),
+                                                                     "convoy": convoy.metadata["name"]},
+                       dedupe=f"plan:{convoy.id}")
         meta = merged(convoy.metadata, {"plan_error": self.error, "escalation": esc.id})
         return tx.put(revise(convoy, tx, status=Status.BLOCKED, metadata=meta),
                       f"convoy {convoy.metadata['name']}: plan invalid", self.actor)
@@ -208,9 +201,11 @@ class MarkStalled:
         if convoy.metadata.get("stalled_since"):
             return convoy
         minutes = int((tx.now - self.since).total_seconds() // 60)
-        esc = _escalate(tx, convoy, f"convoy {convoy.metadata['name']} stalled: no bead progressed for {minutes} min",
-                        f"Nothing in convoy {convoy.metadata['name']} changed since {self.since.isoformat()}.",
-                        self.actor)
+        esc = raise_in(tx, "P2", f"convoy {convoy.metadata['name']} stalled: no bead progressed for {minutes} min",
+                       self.actor, reason=f"Nothing in convoy {convoy.metadata['name']} changed since "
+                                          f"{self.since.isoformat()}.", related=convoy.id,
+                       source={"rig": convoy.metadata.get("rig", ""), "convoy": convoy.metadata["name"]},
+                       dedupe=f"stall:{convoy.id}:{self.since.isoformat()}")
         meta = merged(convoy.metadata, {"stalled_since": self.since.isoformat(), "escalation": esc.id})
         return tx.put(revise(convoy, tx, metadata=meta), f"convoy {convoy.metadata['name']} stalled", self.actor)
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .escalation import raise_in
 from .ledger import Bead, BeadType, Comment, Dependency, DepType, InvalidOperation, Status
 from .ledger.ids import new_id, stable_id
 from .ledger.ops import Tx, merged, revise
@@ -216,14 +217,10 @@ class Done:
         return tx.put(mr, f'created merge-request "{mr.title}" ({self.commit[:12]})', self.actor)
 
     def _escalation(self, tx: Tx, bead: Bead) -> Bead:
-        esc_id = new_id(tx.prefix, f"esc\0{bead.id}\0{self.session}", tx.ids(), len(tx.ids()))
-        esc = Bead(id=esc_id, title=f"{self.polecat} needs help with {bead.id}: {bead.title}"[:500],
-                   type=BeadType.ESCALATION, priority=2, description=self.reason,
-                   labels=["escalation", "P2"], metadata={"severity": "P2", "source": bead.id,
-                                                          "raised_by": self.polecat},
-                   dependencies=[Dependency(id=bead.id, type=DepType.TRACKS)],
-                   created_by=self.actor, created_at=tx.now, updated_at=tx.now)
-        return tx.put(esc, f"escalation P2 raised by {self.polecat}", self.actor)
+        return raise_in(tx, "P2", f"{self.polecat} needs help with {bead.id}: {bead.title}", self.actor,
+                        reason=self.reason, related=bead.id,
+                        source={"polecat": self.polecat, "bead": bead.id, "session": self.session},
+                        dedupe=f"done:{bead.id}:{self.session}")
 
 
 def _comment(actor: str, text: str, tx: Tx) -> Comment:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import convoy as convoys
-from . import formulas, scheduler
+from . import escalation, formulas, scheduler
 from .ledger import Bead, BeadType, Ledger, LedgerError, Status
 from .ledger.gitstore import Signature
 from .ledger.merge import Branches
@@ -58,6 +58,10 @@ class Port(Protocol):
 
     def announce(self, convoy: Bead, progress: convoys.ConvoyProgress) -> None: ...
 
+    def deliver(self, esc: Bead, route: str) -> bool:
+        """Send an escalation along ``route``; False when the route is not set up here (it is
+        then skipped for good). Raising leaves it for the next pass."""
+
 
 @dataclass
 class PassReport:
@@ -67,18 +71,21 @@ class PassReport:
     upkeep: int = 0
     assigned: int = 0
     started: int = 0
+    escalations: int = 0
     held: str | None = None
     beads: Mapping[str, Bead] | None = None
 
     @property
     def acted(self) -> bool:
-        return any((self.mayors, self.merged, self.conflicts, self.upkeep, self.assigned, self.started))
+        return any((self.mayors, self.merged, self.conflicts, self.upkeep, self.assigned, self.started,
+                    self.escalations))
 
 
 class RigPass:
     def __init__(self, rig: str, ledger: Ledger, port: Port, limit: int, runtime: str = "",
-                 actor: str = "gastown"):
+                 actor: str = "gastown", routes: escalation.Routes | None = None):
         self.rig, self.ledger, self.port, self.limit, self.runtime, self.actor = rig, ledger, port, limit, runtime, actor
+        self.routes = routes or escalation.Routes()
         self.branches = Branches(ledger.store)
 
     def run(self, now: datetime | None = None, fresh: bool = True) -> PassReport:
@@ -103,6 +110,9 @@ class RigPass:
             if convoy.type == BeadType.CONVOY and convoy.status == Status.CLOSED and not convoy.metadata.get("notified"):
                 self.port.announce(convoy, convoys.progress(convoy, beads))
                 self.ledger.apply(convoys.MarkNotified(convoy.metadata["key"], self.actor))
+        report.escalations = self._escalations(beads, now)
+        if report.escalations:
+            beads = self.ledger.snapshot(refresh=False).beads()
         known, retired = self.port.polecats()
         decision = scheduler.plan(beads, snap.prefix, self.limit, known, retired, now=now)
         report.held = decision.held
@@ -129,6 +139,25 @@ class RigPass:
                 f.result()
             except LedgerError as e:
                 log.warning("rig %s: %s", self.rig, e)
+
+    def _escalations(self, beads: Mapping[str, Bead], now: datetime) -> int:
+        """Bump what went unacknowledged too long, then route what is not yet routed."""
+        bumps = escalation.upkeep(beads, self.routes, now, self.actor)
+        if bumps:
+            self._apply_all(bumps)
+            beads = self.ledger.snapshot(refresh=False).beads()
+        delivered = []
+        for esc in escalation.open_escalations(beads.values()):
+            for route in self.routes.pending(esc):
+                try:
+                    self.port.deliver(esc, route)
+                except Exception as e:  # noqa: BLE001 (a failed delivery is retried next pass)
+                    log.warning("rig %s: escalation %s via %s: %s", self.rig, esc.id, route, e)
+                    continue
+                delivered.append(escalation.Delivered(esc.id, route, self.actor))
+        if delivered:
+            self._apply_all(delivered)
+        return len(bumps) + len(delivered)
 
     def _mayors(self, beads: Mapping[str, Bead]) -> int:
         asked = 0

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .common import BranchName, Conditions, Model, Resources, RuntimeSpec, SecretRef
+from .common import BranchName, Conditions, Model, Resources, RuntimeSpec, SecretKeyRef, SecretRef
 
 # https://host/path, ssh://..., git://..., file:///..., or scp-like user@host:path
 GIT_URL = r"^((https?|ssh|git|file)://\S+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\S+)$"
@@ -65,6 +65,27 @@ class Network(Model):
                     "(git://). Add the CIDR of an in-cluster git server here.")
 
 
+RouteName = Literal["event", "condition", "webhook", "log"]
+
+
+def _default_routes() -> dict[str, list[str]]:
+    return {"P0": ["event", "condition", "webhook", "log"], "P1": ["event", "condition", "webhook", "log"],
+            "P2": ["event", "log"], "P3": ["log"]}
+
+
+class EscalationSpec(Model):
+    """Where escalations of each severity go, and when unacknowledged ones are bumped."""
+
+    routes: dict[Literal["P0", "P1", "P2", "P3"], list[RouteName]] = Field(
+        default_factory=_default_routes,
+        description="Per severity: event (on the related object), condition (on the Rig), "
+                    "webhook (Slack-compatible POST), log.")
+    bump_after_seconds: int = Field(default=4 * 3600, ge=60, le=30 * 86400,
+                                    description="An unacknowledged escalation goes one severity up after this "
+                                                "long, at most twice.")
+    webhook_secret: SecretKeyRef | None = Field(default=None, description="The Secret key holding the webhook URL.")
+
+
 class RigSpec(Model):
     git_url: str = Field(pattern=GIT_URL, max_length=2048,
                          description="Clone URL of the repository (https, ssh, git, file or user@host:path).")
@@ -82,6 +103,7 @@ class RigSpec(Model):
                                           description="An agent session is stopped after this long.")
     verification: Verification = Field(default_factory=Verification)
     network: Network = Field(default_factory=Network)
+    escalation: EscalationSpec = Field(default_factory=EscalationSpec)
 
 
 RigPhase = Literal["Pending", "Ready", "Error", "Invalid"]

@@ -8,6 +8,7 @@ from .. import __version__
 from .bead import bead
 from .config import config
 from .convoy import convoy, scheduler_group, sling
+from .escalate import escalate
 from .formula import formula
 from .mayor import mayor
 from .operator import operator
@@ -25,7 +26,8 @@ def cli() -> None:
     """
 
 
-for _command in (bead, config, convoy, done, formula, mayor, operator, scheduler_group, session, sling):
+for _command in (bead, config, convoy, done, escalate, formula, mayor, operator, scheduler_group, session,
+                 sling):
     cli.add_command(_command)
 
 

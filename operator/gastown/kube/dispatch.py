@@ -18,9 +18,10 @@ import kopf
 from kubernetes import client
 
 from .. import convoy as convoys
-from .. import notify
+from .. import escalation, notify
 from ..api import GROUP, VERSION, Condition, Invalid, PolecatSpec, RigSpec, set_condition
 from ..api.validation import parse_spec
+from ..escalation import Routes
 from ..ledger import Bead, BeadType, LedgerError, Status, counts_by_status
 from ..polecats import agent_id, hooked_to
 from ..rigloop import RigPass
@@ -39,7 +40,8 @@ ACTOR = "gastown operator"
 class KubePort:
     def __init__(self, namespace: str, rig_name: str, rig_uid: str, rig: RigSpec, prefix: str,
                  polecats: Mapping[str, dict], sessions: kopf.Index, convoy_refs: Mapping[str, dict],
-                 backend: KubernetesBackend):
+                 backend: KubernetesBackend, rig_status: Mapping | None = None):
+        self.rig_status = rig_status or {}
         self.namespace, self.rig_name, self.rig_uid, self.rig, self.prefix = namespace, rig_name, rig_uid, rig, prefix
         self.known, self.sessions, self.convoy_refs, self.backend = polecats, sessions, convoy_refs, backend
 
@@ -101,6 +103,31 @@ class KubePort:
                 log.warning("convoy %s: could not notify %s: %s", name, target.get("type"), e)
 
 
+    def deliver(self, esc: Bead, route: str) -> bool:
+        body = escalation.message(esc)
+        severity = esc.metadata.get("severity", "P2")
+        if route == "webhook":
+            ref = self.rig.escalation.webhook_secret
+            if ref is None:
+                return False
+            notify.webhook(read_secret(self.namespace, ref.name, ref.key), body["text"], body["fields"])
+        elif route == "event":
+            source = esc.metadata.get("source") or {}
+            kind, name = (("Convoy", source["convoy"]) if source.get("convoy") in {r["name"] for r in self.convoy_refs.values()}
+                          else ("Polecat", source["polecat"]) if source.get("polecat") in self.known
+                          else ("Rig", self.rig_name))
+            post_event(self.namespace, kind, name, f"Escalation{severity}", body["text"],
+                       "Warning" if severity in ("P0", "P1") else "Normal")
+        elif route == "condition":
+            conditions = set_condition(current_conditions({"status": self.rig_status}), Condition(
+                type="Escalated", status="True", reason=f"Escalation{severity}",
+                message=f"{esc.id}: {body['text'][:1000]} (gt escalate ack {esc.id})"))
+            patch_status(self.namespace, "rigs", self.rig_name, {"conditions": [c.wire() for c in conditions]})
+        else:
+            log.warning("rig %s/%s: escalation %s", self.namespace, self.rig_name, body["text"])
+        return True
+
+
 def read_secret(namespace: str, name: str, key: str) -> str:
     secret = client.CoreV1Api(api_client()).read_namespaced_secret(name, namespace)
     return base64.b64decode((secret.data or {})[key]).decode()
@@ -139,10 +166,12 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping
         refs = {c["key"]: c for c in convoys_by_rig.get((namespace, name), [])}
         try:
             tip = ledger.refresh()
-            port = KubePort(namespace, name, uid, rig, ledger.prefix, polecats, sessions_by_polecat, refs, backend)
+            port = KubePort(namespace, name, uid, rig, ledger.prefix, polecats, sessions_by_polecat, refs, backend,
+                            status)
             fingerprint = (tip, tuple(sorted((p, p in port.busy()) for p in polecats)), tuple(sorted(refs)))
             if fingerprint != seen:
-                report = RigPass(name, ledger, port, rig.max_polecats, rig.runtime.preset, ACTOR).run(fresh=False)
+                report = RigPass(name, ledger, port, rig.max_polecats, rig.runtime.preset, ACTOR,
+                                 Routes.from_spec(rig.escalation)).run(fresh=False)
                 project(namespace, name, ledger.prefix, ledger.tip, report.beads or {}, refs, polecats, projected,
                         report.held, status)
                 seen = fingerprint if not report.acted else None

@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .. import convoy as convoys
+from .. import escalation, notify
 from ..api.common import RuntimeSpec
+from ..api.rig import EscalationSpec
+from ..escalation import Routes
 from ..ledger import Bead, Ledger, LedgerError
 from ..mayor import MayorRun, PlanInvalid
 from ..rigloop import PassReport, RigPass
@@ -29,6 +32,8 @@ class RigConfig:
     runtime: RuntimeSpec = field(default_factory=lambda: RuntimeSpec(preset="script"))
     target: str = "main"
     deadline: float = 3600.0
+    escalation: EscalationSpec = field(default_factory=EscalationSpec)
+    webhook_url: str | None = None  # where webhook-routed escalations go (a local town keeps it in town.json)
 
 
 class LocalPort:
@@ -85,6 +90,17 @@ class LocalPort:
         self.ledger.apply(convoys.PlanConvoy(key, tuple(convoys.planned_from_list(plan.beads)), ACTOR,
                                              planned_by="mayor"))
 
+    def deliver(self, esc: Bead, route: str) -> bool:
+        body = escalation.message(esc)
+        if route == "webhook":
+            if not self.config.webhook_url:
+                return False
+            notify.webhook(self.config.webhook_url, body["text"], body["fields"])
+            return True
+        # no cluster here: an Event or a condition is a log line
+        log.warning("escalation %s", body["text"])
+        return True
+
     def announce(self, convoy: Bead, progress: convoys.ConvoyProgress) -> None:
         if self._announce:
             self._announce(convoy, progress)
@@ -100,7 +116,7 @@ class RigDriver:
 
     def step(self, now: datetime | None = None, fresh: bool = True) -> PassReport:
         return RigPass(self.config.name, self.ledger, self.port, self.config.max_polecats,
-                       self.config.runtime.preset, ACTOR).run(now, fresh)
+                       self.config.runtime.preset, ACTOR, Routes.from_spec(self.config.escalation)).run(now, fresh)
 
     def run(self, stop: threading.Event, poll: float = 0.1, idle_step: float = 2.0) -> None:
         """Step whenever the ledger moves or a session ends, and every ``idle_step`` seconds."""
