@@ -10,7 +10,7 @@ formula are children of their molecule and are tracked through it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,6 +42,8 @@ class ConvoyInfo:
     max_parallel: int | None = None
     stall_after: int = 3600
     notify: tuple[Mapping[str, Any], ...] = ()
+    home: str = ""  # the rig of the Convoy itself; other rigs hold parts of it
+    rigs: tuple[str, ...] = ()  # every rig with a part, when there is more than one
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,13 @@ class PlannedBead:
     needs: tuple[str, ...] = ()
     parent: str | None = None  # key of the molecule this is a step of
     type: BeadType = BeadType.TASK
+    rig: str | None = None  # another rig than the convoy's
 
 
 def planned_from_list(beads: Iterable[Any]) -> list[PlannedBead]:
     """From ConvoyBead models (an explicit list, or the Mayor's plan)."""
-    return [PlannedBead(b.key, b.title, b.description, b.acceptance, b.priority, tuple(b.needs)) for b in beads]
+    return [PlannedBead(b.key, b.title, b.description, b.acceptance, b.priority, tuple(b.needs),
+                        rig=getattr(b, "rig", None)) for b in beads]
 
 
 def planned_from_molecule(molecule: Any, poured: bool, priority: int = 2) -> list[PlannedBead]:
@@ -90,7 +94,7 @@ class OpenConvoy:
                     metadata={"key": i.key, "name": i.name, "rig": i.rig, "source": i.source,
                               "strategy": i.strategy, "max_parallel": i.max_parallel,
                               "stall_after": i.stall_after, "notify": [dict(n) for n in i.notify],
-                              "planned": False},
+                              "planned": False, "home": i.home or i.rig, "rigs": list(i.rigs) or None},
                     created_by=self.actor, created_at=tx.now, updated_at=tx.now)
         return tx.put(bead, f"convoy {i.name} opened ({i.source})", self.actor)
 
@@ -313,9 +317,10 @@ def progress(convoy: Bead, beads: Mapping[str, Bead]) -> ConvoyProgress:
     return out
 
 
-def upkeep(convoy: Bead, beads: Mapping[str, Bead], now: datetime, actor: str) -> list[Any]:
-    """What a convoy needs now: skip what keeps failing (mountain), close it when done,
-    say when it stalls. Returns ledger operations; applying them twice changes nothing."""
+def upkeep(convoy: Bead, beads: Mapping[str, Bead], now: datetime, actor: str, others_done: bool = True) -> list[Any]:
+    """What a convoy needs now: skip what keeps failing (mountain), close it when done (and,
+    for the home part of a convoy across rigs, when ``others_done``), say when it stalls.
+    Returns ledger operations; applying them twice changes nothing."""
     if convoy.status == Status.CLOSED or not convoy.metadata.get("planned"):
         return []
     key = convoy.metadata["key"]
@@ -342,7 +347,7 @@ def upkeep(convoy: Bead, beads: Mapping[str, Bead], now: datetime, actor: str) -
                     changed = True
     prog = progress(convoy, beads)
     done = prog.done
-    if prog.beads and done + len(skipped) == prog.total:
+    if prog.beads and done + len(skipped) == prog.total and others_done:
         reason = f"{done} of {prog.total} beads merged" + (f", {len(skipped)} skipped" if skipped else "")
         return [*ops, CloseConvoy(key, reason, actor)]
     if ops:
@@ -379,10 +384,32 @@ def members(beads: Mapping[str, Bead], convoys: Sequence[Bead]) -> dict[str, Bea
 
 def info_from_spec(key: str, name: str, spec: Any) -> ConvoyInfo:
     source = "goal" if spec.goal else "beads" if spec.beads else "formula"
+    others = sorted({b.rig for b in spec.beads or [] if b.rig and b.rig != spec.rig})
     return ConvoyInfo(key=key, name=name, rig=spec.rig, source=source, goal=spec.goal or "",
                       labels=tuple(spec.labels), strategy=spec.merge_strategy, max_parallel=spec.max_parallel,
-                      stall_after=spec.stall_after_seconds,
-                      notify=tuple(n.wire() for n in spec.notify))
+                      stall_after=spec.stall_after_seconds, notify=tuple(n.wire() for n in spec.notify),
+                      home=spec.rig, rigs=(spec.rig, *others) if others else ())
+
+
+def split(info: ConvoyInfo, plan: list[PlannedBead] | None) -> dict[str, tuple[ConvoyInfo, list[PlannedBead] | None]]:
+    """One part per rig: the home rig's (which owns the goal, if any), and one per other rig."""
+    if plan is None or not info.rigs:
+        return {info.rig: (info, plan)}
+    out: dict[str, tuple[ConvoyInfo, list[PlannedBead] | None]] = {}
+    for rig in info.rigs:
+        part = [b for b in plan if (b.rig or info.rig) == rig]
+        out[rig] = (replace(info, rig=rig), part)
+    return out
+
+
+def is_home(convoy: Bead, rig: str) -> bool:
+    return (convoy.metadata.get("home") or convoy.metadata.get("rig")) == rig
+
+
+def other_rigs(convoy: Bead) -> list[str]:
+    rigs = convoy.metadata.get("rigs") or []
+    home = convoy.metadata.get("home") or convoy.metadata.get("rig")
+    return [r for r in rigs if r != home]
 
 
 def plan_from_spec(spec: Any, sources: list[Any]) -> list[PlannedBead] | None:

@@ -11,7 +11,7 @@ so a driver that is killed and started again carries on where it was.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +39,19 @@ def rig_formula_sources(ledger: Ledger, target: str, workdir: Path) -> list[form
     return formulas.default_sources(workdir if files else None)
 
 
+def parts_done(peers: Callable[[str], Ledger | None], key: str, rigs: list[str]) -> bool:
+    """The parts of convoy ``key`` on ``rigs`` are all closed (a rig we cannot read: not yet)."""
+    for rig in rigs:
+        ledger = peers(rig)
+        if ledger is None:
+            return False
+        snap = ledger.snapshot()
+        part = snap.get(convoys.convoy_id(snap.prefix, key))
+        if part is None or part.status != Status.CLOSED:
+            return False
+    return True
+
+
 class Port(Protocol):
     """What a driver provides to the rig pass."""
 
@@ -57,6 +70,9 @@ class Port(Protocol):
         """Have the Mayor plan a goal convoy (asynchronously); called again until it is planned."""
 
     def announce(self, convoy: Bead, progress: convoys.ConvoyProgress) -> None: ...
+
+    def parts_done(self, key: str, rigs: list[str]) -> bool:
+        """Whether the parts of a convoy on the other ``rigs`` are all closed."""
 
     def deliver(self, esc: Bead, route: str) -> bool:
         """Send an escalation along ``route``; False when the route is not set up here (it is
@@ -101,14 +117,16 @@ class RigPass:
         report.merged, report.conflicts = self._merge_direct(beads)
         if report.merged or report.conflicts:
             beads = self.ledger.snapshot(refresh=False).beads()
-        upkeep = [op for c in convoys.open_convoys(beads) for op in convoys.upkeep(c, beads, now, self.actor)]
+        upkeep = [op for c in convoys.open_convoys(beads)
+                  for op in convoys.upkeep(c, beads, now, self.actor, self._others_done(c))]
         if upkeep:
             self._apply_all(upkeep)
             report.upkeep = len(upkeep)
             beads = self.ledger.snapshot(refresh=False).beads()
         for convoy in beads.values():
             if convoy.type == BeadType.CONVOY and convoy.status == Status.CLOSED and not convoy.metadata.get("notified"):
-                self.port.announce(convoy, convoys.progress(convoy, beads))
+                if convoys.is_home(convoy, self.rig):  # the other rigs' parts close quietly
+                    self.port.announce(convoy, convoys.progress(convoy, beads))
                 self.ledger.apply(convoys.MarkNotified(convoy.metadata["key"], self.actor))
         report.escalations = self._escalations(beads, now)
         if report.escalations:
@@ -139,6 +157,12 @@ class RigPass:
                 f.result()
             except LedgerError as e:
                 log.warning("rig %s: %s", self.rig, e)
+
+    def _others_done(self, convoy: Bead) -> bool:
+        others = convoys.other_rigs(convoy)
+        if not others or not convoys.is_home(convoy, self.rig):
+            return True
+        return self.port.parts_done(convoy.metadata["key"], others)
 
     def _escalations(self, beads: Mapping[str, Bead], now: datetime) -> int:
         """Bump what went unacknowledged too long, then route what is not yet routed."""

@@ -153,3 +153,48 @@ def test_convoy_is_planned_once_and_dispatched_under_the_limit(kubeapi, operator
                     what="Dispatching=False")
     assert cond["status"] == "False" and "paused by user alice" in cond["message"]
     assert condition(kubeapi.get("rigs", "default", "webapp"), "LedgerReady")["status"] == "True"
+
+
+def test_a_convoy_across_rigs_closes_when_every_part_is_done(kubeapi, operator, rig):
+    operator()
+    api = make_rig(rig.remote.parent / "api")
+    kubeapi.create(cr("Rig", "webapp", {"gitUrl": f"file://{rig.remote}", "maxPolecats": 1}))
+    kubeapi.create(cr("Rig", "api", {"gitUrl": f"file://{api.remote}", "maxPolecats": 1}))
+    beads = [{"key": "ui", "title": "UI"}, {"key": "endpoint", "title": "Endpoint", "rig": "api"},
+             {"key": "docs", "title": "API docs", "rig": "api", "needs": ["endpoint"]}]
+    kubeapi.create(cr("Convoy", "feature", {"rig": "webapp", "beads": beads, "notify": [{"type": "event"}]}))
+    status = wait_for(lambda: (kubeapi.get("convoys", "default", "feature").get("status") or {}).get("progress")
+                      == "0/3" and kubeapi.get("convoys", "default", "feature")["status"], what="progress 0/3")
+    assert sorted((b["key"], b["rig"]) for b in status["beads"]) == [("docs", "api"), ("endpoint", "api"),
+                                                                     ("ui", "webapp")]
+    key = "default/feature"
+
+    def close_all(r, keys):
+        with r.ledger() as lg:
+            part = lg.get(convoys.convoy_id("gt", key))
+            for k in keys:
+                bead_id = part.metadata["keys"][k]
+                if lg.get(bead_id).status != Status.CLOSED:
+                    lg.close_bead(bead_id, "merged (test)")
+            return lg.get(convoys.convoy_id("gt", key))
+
+    close_all(rig, ["ui"])  # the home part's own beads are done, the other rig's are not
+    wait_for(lambda: kubeapi.get("convoys", "default", "feature")["status"]["progress"] == "1/3", what="1/3")
+    with rig.ledger() as lg:
+        assert lg.get(convoys.convoy_id("gt", key)).status != Status.CLOSED
+    close_all(api, ["endpoint", "docs"])
+    done = wait_for(lambda: kubeapi.get("convoys", "default", "feature")["status"]["phase"] == "Done"
+                    and kubeapi.get("convoys", "default", "feature")["status"], what="Done", timeout=40)
+    assert done["progress"] == "3/3"
+    events = wait_for(lambda: [e for e in kubeapi.events("default", "feature") if e["reason"] == "ConvoyDone"],
+                      what="one ConvoyDone Event")
+    assert len(events) == 1
+
+
+def test_needs_across_rigs_are_refused(kubeapi, operator, rig):
+    operator()
+    kubeapi.create(cr("Rig", "webapp", {"gitUrl": f"file://{rig.remote}"}))
+    kubeapi.create(cr("Convoy", "tangle", {"rig": "webapp", "beads": [
+        {"key": "a", "title": "A"}, {"key": "b", "title": "B", "rig": "api", "needs": ["a"]}]}))
+    cond = wait_for(lambda: condition(kubeapi.get("convoys", "default", "tangle"), "Invalid"), what="Invalid")
+    assert "needs across rigs are not supported" in cond["message"]

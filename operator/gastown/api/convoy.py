@@ -24,6 +24,8 @@ class ConvoyBead(Model):
     priority: int = Field(default=2, ge=0, le=4, description="0 is the most urgent.")
     needs: list[str] = Field(default_factory=list, max_length=50,
                              description="Keys of beads that must be merged before this one starts.")
+    rig: ObjectName | None = Field(default=None, description="Rig this bead goes to (default: the convoy's); "
+                                                             "its needs must be on the same rig.")
 
 
 def check_bead_list(beads: list[ConvoyBead]) -> list[ConvoyBead]:
@@ -32,11 +34,15 @@ def check_bead_list(beads: list[ConvoyBead]) -> list[ConvoyBead]:
     dupes = sorted({k for k in keys if keys.count(k) > 1})
     if dupes:
         raise ValueError(f"duplicate key {', '.join(dupes)}")
-    known = set(keys)
+    known = {b.key: b for b in beads}
     for b in beads:
         missing = [n for n in b.needs if n not in known]
         if missing:
             raise ValueError(f"bead {b.key!r} needs unknown key {', '.join(missing)}")
+        elsewhere = [n for n in b.needs if known[n].rig != b.rig]
+        if elsewhere:
+            raise ValueError(f"bead {b.key!r} needs {', '.join(elsewhere)} on another rig: "
+                             "needs across rigs are not supported")
     needs = {b.key: b.needs for b in beads}
     cycle = find_cycle(keys, lambda k: needs[k])
     if cycle:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -69,11 +70,17 @@ def create(town: Path | None, rig: str, name: str, goal: str | None, beads_file:
             plan = convoys.plan_from_spec(spec, rig_formula_sources(ledger, config.target, Path(tmp)))
         except formulas.FormulaError as e:
             fail(e)
-        ops: list[Any] = [convoys.OpenConvoy(info, ledger.actor)]
-        if plan is not None:
-            ops.append(convoys.PlanConvoy(name, tuple(plan), ledger.actor, planned_by=info.source))
-        bead = ledger.apply(Together(tuple(ops), ledger.actor))
-        _show(ledger, bead.id, as_json)
+        parts = convoys.split(info, plan)
+        with ExitStack() as stack:  # every rig must be known before any part is written
+            part_ledgers = {config.name: ledger} | {
+                r: stack.enter_context(rig_ledger(town, r))[1] for r in parts if r != config.name}
+            for part_rig, (part_info, part_plan) in parts.items():
+                target = part_ledgers[part_rig]
+                ops: list[Any] = [convoys.OpenConvoy(part_info, target.actor)]
+                if part_plan is not None:
+                    ops.append(convoys.PlanConvoy(name, tuple(part_plan), target.actor, planned_by=info.source))
+                target.apply(Together(tuple(ops), target.actor))
+        _show(ledger, convoys.convoy_id(ledger.prefix, name), as_json)
 
 
 def _pairs(items: tuple[str, ...]) -> list[tuple[str, str]]:

@@ -55,13 +55,20 @@ def plan_convoy(name: str, namespace: str, spec: Mapping, body: kopf.Body, patch
         return
     except LedgerError as e:
         raise kopf.TemporaryError(f"rig {convoy.rig}: {e}", delay=30) from e
-    ops: list[Any] = [convoys.OpenConvoy(convoys.info_from_spec(key, name, convoy), "gastown operator")]
-    if plan is not None:
-        ops.append(convoys.PlanConvoy(key, tuple(plan), "gastown operator", planned_by=ops[0].info.source))
+    info = convoys.info_from_spec(key, name, convoy)
+    parts = convoys.split(info, plan)  # one per rig: every rig must exist before any part is written
+    specs = {r: rig if r == convoy.rig else require_rig(rigs_by_name, namespace, r, body) for r in parts}
+    written = {}
     try:
-        bead = ledger.apply(Together(tuple(ops), "gastown operator"))
+        for part_rig, (part_info, part_plan) in parts.items():
+            ops: list[Any] = [convoys.OpenConvoy(part_info, "gastown operator")]
+            if part_plan is not None:
+                ops.append(convoys.PlanConvoy(key, tuple(part_plan), "gastown operator", planned_by=info.source))
+            ledger = ledgers(memo).for_rig(namespace, part_rig, specs[part_rig])
+            written[part_rig] = ledger.apply(Together(tuple(ops), "gastown operator"))
     except LedgerError as e:
         raise kopf.TemporaryError(f"rig {convoy.rig}: {e}", delay=30) from e
+    bead = written[convoy.rig]
     conditions = set_condition(conditions, Condition(type="PlanInvalid", status="False", reason="Planned"
                                                      if plan is not None else "MayorPlanning",
                                                      observed_generation=generation))
@@ -69,9 +76,12 @@ def plan_convoy(name: str, namespace: str, spec: Mapping, body: kopf.Body, patch
                         conditions=[c.wire() for c in conditions])
 
 
-def convoy_status(convoy: Bead, beads: Mapping[str, Bead], body_status: Mapping) -> dict:
-    """The Convoy's status as the ledger says it is. Pure."""
-    prog = convoys.progress(convoy, beads)
+def convoy_status(convoy: Bead, beads: Mapping[str, Bead], body_status: Mapping,
+                  parts: list[tuple[Bead, Mapping[str, Bead]]] = ()) -> dict:
+    """The Convoy's status as the ledgers say it is: its home rig's part and the ``parts`` on
+    other rigs. Pure."""
+    progs = [convoys.progress(convoy, beads)] + [convoys.progress(p, b) for p, b in parts]
+    prog = progs[0]
     meta = convoy.metadata
     # transition times come from the ledger, so the same ledger always gives the same status
     when = convoy.updated_at.replace(microsecond=0)
@@ -85,10 +95,14 @@ def convoy_status(convoy: Bead, beads: Mapping[str, Bead], body_status: Mapping)
         conditions = set_condition(conditions, Condition(type="PlanInvalid", status="True", reason="MayorPlanInvalid",
                                                          message=meta["plan_error"], last_transition_time=when))
     done = convoy.status == "closed"
+    total, merged = sum(p.total for p in progs), sum(p.done for p in progs)
     conditions = set_condition(conditions, Condition(type="Done", status="True" if done else "False",
                                                      reason="AllMerged" if done else "InProgress",
-                                                     message=convoy.close_reason or prog.text, last_transition_time=when))
-    return {"phase": prog.phase, "progress": prog.text, "convoyBead": convoy.id,
-            "beads": [{"key": b.key, "id": b.id, "title": b.title[:200], "state": b.state} for b in prog.beads],
-            "lastProgress": prog.last_progress.isoformat() if prog.last_progress else None,
+                                                     message=convoy.close_reason or f"{merged}/{total}",
+                                                     last_transition_time=when))
+    rigs = [meta.get("rig", "")] + [p.metadata.get("rig", "") for p, _ in parts]
+    listed = [{"key": b.key, "id": b.id, "title": b.title[:200], "state": b.state,
+               **({"rig": rig} if len(rigs) > 1 else {})} for rig, p in zip(rigs, progs, strict=True) for b in p.beads]
+    return {"phase": prog.phase, "progress": f"{merged}/{total}", "convoyBead": convoy.id, "beads": listed,
+            "lastProgress": max(p.last_progress for p in progs if p.last_progress).isoformat(),
             "conditions": [c.wire() for c in conditions]}

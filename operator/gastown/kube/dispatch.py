@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +22,8 @@ from .. import escalation, notify
 from ..api import GROUP, VERSION, Condition, Invalid, PolecatSpec, RigSpec, set_condition
 from ..api.validation import parse_spec
 from ..escalation import Routes
-from ..ledger import Bead, BeadType, LedgerError, Status, counts_by_status
+from ..ledger import Bead, BeadType, Ledger, LedgerError, Status, counts_by_status
+from ..local.driver import parts_done
 from ..polecats import agent_id, hooked_to
 from ..rigloop import RigPass
 from ..runtimes.kubernetes import JobRequest, KubernetesBackend, session_job
@@ -30,7 +31,7 @@ from .admission import current_conditions
 from .client import api_client, patch_status
 from .convoys import convoy_status
 from .objects import ensure
-from .sessions import ledgers
+from .sessions import ledgers, rig_spec
 
 log = logging.getLogger("gastown.dispatch")
 POLL_SECONDS = 2.0
@@ -40,8 +41,10 @@ ACTOR = "gastown operator"
 class KubePort:
     def __init__(self, namespace: str, rig_name: str, rig_uid: str, rig: RigSpec, prefix: str,
                  polecats: Mapping[str, dict], sessions: kopf.Index, convoy_refs: Mapping[str, dict],
-                 backend: KubernetesBackend, rig_status: Mapping | None = None):
+                 backend: KubernetesBackend, rig_status: Mapping | None = None,
+                 peers: Callable[[str], Ledger | None] | None = None):
         self.rig_status = rig_status or {}
+        self.peers = peers or (lambda rig: None)
         self.namespace, self.rig_name, self.rig_uid, self.rig, self.prefix = namespace, rig_name, rig_uid, rig, prefix
         self.known, self.sessions, self.convoy_refs, self.backend = polecats, sessions, convoy_refs, backend
 
@@ -103,6 +106,9 @@ class KubePort:
                 log.warning("convoy %s: could not notify %s: %s", name, target.get("type"), e)
 
 
+    def parts_done(self, key: str, rigs: list[str]) -> bool:
+        return parts_done(self.peers, key, rigs)
+
     def deliver(self, esc: Bead, route: str) -> bool:
         body = escalation.message(esc)
         severity = esc.metadata.get("severity", "P2")
@@ -146,15 +152,22 @@ def post_event(namespace: str, kind: str, name: str, reason: str, message: str, 
 @kopf.daemon(GROUP, VERSION, "rigs", id="dispatch", cancellation_timeout=10)
 def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping, stopped: kopf.DaemonStopped,
              memo: kopf.Memo, polecats_by_rig: kopf.Index, sessions_by_polecat: kopf.Index,
-             convoys_by_rig: kopf.Index, **_: Any) -> None:
+             convoys_by_rig: kopf.Index, rigs_by_name: kopf.Index, **_: Any) -> None:
     try:
         rig = parse_spec(RigSpec, spec)
     except Invalid:
         return
+
+    def peer(other: str) -> Ledger | None:
+        """Another rig's ledger (for the parts of this rig's convoys that live there)."""
+        other_spec = rig_spec(rigs_by_name, namespace, other)
+        return ledgers(memo).for_rig(namespace, other, other_spec) if other_spec else None
+
     backend = KubernetesBackend(api_client())
     seen: object = None
     projected: dict[str, Any] = {}
     git_error: str | None = None
+    peer_rigs: set[str] = set()
     while not stopped:
         try:
             ledger = ledgers(memo).for_rig(namespace, name, rig)  # follows credential changes
@@ -167,14 +180,18 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping
         try:
             tip = ledger.refresh()
             port = KubePort(namespace, name, uid, rig, ledger.prefix, polecats, sessions_by_polecat, refs, backend,
-                            status)
-            fingerprint = (tip, tuple(sorted((p, p in port.busy()) for p in polecats)), tuple(sorted(refs)))
+                            status, peer)
+            # the parts of this rig's convoys on other rigs move other ledgers: their tips wake us too
+            peer_tips = tuple((r, other.refresh()) for r in sorted(peer_rigs) if (other := peer(r)) is not None)
+            fingerprint = (tip, tuple(sorted((p, p in port.busy()) for p in polecats)), tuple(sorted(refs)), peer_tips)
             if fingerprint != seen:
                 report = RigPass(name, ledger, port, rig.max_polecats, rig.runtime.preset, ACTOR,
                                  Routes.from_spec(rig.escalation)).run(fresh=False)
                 project(namespace, name, ledger.prefix, ledger.tip, report.beads or {}, refs, polecats, projected,
-                        report.held, status)
+                        report.held, status, peer)
                 seen = fingerprint if not report.acted else None
+                peer_rigs = {r for c in convoys.open_convoys(report.beads or {}) if convoys.is_home(c, name)
+                             for r in convoys.other_rigs(c)}
             git_error = report_git(namespace, name, status, None, git_error)
         except LedgerError as e:
             log.warning("rig %s/%s: %s", namespace, name, e)
@@ -197,7 +214,7 @@ def report_git(namespace: str, rig: str, status: Mapping, error: str | None, las
 
 def project(namespace: str, rig: str, prefix: str, tip: str | None, beads: Mapping[str, Bead], refs: Mapping[str, dict],
             polecats: Mapping[str, dict], last: dict[str, Any], held: str | None = None,
-            rig_status: Mapping | None = None) -> None:
+            rig_status: Mapping | None = None, peer: Callable[[str], Ledger | None] | None = None) -> None:
     """Write what the ledger says onto the Rig, Polecat and Convoy statuses; only what changed."""
     def put(plural: str, obj: str, status: dict) -> None:
         if last.get(f"{plural}/{obj}") != status:
@@ -222,5 +239,14 @@ def project(namespace: str, rig: str, prefix: str, tip: str | None, beads: Mappi
         put("polecats", polecat, {"restartCount": int(held.metadata.get("attempts", 0)) if held else 0})
     for key, ref in refs.items():
         convoy = beads.get(convoys.convoy_id(prefix, key))
-        if convoy is not None:
-            put("convoys", ref["name"], convoy_status(convoy, beads, {}))
+        if convoy is None or not convoys.is_home(convoy, rig):
+            continue  # the Convoy's status is its home rig's to write
+        parts = []
+        for other in convoys.other_rigs(convoy):
+            ledger = peer(other) if peer else None
+            if ledger is not None:
+                snap = ledger.snapshot()
+                part = snap.get(convoys.convoy_id(snap.prefix, key))
+                if part is not None:
+                    parts.append((part, snap.beads()))
+        put("convoys", ref["name"], convoy_status(convoy, beads, {}, parts))

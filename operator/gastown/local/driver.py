@@ -16,7 +16,7 @@ from ..api.rig import EscalationSpec
 from ..escalation import Routes
 from ..ledger import Bead, Ledger, LedgerError
 from ..mayor import MayorRun, PlanInvalid
-from ..rigloop import PassReport, RigPass
+from ..rigloop import PassReport, RigPass, parts_done
 from ..runtimes import resolve
 from ..runtimes.local import LocalBackend, LocalSession, SessionRequest
 
@@ -41,9 +41,11 @@ class LocalPort:
 
     def __init__(self, config: RigConfig, backend: LocalBackend, ledger: Ledger,
                  on_session: Callable[[LocalSession], None] | None = None,
-                 announce: Callable[[Bead, convoys.ConvoyProgress], None] | None = None):
+                 announce: Callable[[Bead, convoys.ConvoyProgress], None] | None = None,
+                 peers: Callable[[str], Ledger | None] | None = None):
         self.config, self.backend, self.ledger = config, backend, ledger
         self.on_session = on_session
+        self.peers = peers or (lambda rig: None)
         self._announce = announce
         self.sessions: dict[str, LocalSession] = {
             s.request.polecat: s for s in backend.sessions() if s.request.rig == config.name and s.running()}
@@ -90,6 +92,9 @@ class LocalPort:
         self.ledger.apply(convoys.PlanConvoy(key, tuple(convoys.planned_from_list(plan.beads)), ACTOR,
                                              planned_by="mayor"))
 
+    def parts_done(self, key: str, rigs: list[str]) -> bool:
+        return parts_done(self.peers, key, rigs)
+
     def deliver(self, esc: Bead, route: str) -> bool:
         body = escalation.message(esc)
         if route == "webhook":
@@ -110,9 +115,10 @@ class LocalPort:
 class RigDriver:
     def __init__(self, config: RigConfig, backend: LocalBackend, ledger: Ledger,
                  on_session: Callable[[LocalSession], None] | None = None,
-                 announce: Callable[[Bead, convoys.ConvoyProgress], None] | None = None):
+                 announce: Callable[[Bead, convoys.ConvoyProgress], None] | None = None,
+                 peers: Callable[[str], Ledger | None] | None = None):
         self.config, self.backend, self.ledger = config, backend, ledger
-        self.port = LocalPort(config, backend, ledger, on_session, announce)
+        self.port = LocalPort(config, backend, ledger, on_session, announce, peers)
 
     def step(self, now: datetime | None = None, fresh: bool = True) -> PassReport:
         return RigPass(self.config.name, self.ledger, self.port, self.config.max_polecats,
