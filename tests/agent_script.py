@@ -39,6 +39,16 @@ def main() -> int:
         Path("work", f"{bead}.txt").write_text(f"{title_line}\n")
         time.sleep(float(os.environ.get("AGENT_SECONDS", "0.3")))
         return 0
+    if mode == "resumable":  # a long first try, leaving committed but unpushed work; a quick second
+        if Path("PARTIAL.md").exists():
+            Path("WORK.md").write_text("finished after a restart\n")
+            return 0
+        Path("PARTIAL.md").write_text("half done\n")
+        subprocess.run(["git", "add", "PARTIAL.md"], check=True)
+        subprocess.run(["git", "commit", "-q", "-m", "half of it"], check=True)
+        print("committed half, thinking...", flush=True)
+        time.sleep(float(os.environ.get("AGENT_SECONDS", "60")))
+        return 0
     if mode == "fail":
         print("compiling...\nerror: the tests do not pass", flush=True)
         return 2

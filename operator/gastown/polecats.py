@@ -24,7 +24,7 @@ NAME_POOL = (
 )
 
 DoneStatus = Literal["completed", "escalated", "deferred"]
-FailStatus = Literal["failed", "timeout", "rate_limited"]
+FailStatus = Literal["failed", "timeout", "rate_limited", "hung"]
 MAX_ATTEMPTS = 3
 
 

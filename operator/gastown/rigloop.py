@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import convoy as convoys
-from . import escalation, formulas, scheduler
+from . import escalation, formulas, scheduler, witness
 from .ledger import Bead, BeadType, Ledger, LedgerError, Status
 from .ledger.gitstore import Signature
 from .ledger.merge import Branches
@@ -74,6 +74,14 @@ class Port(Protocol):
     def parts_done(self, key: str, rigs: list[str]) -> bool:
         """Whether the parts of a convoy on the other ``rigs`` are all closed."""
 
+    def session_signals(self) -> Mapping[str, witness.SessionSignal] | None:
+        """Polecat -> its current session, for the Witness; None when the driver cannot tell."""
+
+    def salvage(self, polecat: str, bead: str) -> None:
+        """Push whatever the polecat's session left unpushed, where it can still be reached."""
+
+    def stop_session(self, polecat: str) -> None: ...
+
     def deliver(self, esc: Bead, route: str) -> bool:
         """Send an escalation along ``route``; False when the route is not set up here (it is
         then skipped for good). Raising leaves it for the next pass."""
@@ -88,18 +96,21 @@ class PassReport:
     assigned: int = 0
     started: int = 0
     escalations: int = 0
+    healed: int = 0
     held: str | None = None
     beads: Mapping[str, Bead] | None = None
 
     @property
     def acted(self) -> bool:
         return any((self.mayors, self.merged, self.conflicts, self.upkeep, self.assigned, self.started,
-                    self.escalations))
+                    self.escalations, self.healed))
 
 
 class RigPass:
     def __init__(self, rig: str, ledger: Ledger, port: Port, limit: int, runtime: str = "",
-                 actor: str = "gastown", routes: escalation.Routes | None = None):
+                 actor: str = "gastown", routes: escalation.Routes | None = None,
+                 thresholds: witness.Thresholds | None = None):
+        self.thresholds = thresholds or witness.Thresholds()
         self.rig, self.ledger, self.port, self.limit, self.runtime, self.actor = rig, ledger, port, limit, runtime, actor
         self.routes = routes or escalation.Routes()
         self.branches = Branches(ledger.store)
@@ -113,6 +124,9 @@ class RigPass:
         state = scheduler.state_of(beads, snap.prefix)
         if state.limit != self.limit:
             self.ledger.apply(scheduler.SetLimit(self.limit, self.actor))
+        report.healed = self._witness(beads)
+        if report.healed:
+            beads = self.ledger.snapshot(refresh=False).beads()
         report.mayors = self._mayors(beads)
         report.merged, report.conflicts = self._merge_direct(beads)
         if report.merged or report.conflicts:
@@ -157,6 +171,24 @@ class RigPass:
                 f.result()
             except LedgerError as e:
                 log.warning("rig %s: %s", self.rig, e)
+
+    def _witness(self, beads: Mapping[str, Bead]) -> int:
+        """Judge the polecats that hold work; stop what hangs or lingers, record what vanished."""
+        signals = self.port.session_signals()
+        if signals is None:
+            return 0
+        judgements = witness.patrol(beads, signals, self.thresholds)
+        ops, stop = witness.remedies(judgements, beads, self.actor)
+        for j in judgements:
+            if j.verdict != "healthy":
+                log.warning("rig %s: polecat %s on %s is %s: %s", self.rig, j.polecat, j.bead, j.verdict, j.reason)
+            if j.verdict in ("hung", "stalled"):
+                self.port.salvage(j.polecat, j.bead)  # work first: nothing unpushed is thrown away
+        for polecat in stop:
+            self.port.stop_session(polecat)
+        if ops:
+            self._apply_all(ops)
+        return len(ops) + len(stop)
 
     def _others_done(self, convoy: Bead) -> bool:
         others = convoys.other_rigs(convoy)

@@ -109,6 +109,15 @@ class KubePort:
     def parts_done(self, key: str, rigs: list[str]) -> bool:
         return parts_done(self.peers, key, rigs)
 
+    def session_signals(self) -> None:
+        return None  # the cluster Witness (Jobs, Pods, Leases) is not here yet: no verdicts without signals
+
+    def salvage(self, polecat: str, bead: str) -> None:
+        pass
+
+    def stop_session(self, polecat: str) -> None:
+        pass
+
     def deliver(self, esc: Bead, route: str) -> bool:
         body = escalation.message(esc)
         severity = esc.metadata.get("severity", "P2")

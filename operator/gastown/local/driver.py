@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .. import convoy as convoys
-from .. import escalation, notify
+from .. import escalation, notify, witness
 from ..api.common import RuntimeSpec
 from ..api.rig import EscalationSpec
 from ..escalation import Routes
 from ..ledger import Bead, Ledger, LedgerError
+from ..ledger.worktree import commit_leftovers, current_branch, push_branch
 from ..mayor import MayorRun, PlanInvalid
+from ..polecats import branch_for
 from ..rigloop import PassReport, RigPass, parts_done
 from ..runtimes import resolve
 from ..runtimes.local import LocalBackend, LocalSession, SessionRequest
@@ -34,6 +36,7 @@ class RigConfig:
     deadline: float = 3600.0
     escalation: EscalationSpec = field(default_factory=EscalationSpec)
     webhook_url: str | None = None  # where webhook-routed escalations go (a local town keeps it in town.json)
+    thresholds: witness.Thresholds = field(default_factory=witness.Thresholds)
 
 
 class LocalPort:
@@ -92,6 +95,26 @@ class LocalPort:
         self.ledger.apply(convoys.PlanConvoy(key, tuple(convoys.planned_from_list(plan.beads)), ACTOR,
                                              planned_by="mayor"))
 
+    def session_signals(self) -> dict[str, witness.SessionSignal]:
+        now = time.time()
+        return {p: witness.SessionSignal(s.name, s.running(), now - s.started, s.heartbeat_age())
+                for p, s in self.sessions.items()}
+
+    def salvage(self, polecat: str, bead: str) -> None:
+        workdir = self.backend.town / "rigs" / self.config.name / "polecats" / polecat
+        branch = branch_for(polecat, bead)
+        try:
+            if (workdir / ".git").exists() and current_branch(workdir) == branch:
+                commit_leftovers(workdir, f"{bead}: work in progress, saved by the Witness")
+                push_branch(workdir, branch)
+        except LedgerError as e:
+            log.warning("rig %s: could not save %s's work on %s: %s", self.config.name, polecat, bead, e)
+
+    def stop_session(self, polecat: str) -> None:
+        session = self.sessions.pop(polecat, None)
+        if session is not None:
+            self.backend.stop(session)
+
     def parts_done(self, key: str, rigs: list[str]) -> bool:
         return parts_done(self.peers, key, rigs)
 
@@ -122,7 +145,8 @@ class RigDriver:
 
     def step(self, now: datetime | None = None, fresh: bool = True) -> PassReport:
         return RigPass(self.config.name, self.ledger, self.port, self.config.max_polecats,
-                       self.config.runtime.preset, ACTOR, Routes.from_spec(self.config.escalation)).run(now, fresh)
+                       self.config.runtime.preset, ACTOR, Routes.from_spec(self.config.escalation),
+                       self.config.thresholds).run(now, fresh)
 
     def run(self, stop: threading.Event, poll: float = 0.1, idle_step: float = 2.0) -> None:
         """Step whenever the ledger moves or a session ends, and every ``idle_step`` seconds."""

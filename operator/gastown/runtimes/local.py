@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -141,3 +142,18 @@ class LocalBackend:
             pid = int((sdir.parent / "pid").read_text())
             out.append(LocalSession(sdir.parent.name, req, sdir.parent, pid, data.get("started", 0.0)))
         return sorted(out, key=lambda s: s.started)
+
+    def stop(self, session: LocalSession, grace: float = 5.0) -> None:
+        """SIGTERM the session's process group (the wrapper and its runtime), SIGKILL what stays."""
+        for sig in (signal.SIGCONT, signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(session.pid, sig)
+            except ProcessLookupError:
+                return
+            if sig == signal.SIGCONT:
+                continue
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and session.running():
+                time.sleep(0.05)
+            if not session.running():
+                return

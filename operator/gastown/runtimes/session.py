@@ -108,7 +108,11 @@ def session_env(spec: SessionSpec, prompt_file: Path, branch: str) -> dict[str, 
 def run_session(spec: SessionSpec) -> Outcome:
     spec.session_dir.mkdir(parents=True, exist_ok=True)
     started, started_at = time.monotonic(), time.time()
-    with Ledger(spec.rig, cache_dir=spec.cache_dir, actor=spec.actor) as ledger:
+    labels = {"gastown.dev/polecat": spec.polecat, "gastown.dev/bead": spec.bead}
+    # the heartbeat covers the whole session, `gt done` included: a session busy pushing its
+    # work is alive, never a zombie
+    with Heartbeat(spec.heartbeat, spec.session, spec.heartbeat_interval, labels), \
+            Ledger(spec.rig, cache_dir=spec.cache_dir, actor=spec.actor) as ledger:
         try:
             outcome = _run(spec, ledger, started)
         except (LedgerError, ValueError) as e:
@@ -168,10 +172,8 @@ def _run(spec: SessionSpec, ledger: Ledger, started: float) -> Outcome:
 
 
 def _execute(spec: SessionSpec, argv: list[str], stdin: bytes | None, env: dict[str, str]) -> tuple[int, bool]:
-    """Run the runtime with a heartbeat until it exits or the deadline passes."""
-    labels = {"gastown.dev/polecat": spec.polecat, "gastown.dev/bead": spec.bead}
-    with Heartbeat(spec.heartbeat, spec.session, spec.heartbeat_interval, labels), \
-            spec.log_path.open("ab") as log:
+    """Run the runtime until it exits or the deadline passes."""
+    with spec.log_path.open("ab") as log:
         try:
             proc = subprocess.Popen(argv, cwd=spec.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,

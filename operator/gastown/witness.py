@@ -1,0 +1,152 @@
+"""The Witness: judges every polecat that holds work, from several signals, and heals. Pure.
+
+Signals: whether a session exists, how old its heartbeat is, how long ago it started, whether
+`gt done` or the session's end is already in the ledger. Verdicts:
+
+  healthy           a session runs and beats (or is still starting, within the grace period)
+  hung              a session runs but its heartbeat is older than the threshold
+  stalled           no session, but the ledger says one is in progress (it vanished)
+  done-not-cleaned  the ledger has the session's result, yet its process or Job still runs
+  stuck             the agent asked for help (its bead is blocked on an escalation)
+
+Recovery is restart-first: a hung session is stopped (its work pushed first where it can
+be) and its end recorded, so that the scheduler starts a new session on the same branch; at
+most three sessions per bead, then the bead goes back to the queue with a P1 escalation
+(once; a second time round it is blocked instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .convoy import MOUNTAIN, convoy_of
+from .escalation import raise_in
+from .ledger import Bead, BeadType, Status
+from .ledger.ops import Tx, merged, revise
+from .polecats import MAX_ATTEMPTS, EndSession, agent_id
+
+Verdict = Literal["healthy", "hung", "stalled", "done-not-cleaned", "stuck"]
+
+
+@dataclass(frozen=True)
+class SessionSignal:
+    """What a driver knows of a polecat's session right now."""
+
+    name: str
+    running: bool
+    age: float  # seconds since it started
+    heartbeat_age: float | None  # seconds since the last beat, None when it never beat
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    start_grace: float = 120.0  # a session may take this long to beat for the first time
+    hung_after: float = 300.0  # a running session whose last beat is older than this is hung
+
+
+@dataclass(frozen=True)
+class Judgement:
+    polecat: str
+    bead: str
+    verdict: Verdict
+    reason: str
+    session: str | None = None
+
+
+def held(beads: Mapping[str, Bead], polecat: str) -> Bead | None:
+    """The work bead a polecat holds (hooked to it, in progress by it, or blocked asking for help)."""
+    for b in beads.values():
+        if b.assignee == polecat and b.type not in (BeadType.AGENT, BeadType.MERGE_REQUEST, BeadType.ESCALATION) \
+                and b.status in (Status.HOOKED, Status.IN_PROGRESS, Status.BLOCKED):
+            return b
+    return None
+
+
+def judge(polecat: str, bead: Bead, session: SessionSignal | None, t: Thresholds) -> Judgement:
+    recorded = bead.metadata.get("session")  # a session the ledger says is under way
+    if bead.status == Status.BLOCKED and bead.metadata.get("escalation"):
+        return Judgement(polecat, bead.id, "stuck", f"asked for help: {bead.metadata['escalation']}")
+    if session is not None and session.running:
+        if recorded != session.name and bead.metadata.get("ended") == session.name:
+            return Judgement(polecat, bead.id, "done-not-cleaned", "its result is recorded; the session lingers",
+                             session.name)
+        beat = session.heartbeat_age
+        if beat is None:
+            if session.age > t.start_grace:
+                return Judgement(polecat, bead.id, "hung", f"no heartbeat {session.age:.0f}s after it started",
+                                 session.name)
+            return Judgement(polecat, bead.id, "healthy", "starting", session.name)
+        if beat > t.hung_after:
+            return Judgement(polecat, bead.id, "hung", f"last heartbeat {beat:.0f}s ago", session.name)
+        return Judgement(polecat, bead.id, "healthy", "beating", session.name)
+    if bead.status == Status.IN_PROGRESS and recorded:
+        return Judgement(polecat, bead.id, "stalled", f"session {recorded} is gone without a result", recorded)
+    return Judgement(polecat, bead.id, "healthy", "waiting for a session")
+
+
+def patrol(beads: Mapping[str, Bead], sessions: Mapping[str, SessionSignal], t: Thresholds) -> list[Judgement]:
+    """Judge every polecat that holds work (``sessions``: polecat -> its current session)."""
+    out = []
+    names = sorted({b.metadata["name"] for b in beads.values() if b.type == BeadType.AGENT and "name" in b.metadata})
+    for polecat in names:
+        bead = held(beads, polecat)
+        if bead is not None:
+            out.append(judge(polecat, bead, sessions.get(polecat), t))
+    return out
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """A bead that failed MAX_ATTEMPTS sessions: back to the queue with a P1 escalation, once;
+    the second time it is blocked for a person to look at."""
+
+    bead_id: str
+    actor: str
+
+    def apply(self, tx: Tx) -> Bead:
+        bead = tx.require(self.bead_id)
+        if bead.status not in (Status.HOOKED, Status.OPEN) or int(bead.metadata.get("attempts", 0)) < MAX_ATTEMPTS:
+            return bead
+        convoy = convoy_of(bead, {i: b for i in tx.ids() if (b := tx.get(i)) is not None}) \
+            if bead.metadata.get("convoy") else None
+        if convoy is not None and MOUNTAIN in convoy.labels:
+            return bead  # a mountain convoy skips it instead
+        polecat = bead.assignee
+        if polecat:
+            agent = tx.get(agent_id(tx.prefix, polecat))
+            if agent is not None and agent.metadata.get("hooked") == bead.id:
+                tx.put(revise(agent, tx, metadata=merged(agent.metadata, {"hooked": None})),
+                       f"polecat {polecat} let go of {bead.id}", self.actor)
+        again = int(bead.metadata.get("requeues", 0)) >= 1
+        esc = raise_in(tx, "P1", f"{bead.id} failed {MAX_ATTEMPTS} sessions"
+                       + (" twice over: blocked" if again else ": back in the queue"), self.actor,
+                       reason=bead.metadata.get("last_reason", ""), related=bead.id,
+                       source={"bead": bead.id, "polecat": polecat or ""},
+                       dedupe=f"requeue:{bead.id}:{bead.metadata.get('requeues', 0)}")
+        meta = merged(bead.metadata, {"attempts": 0 if not again else bead.metadata["attempts"],
+                                      "requeues": int(bead.metadata.get("requeues", 0)) + 1,
+                                      "escalation": esc.id})
+        status = Status.BLOCKED if again else Status.OPEN
+        return tx.put(revise(bead, tx, status=status, assignee=None, metadata=meta),
+                      f"{bead.status} -> {status}: {MAX_ATTEMPTS} sessions failed", self.actor)
+
+
+def remedies(judgements: list[Judgement], beads: Mapping[str, Bead], actor: str) -> tuple[list[Any], list[str]]:
+    """Ledger operations, and the polecats whose running session must be stopped first."""
+    ops: list[Any] = []
+    stop: list[str] = []
+    for j in judgements:
+        if j.verdict == "hung":
+            stop.append(j.polecat)
+            ops.append(EndSession(j.bead, j.polecat, j.session or "", "hung", j.reason, actor))
+        elif j.verdict == "stalled":
+            ops.append(EndSession(j.bead, j.polecat, j.session or "", "failed", j.reason, actor))
+        elif j.verdict == "done-not-cleaned":
+            stop.append(j.polecat)
+    for bead in beads.values():
+        if bead.status == Status.HOOKED and int(bead.metadata.get("attempts", 0)) >= MAX_ATTEMPTS \
+                and bead.type in (BeadType.TASK, BeadType.BUG, BeadType.FEATURE):
+            ops.append(Requeue(bead.id, actor))
+    return ops, stop

@@ -1,0 +1,122 @@
+"""The Witness in local mode: real sessions killed, frozen and failing; nothing lost, no false zombie."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from gastown import convoy as convoys
+from gastown.api.common import RuntimeSpec
+from gastown.ledger import BeadType, Status
+from gastown.local.driver import RigConfig, RigDriver
+from gastown.runtimes.local import LocalBackend
+from gastown.witness import Thresholds
+
+from conftest import wait_for
+from rigs import git, make_rig
+
+AGENT = str(Path(__file__).resolve().parent.parent / "agent_script.py")
+
+
+@pytest.fixture
+def rig(tmp_path):
+    return make_rig(tmp_path)
+
+
+@pytest.fixture
+def make_driver(rig, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    made = []
+
+    def make(mode, hung_after=3.0):
+        ledger = rig.ledger("gastown daemon")
+        backend = LocalBackend(tmp_path / "town", cache_dir=tmp_path / "town-cache", heartbeat_interval=0.3)
+        config = RigConfig(rig.name, str(rig.remote), 1, RuntimeSpec(preset="script", args=[sys.executable, AGENT, mode]),
+                           thresholds=Thresholds(start_grace=10, hung_after=hung_after))
+        driver = RigDriver(config, backend, ledger)
+        stop = threading.Event()
+        thread = threading.Thread(target=driver.run, args=(stop,), kwargs={"poll": 0.05}, daemon=True)
+        thread.start()
+        made.append((stop, thread, ledger))
+        return driver
+
+    yield make
+    for stop, thread, ledger in made:
+        stop.set()
+        thread.join(10)
+        ledger.close()
+
+
+def one_bead(rig, title="Resumable work", labels=()):
+    info = convoys.ConvoyInfo("w", "w", rig.name, "beads", strategy="direct", labels=tuple(labels))
+    with rig.ledger() as lg:
+        lg.apply(convoys.OpenConvoy(info, "t"))
+        convoy = lg.apply(convoys.PlanConvoy("w", (convoys.PlannedBead("only", title),), "t"))
+    return convoy.metadata["keys"]["only"]
+
+
+def current_session(driver):
+    return wait_for(lambda: next((s for s in driver.port.sessions.values() if s.running()), None),
+                    what="a running session")
+
+
+def partial_committed(rig, driver, bead):
+    workdir = driver.backend.town / "rigs" / rig.name / "polecats" / "furiosa"
+    return (workdir / "PARTIAL.md").exists() and git("log", "-1", "--format=%s", cwd=workdir) == "half of it"
+
+
+def finished(rig, bead):
+    with rig.ledger() as lg:
+        return lg.get(bead).status == Status.CLOSED
+
+
+@pytest.mark.parametrize("how", ["killed", "frozen"])
+def test_a_lost_session_is_restarted_on_its_branch_and_finishes(rig, make_driver, how):
+    bead = one_bead(rig)
+    driver = make_driver("resumable")
+    session = current_session(driver)
+    wait_for(lambda: partial_committed(rig, driver, bead), what="half the work committed (not pushed)")
+    os.killpg(session.pid, signal.SIGKILL if how == "killed" else signal.SIGSTOP)
+    wait_for(lambda: finished(rig, bead), timeout=60, what="the bead merged after a restart")
+    with rig.ledger() as lg:
+        work = lg.get(bead)
+    assert work.metadata["attempts"] == 1
+    expected = "hung" if how == "frozen" else "failed"
+    assert any(c.text.startswith("session ") and f": {expected}: " in c.text for c in work.comments)
+    main = git("ls-tree", "--name-only", "main", cwd=rig.remote).split()
+    assert "PARTIAL.md" in main and "WORK.md" in main  # the first session's unpushed work survived
+
+
+def test_a_session_busy_for_longer_than_the_threshold_is_not_a_zombie(rig, make_driver, monkeypatch):
+    monkeypatch.setenv("AGENT_SECONDS", "4")
+    bead = one_bead(rig)
+    make_driver("resumable", hung_after=1.5)  # works 4 s, beats every 0.3 s
+    wait_for(lambda: finished(rig, bead), timeout=60, what="the bead merged")
+    with rig.ledger() as lg:
+        assert lg.get(bead).metadata.get("attempts", 0) == 0
+    sessions = list((rig.remote.parent / "town" / "sessions").iterdir())
+    assert len(sessions) == 1
+
+
+def test_a_bead_that_keeps_failing_is_requeued_once_then_blocked(rig, make_driver):
+    bead = one_bead(rig, "BROKEN for good")
+    driver = make_driver("convoy")
+
+    def blocked():
+        with rig.ledger() as lg:
+            return lg.get(bead).status == Status.BLOCKED
+    wait_for(blocked, timeout=90, what="the bead blocked")
+    with rig.ledger() as lg:
+        beads = lg.beads()
+    work = beads[bead]
+    assert work.metadata["requeues"] == 2 and work.assignee is None
+    p1 = [b for b in beads.values() if b.type == BeadType.ESCALATION and b.metadata["severity"] == "P1"]
+    assert len(p1) == 2
+    assert "back in the queue" in min(p1, key=lambda b: b.created_at).title
+    assert "blocked" in max(p1, key=lambda b: b.created_at).title
+    assert len(list((driver.backend.town / "sessions").iterdir())) == 6  # 3 sessions, requeue, 3 more
