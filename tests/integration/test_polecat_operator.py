@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from gastown.ledger import Status
@@ -110,3 +112,38 @@ def test_a_retired_polecat_gets_no_session(kubeapi, operator, rig):
         lg.apply(Hook(other.id, "nux", "user tester"))
     wait_for(lambda: kubeapi.list("jobs", "default", selector="gastown.dev/polecat=nux"), what="nux's Job")
     assert kubeapi.list("jobs", "default", selector="gastown.dev/polecat=furiosa") == []
+
+
+@pytest.mark.parametrize(("state", "reason", "words"), [
+    ({"terminated": {"reason": "OOMKilled", "exitCode": 137}}, "OOMKilled", "ran out of memory"),
+    ({"waiting": {"reason": "ImagePullBackOff", "message": "back-off pulling image"}}, "ImagePullBackOff",
+     "image cannot be pulled"),
+])
+def test_pod_failure_states_become_polecat_conditions_and_events(kubeapi, operator, rig, state, reason, words):
+    operator()
+    apply_rig_and_polecat(kubeapi, rig)
+    labels = {"app.kubernetes.io/component": "agent-session", "gastown.dev/polecat": "furiosa",
+              "gastown.dev/session": "gt-furiosa-gt-abc-1"}
+    kubeapi.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gt-furiosa-gt-abc-1-x", "labels": labels},
+                    "spec": {"containers": [{"name": "agent", "image": "gastown/agent:1"}]}})
+    wait_for(lambda: (kubeapi.get("polecats", "default", "furiosa").get("status") or {}).get("conditions"),
+             what="the polecat admitted")
+    kubeapi.patch("pods", "default", "gt-furiosa-gt-abc-1-x", {"status": {
+        "phase": "Failed" if "terminated" in state else "Pending",
+        "containerStatuses": [{"name": "agent", "state": state}]}}, subresource="status")
+
+    def cond():
+        conditions = (kubeapi.get("polecats", "default", "furiosa").get("status") or {}).get("conditions", [])
+        return next((c for c in conditions if c["type"] == "SessionHealthy"), None)
+    c = wait_for(cond, what="SessionHealthy")
+    assert c["status"] == "False" and c["reason"] == reason and words in c["message"]
+    assert "gt-furiosa-gt-abc-1" in c["message"]
+    others = {x["type"] for x in kubeapi.get("polecats", "default", "furiosa")["status"]["conditions"]}
+    assert "Invalid" in others  # the other conditions are kept
+    events = wait_for(lambda: [e for e in kubeapi.events("default", "furiosa") if e["reason"] == reason],
+                      what="a Warning Event")
+    assert events[0]["type"] == "Warning"
+    # the same trouble seen again is not a second Event
+    kubeapi.patch("pods", "default", "gt-furiosa-gt-abc-1-x", {"metadata": {"labels": {"seen": "again"}}})
+    time.sleep(1.5)
+    assert len([e for e in kubeapi.events("default", "furiosa") if e["reason"] == reason]) == 1

@@ -30,3 +30,58 @@ def patch_status(namespace: str, plural: str, name: str, status: dict) -> None:
     except ApiException as e:
         if e.status != 404:
             raise
+
+
+def get_object(namespace: str, plural: str, name: str) -> dict | None:
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    from ..api import GROUP, VERSION
+
+    try:
+        return client.CustomObjectsApi(api_client()).get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+def set_conditions(namespace: str, plural: str, name: str, *conditions: Any) -> None:
+    """Set these conditions on one of gastown's objects, keeping the others it has."""
+    from ..api import set_condition
+    from .admission import current_conditions
+
+    obj = get_object(namespace, plural, name)
+    if obj is None:
+        return
+    current = current_conditions(obj)
+    for c in conditions:
+        current = set_condition(current, c)
+    patch_status(namespace, plural, name, {"conditions": [c.wire() for c in current]})
+
+
+def post_event(namespace: str, kind: str, name: str, reason: str, message: str, type_: str = "Normal") -> None:
+    """A core/v1 Event on one of gastown's objects, from the operator."""
+    from datetime import UTC, datetime
+
+    from kubernetes import client
+
+    from ..api import GROUP, VERSION
+
+    now = datetime.now(UTC)
+    client.CoreV1Api(api_client()).create_namespaced_event(namespace, client.CoreV1Event(
+        metadata=client.V1ObjectMeta(generate_name=f"{name}-", namespace=namespace),
+        involved_object=client.V1ObjectReference(api_version=f"{GROUP}/{VERSION}", kind=kind, name=name,
+                                                 namespace=namespace),
+        reason=reason, message=message[:1000], type=type_, first_timestamp=now, last_timestamp=now, count=1,
+        source=client.V1EventSource(component="gastown-operator")))
+
+
+def read_secret(namespace: str, name: str) -> dict[str, str]:
+    """The decoded data of a Secret."""
+    import base64
+
+    from kubernetes import client
+
+    secret = client.CoreV1Api(api_client()).read_namespaced_secret(name, namespace)
+    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}

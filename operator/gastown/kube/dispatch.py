@@ -8,10 +8,8 @@ the Rig, its Polecats (restarts) and its Convoys.
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -28,7 +26,7 @@ from ..polecats import agent_id, hooked_to
 from ..rigloop import RigPass
 from ..runtimes.kubernetes import JobRequest, KubernetesBackend, session_job
 from .admission import current_conditions
-from .client import api_client, patch_status
+from .client import api_client, patch_status, post_event, read_secret, set_conditions
 from .convoys import convoy_status
 from .objects import ensure
 from .sessions import ledgers, rig_spec
@@ -96,7 +94,7 @@ class KubePort:
             try:
                 if target.get("type") == "webhook":
                     ref = target["secretRef"]
-                    notify.webhook(read_secret(self.namespace, ref["name"], ref["key"]), text,
+                    notify.webhook(read_secret(self.namespace, ref["name"])[ref["key"]], text,
                                    {"rig": self.rig_name, "convoy": name, "progress": progress.text})
                 elif target.get("type") == "event":
                     post_event(self.namespace, "Convoy", name, "ConvoyDone", text)
@@ -125,7 +123,7 @@ class KubePort:
             ref = self.rig.escalation.webhook_secret
             if ref is None:
                 return False
-            notify.webhook(read_secret(self.namespace, ref.name, ref.key), body["text"], body["fields"])
+            notify.webhook(read_secret(self.namespace, ref.name)[ref.key], body["text"], body["fields"])
         elif route == "event":
             source = esc.metadata.get("source") or {}
             kind, name = (("Convoy", source["convoy"]) if source.get("convoy") in {r["name"] for r in self.convoy_refs.values()}
@@ -134,28 +132,12 @@ class KubePort:
             post_event(self.namespace, kind, name, f"Escalation{severity}", body["text"],
                        "Warning" if severity in ("P0", "P1") else "Normal")
         elif route == "condition":
-            conditions = set_condition(current_conditions({"status": self.rig_status}), Condition(
+            set_conditions(self.namespace, "rigs", self.rig_name, Condition(
                 type="Escalated", status="True", reason=f"Escalation{severity}",
                 message=f"{esc.id}: {body['text'][:1000]} (gt escalate ack {esc.id})"))
-            patch_status(self.namespace, "rigs", self.rig_name, {"conditions": [c.wire() for c in conditions]})
         else:
             log.warning("rig %s/%s: escalation %s", self.namespace, self.rig_name, body["text"])
         return True
-
-
-def read_secret(namespace: str, name: str, key: str) -> str:
-    secret = client.CoreV1Api(api_client()).read_namespaced_secret(name, namespace)
-    return base64.b64decode((secret.data or {})[key]).decode()
-
-
-def post_event(namespace: str, kind: str, name: str, reason: str, message: str, type_: str = "Normal") -> None:
-    now = datetime.now(UTC)
-    client.CoreV1Api(api_client()).create_namespaced_event(namespace, client.CoreV1Event(
-        metadata=client.V1ObjectMeta(generate_name=f"{name}-", namespace=namespace),
-        involved_object=client.V1ObjectReference(api_version=f"{GROUP}/{VERSION}", kind=kind, name=name,
-                                                 namespace=namespace),
-        reason=reason, message=message[:1000], type=type_, first_timestamp=now, last_timestamp=now, count=1,
-        source=client.V1EventSource(component="gastown-operator")))
 
 
 @kopf.daemon(GROUP, VERSION, "rigs", id="dispatch", cancellation_timeout=10)
@@ -212,10 +194,9 @@ def report_git(namespace: str, rig: str, status: Mapping, error: str | None, las
     """Flip GitReachable when the remote goes away or comes back; return the error now."""
     if error == last:
         return last
-    conditions = set_condition(current_conditions({"status": status}), Condition(
+    set_conditions(namespace, "rigs", rig, Condition(
         type="GitReachable", status="False" if error else "True", reason="GitError" if error else "Reachable",
         message=f"{error}; retrying" if error else "the remote answers again"))
-    patch_status(namespace, "rigs", rig, {"conditions": [c.wire() for c in conditions]})
     if error:
         post_event(namespace, "Rig", rig, "GitUnreachable", error, "Warning")
     return error

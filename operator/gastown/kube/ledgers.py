@@ -3,7 +3,6 @@ and the rig's git credentials (from its Secret) in the environment of its git co
 
 from __future__ import annotations
 
-import base64
 import os
 import threading
 import time
@@ -12,17 +11,9 @@ from pathlib import Path
 from ..api import RigSpec
 from ..ledger import Ledger
 from ..ledger.credentials import GitCredentials
+from .client import read_secret
 
 SECRET_TTL = 60.0  # seconds a Secret's content is trusted before it is read again
-
-
-def read_secret(namespace: str, name: str) -> dict[str, str]:
-    from kubernetes import client
-
-    from .client import api_client
-
-    secret = client.CoreV1Api(api_client()).read_namespaced_secret(name, namespace)
-    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
 
 class RigLedgers:

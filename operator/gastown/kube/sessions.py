@@ -8,12 +8,13 @@ from typing import Any
 
 import kopf
 
-from ..api import GROUP, VERSION, Invalid, PolecatSpec, RigSpec
+from ..api import GROUP, VERSION, Condition, Invalid, PolecatSpec, RigSpec
 from ..api.validation import parse_spec
 from ..ledger import LedgerError
 from ..polecats import EnsureAgent, branch_for
 from ..runtimes.kubernetes import COMPONENT
-from .client import patch_status
+from .admission import current_conditions
+from .client import get_object, patch_status, post_event, set_conditions
 from .ledgers import RigLedgers
 
 log = logging.getLogger("gastown.sessions")
@@ -129,3 +130,66 @@ def rig_spec(rigs_by_name: kopf.Index, namespace: str, rig: str) -> RigSpec | No
         except Invalid:
             return None
     return None
+
+
+# --- pods: what their containers say about a session -----------------------------------------------
+
+POD_TROUBLE = {
+    # waiting reasons: the session cannot start
+    "ImagePullBackOff": "the agent image cannot be pulled",
+    "ErrImagePull": "the agent image cannot be pulled",
+    "InvalidImageName": "the agent image name is invalid",
+    "CreateContainerConfigError": "a Secret or ConfigMap the pod needs is missing",
+    "CrashLoopBackOff": "a container keeps crashing",
+    # terminated reasons: the session died
+    "OOMKilled": "the session ran out of memory (raise the polecat's memory limit)",
+    "DeadlineExceeded": "the session ran past its deadline",
+    "Evicted": "the node evicted the pod",
+}
+
+
+def pod_trouble(pod: Mapping) -> tuple[str, str] | None:
+    """(reason, what it means) when a session pod is in trouble, else None. Pure."""
+    status = pod.get("status") or {}
+    if status.get("reason") in POD_TROUBLE:
+        return status["reason"], POD_TROUBLE[status["reason"]]
+    for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        for state in ("waiting", "terminated"):
+            reason = ((cs.get("state") or {}).get(state) or {}).get("reason") or \
+                ((cs.get("lastState") or {}).get(state) or {}).get("reason")
+            if reason in POD_TROUBLE:
+                return reason, f"{POD_TROUBLE[reason]} (container {cs.get('name')})"
+    return None
+
+
+@kopf.on.event("", "v1", "pods", labels=SESSION_LABELS)
+def session_pod_event(event: Mapping, **_: Any) -> None:
+    """A session pod in trouble becomes SessionHealthy=False and a Warning Event on its Polecat (once
+    per trouble); a session pod running well makes it True again."""
+    pod = event.get("object") or {}
+    meta = pod.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    polecat = labels.get("gastown.dev/polecat")
+    if not polecat or event.get("type") == "DELETED":
+        return
+    trouble = pod_trouble(pod)
+    running = (pod.get("status") or {}).get("phase") == "Running"
+    if trouble is None and not running:
+        return
+    obj = get_object(meta["namespace"], "polecats", polecat)
+    if obj is None:
+        return
+    current = next((c for c in current_conditions(obj) if c.type == "SessionHealthy"), None)
+    session = labels.get("gastown.dev/session", meta.get("name"))
+    if trouble is None:
+        if current is not None and current.status == "False":
+            set_conditions(meta["namespace"], "polecats", polecat, Condition(
+                type="SessionHealthy", status="True", reason="Running", message=f"session {session} runs"))
+        return
+    reason, what = trouble
+    text = f"session {session}: {what}"
+    if current is not None and current.status == "False" and current.message == text:
+        return  # already said
+    set_conditions(meta["namespace"], "polecats", polecat, Condition(
+        type="SessionHealthy", status="False", reason=reason, message=text))
+    post_event(meta["namespace"], "Polecat", polecat, reason, text, "Warning")
