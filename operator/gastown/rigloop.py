@@ -124,7 +124,7 @@ class RigPass:
         state = scheduler.state_of(beads, snap.prefix)
         if state.limit != self.limit:
             self.ledger.apply(scheduler.SetLimit(self.limit, self.actor))
-        report.healed = self._witness(beads)
+        report.healed = self._witness(beads, now)
         if report.healed:
             beads = self.ledger.snapshot(refresh=False).beads()
         report.mayors = self._mayors(beads)
@@ -158,6 +158,8 @@ class RigPass:
         names = set(known) | {b.metadata["name"] for b in beads.values()
                               if b.type == BeadType.AGENT and "name" in b.metadata}
         for polecat, bead in sessions_to_start(beads, names - retired, self.port.busy()):
+            if polecat not in known:  # hooked by hand (`gt sling`) to a polecat the driver has not met
+                self.port.add_polecat(polecat)
             self.port.start_session(polecat, bead, beads)
             report.started += 1
         report.beads = beads
@@ -172,12 +174,12 @@ class RigPass:
             except LedgerError as e:
                 log.warning("rig %s: %s", self.rig, e)
 
-    def _witness(self, beads: Mapping[str, Bead]) -> int:
+    def _witness(self, beads: Mapping[str, Bead], now: datetime) -> int:
         """Judge the polecats that hold work; stop what hangs or lingers, record what vanished."""
         signals = self.port.session_signals()
         if signals is None:
             return 0
-        judgements = witness.patrol(beads, signals, self.thresholds)
+        judgements = witness.patrol(beads, signals, self.thresholds, now)
         ops, stop = witness.remedies(judgements, beads, self.actor)
         for j in judgements:
             if j.verdict != "healthy":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from .convoy import MOUNTAIN, convoy_of
@@ -44,6 +45,7 @@ class SessionSignal:
 class Thresholds:
     start_grace: float = 120.0  # a session may take this long to beat for the first time
     hung_after: float = 300.0  # a running session whose last beat is older than this is hung
+    linger: float = 120.0  # a session may take this long to exit after its result is recorded
 
 
 @dataclass(frozen=True)
@@ -64,14 +66,18 @@ def held(beads: Mapping[str, Bead], polecat: str) -> Bead | None:
     return None
 
 
-def judge(polecat: str, bead: Bead, session: SessionSignal | None, t: Thresholds) -> Judgement:
+def judge(polecat: str, bead: Bead, session: SessionSignal | None, t: Thresholds,
+          now: datetime | None = None) -> Judgement:
     recorded = bead.metadata.get("session")  # a session the ledger says is under way
     if bead.status == Status.BLOCKED and bead.metadata.get("escalation"):
         return Judgement(polecat, bead.id, "stuck", f"asked for help: {bead.metadata['escalation']}")
     if session is not None and session.running:
         if recorded != session.name and bead.metadata.get("ended") == session.name:
-            return Judgement(polecat, bead.id, "done-not-cleaned", "its result is recorded; the session lingers",
-                             session.name)
+            since = (now - bead.updated_at).total_seconds() if now else 0.0
+            if since > t.linger:  # within `linger` it is just finishing: pushing, writing its result
+                return Judgement(polecat, bead.id, "done-not-cleaned",
+                                 f"its result was recorded {since:.0f}s ago and it still runs", session.name)
+            return Judgement(polecat, bead.id, "healthy", "finishing", session.name)
         beat = session.heartbeat_age
         if beat is None:
             if session.age > t.start_grace:
@@ -86,14 +92,15 @@ def judge(polecat: str, bead: Bead, session: SessionSignal | None, t: Thresholds
     return Judgement(polecat, bead.id, "healthy", "waiting for a session")
 
 
-def patrol(beads: Mapping[str, Bead], sessions: Mapping[str, SessionSignal], t: Thresholds) -> list[Judgement]:
+def patrol(beads: Mapping[str, Bead], sessions: Mapping[str, SessionSignal], t: Thresholds,
+           now: datetime | None = None) -> list[Judgement]:
     """Judge every polecat that holds work (``sessions``: polecat -> its current session)."""
     out = []
     names = sorted({b.metadata["name"] for b in beads.values() if b.type == BeadType.AGENT and "name" in b.metadata})
     for polecat in names:
         bead = held(beads, polecat)
         if bead is not None:
-            out.append(judge(polecat, bead, sessions.get(polecat), t))
+            out.append(judge(polecat, bead, sessions.get(polecat), t, now))
     return out
 
 

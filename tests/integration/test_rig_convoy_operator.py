@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pytest
 
 from gastown import convoy as convoys
 from gastown import scheduler
 from gastown.ledger import BeadType, Status
 
-from conftest import wait_for
+from conftest import GT, wait_for
 from rigs import make_rig
 
 
@@ -198,3 +201,19 @@ def test_needs_across_rigs_are_refused(kubeapi, operator, rig):
         {"key": "a", "title": "A"}, {"key": "b", "title": "B", "rig": "api", "needs": ["a"]}]}))
     cond = wait_for(lambda: condition(kubeapi.get("convoys", "default", "tangle"), "Invalid"), what="Invalid")
     assert "needs across rigs are not supported" in cond["message"]
+
+
+def test_gt_sling_on_a_cluster_starts_the_polecat_it_names(kubeapi, operator, rig, tmp_path):
+    operator()
+    kubeapi.create(cr("Rig", "webapp", {"gitUrl": f"file://{rig.remote}"}))
+    wait_for(lambda: (kubeapi.get("rigs", "default", "webapp").get("status") or {}).get("phase") == "Ready",
+             what="the Rig")
+    with rig.ledger() as lg:
+        bead = lg.create("Hotfix", priority=0)
+    env = {**os.environ, "GT_TOWN": str(tmp_path / "town"), "GT_ACTOR": "user alice"}
+    out = subprocess.run([GT, "sling", bead.id, str(rig.remote), "--polecat", "toast"], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert f"{bead.id} hooked to polecat toast" in out
+    wait_for(lambda: kubeapi.get("polecats", "default", "toast"), what="the Polecat toast")
+    jobs = wait_for(lambda: kubeapi.list("jobs", "default", selector="gastown.dev/polecat=toast"), what="its Job")
+    assert jobs[0]["metadata"]["labels"]["gastown.dev/bead"] == bead.id

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -27,8 +27,8 @@ def bead(status=Status.IN_PROGRESS, **meta):
     (bead(session="s1"), SessionSignal("s1", False, age=900, heartbeat_age=400), "stalled"),
     (bead(session="s1"), None, "stalled"),
     (bead(Status.HOOKED), None, "healthy"),  # waiting for its session: the scheduler's
-    # busy in `gt done`: the ledger already has the result, the process is finishing up
-    (bead(mr="gt-mr", ended="s1"), SessionSignal("s1", True, age=900, heartbeat_age=1), "done-not-cleaned"),
+    # busy finishing: the ledger already has the result, the process is still exiting
+    (bead(mr="gt-mr", ended="s1"), SessionSignal("s1", True, age=900, heartbeat_age=1), "healthy"),
     (bead(Status.BLOCKED, escalation="gt-esc"), None, "stuck"),
 ])
 def test_verdicts(work, session, verdict):
@@ -38,3 +38,11 @@ def test_verdicts(work, session, verdict):
 def test_reasons_say_what_was_seen():
     j = judge("furiosa", bead(session="s1"), SessionSignal("s1", True, 900, 300), T)
     assert j.reason == "last heartbeat 300s ago" and j.session == "s1"
+
+
+def test_a_session_that_lingers_long_after_its_result_is_cleaned_up():
+    done = bead(mr="gt-mr", ended="s1")
+    running = SessionSignal("s1", True, age=900, heartbeat_age=1)
+    assert judge("furiosa", done, running, T, NOW + timedelta(seconds=60)).verdict == "healthy"
+    late = judge("furiosa", done, running, T, NOW + timedelta(seconds=121))
+    assert late.verdict == "done-not-cleaned" and "recorded 121s ago" in late.reason
