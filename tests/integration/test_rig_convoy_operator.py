@@ -209,11 +209,13 @@ def test_gt_sling_on_a_cluster_starts_the_polecat_it_names(kubeapi, operator, ri
     wait_for(lambda: (kubeapi.get("rigs", "default", "webapp").get("status") or {}).get("phase") == "Ready",
              what="the Rig")
     with rig.ledger() as lg:
+        lg.apply(scheduler.SetPaused(True, "user alice"))  # the scheduler would dispatch it first
         bead = lg.create("Hotfix", priority=0)
     env = {**os.environ, "GT_TOWN": str(tmp_path / "town"), "GT_ACTOR": "user alice"}
-    out = subprocess.run([GT, "sling", bead.id, str(rig.remote), "--polecat", "toast"], env=env,
-                         capture_output=True, text=True, check=True).stdout
-    assert f"{bead.id} hooked to polecat toast" in out
+    proc = subprocess.run([GT, "sling", bead.id, str(rig.remote), "--polecat", "toast"], env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{bead.id} hooked to polecat toast" in proc.stdout
     wait_for(lambda: kubeapi.get("polecats", "default", "toast"), what="the Polecat toast")
     jobs = wait_for(lambda: kubeapi.list("jobs", "default", selector="gastown.dev/polecat=toast"), what="its Job")
     assert jobs[0]["metadata"]["labels"]["gastown.dev/bead"] == bead.id
