@@ -155,8 +155,7 @@ class RigPass:
             report.assigned = len(decision.assign)
             beads = self.ledger.snapshot(refresh=False).beads()
         known, retired = self.port.polecats()
-        names = set(known) | {b.metadata["name"] for b in beads.values()
-                              if b.type == BeadType.AGENT and "name" in b.metadata}
+        names = set(scheduler.known_polecats(beads, known))
         for polecat, bead in sessions_to_start(beads, names - retired, self.port.busy()):
             if polecat not in known:  # hooked by hand (`gt sling`) to a polecat the driver has not met
                 self.port.add_polecat(polecat)

@@ -169,6 +169,20 @@ def in_flight(beads: Mapping[str, Bead]) -> list[Bead]:
     return [b for b in beads.values() if flying(b)]
 
 
+def known_polecats(beads: Mapping[str, Bead], polecats: Iterable[str] = ()) -> list[str]:
+    """Every polecat of the rig: those a driver knows and those with an identity in the ledger."""
+    return sorted(set(polecats) | {b.metadata["name"] for b in beads.values()
+                                   if b.type == BeadType.AGENT and "name" in b.metadata})
+
+
+def free_polecat(beads: Mapping[str, Bead], retired: Iterable[str] = ()) -> str:
+    """The first idle polecat, or a new name from the pool."""
+    known = known_polecats(beads)
+    busy = {b.assignee for b in in_flight(beads)} | set(retired)
+    idle = [p for p in known if p not in busy]
+    return idle[0] if idle else next_name(known)
+
+
 def plan(beads: Mapping[str, Bead], prefix: str, limit: int, polecats: Iterable[str],
          retired: Iterable[str] = (), now: datetime | None = None) -> Dispatch:
     """Which ready beads to hook to which polecats now.
@@ -187,8 +201,7 @@ def plan(beads: Mapping[str, Bead], prefix: str, limit: int, polecats: Iterable[
         return out
     slots = limit - len(flying)
     retired_set = set(retired)
-    known = sorted(set(polecats) | {b.metadata["name"] for b in beads.values()
-                                    if b.type == BeadType.AGENT and "name" in b.metadata})
+    known = known_polecats(beads, polecats)
     busy = {b.assignee for b in flying}
     idle = [p for p in known if p not in busy and p not in retired_set]
     active = len([p for p in known if p not in retired_set])

@@ -17,7 +17,6 @@ from ..api import ConvoySpec, Invalid
 from ..api.validation import parse_spec
 from ..ledger import Ledger, query
 from ..ledger.ops import Together
-from ..polecats import next_name
 from ..rigloop import rig_formula_sources
 from .common import emit, fail, json_option, rig_ledger, rig_option, town_option
 
@@ -175,11 +174,7 @@ def sling(bead_id: str, rig: str, polecat: str | None, town: Path | None) -> Non
         if len(flying) >= limit:
             fail(f"rig {config.name} is at its limit ({len(flying)} of {limit} in flight); "
                  f"{bead_id} stays queued and goes when a slot frees")
-        if polecat is None:
-            busy = {b.assignee for b in flying}
-            known = [b.metadata["name"] for b in beads.values() if b.type == "agent" and "name" in b.metadata]
-            idle = sorted(p for p in known if p not in busy)
-            polecat = idle[0] if idle else next_name(known)
+        polecat = polecat or scheduler.free_polecat(beads)
         ledger.apply(scheduler.Assign(bead_id, polecat, config.name, ledger.actor))
         click.echo(f"{bead_id} hooked to polecat {polecat} on rig {config.name}")
 
