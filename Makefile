@@ -50,6 +50,7 @@ run: $(STAMP) ## Run the operator against the current kubeconfig
 bench: $(STAMP) ## Benchmarks: print figures (never part of `make test`)
 	$(BIN)/python bench/ledger_bench.py
 	$(BIN)/python bench/scheduler_bench.py
+	$(BIN)/python bench/refinery_bench.py
 
 clean: ## Remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

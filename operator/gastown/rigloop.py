@@ -2,9 +2,10 @@
 
 The same pass runs in the local daemon and in the operator; only the ports differ (local
 subprocesses and threads, or Polecat resources and Jobs). Each pass reads the ledger and,
-in order: plans convoys, merges what `direct` convoys finished, keeps convoys (skip,
-stall, close, announce), dispatches ready beads under the rig's limit, and starts the
-sessions that are due. Everything is re-derived from the ledger and the ports each time,
+in order: heals (the Witness), plans convoys, merges what `direct` convoys finished, moves
+the merge queue on (the Refinery), keeps convoys (skip, stall, close, announce), routes
+escalations, dispatches ready beads under the rig's limit, and starts the sessions that
+are due. Everything is re-derived from the ledger and the ports each time,
 so a driver that is killed and started again carries on where it was.
 """
 
@@ -23,7 +24,15 @@ from .ledger import Bead, BeadType, Ledger, LedgerError, Status
 from .ledger.gitstore import Signature
 from .ledger.merge import Branches
 from .polecats import sessions_to_start
-from .refinery import RecordConflict, RecordMerge
+from .refinery import (
+    QueueSettings,
+    RecordConflict,
+    RecordMerge,
+    Refinery,
+    RefineryReport,
+    VerifyPort,
+)
+from .refinery.queue import is_direct
 
 log = logging.getLogger("gastown.rig")
 
@@ -52,8 +61,8 @@ def parts_done(peers: Callable[[str], Ledger | None], key: str, rigs: list[str])
     return True
 
 
-class Port(Protocol):
-    """What a driver provides to the rig pass."""
+class Port(VerifyPort, Protocol):
+    """What a driver provides to the rig pass (and, as a VerifyPort, to the Refinery)."""
 
     def polecats(self) -> tuple[list[str], set[str]]:
         """The rig's polecats as the driver knows them, and which of them are retired."""
@@ -99,18 +108,20 @@ class PassReport:
     healed: int = 0
     held: str | None = None
     beads: Mapping[str, Bead] | None = None
+    refinery: RefineryReport | None = None
 
     @property
     def acted(self) -> bool:
         return any((self.mayors, self.merged, self.conflicts, self.upkeep, self.assigned, self.started,
-                    self.escalations, self.healed))
+                    self.escalations, self.healed, self.refinery and self.refinery.acted))
 
 
 class RigPass:
     def __init__(self, rig: str, ledger: Ledger, port: Port, limit: int, runtime: str = "",
                  actor: str = "gastown", routes: escalation.Routes | None = None,
-                 thresholds: witness.Thresholds | None = None):
+                 thresholds: witness.Thresholds | None = None, queue: QueueSettings | None = None):
         self.thresholds = thresholds or witness.Thresholds()
+        self.queue = queue or QueueSettings()
         self.rig, self.ledger, self.port, self.limit, self.runtime, self.actor = rig, ledger, port, limit, runtime, actor
         self.routes = routes or escalation.Routes()
         self.branches = Branches(ledger.store)
@@ -129,7 +140,8 @@ class RigPass:
             beads = self.ledger.snapshot(refresh=False).beads()
         report.mayors = self._mayors(beads)
         report.merged, report.conflicts = self._merge_direct(beads)
-        if report.merged or report.conflicts:
+        report.refinery = Refinery(self.ledger, self.port, self.queue, self.actor).step(beads, now)
+        if report.merged or report.conflicts or report.refinery.acted:
             beads = self.ledger.snapshot(refresh=False).beads()
         upkeep = [op for c in convoys.open_convoys(beads)
                   for op in convoys.upkeep(c, beads, now, self.actor, self._others_done(c))]
@@ -230,10 +242,9 @@ class RigPass:
         open_mrs = sorted((b for b in beads.values() if b.type == BeadType.MERGE_REQUEST and b.status == Status.OPEN),
                           key=lambda b: (b.priority, b.created_at))
         for mr in open_mrs:
-            source = beads.get(mr.metadata.get("source", ""))
-            convoy = convoys.convoy_of(source, beads) if source else None
-            if convoy is None or convoy.metadata.get("strategy") != "direct":
+            if not is_direct(mr, beads):
                 continue  # the Refinery's
+            source = beads[mr.metadata["source"]]
             result = self.branches.merge_into(mr.metadata["branch"], mr.metadata["target"],
                                               f"Merge {mr.metadata['branch']} ({source.id}: {source.title})",
                                               Signature.of(self.actor))

@@ -108,6 +108,11 @@ def test_twelve_beads_on_three_polecats(rig, driver):
     for key, _, needs in TWELVE:
         for need in needs:
             assert beads[ids[need]].closed_at.timestamp() <= started[ids[key]], (key, need)
+    # each change is signed by the polecat that made it (the worktrees share one git config)
+    for path in (driver.backend.town / "sessions").glob("*/request.json"):
+        req = json.loads(path.read_text())["request"]
+        author = git("log", "--no-merges", "--format=%an", "main", "--", f"work/{req['bead']}.txt", cwd=rig.remote)
+        assert author == f"polecat {req['polecat']}"
     # re-planning the convoy writes nothing new
     again = open_convoy(rig, "project", TWELVE)
     assert again.metadata["keys"] == ids

@@ -16,8 +16,9 @@ class MergeQueueSpec(Model):
     batch_size: int = Field(default=8, ge=1, le=64, description="Most merge requests verified together.")
     fill_window_seconds: int = Field(default=30, ge=0, le=3600,
                                      description="How long a batch waits to fill before it starts.")
-    parallel_verifications: int = Field(default=2, ge=1, le=16,
-                                        description="Verification runs at once while bisecting.")
+    parallel_verifications: int = Field(default=4, ge=1, le=16,
+                                        description="Verification runs at once while bisecting (4 keeps a batch of 32 "
+                                                    "with 2 bad MRs within log2(32)+2 rounds).")
     retry_flaky: bool = Field(default=False, description="Verify a red batch once more before bisecting.")
 
 

@@ -26,7 +26,7 @@ from ..ledger.model import PREFIX_PATTERN
 from .common import emit, fail, json_option
 
 STATUSES = [s.value for s in Status]
-TYPES = [t.value for t in BeadType]
+TYPES = [t.value for t in BeadType if t != BeadType.MERGE_BATCH]
 DEP_TYPES = [d.value for d in DepType]
 
 

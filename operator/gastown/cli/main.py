@@ -11,6 +11,7 @@ from .convoy import convoy, scheduler_group, sling
 from .escalate import escalate
 from .formula import formula
 from .mayor import mayor
+from .mq import mq
 from .operator import operator
 from .session import done, session
 
@@ -26,7 +27,7 @@ def cli() -> None:
     """
 
 
-for _command in (bead, config, convoy, done, escalate, formula, mayor, operator, scheduler_group, session,
+for _command in (bead, config, convoy, done, escalate, formula, mayor, mq, operator, scheduler_group, session,
                  sling):
     cli.add_command(_command)
 

@@ -99,6 +99,25 @@ class Branches:
         raise Unavailable(f"cannot push {branch} to {self.store.remote}: "
                           f"{status[0].rsplit(chr(9), 1)[-1] if status else _first_line(proc.stderr)}")
 
+    def push_ref(self, commit: str, ref: str) -> None:
+        """Publish ``commit`` as ``ref`` (a scratch ref outside refs/heads) on the remote."""
+        proc = run_git(["push", "--quiet", "--force", self.store.remote, f"{commit}:{ref}"], cwd=self.store.cache,
+                       check=False, env=self.store.env)
+        if proc.returncode != 0:
+            raise Unavailable(f"cannot push {ref} to {self.store.remote}: {_first_line(proc.stderr)}")
+
+    def fetch_ref(self, ref: str) -> bool:
+        """Bring the remote's ``ref`` into the cache; False when the remote lacks it."""
+        proc = run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", self.store.remote, f"+{ref}:{ref}"],
+                       cwd=self.store.cache, check=False, env=self.store.env)
+        return proc.returncode == 0
+
+    def delete_refs(self, *refs: str) -> None:
+        """Best effort: scratch refs that are no longer needed."""
+        if refs:
+            run_git(["push", "--quiet", self.store.remote, *[f":{r}" for r in refs]], cwd=self.store.cache,
+                    check=False, env=self.store.env)
+
     def delete(self, branch: str, expected: str | None = None) -> None:
         lease = f"--force-with-lease=refs/heads/{branch}:{expected}" if expected else "--force"
         run_git(["push", "--quiet", lease, self.store.remote, f":refs/heads/{branch}"], cwd=self.store.cache,

@@ -34,6 +34,7 @@ class BeadType(StrEnum):
     CONVOY = "convoy"
     AGENT = "agent"
     MESSAGE = "message"
+    MERGE_BATCH = "merge-batch"  # the Refinery's record of one batch: runs, results, bisection
 
 
 class DepType(StrEnum):

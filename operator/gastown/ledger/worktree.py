@@ -25,10 +25,19 @@ def remote_branch_exists(workdir: Path, branch: str, remote: str = "origin") -> 
     return bool(git(workdir, "ls-remote", "--heads", remote, f"refs/heads/{branch}"))
 
 
-def prepare_branch(workdir: Path, branch: str, target: str, author: str, remote: str = "origin") -> str:
+def identity_env(author: str) -> dict[str, str]:
+    """The polecat's git identity, for the environment of what commits in its checkout.
+
+    Not `git config`: the checkouts of one town are worktrees of one clone sharing one config
+    file, so one polecat's name would sign another's commits (and two sessions starting at once
+    would race for the config's lock)."""
+    email = f"{author.replace(' ', '-')}@gastown.local"
+    return {"GIT_AUTHOR_NAME": author, "GIT_AUTHOR_EMAIL": email,
+            "GIT_COMMITTER_NAME": author, "GIT_COMMITTER_EMAIL": email}
+
+
+def prepare_branch(workdir: Path, branch: str, target: str, remote: str = "origin") -> str:
     """Check out ``branch``: the pushed one when it exists (earlier work kept), else from ``target``."""
-    git(workdir, "config", "user.name", author)
-    git(workdir, "config", "user.email", f"{author.replace(' ', '-')}@gastown.local")
     if remote_branch_exists(workdir, branch, remote):
         git(workdir, "fetch", "--quiet", remote, f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}")
         start = f"{remote}/{branch}"
@@ -39,12 +48,14 @@ def prepare_branch(workdir: Path, branch: str, target: str, author: str, remote:
     return git(workdir, "rev-parse", "HEAD")
 
 
-def commit_leftovers(workdir: Path, message: str) -> bool:
+def commit_leftovers(workdir: Path, message: str, author: str) -> bool:
     """Commit whatever the agent left uncommitted; True when there was something."""
     if not git(workdir, "status", "--porcelain"):
         return False
+    ident = identity_env(author)
     git(workdir, "add", "--all")
-    git(workdir, "commit", "--quiet", "--no-verify", "-m", message)
+    git(workdir, "-c", f"user.name={ident['GIT_AUTHOR_NAME']}", "-c", f"user.email={ident['GIT_AUTHOR_EMAIL']}",
+        "commit", "--quiet", "--no-verify", "-m", message)
     return True
 
 

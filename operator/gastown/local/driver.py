@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -18,6 +23,8 @@ from ..ledger import Bead, Ledger, LedgerError
 from ..ledger.worktree import commit_leftovers, current_branch, push_branch
 from ..mayor import MayorRun, PlanInvalid
 from ..polecats import branch_for
+from ..refinery import QueueSettings
+from ..refinery.bisect import Run
 from ..rigloop import PassReport, RigPass, parts_done
 from ..runtimes import resolve
 from ..runtimes.local import LocalBackend, LocalSession, SessionRequest
@@ -37,6 +44,13 @@ class RigConfig:
     escalation: EscalationSpec = field(default_factory=EscalationSpec)
     webhook_url: str | None = None  # where webhook-routed escalations go (a local town keeps it in town.json)
     thresholds: witness.Thresholds = field(default_factory=witness.Thresholds)
+    gates: list[tuple[str, list[str]]] = field(default_factory=list)  # the Refinery's, in order
+    queue: QueueSettings | None = None  # default: QueueSettings(target=target)
+    verify_timeout: float = 1800.0
+
+    @property
+    def queue_settings(self) -> QueueSettings:
+        return self.queue or QueueSettings(target=self.target)
 
 
 class LocalPort:
@@ -53,6 +67,7 @@ class LocalPort:
         self.sessions: dict[str, LocalSession] = {
             s.request.polecat: s for s in backend.sessions() if s.request.rig == config.name and s.running()}
         self._mayors: dict[str, threading.Thread] = {}
+        self._verifiers: dict[str, subprocess.Popen] = {}
 
     def polecats(self) -> tuple[list[str], set[str]]:
         return [], set()  # locally a polecat is its identity in the ledger
@@ -105,7 +120,7 @@ class LocalPort:
         branch = branch_for(polecat, bead)
         try:
             if (workdir / ".git").exists() and current_branch(workdir) == branch:
-                commit_leftovers(workdir, f"{bead}: work in progress, saved by the Witness")
+                commit_leftovers(workdir, f"{bead}: work in progress, saved by the Witness", f"polecat {polecat}")
                 push_branch(workdir, branch)
         except LedgerError as e:
             log.warning("rig %s: could not save %s's work on %s: %s", self.config.name, polecat, bead, e)
@@ -129,10 +144,52 @@ class LocalPort:
         log.warning("escalation %s", body["text"])
         return True
 
+    def start_verification(self, batch: str, run: Run, ref: str) -> None:
+        vdir = self.backend.town / "verify" / batch / run.key
+        vdir.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "gastown.cli.main", "mq", "verify", "--rig", self.config.remote,
+                "--batch", batch, "--run", json.dumps(run.to_dict()), "--ref", ref,
+                "--gates", json.dumps(self.config.gates), "--timeout", str(self.config.verify_timeout),
+                "--workdir", str(vdir / "checkout"), "--cache-dir", str(self.backend.cache_dir)]
+        with (vdir / "verify.log").open("wb") as out:
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        (vdir / "pid").write_text(str(proc.pid))
+        self._verifiers[f"{batch}/{run.key}"] = proc
+
+    def verifications(self, batch: str) -> dict[str, str | None]:
+        """From the town's verify directory, so a restarted daemon still sees runs under way."""
+        out: dict[str, str | None] = {}
+        for pid_file in (self.backend.town / "verify" / batch).glob("*/pid"):
+            vdir = pid_file.parent
+            proc = self._verifiers.get(f"{batch}/{vdir.name}")
+            alive = proc.poll() is None if proc is not None else _alive(int(pid_file.read_text()))
+            if alive:
+                out[vdir.name] = None
+                continue
+            shutil.rmtree(vdir / "checkout", ignore_errors=True)
+            code = f" with exit code {proc.returncode}" if proc is not None else ""
+            out[vdir.name] = f"the verifier ended{code} without recording a result; see {vdir / 'verify.log'}"
+        return out
+
+    def refinery_event(self, reason: str, message: str, warning: bool = False) -> None:
+        log.log(logging.WARNING if warning else logging.INFO, "rig %s: refinery %s: %s", self.config.name, reason,
+                message)
+
     def announce(self, convoy: Bead, progress: convoys.ConvoyProgress) -> None:
         if self._announce:
             self._announce(convoy, progress)
         log.info("convoy %s done: %s", convoy.metadata["name"], convoy.close_reason or progress.text)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class RigDriver:
@@ -146,7 +203,7 @@ class RigDriver:
     def step(self, now: datetime | None = None, fresh: bool = True) -> PassReport:
         return RigPass(self.config.name, self.ledger, self.port, self.config.max_polecats,
                        self.config.runtime.preset, ACTOR, Routes.from_spec(self.config.escalation),
-                       self.config.thresholds).run(now, fresh)
+                       self.config.thresholds, self.config.queue_settings).run(now, fresh)
 
     def run(self, stop: threading.Event, poll: float = 0.1, idle_step: float = 2.0) -> None:
         """Step whenever the ledger moves or a session ends, and every ``idle_step`` seconds."""

@@ -20,7 +20,13 @@ from pathlib import Path
 
 from ..ledger import Bead, Ledger, LedgerError, query
 from ..ledger.ops import Together
-from ..ledger.worktree import commit_leftovers, current_branch, prepare_branch, push_branch
+from ..ledger.worktree import (
+    commit_leftovers,
+    current_branch,
+    identity_env,
+    prepare_branch,
+    push_branch,
+)
 from ..polecats import Done, DoneStatus, EndSession, StartSession, branch_for
 from ..scheduler import ClearStrikes, RateLimitStrike
 from .config import resolve
@@ -95,7 +101,7 @@ class Outcome:
 
 def session_env(spec: SessionSpec, prompt_file: Path, branch: str) -> dict[str, str]:
     """What the runtime (and a `gt done` it runs) needs to know about its session."""
-    env = dict(os.environ)
+    env = {**os.environ, **identity_env(spec.actor)}
     env.update(GT_RIG=spec.rig, GT_BEAD=spec.bead, GT_POLECAT=spec.polecat, GT_SESSION=spec.session,
                GT_SESSION_DIR=str(spec.session_dir), GT_PROMPT_FILE=str(prompt_file),
                GT_BRANCH=branch, GT_TARGET=spec.target, GT_ACTOR=spec.actor,
@@ -131,7 +137,7 @@ def _run(spec: SessionSpec, ledger: Ledger, started: float) -> Outcome:
     bead = beads[spec.bead]
     branch = branch_for(spec.polecat, bead.id)
     ledger.apply(StartSession(bead.id, spec.polecat, spec.session, spec.actor))
-    prepare_branch(spec.workdir, branch, spec.target, spec.actor)
+    prepare_branch(spec.workdir, branch, spec.target)
 
     prompt = render(bead, branch=branch, target=spec.target, steps=query.children(beads, bead.id),
                     notes=_earlier_sessions(bead))
@@ -236,7 +242,7 @@ def _save_work(spec: SessionSpec, branch: str, outcome: Outcome) -> str | None:
         if current_branch(spec.workdir) != branch:
             return None
         commit_leftovers(spec.workdir, f"{spec.bead}: work in progress (session {spec.session}, "
-                                       f"{outcome.status})")
+                                       f"{outcome.status})", spec.actor)
         return push_branch(spec.workdir, branch)
     except LedgerError as e:
         outcome.reason += f" (and the work could not be pushed: {e})"
@@ -270,7 +276,7 @@ def finish(rig: str, bead: str, polecat: str, session: str, status: DoneStatus, 
     expected = branch_for(polecat, bead)
     if branch != expected:
         raise LedgerError(f"the checkout is on {branch}, not on the polecat branch {expected}")
-    commit_leftovers(workdir, f"{bead}: leftovers of session {session or 'manual'}")
+    commit_leftovers(workdir, f"{bead}: leftovers of session {session or 'manual'}", actor)
     commit = push_branch(workdir, branch)
     own = ledger is None
     ledger = ledger or Ledger(rig, cache_dir=cache_dir, actor=actor)
