@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import subprocess
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 from gastown.ledger import Ledger
-from gastown.polecats import EnsureAgent, Hook
+from gastown.polecats import Done, EnsureAgent, Hook
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
@@ -50,3 +51,36 @@ def make_rig(root: Path, files: dict[str, str] | None = None) -> Rig:
     git("-c", "user.name=seed", "-c", "user.email=s@x", "commit", "-q", "-m", "seed", cwd=work)
     git("push", "-q", "origin", "HEAD:main", cwd=work)
     return Rig(remote, root / "ledger-cache")
+
+
+# A gate for merge-queue tests: fails when any mods/*.txt holds the line BAD.
+GATE_CHECK = textwrap.dedent("""\
+    import pathlib, sys, time
+    time.sleep(float(sys.argv[1]) if len(sys.argv) > 1 else 0)
+    bad = [p.name for p in sorted(pathlib.Path("mods").glob("*.txt")) if "BAD" in p.read_text()]
+    print("checked", len(list(pathlib.Path("mods").glob("*.txt"))), "mods")
+    if bad:
+        print("FAIL: bad line in", ", ".join(bad))
+        sys.exit(1)
+""")
+
+
+def push_mr(rig: Rig, tmp_path: Path, name: str, text: str, files: dict[str, str] | None = None) -> str:
+    """A polecat's branch adding mods/NAME.txt, pushed, and its `gt done`: the MR's ID."""
+    polecat = f"cat-{name}"
+    work = tmp_path / "work" / name
+    git("clone", "-q", str(rig.remote), str(work))
+    branch = f"polecat/{polecat}/{name}"
+    git("checkout", "-q", "-b", branch, cwd=work)
+    for path, content in {f"mods/{name}.txt": text, **(files or {})}.items():
+        (work / path).write_text(content)
+    git("add", "-A", cwd=work)
+    git("-c", "user.name=p", "-c", "user.email=p@x", "commit", "-q", "-m", f"add {name}", cwd=work)
+    git("push", "-q", "origin", branch, cwd=work)
+    commit = git("rev-parse", "HEAD", cwd=work)
+    with rig.ledger() as lg:
+        lg.apply(EnsureAgent(polecat, rig.name, "user tester", "script"))
+        bead = lg.create(f"work {name}")
+        lg.apply(Hook(bead.id, polecat, "user tester"))
+        mr = lg.apply(Done(bead.id, polecat, f"s-{name}", "completed", branch, "main", commit, "", "user tester"))
+    return mr.id

@@ -18,28 +18,17 @@ import pytest
 
 from gastown.ledger import BeadType, Status
 from gastown.local.driver import LocalPort, RigConfig
-from gastown.polecats import Done, EnsureAgent, Hook
 from gastown.refinery import QueueSettings, Refinery
 from gastown.refinery.records import state_of, verified_tip
 from gastown.runtimes.local import LocalBackend
 
 from conftest import wait_for
-from rigs import git, make_rig
-
-CHECK = textwrap.dedent("""\
-    import pathlib, sys, time
-    time.sleep(float(sys.argv[1]) if len(sys.argv) > 1 else 0)
-    bad = [p.name for p in sorted(pathlib.Path("mods").glob("*.txt")) if "BAD" in p.read_text()]
-    print("checked", len(list(pathlib.Path("mods").glob("*.txt"))), "mods")
-    if bad:
-        print("FAIL: bad line in", ", ".join(bad))
-        sys.exit(1)
-""")
+from rigs import GATE_CHECK, git, make_rig, push_mr
 
 
 @pytest.fixture
 def rig(tmp_path):
-    return make_rig(tmp_path, {"README.md": "# tiny\n", "check.py": CHECK, "mods/.keep": "",
+    return make_rig(tmp_path, {"README.md": "# tiny\n", "check.py": GATE_CHECK, "mods/.keep": "",
                                "shared.txt": "one\ntwo\nthree\n"})
 
 
@@ -50,27 +39,6 @@ def make_port(rig, tmp_path, gate_delay=0.0, **queue):
     backend = LocalBackend(tmp_path / "town", cache_dir=tmp_path / "town-cache")
     ledger = rig.ledger("refinery")
     return LocalPort(config, backend, ledger), ledger, settings
-
-
-def push_mr(rig, tmp_path, name: str, text: str, files: dict[str, str] | None = None) -> str:
-    """A polecat's branch adding mods/NAME.txt, pushed, and its `gt done`: the MR's ID."""
-    polecat = f"cat-{name}"
-    work = tmp_path / "work" / name
-    git("clone", "-q", str(rig.remote), str(work))
-    branch = f"polecat/{polecat}/{name}"
-    git("checkout", "-q", "-b", branch, cwd=work)
-    for path, content in {f"mods/{name}.txt": text, **(files or {})}.items():
-        (work / path).write_text(content)
-    git("add", "-A", cwd=work)
-    git("-c", "user.name=p", "-c", "user.email=p@x", "commit", "-q", "-m", f"add {name}", cwd=work)
-    git("push", "-q", "origin", branch, cwd=work)
-    commit = git("rev-parse", "HEAD", cwd=work)
-    with rig.ledger() as lg:
-        lg.apply(EnsureAgent(polecat, rig.name, "user tester", "script"))
-        bead = lg.create(f"work {name}")
-        lg.apply(Hook(bead.id, polecat, "user tester"))
-        mr = lg.apply(Done(bead.id, polecat, f"s-{name}", "completed", branch, "main", commit, "", "user tester"))
-    return mr.id
 
 
 def settle(refinery, ledger, until, timeout=90):
@@ -162,6 +130,8 @@ def test_target_moving_during_verification_rebuilds_and_loses_nothing(rig, tmp_p
     assert git("merge-base", "--is-ancestor", human_commit, "main", cwd=rig.remote) == ""  # kept, not forced over
     batch = next(b for b in beads.values() if b.type == BeadType.MERGE_BATCH)
     assert batch.metadata["rebases"] == 1 and batch.metadata["base"] == human_commit
+    # verified once on each base: the first base's verifier is not mistaken for the second's
+    assert batch.metadata["total_runs"] == 2 and [r["result"] for r in batch.metadata["runs"].values()] == ["pass"]
     assert all(beads[m].status == Status.CLOSED for m in mrs)
     ledger.close()
 

@@ -42,8 +42,8 @@ def test_rig_creates_ledger_quota_account_and_policy(kubeapi, operator, rig):
         assert lg.tip == obj["status"]["ledgerHead"]
 
     pods = kubeapi.get("resourcequotas", "default", "gastown-agent-pods")
-    assert pods["spec"] == {"hard": {"pods": "9"}, "scopes": ["Terminating"]}
-    assert kubeapi.get("resourcequotas", "default", "gastown-jobs")["spec"]["hard"] == {"count/jobs.batch": "36"}
+    assert pods["spec"] == {"hard": {"pods": "10"}, "scopes": ["Terminating"]}  # 5 polecats + 5 headroom
+    assert kubeapi.get("resourcequotas", "default", "gastown-jobs")["spec"]["hard"] == {"count/jobs.batch": "40"}
     sa = kubeapi.get("serviceaccounts", "default", "gastown-agent-webapp")
     assert sa["metadata"]["ownerReferences"][0]["kind"] == "Rig"
     role = kubeapi.get("roles", "default", "gastown-agent-webapp")
@@ -61,7 +61,7 @@ def test_rig_creates_ledger_quota_account_and_policy(kubeapi, operator, rig):
     # a second rig in the namespace raises the shared quota
     other = make_rig(rig.remote.parent / "second")
     kubeapi.create(cr("Rig", "api", {"gitUrl": f"file://{other.remote}", "maxPolecats": 2}))
-    wait_for(lambda: kubeapi.get("resourcequotas", "default", "gastown-agent-pods")["spec"]["hard"]["pods"] == "15",
+    wait_for(lambda: kubeapi.get("resourcequotas", "default", "gastown-agent-pods")["spec"]["hard"]["pods"] == "17",
              what="the quota for both rigs")
 
 

@@ -124,6 +124,9 @@ def reject(mr_id: str, reason: str, town: Path | None, rig: str) -> None:
 @click.option("--run", "run_json", envvar="GT_RUN", required=True,
               help='The run, as JSON {"prefix": [...], "group": [...]} (env GT_RUN).')
 @click.option("--ref", envvar="GT_VERIFY_REF", required=True, help="The ref of the stacked tip (env GT_VERIFY_REF).")
+@click.option("--attempt", envvar="GT_ATTEMPT", type=click.IntRange(0), default=None,
+              help="The batch's rebuilds when the run started: a result for an older base is dropped "
+                   "(env GT_ATTEMPT).")
 @click.option("--gates", "gates_json", envvar="GT_GATES", default="[]",
               help='The gates, as JSON [["name", ["argv", ...]], ...] (env GT_GATES).')
 @click.option("--timeout", envvar="GT_VERIFY_TIMEOUT", type=click.FloatRange(1), default=1800, show_default=True,
@@ -132,8 +135,8 @@ def reject(mr_id: str, reason: str, town: Path | None, rig: str) -> None:
               default=".", show_default=True, help="Where to check the tip out (env GT_WORKDIR).")
 @click.option("--cache-dir", envvar="GT_CACHE_DIR", type=click.Path(path_type=Path),
               help="Ledger cache directory (env GT_CACHE_DIR).")
-def verify(rig: str, batch: str, run_json: str, ref: str, gates_json: str, timeout: float, workdir: Path,
-           cache_dir: Path | None) -> None:
+def verify(rig: str, batch: str, run_json: str, ref: str, attempt: int | None, gates_json: str, timeout: float,
+           workdir: Path, cache_dir: Path | None) -> None:
     """Verify one stacked tip and record the result (what runs in a verification Job).
 
     Exit code 0 when every gate passed, 1 when one failed, 2 when it could not run.
@@ -156,6 +159,6 @@ def verify(rig: str, batch: str, run_json: str, ref: str, gates_json: str, timeo
     click.echo(result.log)
     with Ledger(rig, cache_dir=cache_dir, actor="refinery verifier") as ledger:
         ledger.apply(RecordRun(batch, run, "pass" if result.ok else "fail", tip, result.gate,
-                               f"{result.log}\n(verified in {took:.1f}s)", ledger.actor))
+                               f"{result.log}\n(verified in {took:.1f}s)", ledger.actor, attempt=attempt))
     click.echo(f"run {run.key}: {'pass' if result.ok else f'fail ({result.gate})'} in {took:.1f}s", err=not result.ok)
     sys.exit(0 if result.ok else 1)

@@ -32,6 +32,13 @@ def patch_status(namespace: str, plural: str, name: str, status: dict) -> None:
             raise
 
 
+def put_status(namespace: str, plural: str, name: str, status: dict, last: dict[str, Any]) -> None:
+    """``patch_status`` only when ``status`` differs from what was last written (``last`` remembers)."""
+    if last.get(f"{plural}/{name}") != status:
+        patch_status(namespace, plural, name, status)
+        last[f"{plural}/{name}"] = status
+
+
 def get_object(namespace: str, plural: str, name: str) -> dict | None:
     from kubernetes import client
     from kubernetes.client.rest import ApiException

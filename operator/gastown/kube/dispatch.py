@@ -23,11 +23,19 @@ from ..escalation import Routes
 from ..ledger import Bead, BeadType, Ledger, LedgerError, Status, counts_by_status
 from ..local.driver import parts_done
 from ..polecats import agent_id, hooked_to
+from ..refinery.verify import Verification
 from ..rigloop import RigPass
-from ..runtimes.kubernetes import JobRequest, KubernetesBackend, session_job
+from ..runtimes.kubernetes import (
+    JobRequest,
+    KubernetesBackend,
+    VerifyRequest,
+    session_job,
+    verification_job,
+)
 from .admission import current_conditions
-from .client import api_client, patch_status, post_event, read_secret, set_conditions
+from .client import api_client, post_event, put_status, read_secret, set_conditions
 from .convoys import convoy_status
+from .mergequeues import active_queue, project_queues, queue_settings
 from .objects import ensure
 from .sessions import ledgers, rig_spec
 
@@ -40,9 +48,11 @@ class KubePort:
     def __init__(self, namespace: str, rig_name: str, rig_uid: str, rig: RigSpec, prefix: str,
                  polecats: Mapping[str, dict], sessions: kopf.Index, convoy_refs: Mapping[str, dict],
                  backend: KubernetesBackend, rig_status: Mapping | None = None,
-                 peers: Callable[[str], Ledger | None] | None = None):
+                 peers: Callable[[str], Ledger | None] | None = None, queue: dict | None = None,
+                 verification_jobs: list[dict] | None = None):
         self.rig_status = rig_status or {}
         self.peers = peers or (lambda rig: None)
+        self.queue, self.verification_jobs = queue, verification_jobs or []
         self.namespace, self.rig_name, self.rig_uid, self.rig, self.prefix = namespace, rig_name, rig_uid, rig, prefix
         self.known, self.sessions, self.convoy_refs, self.backend = polecats, sessions, convoy_refs, backend
 
@@ -53,12 +63,15 @@ class KubePort:
     def busy(self) -> set[str]:
         return {p for p in self.known if any(s["active"] for s in self.sessions.get((self.namespace, p), []))}
 
+    def _owner(self, kind: str, name: str, uid: str, controller: bool = False) -> dict:
+        return {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "name": name, "uid": uid,
+                "blockOwnerDeletion": True, **({"controller": True} if controller else {})}
+
     def add_polecat(self, name: str) -> None:
         ensure({"apiVersion": f"{GROUP}/{VERSION}", "kind": "Polecat",
                 "metadata": {"name": name, "namespace": self.namespace,
                              "labels": {"app.kubernetes.io/managed-by": "gastown-operator", "gastown.dev/rig": self.rig_name},
-                             "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "Rig", "name": self.rig_name,
-                                                  "uid": self.rig_uid, "blockOwnerDeletion": True}]},
+                             "ownerReferences": [self._owner("Rig", self.rig_name, self.rig_uid)]},
                 "spec": {"rig": self.rig_name}})
         log.info("rig %s/%s: new polecat %s", self.namespace, self.rig_name, name)
 
@@ -86,6 +99,26 @@ class KubePort:
             namespace=self.namespace, rig=self.rig_name, rig_spec=self.rig, polecat="mayor", polecat_uid="",
             bead=key, count=1, runtime=self.rig.runtime, mayor_for=(key, ref["name"], ref["uid"])))
         self.backend.start(job)  # one Mayor Job per convoy: a second start finds it there
+
+    # -- the Refinery ---------------------------------------------------------------------
+
+    def start_verification(self, verification: Verification) -> None:
+        owner = (self._owner("MergeQueue", self.queue["name"], self.queue["uid"], controller=True) if self.queue
+                 else self._owner("Rig", self.rig_name, self.rig_uid, controller=True))
+        job = verification_job(VerifyRequest(
+            namespace=self.namespace, rig=self.rig_name, rig_spec=self.rig, batch=verification.batch,
+            run=verification.run.to_dict(), ident=verification.ident, attempt=verification.attempt,
+            ref=verification.ref, owner=owner))
+        self.backend.start(job)
+        log.info("rig %s/%s: verification %s (%s)", self.namespace, self.rig_name, job["metadata"]["name"],
+                 verification.run.describe())
+
+    def verifications(self, batch: str) -> dict[str, str | None]:
+        return {j["ident"]: j["ended"] for j in self.verification_jobs if j["batch"] == batch}
+
+    def refinery_event(self, reason: str, message: str, warning: bool = False) -> None:
+        kind, name = ("MergeQueue", self.queue["name"]) if self.queue else ("Rig", self.rig_name)
+        post_event(self.namespace, kind, name, reason, message, "Warning" if warning else "Normal")
 
     def announce(self, convoy: Bead, progress: convoys.ConvoyProgress) -> None:
         name = convoy.metadata["name"]
@@ -143,7 +176,8 @@ class KubePort:
 @kopf.daemon(GROUP, VERSION, "rigs", id="dispatch", cancellation_timeout=10)
 def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping, stopped: kopf.DaemonStopped,
              memo: kopf.Memo, polecats_by_rig: kopf.Index, sessions_by_polecat: kopf.Index,
-             convoys_by_rig: kopf.Index, rigs_by_name: kopf.Index, **_: Any) -> None:
+             convoys_by_rig: kopf.Index, rigs_by_name: kopf.Index, mergequeues_by_rig: kopf.Index,
+             verifications_by_rig: kopf.Index, **_: Any) -> None:
     try:
         rig = parse_spec(RigSpec, spec)
     except Invalid:
@@ -168,19 +202,29 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping
             continue
         polecats = {p["name"]: p for p in polecats_by_rig.get((namespace, name), [])}
         refs = {c["key"]: c for c in convoys_by_rig.get((namespace, name), [])}
+        queues = list(mergequeues_by_rig.get((namespace, name), []))
+        queue = active_queue(queues)
+        settings = queue_settings(queue, rig.default_branch)
+        jobs = list(verifications_by_rig.get((namespace, name), []))
         try:
             tip = ledger.refresh()
             port = KubePort(namespace, name, uid, rig, ledger.prefix, polecats, sessions_by_polecat, refs, backend,
-                            status, peer)
+                            status, peer, queue, jobs)
             # the parts of this rig's convoys on other rigs move other ledgers: their tips wake us too
             peer_tips = tuple((r, other.refresh()) for r in sorted(peer_rigs) if (other := peer(r)) is not None)
-            fingerprint = (tip, tuple(sorted((p, p in port.busy()) for p in polecats)), tuple(sorted(refs)), peer_tips)
+            fingerprint = (tip, tuple(sorted((p, p in port.busy()) for p in polecats)), tuple(sorted(refs)), peer_tips,
+                           settings, tuple(sorted((m["name"], len(m["conditions"])) for m in queues)),
+                           tuple(sorted((j["ident"] or "", j["ended"] or "") for j in jobs)))
             if fingerprint != seen:
                 report = RigPass(name, ledger, port, rig.max_polecats, rig.runtime.preset, ACTOR,
-                                 Routes.from_spec(rig.escalation)).run(fresh=False)
+                                 Routes.from_spec(rig.escalation), queue=settings).run(fresh=False)
                 project(namespace, name, ledger.prefix, ledger.tip, report.beads or {}, refs, polecats, projected,
                         report.held, status, peer)
-                seen = fingerprint if not report.acted else None
+                project_queues(namespace, name, queues, report.beads or {}, settings.target, report.refinery,
+                               projected)
+                # a filling queue forms its batch when the window ends: that is time, not an event
+                filling = report.refinery is not None and report.refinery.phase == "Filling"
+                seen = fingerprint if not (report.acted or filling) else None
                 peer_rigs = {r for c in convoys.open_convoys(report.beads or {}) if convoys.is_home(c, name)
                              for r in convoys.other_rigs(c)}
             git_error = report_git(namespace, name, status, None, git_error)
@@ -207,9 +251,7 @@ def project(namespace: str, rig: str, prefix: str, tip: str | None, beads: Mappi
             rig_status: Mapping | None = None, peer: Callable[[str], Ledger | None] | None = None) -> None:
     """Write what the ledger says onto the Rig, Polecat and Convoy statuses; only what changed."""
     def put(plural: str, obj: str, status: dict) -> None:
-        if last.get(f"{plural}/{obj}") != status:
-            patch_status(namespace, plural, obj, status)
-            last[f"{plural}/{obj}"] = status
+        put_status(namespace, plural, obj, status, last)
 
     work = [b for b in beads.values() if b.type not in (BeadType.AGENT, BeadType.CONVOY)]
     active = len({b.assignee for b in work if b.assignee and b.status in (Status.HOOKED, Status.IN_PROGRESS)})

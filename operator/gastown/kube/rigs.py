@@ -19,7 +19,7 @@ from .sessions import ledgers
 
 log = logging.getLogger("gastown.rigs")
 MANAGED = {"app.kubernetes.io/name": "gastown", "app.kubernetes.io/managed-by": "gastown-operator"}
-HEADROOM = 4  # verification Jobs and the Mayor, besides the polecats' sessions
+HEADROOM = 5  # per rig, besides its polecats: the default 4 parallel verification runs and the Mayor
 QUOTA_PODS, QUOTA_JOBS = "gastown-agent-pods", "gastown-jobs"
 
 

@@ -8,7 +8,7 @@ from .settings import OperatorOptions
 
 
 def run(opts: OperatorOptions, verbose: bool = False) -> None:
-    from . import convoys, dispatch, handlers, rigs, sessions  # noqa: F401  (registers the handlers)
+    from . import convoys, dispatch, handlers, mergequeues, rigs, sessions  # noqa: F401  (registers the handlers)
 
     kopf.configure(verbose=verbose)
     # The peering name is set in the startup handler: given to kopf.run, it would make

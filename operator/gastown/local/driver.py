@@ -24,7 +24,7 @@ from ..ledger.worktree import commit_leftovers, current_branch, push_branch
 from ..mayor import MayorRun, PlanInvalid
 from ..polecats import branch_for
 from ..refinery import QueueSettings
-from ..refinery.bisect import Run
+from ..refinery.verify import Verification
 from ..rigloop import PassReport, RigPass, parts_done
 from ..runtimes import resolve
 from ..runtimes.local import LocalBackend, LocalSession, SessionRequest
@@ -144,18 +144,20 @@ class LocalPort:
         log.warning("escalation %s", body["text"])
         return True
 
-    def start_verification(self, batch: str, run: Run, ref: str) -> None:
-        vdir = self.backend.town / "verify" / batch / run.key
+    def start_verification(self, verification: Verification) -> None:
+        batch = verification.batch
+        vdir = self.backend.town / "verify" / batch / verification.ident
         vdir.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "gastown.cli.main", "mq", "verify", "--rig", self.config.remote,
-                "--batch", batch, "--run", json.dumps(run.to_dict()), "--ref", ref,
+                "--batch", batch, "--run", json.dumps(verification.run.to_dict()), "--ref", verification.ref,
+                "--attempt", str(verification.attempt),
                 "--gates", json.dumps(self.config.gates), "--timeout", str(self.config.verify_timeout),
                 "--workdir", str(vdir / "checkout"), "--cache-dir", str(self.backend.cache_dir)]
         with (vdir / "verify.log").open("wb") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
         (vdir / "pid").write_text(str(proc.pid))
-        self._verifiers[f"{batch}/{run.key}"] = proc
+        self._verifiers[f"{batch}/{verification.ident}"] = proc
 
     def verifications(self, batch: str) -> dict[str, str | None]:
         """From the town's verify directory, so a restarted daemon still sees runs under way."""

@@ -198,11 +198,13 @@ class RecordRun:
     log: str
     actor: str
     conflicts: Sequence[str] = ()  # files, when the stack could not be built
+    attempt: int | None = None  # the batch's rebases when the run started (None: the current)
 
     def apply(self, tx: Tx) -> Bead:
         batch = tx.require(self.batch_id)
         runs = dict(batch.metadata.get("runs", {}))
-        if self.run.key in runs or batch.status == Status.CLOSED:
+        stale = self.attempt is not None and self.attempt != attempt_of(batch)  # verified on an older base
+        if stale or self.run.key in runs or batch.status == Status.CLOSED:
             return batch
         runs[self.run.key] = {**self.run.to_dict(), "result": self.result, "tip": self.tip, "gate": self.gate,
                               "log": tail(self.log), "conflicts": list(self.conflicts), "at": tx.now.isoformat()}
@@ -213,6 +215,10 @@ class RecordRun:
 
 def state_of(batch: Bead) -> Bisection:
     return Bisection.from_dict(batch.metadata["state"])
+
+
+def attempt_of(batch: Bead) -> int:
+    return int(batch.metadata.get("rebases", 0))
 
 
 def run_record(batch: Bead, run: Run) -> Mapping[str, Any] | None:

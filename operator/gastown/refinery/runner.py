@@ -30,21 +30,22 @@ from .records import (
     RecordConflict,
     RecordRun,
     SettleRound,
+    attempt_of,
     run_record,
     state_of,
     verified_tip,
 )
-from .verify import verify_ref
+from .verify import Verification
 
 log = logging.getLogger("gastown.refinery")
 
 
 class VerifyPort(Protocol):
-    def start_verification(self, batch: str, run: Run, ref: str) -> None:
-        """Verify the commit at ``ref`` (asynchronously); the verifier records the result."""
+    def start_verification(self, verification: Verification) -> None:
+        """Verify the commit at ``verification.ref`` (asynchronously); the verifier records the result."""
 
     def verifications(self, batch: str) -> Mapping[str, str | None]:
-        """Run key -> None while it runs, or why it ended without recording a result."""
+        """Verification ident -> None while it runs, or why it ended without recording a result."""
 
     def refinery_event(self, reason: str, message: str, warning: bool = False) -> None: ...
 
@@ -152,10 +153,11 @@ class Refinery:
             return True
         known = self.port.verifications(batch.id)
         for run in missing:
-            if run.key in known:
-                if known[run.key] is not None:  # the verifier died without a word
-                    self.ledger.apply(RecordRun(batch.id, run, "fail", "", "verification", str(known[run.key]),
-                                                self.actor))
+            ident = Verification(batch.id, run, attempt_of(batch)).ident
+            if ident in known:
+                if known[ident] is not None:  # the verifier died without a word
+                    self.ledger.apply(RecordRun(batch.id, run, "fail", "", "verification", str(known[ident]),
+                                                self.actor, attempt=attempt_of(batch)))
                 continue
             self._start(batch, run)
             report.started += 1
@@ -173,9 +175,9 @@ class Refinery:
                                             self.actor, conflicts=tuple(result.conflicts)))
                 return
             tip = result.commit  # type: ignore[assignment]
-        ref = verify_ref(batch.id, run.key)
-        self.branches.push_ref(tip, ref)
-        self.port.start_verification(batch.id, run, ref)
+        verification = Verification(batch.id, run, attempt_of(batch))
+        self.branches.push_ref(tip, verification.ref)
+        self.port.start_verification(verification)
         log.info("refinery: %s run %s: %s at %s", batch.id, run.key, run.describe(), tip[:12])
 
     def _report_rejections(self, batch: Bead, before: Mapping[str, str], report: RefineryReport) -> None:
@@ -220,9 +222,9 @@ class Refinery:
         return True
 
     def _fetch_tip(self, batch: Bead, tip: str) -> None:
-        for key, rec in batch.metadata.get("runs", {}).items():
+        for rec in batch.metadata.get("runs", {}).values():
             if rec.get("tip") == tip:
-                self.branches.fetch_ref(verify_ref(batch.id, key))
+                self.branches.fetch_ref(Verification(batch.id, Run.from_dict(rec), attempt_of(batch)).ref)
 
     def _finish(self, batch: Bead, tip: str, report: RefineryReport) -> None:
         self.ledger.apply(FinishBatch(batch.id, tip, self.actor))
@@ -238,4 +240,5 @@ class Refinery:
         log.info("refinery: batch %s merged %d as %s", batch.id, len(accepted), tip[:12])
 
     def _drop_refs(self, batch: Bead) -> None:
-        self.branches.delete_refs(*[verify_ref(batch.id, k) for k in batch.metadata.get("runs", {})])
+        self.branches.delete_refs(*[Verification(batch.id, Run.from_dict(rec), attempt_of(batch)).ref
+                                    for rec in batch.metadata.get("runs", {}).values()])

@@ -1,6 +1,6 @@
 """One verification run: check out the stacked tip and run the rig's gates on it.
 
-The same code runs in a verification Job's pod and in a local subprocess (`gt refinery
+The same code runs in a verification Job's pod and in a local subprocess (`gt mq
 verify`); it records the result in the ledger itself, so a queue that restarts meanwhile
 finds it there. Gates are argv lists, run in order; the first that fails decides.
 """
@@ -15,12 +15,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..ledger.worktree import git
+from .bisect import Run
 
 VERIFY_REFS = "refs/gastown/verify"
 
 
-def verify_ref(batch: str, key: str) -> str:
-    return f"{VERIFY_REFS}/{batch}/{key}"
+@dataclass(frozen=True)
+class Verification:
+    """One verification of a run: the run on the batch's current base."""
+
+    batch: str
+    run: Run
+    attempt: int  # the batch's rebases: a batch rebuilt on a moved target verifies its runs anew
+
+    @property
+    def ident(self) -> str:
+        return f"{self.run.key}-{self.attempt}"
+
+    @property
+    def ref(self) -> str:
+        """The scratch ref of the stacked tip, pushed for the verifier."""
+        return f"{VERIFY_REFS}/{self.batch}/{self.ident}"
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,14 @@
-"""KubernetesBackend: one Job per agent session, owned by its Polecat.
+"""KubernetesBackend: one Job per agent session (owned by its Polecat) or verification run.
 
-``session_job`` builds the Job (pure, tested field by field); ``KubernetesBackend`` creates
-it through the API. The pod runs `gt session run` under the restricted
+``session_job`` and ``verification_job`` build the Jobs (pure, tested field by field);
+``KubernetesBackend`` creates them through the API. The pod runs `gt session run` under the restricted
 Pod Security profile: non-root, no privilege escalation, no capabilities, read-only root
 filesystem, with writable emptyDirs for the checkout, HOME, /tmp and the session files.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from .presets import Runtime
 
 DEFAULT_AGENT_IMAGE = os.environ.get("GT_AGENT_IMAGE", f"gastown/agent:{__version__}")
 COMPONENT = "agent-session"
+VERIFICATION = "verification"
 MANAGED_BY = "gastown-operator"
 WORKSPACE, SESSION_DIR, CACHE_DIR, HOME = "/workspace", "/var/run/gastown", "/var/cache/gastown", "/home/agent"
 SSH_DIR = "/etc/gastown/git-ssh"
@@ -160,65 +162,136 @@ def session_job(req: JobRequest, runtime: Runtime | None = None) -> dict:
     if req.runtime.args:
         command += ["--", *req.runtime.args]
     resources = req.resources or DEFAULT_RESOURCES
-    volumes = [
-        {"name": n, "emptyDir": {}} for n in ("workspace", "home", "tmp", "session", "cache")
-    ] + [{"name": "git-ssh", "secret": {
-        "secretName": spec.credentials_secret.name if spec.credentials_secret else "gastown-no-ssh-key",
-        "optional": True, "defaultMode": 0o440,
-        "items": [{"key": "ssh-privatekey", "path": "ssh-privatekey"}]}}]
+    volumes = _volumes(spec, "workspace", "home", "tmp", "session", "cache")
     if req.runtimes_configmap:
         volumes.append({"name": "runtimes", "configMap": {"name": req.runtimes_configmap}})
+    pod = {
+        "serviceAccountName": agent_service_account(req.rig),
+        "automountServiceAccountToken": True,  # the heartbeat Lease
+        "initContainers": [{
+            "name": "clone",
+            "image": req.image,
+            "command": ["git", "clone", "--quiet", "--no-tags", "--branch", spec.default_branch,
+                        "--", spec.git_url, f"{WORKSPACE}/repo"],
+            "env": [{"name": "HOME", "value": HOME}, *_git_env(spec)],
+            "securityContext": _security(),
+            "volumeMounts": _mounts(),
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
+        }],
+        "containers": [{
+            "name": "agent",
+            "image": req.runtime.image or req.image,
+            "command": command,
+            "workingDir": f"{WORKSPACE}/repo",
+            "env": env,
+            "securityContext": _security(),
+            "volumeMounts": mounts,
+            "resources": resources,
+            "terminationMessagePolicy": "FallbackToLogsOnError",
+        }],
+        "volumes": volumes,
+    }
+    annotations = {"gastown.dev/bead": req.bead, "gastown.dev/runtime": req.runtime.preset,
+                   "gastown.dev/session-count": str(req.count)}
+    # room for the clone and `gt done`
+    return _job(req.name, req.namespace, labels(req), annotations, owner, deadline + 600, pod)
+
+
+def _job(name: str, namespace: str, labels: dict[str, str], annotations: dict[str, str], owner: dict,
+         deadline: int, pod: dict) -> dict:
+    """A run-once Job with a deadline and a TTL whose pod meets the restricted Pod Security profile."""
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {
-            "name": req.name,
-            "namespace": req.namespace,
-            "labels": labels(req),
-            "annotations": {"gastown.dev/bead": req.bead, "gastown.dev/runtime": req.runtime.preset,
-                            "gastown.dev/session-count": str(req.count)},
-            "ownerReferences": [owner],
-        },
+        "metadata": {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations,
+                     "ownerReferences": [owner]},
         "spec": {
             "backoffLimit": 0,
-            "activeDeadlineSeconds": deadline + 600,  # room for the clone and `gt done`
+            "activeDeadlineSeconds": deadline,
             "ttlSecondsAfterFinished": 3600,
             "template": {
-                "metadata": {"labels": labels(req)},
+                "metadata": {"labels": labels},
                 "spec": {
                     "restartPolicy": "Never",
-                    "serviceAccountName": agent_service_account(req.rig),
-                    "automountServiceAccountToken": True,  # the heartbeat Lease
                     "enableServiceLinks": False,
                     "securityContext": {"runAsNonRoot": True, "runAsUser": AGENT_UID, "runAsGroup": AGENT_UID,
                                         "fsGroup": AGENT_UID, "seccompProfile": {"type": "RuntimeDefault"}},
-                    "initContainers": [{
-                        "name": "clone",
-                        "image": req.image,
-                        "command": ["git", "clone", "--quiet", "--no-tags", "--branch", spec.default_branch,
-                                    "--", spec.git_url, f"{WORKSPACE}/repo"],
-                        "env": [{"name": "HOME", "value": HOME}, *_git_env(spec)],
-                        "securityContext": _security(),
-                        "volumeMounts": _mounts(),
-                        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
-                                      "limits": {"memory": "1Gi"}},
-                    }],
-                    "containers": [{
-                        "name": "agent",
-                        "image": req.runtime.image or req.image,
-                        "command": command,
-                        "workingDir": f"{WORKSPACE}/repo",
-                        "env": env,
-                        "securityContext": _security(),
-                        "volumeMounts": mounts,
-                        "resources": resources,
-                        "terminationMessagePolicy": "FallbackToLogsOnError",
-                    }],
-                    "volumes": volumes,
+                    **pod,
                 },
             },
         },
     }
+
+
+def _volumes(spec: RigSpec, *names: str) -> list[dict]:
+    """emptyDirs by name, and the rig's SSH key (optional: https rigs have none)."""
+    return [{"name": n, "emptyDir": {}} for n in names] + [{"name": "git-ssh", "secret": {
+        "secretName": spec.credentials_secret.name if spec.credentials_secret else "gastown-no-ssh-key",
+        "optional": True, "defaultMode": 0o440,
+        "items": [{"key": "ssh-privatekey", "path": "ssh-privatekey"}]}}]
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    """One verification run of the Refinery: the gates on one stacked tip."""
+
+    namespace: str
+    rig: str
+    rig_spec: RigSpec
+    batch: str
+    run: dict[str, list[str]]  # bisect.Run.to_dict()
+    ident: str  # refinery.verify.Verification.ident: the run's key and the batch's attempt
+    attempt: int
+    ref: str  # the scratch ref of the stacked tip
+    owner: dict  # the MergeQueue (or the Rig when the rig has none)
+    image: str = DEFAULT_AGENT_IMAGE
+
+    @property
+    def name(self) -> str:
+        suffix = f"-{self.attempt}"
+        return _dns(f"gt-verify-{self.batch}-{self.ident[:12]}", 63 - len(suffix)) + suffix
+
+
+def verification_job(req: VerifyRequest) -> dict:
+    """The Job that runs `gt mq verify` for one run: no API access, the same pod rules as sessions."""
+    spec, verification = req.rig_spec, req.rig_spec.verification
+    job_labels = {"app.kubernetes.io/name": "gastown", "app.kubernetes.io/component": VERIFICATION,
+                  "app.kubernetes.io/managed-by": MANAGED_BY, "gastown.dev/rig": req.rig,
+                  "gastown.dev/batch": req.batch, "gastown.dev/verification": req.ident}
+    env = [
+        {"name": "GT_RIG", "value": spec.git_url},
+        {"name": "GT_BATCH", "value": req.batch},
+        {"name": "GT_RUN", "value": json.dumps(req.run)},
+        {"name": "GT_VERIFY_REF", "value": req.ref},
+        {"name": "GT_ATTEMPT", "value": str(req.attempt)},
+        {"name": "GT_GATES", "value": json.dumps(verification.gates.ordered())},
+        {"name": "GT_VERIFY_TIMEOUT", "value": str(verification.timeout_seconds)},
+        {"name": "GT_WORKDIR", "value": f"{WORKSPACE}/repo"},
+        {"name": "GT_CACHE_DIR", "value": CACHE_DIR},
+        {"name": "HOME", "value": HOME},
+        *_git_env(spec),
+    ]
+    mounts = [m for m in _mounts() if m["name"] != "session"]
+    resources = verification.resources.wire() if (verification.resources.requests or verification.resources.limits) \
+        else DEFAULT_RESOURCES
+    pod = {
+        "serviceAccountName": agent_service_account(req.rig),
+        "automountServiceAccountToken": False,  # gates are the rig's code: no API access
+        "containers": [{
+            "name": "verify",
+            "image": verification.image or req.image,
+            "command": ["gt", "mq", "verify"],
+            "workingDir": WORKSPACE,
+            "env": env,
+            "securityContext": _security(),
+            "volumeMounts": mounts,
+            "resources": resources,
+            "terminationMessagePolicy": "FallbackToLogsOnError",
+        }],
+        "volumes": _volumes(spec, "workspace", "home", "tmp", "cache"),
+    }
+    annotations = {"gastown.dev/run": json.dumps(req.run)}
+    return _job(req.name, req.namespace, job_labels, annotations, req.owner, verification.timeout_seconds + 600, pod)
 
 
 def _runtime(name: str) -> Runtime | None:

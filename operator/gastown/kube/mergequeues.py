@@ -1,0 +1,109 @@
+"""The Refinery on a cluster: which MergeQueue configures a rig, its verification Jobs, its status.
+
+The Refinery itself runs in the rig loop (dispatch); here is what the loop knows about the
+cluster without asking the API (kopf's indexes) and what it writes back (the MergeQueue's
+status, projected from the ledger).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from ..api import GROUP, VERSION, Condition, Invalid, MergeQueueSpec, set_condition
+from ..api.validation import parse_spec
+from ..ledger import Bead
+from ..refinery import QueueSettings, RefineryReport
+from ..refinery import queue as q
+from ..runtimes.kubernetes import VERIFICATION
+from .admission import current_conditions
+from .client import put_status
+
+VERIFY_LABELS = {"app.kubernetes.io/component": VERIFICATION}
+
+
+@kopf.index(GROUP, VERSION, "mergequeues")
+def mergequeues_by_rig(namespace: str, name: str, uid: str, spec: Mapping, meta: Mapping, status: Mapping,
+                       **_: Any) -> dict:
+    return {(namespace, spec.get("rig")): {"name": name, "uid": uid, "spec": dict(spec),
+                                           "created": meta.get("creationTimestamp") or "",
+                                           "conditions": list((status or {}).get("conditions") or [])}}
+
+
+@kopf.index("batch", "v1", "jobs", labels=VERIFY_LABELS)
+def verifications_by_rig(namespace: str, name: str, labels: Mapping, status: Mapping, **_: Any) -> dict:
+    return {(namespace, labels.get("gastown.dev/rig")): {
+        "name": name, "batch": labels.get("gastown.dev/batch"), "ident": labels.get("gastown.dev/verification"),
+        "ended": verification_ended(name, status)}}
+
+
+def verification_ended(job: str, status: Mapping) -> str | None:
+    """None while the Job runs; otherwise what to say if its result is not in the ledger."""
+    for c in status.get("conditions") or []:
+        if c.get("status") != "True":
+            continue
+        if c.get("type") == "Failed":
+            return (f"verification Job {job} failed ({c.get('reason') or 'Failed'}: {c.get('message') or 'no message'}) "
+                    f"without recording a result; see kubectl logs job/{job}")
+        if c.get("type") == "Complete":
+            return f"verification Job {job} completed without recording a result; see kubectl logs job/{job}"
+    return None
+
+
+def active_queue(queues: list[dict]) -> dict | None:
+    """The MergeQueue that configures the rig: the one already merging, else the oldest."""
+    def merging(queue: dict) -> bool:
+        return any(c.get("type") == "Ready" and c.get("reason") == "Merging" for c in queue["conditions"])
+
+    return min(queues, key=lambda m: (not merging(m), m["created"], m["name"]), default=None)
+
+
+def queue_settings(queue: dict | None, default_branch: str) -> QueueSettings:
+    """The queue's settings; the defaults when the rig has no (valid) MergeQueue, since a rig's
+    merge requests are merged all the same (admission reports an invalid spec)."""
+    try:
+        spec = parse_spec(MergeQueueSpec, queue["spec"]) if queue else None
+    except Invalid:
+        spec = None
+    return QueueSettings.from_spec(spec, default_branch)
+
+
+def mergequeue_status(beads: Mapping[str, Bead], target: str, report: RefineryReport | None) -> dict:
+    """The MergeQueue's status from the ledger (and the phase of the pass that just ran). Pure."""
+    batch = q.active_batch(beads, target)
+    merged = [b for b in q.merge_requests(beads, target) if b.metadata.get("merged_commit") and b.closed_at]
+    last = max(merged, key=lambda b: b.closed_at, default=None)  # type: ignore[arg-type, return-value]
+    c = q.counters(beads, target)
+    return {"phase": report.phase if report else ("Verifying" if batch else "Idle"),
+            "queueLength": len(q.queued(beads, target)),
+            "currentBatch": list(batch.metadata.get("mrs", [])) if batch else [],
+            "lastMergedCommit": last.metadata["merged_commit"] if last else None,
+            "counters": {"merged": c["merged"], "rejected": c["rejected"], "conflicts": c["conflicts"],
+                         "verificationRuns": c["verification_runs"]}}
+
+
+def project_queues(namespace: str, rig: str, queues: list[dict], beads: Mapping[str, Bead], target: str,
+                   report: RefineryReport | None, last: dict[str, Any]) -> None:
+    """Write the ledger's view onto the rig's MergeQueues: the status on the one that runs, a
+    Ready=False (Duplicate) condition on any other. A queue with an invalid spec is admission's."""
+    active = active_queue(queues)
+    for queue in queues:
+        conditions = current_conditions({"status": {"conditions": queue["conditions"]}})
+        if any(c.type == "Ready" and c.reason == "InvalidSpec" for c in conditions):
+            continue
+        if queue is active:
+            status = mergequeue_status(beads, target, report)
+            ready = Condition(type="Ready", status="True", reason="Merging",
+                              message=f"merging rig {rig}'s merge requests into {target}")
+        else:
+            status = {"phase": "Invalid"}
+            ready = Condition(type="Ready", status="False", reason="Duplicate",
+                              message=f"rig {rig} is merged by MergeQueue {active['name']}; delete this one "  # type: ignore[index]
+                                      "or move its settings there")
+        if not any(c.type == "Ready" and c.reason == ready.reason for c in conditions):
+            # (again whenever the watched object lacks it: admission may have written over it)
+            status["conditions"] = [c.wire() for c in set_condition(conditions, ready)]
+            last.pop(f"mergequeues/{queue['name']}", None)
+        put_status(namespace, "mergequeues", queue["name"], status, last)
