@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv test unit integration lint fmt crds crds-check run bench clean
+.PHONY: help venv test unit integration lint fmt crds crds-check run bench demo clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,5 +52,8 @@ bench: $(STAMP) ## Benchmarks: print figures (never part of `make test`)
 	$(BIN)/python bench/scheduler_bench.py
 	$(BIN)/python bench/refinery_bench.py
 
+demo: $(STAMP) ## A town on this machine builds a small library with scripted agents (DEMO_RUNTIME=claude: real ones)
+	$(BIN)/python -m gastown.demo
+
 clean: ## Remove the venv and caches
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .demo

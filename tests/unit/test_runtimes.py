@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gastown.ledger import Bead, Status
+from gastown.ledger.model import Comment
 from gastown.runtimes import PRESETS, ConfigError, all_runtimes, resolve
 from gastown.runtimes.config import RuntimeDef, save
 from gastown.runtimes.prompt import render
@@ -129,3 +130,15 @@ def test_prompt_content():
                  "session s1 ended: timeout", "on the branch polecat/furiosa/gt-abc", "Do not push to main",
                  "run `gt done`", "gt done --status escalated"):
         assert part in text
+
+
+def test_prompt_carries_the_latest_comments_such_as_a_rejection():
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    comments = [Comment(author="user alice", text=f"note {i}", created=now) for i in range(6)]
+    comments.append(Comment(author="refinery", created=now,
+                            text="rejected by the merge queue: gate test failed\n\n```\nFAIL: test_median\n```"))
+    bead = Bead(id="gt-abc", title="Median", created_by="t", created_at=now, updated_at=now, comments=comments)
+    text = render(bead, branch="polecat/furiosa/gt-abc", target="main")
+    assert "## Comments (newest last)" in text and "FAIL: test_median" in text
+    assert "### refinery, 2026-01-01 00:00 UTC" in text
+    assert "note 2" in text and "note 1" not in text  # the newest five

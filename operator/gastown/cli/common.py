@@ -38,7 +38,7 @@ def rig_ledger(town_dir: Path | None, rig: str, actor: str | None = None) -> Ite
     try:
         town = Town(town_dir)
         config = town.rig(rig)
-        ledger = Ledger(config.remote, cache_dir=town.root / "cache" / "ledgers" / config.name, actor=actor)
+        ledger = Ledger(config.remote, cache_dir=town.ledger_cache(config.name), actor=actor)
     except (TownError, LedgerError) as e:
         fail(e)
     try:

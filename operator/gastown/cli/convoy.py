@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import tempfile
-from contextlib import ExitStack
+import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,9 +15,9 @@ from .. import convoy as convoys
 from .. import formulas, scheduler
 from ..api import ConvoySpec, Invalid
 from ..api.validation import parse_spec
-from ..ledger import Ledger, query
-from ..ledger.ops import Together
-from ..rigloop import rig_formula_sources
+from ..ledger import Ledger, LedgerError, default_actor, query
+from ..local.apply import create_convoy
+from ..local.town import Town, TownError
 from .common import emit, fail, json_option, rig_ledger, rig_option, town_option
 
 
@@ -29,7 +29,7 @@ def convoy() -> None:
 @convoy.command()
 @town_option
 @rig_option
-@click.option("--name", required=True, help="The convoy's name, unique in the rig.")
+@click.option("--name", help="The convoy's name, unique in the rig (default: from the goal, file or formula).")
 @click.option("--goal", help="Free text for the Mayor to decompose.")
 @click.option("--beads", "beads_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="A YAML or JSON file: a list of beads (key, title, description, acceptance, priority, needs).")
@@ -44,7 +44,7 @@ def convoy() -> None:
 @click.option("--stall-after", type=click.IntRange(60), default=3600, show_default=True,
               help="Seconds without progress before the convoy is Stalled.")
 @json_option
-def create(town: Path | None, rig: str, name: str, goal: str | None, beads_file: Path | None, formula: str | None,
+def create(town: Path | None, rig: str, name: str | None, goal: str | None, beads_file: Path | None, formula: str | None,
            vars_: tuple[str, ...], mode: str, labels: tuple[str, ...], max_parallel: int | None, strategy: str,
            stall_after: int, as_json: bool) -> None:
     """Create a convoy from exactly one of --goal, --beads or --formula."""
@@ -63,23 +63,22 @@ def create(town: Path | None, rig: str, name: str, goal: str | None, beads_file:
         spec = parse_spec(ConvoySpec, raw)
     except Invalid as e:
         fail(str(e).replace("spec.", "--"))
-    with rig_ledger(town, rig, None) as (config, ledger), tempfile.TemporaryDirectory() as tmp:
-        info = convoys.info_from_spec(name, name, spec.model_copy(update={"rig": config.name}))
-        try:
-            plan = convoys.plan_from_spec(spec, rig_formula_sources(ledger, config.target, Path(tmp)))
-        except formulas.FormulaError as e:
-            fail(e)
-        parts = convoys.split(info, plan)
-        with ExitStack() as stack:  # every rig must be known before any part is written
-            part_ledgers = {config.name: ledger} | {
-                r: stack.enter_context(rig_ledger(town, r))[1] for r in parts if r != config.name}
-            for part_rig, (part_info, part_plan) in parts.items():
-                target = part_ledgers[part_rig]
-                ops: list[Any] = [convoys.OpenConvoy(part_info, target.actor)]
-                if part_plan is not None:
-                    ops.append(convoys.PlanConvoy(name, tuple(part_plan), target.actor, planned_by=info.source))
-                target.apply(Together(tuple(ops), target.actor))
+    name = name or _default_name(goal, beads_file, formula)
+    try:
+        home = Town(town).rig(rig)
+        if not create_convoy(Town(town), name, spec.model_copy(update={"rig": home.name}), default_actor(), home):
+            fail(f"rig {home.name} has a convoy {name} already: gt convoy show {name} --rig {rig}")
+    except (TownError, LedgerError, formulas.FormulaError) as e:
+        fail(e)
+    with rig_ledger(town, rig) as (_config, ledger):
         _show(ledger, convoys.convoy_id(ledger.prefix, name), as_json)
+
+
+def _default_name(goal: str | None, beads_file: Path | None, formula: str | None) -> str:
+    """A name from what the convoy is made of, unique enough: login-form-3f9a."""
+    base = formula or (beads_file.stem if beads_file else " ".join((goal or "convoy").split()[:4]))
+    slug = re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-")[:40].strip("-") or "convoy"
+    return f"{slug}-{os.urandom(2).hex()}"
 
 
 def _pairs(items: tuple[str, ...]) -> list[tuple[str, str]]:

@@ -14,6 +14,7 @@ from .mayor import mayor
 from .mq import mq
 from .operator import operator
 from .session import done, session
+from .town import apply_, down, rig, status, up
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -21,14 +22,16 @@ from .session import done, session
 def cli() -> None:
     """Gas Town: run a town of AI coding agents, with git as the database.
 
-    On a cluster, `gt operator run` reconciles Rig, Polecat, Convoy and MergeQueue
-    resources. Every command that reads or writes beads works against a rig's git
-    repository, given by path or URL.
+    On one machine: `gt rig add`, `gt up`, then `gt convoy create` or `gt apply -f`
+    (the manifests you would give kubectl); `gt status` shows the town. On a cluster,
+    `gt operator run` reconciles Rig, Polecat, Convoy and MergeQueue resources. Every
+    command that reads or writes beads works against a rig: a town rig by name, or a
+    git repository by path or URL.
     """
 
 
-for _command in (bead, config, convoy, done, escalate, formula, mayor, mq, operator, scheduler_group, session,
-                 sling):
+for _command in (apply_, bead, config, convoy, done, down, escalate, formula, mayor, mq, operator, rig,
+                 scheduler_group, session, sling, status, up):
     cli.add_command(_command)
 
 

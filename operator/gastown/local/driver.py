@@ -152,7 +152,7 @@ class LocalPort:
                 "--batch", batch, "--run", json.dumps(verification.run.to_dict()), "--ref", verification.ref,
                 "--attempt", str(verification.attempt),
                 "--gates", json.dumps(self.config.gates), "--timeout", str(self.config.verify_timeout),
-                "--workdir", str(vdir / "checkout"), "--cache-dir", str(self.backend.cache_dir)]
+                "--workdir", str(vdir / "checkout"), "--cache-dir", str(self.backend.ledger_cache(self.config.name))]
         with (vdir / "verify.log").open("wb") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)

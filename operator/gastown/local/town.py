@@ -1,16 +1,25 @@
 """A town on one machine: a directory with the rigs' clones, the sessions, and town.json.
 
-    TOWN/town.json     {"rigs": {"webapp": {"remote": ..., "maxPolecats": 3, ...}}}
+    TOWN/town.json          {"rigs": {"webapp": {"spec": <Rig spec>, "mergeQueue": <MergeQueue spec>,
+                                                  "webhookUrl": ...}}}
+    TOWN/rigs/NAME/         the rig's clone and its polecats' worktrees
+    TOWN/sessions/, verify/ session and verification directories (logs, results)
+    TOWN/cache/ledgers/NAME the rig's ledger cache
+    TOWN/daemon.pid, daemon.log
+
+A rig is kept as the same spec a Rig resource has, so `gt apply -f rig.yaml` and
+`kubectl apply -f rig.yaml` read the same file.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
 from pathlib import Path
 
-from ..api.common import RuntimeSpec
+from ..api import Invalid, MergeQueueSpec, RigSpec
+from ..api.validation import parse_spec
+from ..refinery import QueueSettings
 from .driver import RigConfig
 
 
@@ -20,6 +29,24 @@ class TownError(ValueError):
 
 def default_town() -> Path:
     return Path(os.environ.get("GT_TOWN") or Path.home() / "gt")
+
+
+def git_url(remote: str) -> str:
+    """A rig's URL as a Rig spec takes it: a local path becomes a file:// URL."""
+    if "://" in remote or (":" in remote and "@" in remote.split(":", 1)[0]):
+        return remote
+    return Path(remote).expanduser().resolve().as_uri()
+
+
+def rig_config(name: str, spec: RigSpec, queue: MergeQueueSpec | None = None,
+               webhook_url: str | None = None) -> RigConfig:
+    """How the local driver runs a rig of this spec."""
+    return RigConfig(
+        name, spec.git_url, spec.max_polecats, spec.runtime, spec.default_branch,
+        float(spec.session_deadline_seconds), spec.escalation, webhook_url,
+        gates=spec.verification.gates.ordered(),
+        queue=None if queue is None else QueueSettings.from_spec(queue, spec.default_branch),
+        verify_timeout=float(spec.verification.timeout_seconds))
 
 
 class Town:
@@ -32,11 +59,14 @@ class Town:
 
     def _load(self) -> dict:
         try:
-            return json.loads(self.config_path.read_text())
+            data = json.loads(self.config_path.read_text())
         except FileNotFoundError:
             return {"rigs": {}}
         except ValueError as e:
             raise TownError(f"{self.config_path} is not valid JSON: {e}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("rigs", {}), dict):
+            raise TownError(f"{self.config_path}: expected {{\"rigs\": {{NAME: ...}}}}")
+        return data
 
     def _save(self, data: dict) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -44,21 +74,41 @@ class Town:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
         tmp.replace(self.config_path)
 
-    def rigs(self) -> dict[str, RigConfig]:
+    def specs(self) -> dict[str, tuple[RigSpec, MergeQueueSpec | None, str | None]]:
+        """Each rig's spec, merge-queue spec and webhook URL, as town.json holds them."""
         out = {}
         for name, raw in self._load().get("rigs", {}).items():
-            runtime = RuntimeSpec.model_validate(raw.get("runtime") or {"preset": "script"})
-            out[name] = RigConfig(name, raw["remote"], raw.get("maxPolecats", 3), runtime,
-                                  raw.get("target", "main"), raw.get("deadline", 3600.0))
+            try:
+                spec = parse_spec(RigSpec, raw.get("spec"))
+                queue = parse_spec(MergeQueueSpec, raw["mergeQueue"]) if raw.get("mergeQueue") else None
+            except Invalid as e:
+                raise TownError(f"{self.config_path}: rig {name}: {e}") from None
+            out[name] = (spec, queue, raw.get("webhookUrl"))
         return out
 
-    def add_rig(self, config: RigConfig) -> None:
+    def rigs(self) -> dict[str, RigConfig]:
+        return {name: rig_config(name, *entry) for name, entry in self.specs().items()}
+
+    def put_rig(self, name: str, spec: RigSpec, webhook_url: str | None = None) -> bool:
+        """Add or change a rig (its merge queue stays); True when something changed."""
         data = self._load()
-        raw = asdict(config)
-        data.setdefault("rigs", {})[config.name] = {
-            "remote": raw["remote"], "maxPolecats": raw["max_polecats"], "target": raw["target"],
-            "deadline": raw["deadline"], "runtime": config.runtime.wire()}
+        entry = data.setdefault("rigs", {}).setdefault(name, {})
+        before = dict(entry)
+        entry["spec"] = spec.wire()
+        if webhook_url is not None:
+            entry["webhookUrl"] = webhook_url
         self._save(data)
+        return entry != before
+
+    def put_queue(self, rig: str, queue: MergeQueueSpec) -> bool:
+        data = self._load()
+        entry = data.get("rigs", {}).get(rig)
+        if entry is None:
+            raise TownError(f"MergeQueue for rig {rig!r}: no such rig in {self.root} (add the Rig first)")
+        before = entry.get("mergeQueue")
+        entry["mergeQueue"] = queue.wire()
+        self._save(data)
+        return entry["mergeQueue"] != before
 
     def remove_rig(self, name: str) -> None:
         data = self._load()
@@ -76,3 +126,6 @@ class Town:
             return RigConfig(Path(name_or_remote).name.removesuffix(".git") or "rig", name_or_remote)
         known = ", ".join(sorted(rigs)) or "none yet (gt rig add NAME URL)"
         raise TownError(f"no rig {name_or_remote!r} in the town at {self.root}; rigs: {known}")
+
+    def ledger_cache(self, rig: str) -> Path:
+        return self.root / "cache" / "ledgers" / rig

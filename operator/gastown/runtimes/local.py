@@ -89,6 +89,10 @@ class LocalBackend:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
+    def ledger_cache(self, rig: str) -> Path:
+        """The cache of one rig's ledger (the same one `gt` commands given --town use)."""
+        return self.cache_dir / "ledgers" / rig
+
     def _lock(self, rig: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(rig, threading.Lock())
@@ -120,7 +124,7 @@ class LocalBackend:
                 "--runtime", req.runtime, "--workdir", str(workdir), "--session-dir", str(sdir),
                 "--target", req.target, "--deadline", str(req.deadline),
                 "--heartbeat", f"file:{sdir / 'heartbeat'}",
-                "--heartbeat-interval", str(self.heartbeat_interval), "--cache-dir", str(self.cache_dir)]
+                "--heartbeat-interval", str(self.heartbeat_interval), "--cache-dir", str(self.ledger_cache(req.rig))]
         if req.model:
             argv += ["--model", req.model]
         argv += ["--", *req.args]

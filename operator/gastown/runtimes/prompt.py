@@ -18,6 +18,9 @@ Rules of this session:
 """
 
 
+MAX_COMMENTS = 5
+
+
 def render(bead: Bead, *, branch: str, target: str, steps: Sequence[Bead] = (),
            notes: str = "") -> str:
     parts = [f"# {bead.id}: {bead.title}", ""]
@@ -36,6 +39,10 @@ def render(bead: Bead, *, branch: str, target: str, steps: Sequence[Bead] = (),
                       "run `gt bead close STEP-ID` so that a later session knows.", ""]
     if bead.notes:
         parts += ["## Notes", bead.notes.strip(), ""]
+    if bead.comments:  # a rejection by the merge queue, with the failing gate's output, is one
+        parts.append("## Comments (newest last)")
+        for c in bead.comments[-MAX_COMMENTS:]:
+            parts += [f"### {c.author}, {c.created:%Y-%m-%d %H:%M} UTC", c.text.strip(), ""]
     if notes:
         parts += ["## From earlier sessions", notes.strip(), ""]
     parts.append(RULES.format(branch=branch, target=target))

@@ -1,0 +1,220 @@
+"""Local mode: `gt up`, `gt down`, `gt status`, `gt rig` and `gt apply -f`: a town on one machine."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from .. import convoy as convoys
+from ..api import Invalid, RigSpec
+from ..api.validation import parse_spec
+from ..escalation import open_escalations
+from ..ledger import Ledger, LedgerError, default_actor
+from ..local import daemon
+from ..local.apply import apply as apply_document
+from ..local.apply import documents
+from ..local.town import Town, TownError, git_url
+from ..refinery import queue as mq
+from ..scheduler import in_flight
+from .common import emit, fail, json_option, town_option
+
+GATES = ("setup", "lint", "typecheck", "build", "test")
+
+
+@click.command()
+@town_option
+@click.option("--foreground", is_flag=True, help="Run the daemon here, not in the background (Ctrl-C stops it).")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages (with --foreground).")
+def up(town: Path | None, foreground: bool, verbose: bool) -> None:
+    """Start the town's daemon: it drives every rig of the town until `gt down`."""
+    t = Town(town)
+    if foreground:
+        logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stdout,
+                            format="%(asctime)s %(name)-18s %(levelname)-7s %(message)s")
+        try:
+            daemon.serve(t)
+        except TownError as e:
+            fail(e)
+        return
+    was = daemon.running(t)
+    try:
+        pid = daemon.start(t)
+    except TownError as e:
+        fail(e)
+    rigs = ", ".join(sorted(t.specs())) or "none yet: gt rig add NAME URL"
+    click.echo(f"town {t.root}: daemon {'already running' if was else 'up'} (pid {pid}); rigs: {rigs}")
+    click.echo(f"log: {daemon.log_file(t)}")
+
+
+@click.command()
+@town_option
+@click.option("--timeout", type=click.FloatRange(1), default=30, show_default=True,
+              help="Seconds to wait for a clean stop before killing it.")
+def down(town: Path | None, timeout: float) -> None:
+    """Stop the town's daemon. Sessions under way finish on their own; the next `gt up` carries on."""
+    t = Town(town)
+    pid = daemon.stop(t, timeout)
+    click.echo(f"town {t.root}: daemon " + (f"stopped (pid {pid})" if pid else "was not running"))
+
+
+@click.command()
+@town_option
+@json_option
+def status(town: Path | None, as_json: bool) -> None:
+    """The town at a glance: the daemon, and per rig its polecats, convoys, merge queue, escalations."""
+    t = Town(town)
+    try:
+        rigs = t.rigs()
+    except TownError as e:
+        fail(e)
+    pid = daemon.running(t)
+    out: dict = {"town": str(t.root), "daemon": {"pid": pid, "log": str(daemon.log_file(t))}, "rigs": []}
+    for name, config in sorted(rigs.items()):
+        row: dict = {"name": name, "remote": config.remote, "runtime": config.runtime.preset,
+                     "maxPolecats": config.max_polecats}
+        try:
+            with Ledger(config.remote, cache_dir=t.ledger_cache(name)) as ledger:
+                beads = ledger.beads()
+        except LedgerError as e:
+            row["error"] = str(e)
+            out["rigs"].append(row)
+            continue
+        target = config.queue_settings.target
+        batch = mq.active_batch(beads, target)
+        row.update(
+            inFlight=len(in_flight(beads)),
+            convoys=[{"name": c.metadata["name"], "id": c.id, "phase": p.phase, "progress": p.text}
+                     for c in convoys.open_convoys(beads) if (p := convoys.progress(c, beads))],
+            mergeQueue={"waiting": len(mq.queued(beads, target)), "batch": batch.id if batch else None,
+                        **mq.counters(beads, target)},
+            escalations=[{"id": e.id, "severity": e.metadata.get("severity"), "title": e.title}
+                         for e in open_escalations(beads.values())])
+        out["rigs"].append(row)
+    if as_json:
+        emit(out)
+        return
+    click.echo(f"town {t.root}: daemon " + (f"running (pid {pid})" if pid else "not running (gt up)"))
+    if not out["rigs"]:
+        click.echo("no rigs yet: gt rig add NAME URL")
+    for r in out["rigs"]:
+        click.echo(f"rig {r['name']}  {r['remote']}  runtime {r['runtime']}")
+        if "error" in r:
+            click.echo(f"  error: {r['error']}")
+            continue
+        q = r["mergeQueue"]
+        click.echo(f"  polecats: {r['inFlight']} of {r['maxPolecats']} working;  merge queue: {q['waiting']} waiting"
+                   + (f", batch {q['batch']} verifying" if q["batch"] else "")
+                   + f"; merged {q['merged']}, rejected {q['rejected']}")
+        for c in r["convoys"]:
+            click.echo(f"  convoy {c['name']} ({c['id']}): {c['phase']}, {c['progress']}")
+        for e in r["escalations"]:
+            click.echo(f"  escalation {e['id']} {e['severity']}: {e['title']}")
+
+
+@click.group()
+def rig() -> None:
+    """The town's rigs: the repositories its agents work on."""
+
+
+@rig.command("add")
+@click.argument("name")
+@click.argument("url")
+@town_option
+@click.option("--max-polecats", type=click.IntRange(1, 100), default=3, show_default=True,
+              help="Most agent sessions at once on this rig.")
+@click.option("--runtime", default="claude", show_default=True, help="The agent runtime (gt config agent list).")
+@click.option("--model", help="The model, for runtimes that take one.")
+@click.option("--agent-arg", "agent_args", multiple=True, metavar="ARG",
+              help="An argument for the runtime (repeat); the `script` runtime's command line.")
+@click.option("--branch", default="main", show_default=True, help="The branch work is merged into.")
+@click.option("--gate", "gates", multiple=True, metavar="NAME=COMMAND",
+              help=f"A verification gate of the merge queue, NAME one of {', '.join(GATES)} (repeat); "
+                   "COMMAND is split like a shell would but never run by one.")
+@click.option("--deadline", type=click.IntRange(60, 86400), default=3600, show_default=True,
+              help="Seconds an agent session may run.")
+@click.option("--webhook-url", help="Where webhook-routed escalations are posted (kept in town.json).")
+def rig_add(name: str, url: str, town: Path | None, max_polecats: int, runtime: str, model: str | None,
+            agent_args: tuple[str, ...], branch: str, gates: tuple[str, ...], deadline: int,
+            webhook_url: str | None) -> None:
+    """Add the rig NAME, the git repository at URL (a path works too), to the town."""
+    raw = {"gitUrl": git_url(url), "defaultBranch": branch, "maxPolecats": max_polecats,
+           "sessionDeadlineSeconds": deadline,
+           "runtime": {"preset": runtime, **({"model": model} if model else {}), "args": list(agent_args)},
+           "verification": {"gates": dict(_gate(g) for g in gates)}}
+    _put_rig(Town(town), name, raw, webhook_url)
+
+
+def _gate(text: str) -> tuple[str, list[str]]:
+    name, sep, command = text.partition("=")
+    if not sep or name not in GATES or not command.strip():
+        fail(f"--gate {text!r}: use NAME=COMMAND with NAME one of {', '.join(GATES)}")
+    return name, shlex.split(command)
+
+
+def _put_rig(t: Town, name: str, raw: dict, webhook_url: str | None = None) -> None:
+    try:
+        spec = parse_spec(RigSpec, raw)
+    except Invalid as e:
+        fail(str(e).replace("spec.", "--"))
+    try:
+        existed = name in t.specs()
+        t.put_rig(name, spec, webhook_url)
+        with Ledger(spec.git_url, cache_dir=t.ledger_cache(name), actor=default_actor()) as ledger:
+            ledger.ensure()
+    except (TownError, LedgerError) as e:
+        fail(e)
+    click.echo(f"rig {name} {'updated' if existed else 'added'}: {spec.git_url}, up to {spec.max_polecats} polecats "
+               f"({spec.runtime.preset})" + ("" if daemon.running(t) else "; start the town with: gt up"))
+
+
+@rig.command("list")
+@town_option
+@json_option
+def rig_list(town: Path | None, as_json: bool) -> None:
+    """List the town's rigs."""
+    try:
+        specs = Town(town).specs()
+    except TownError as e:
+        fail(e)
+    if as_json:
+        emit({n: {"spec": s.wire(), "mergeQueue": q.wire() if q else None} for n, (s, q, _) in specs.items()})
+        return
+    for name, (spec, _queue, _hook) in sorted(specs.items()):
+        gates = ", ".join(n for n, _ in spec.verification.gates.ordered()) or "no gates"
+        click.echo(f"{name:<16} {spec.git_url}  {spec.runtime.preset}, {spec.max_polecats} polecats, {gates}")
+
+
+@rig.command("rm")
+@click.argument("name")
+@town_option
+def rig_rm(name: str, town: Path | None) -> None:
+    """Remove the rig NAME from the town (its repository and ledger are left alone)."""
+    try:
+        Town(town).remove_rig(name)
+    except TownError as e:
+        fail(e)
+    click.echo(f"rig {name} removed from the town")
+
+
+@click.command("apply")
+@click.option("-f", "--filename", "files", multiple=True, required=True, metavar="FILE",
+              help="A YAML file of Rig, MergeQueue, Polecat and Convoy manifests, or - for stdin (repeat).")
+@town_option
+def apply_(files: tuple[str, ...], town: Path | None) -> None:
+    """Apply the manifests you would `kubectl apply` to the local town instead."""
+    t = Town(town)
+    actor = default_actor()
+    for name in files:
+        try:
+            text = sys.stdin.read() if name == "-" else Path(name).read_text()
+        except OSError as e:
+            fail(f"{name}: {e.strerror}")
+        try:
+            for doc in documents(text, name):
+                click.echo(apply_document(t, doc, actor))
+        except (LedgerError, ValueError) as e:  # ValueError: TownError, FormulaError, a plan that does not hold
+            fail(e)

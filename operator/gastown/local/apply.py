@@ -1,0 +1,109 @@
+"""`gt apply -f`: the manifests `kubectl apply` takes (Rig, MergeQueue, Polecat, Convoy), for a town.
+
+Each document is checked against the same models as the CRDs; a bad one is reported with its
+place in the file and changes nothing, while the documents before it stay applied (as
+kubectl does). Applying the same file twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .. import convoy as convoys
+from ..api import GROUP, ConvoySpec, Invalid, MergeQueueSpec, PolecatSpec, RigSpec
+from ..api.validation import parse_spec
+from ..ledger import Ledger
+from ..ledger.ops import Together
+from ..polecats import EnsureAgent, agent_id
+from ..rigloop import rig_formula_sources
+from .driver import RigConfig
+from .town import Town, TownError
+
+KINDS = ("Rig", "MergeQueue", "Polecat", "Convoy")
+
+
+@dataclass(frozen=True)
+class Applied:
+    kind: str
+    name: str
+    action: str  # created | configured | unchanged
+
+    def __str__(self) -> str:
+        return f"{self.kind.lower()}/{self.name} {self.action}"
+
+
+def documents(text: str, source: str = "-") -> list[dict[str, Any]]:
+    """The manifests in a (multi-document) YAML text: each a mapping with a kind and a name."""
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as e:
+        raise TownError(f"{source}: not valid YAML: {e}") from None
+    for i, doc in enumerate(docs, 1):
+        where = f"{source}: document {i}"
+        if not isinstance(doc, dict):
+            raise TownError(f"{where}: expected a mapping with apiVersion, kind, metadata and spec")
+        if str(doc.get("apiVersion", "")).split("/")[0] != GROUP or doc.get("kind") not in KINDS:
+            raise TownError(f"{where}: {doc.get('apiVersion')}/{doc.get('kind')} is not one of gastown's kinds "
+                            f"({GROUP}/v1alpha1: {', '.join(KINDS)})")
+        if not isinstance(doc.get("metadata"), dict) or not doc["metadata"].get("name"):
+            raise TownError(f"{where}: metadata.name is required")
+    return docs
+
+
+def apply(town: Town, doc: dict[str, Any], actor: str) -> Applied:
+    kind, name = doc["kind"], str(doc["metadata"]["name"])
+    spec_of = {"Rig": RigSpec, "MergeQueue": MergeQueueSpec, "Polecat": PolecatSpec, "Convoy": ConvoySpec}[kind]
+    try:
+        spec = parse_spec(spec_of, doc.get("spec"))
+    except Invalid as e:
+        raise TownError(f"{kind.lower()}/{name}: {e}") from None
+    if kind == "Rig":
+        existed = name in town.specs()
+        changed = town.put_rig(name, spec)
+        with Ledger(spec.git_url, cache_dir=town.ledger_cache(name), actor=actor) as ledger:
+            ledger.ensure()  # an unreachable remote or a missing branch is said now, not in the daemon log
+        return Applied(kind, name, "configured" if existed and changed else "created" if not existed else "unchanged")
+    if kind == "MergeQueue":
+        new = spec.rig in town.specs() and town.specs()[spec.rig][1] is None
+        changed = town.put_queue(spec.rig, spec)
+        return Applied(kind, name, "created" if new else "configured" if changed else "unchanged")
+    config = town.rig(spec.rig) if spec.rig in town.specs() else None
+    if config is None:
+        raise TownError(f"{kind.lower()}/{name}: no rig {spec.rig!r} in {town.root} (apply the Rig first)")
+    if kind == "Polecat":
+        with Ledger(config.remote, cache_dir=town.ledger_cache(config.name), actor=actor) as ledger:
+            existed = agent_id(ledger.prefix, name) in ledger.beads()
+            ledger.apply(EnsureAgent(name, config.name, actor, (spec.runtime or config.runtime).preset))
+        return Applied(kind, name, "unchanged" if existed else "created")
+    created = create_convoy(town, name, spec, actor)
+    return Applied(kind, name, "created" if created else "unchanged")
+
+
+def create_convoy(town: Town, name: str, spec: ConvoySpec, actor: str, home_rig: RigConfig | None = None) -> bool:
+    """Open (and, for explicit beads or a formula, plan) the convoy on its rigs; False when it
+    was there already. ``home_rig``: the rig when it is not the town's (given by path or URL)."""
+    config = home_rig or town.rig(spec.rig)
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        def ledger_of(rig: str) -> Ledger:
+            c = town.rig(rig)
+            return stack.enter_context(Ledger(c.remote, cache_dir=town.ledger_cache(c.name), actor=actor))
+
+        home = stack.enter_context(Ledger(config.remote, cache_dir=town.ledger_cache(config.name), actor=actor))
+        if convoys.convoy_id(home.prefix, name) in home.beads():
+            return False
+        info = convoys.info_from_spec(name, name, spec.model_copy(update={"rig": config.name}))
+        plan = convoys.plan_from_spec(spec, rig_formula_sources(home, config.target, Path(tmp)))
+        parts = convoys.split(info, plan)
+        ledgers = {config.name: home} | {r: ledger_of(r) for r in parts if r != config.name}  # all known first
+        for rig, (part_info, part_plan) in parts.items():
+            ops: list[Any] = [convoys.OpenConvoy(part_info, actor)]
+            if part_plan is not None:
+                ops.append(convoys.PlanConvoy(name, tuple(part_plan), actor, planned_by=info.source))
+            ledgers[rig].apply(Together(tuple(ops), actor))
+    return True

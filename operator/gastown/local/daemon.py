@@ -1,0 +1,180 @@
+"""The town daemon: every rig of town.json driven by the same rig pass as the operator.
+
+One thread per rig runs its RigDriver (convoys, scheduler, sessions, the Refinery, the
+Witness); it steps when the rig's ledger moves or a session ends, polling the remote
+`poll` seconds apart. town.json is read again every second: a rig added, changed or removed
+is started, restarted or stopped. The daemon holds no state of its own: stopped at any point
+and started again, it re-derives everything from the ledgers, and the sessions it started
+run on meanwhile (they are their own process groups) and are found again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..ledger import Ledger, LedgerError
+from ..runtimes.local import LocalBackend
+from .driver import RigConfig, RigDriver
+from .town import Town, TownError
+
+log = logging.getLogger("gastown.daemon")
+
+
+@dataclass
+class _Rig:
+    config: RigConfig
+    ledger: Ledger
+    stop: threading.Event
+    thread: threading.Thread
+
+
+class TownDaemon:
+    def __init__(self, town: Town, poll: float = 0.2, heartbeat_interval: float = 2.0):
+        self.town, self.poll = town, poll
+        self.backend = LocalBackend(town.root, cache_dir=town.root / "cache", heartbeat_interval=heartbeat_interval)
+        self.rigs: dict[str, _Rig] = {}
+
+    def peer(self, name: str) -> Ledger | None:
+        rig = self.rigs.get(name)
+        return rig.ledger if rig else None
+
+    def sync(self) -> None:
+        """Start, restart or stop rig threads to match town.json."""
+        wanted = self.town.rigs()
+        for name in [n for n, r in self.rigs.items() if wanted.get(n) != r.config]:
+            self._stop(name)
+        for name, config in wanted.items():
+            if name not in self.rigs:
+                self._start(config)
+
+    def _start(self, config: RigConfig) -> None:
+        ledger = Ledger(config.remote, cache_dir=self.backend.ledger_cache(config.name), actor="gastown daemon")
+        driver = RigDriver(config, self.backend, ledger, peers=self.peer)
+        stop = threading.Event()
+        thread = threading.Thread(target=self._drive, args=(driver, stop), name=f"rig-{config.name}", daemon=True)
+        self.rigs[config.name] = _Rig(config, ledger, stop, thread)
+        thread.start()
+        log.info("rig %s: driving %s (%d polecats at most, runtime %s)", config.name, config.remote,
+                 config.max_polecats, config.runtime.preset)
+
+    def _drive(self, driver: RigDriver, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                driver.run(stop, poll=self.poll)
+            except Exception:  # a bug in one rig must not take the town down: say it, and retry
+                log.exception("rig %s: the rig loop failed; it restarts in 5 s", driver.config.name)
+                stop.wait(5)
+
+    def _stop(self, name: str) -> None:
+        rig = self.rigs.pop(name)
+        rig.stop.set()
+        rig.thread.join(30)
+        rig.ledger.close()
+        log.info("rig %s: stopped", name)
+
+    def run(self, stop: threading.Event) -> None:
+        error: str | None = None
+        try:
+            while not stop.is_set():
+                try:
+                    self.sync()
+                    error = None
+                except (TownError, LedgerError) as e:
+                    if str(e) != error:
+                        log.error("%s (the rigs running go on; fix town.json or the rig)", e)
+                    error = str(e)
+                stop.wait(1.0)
+        finally:
+            for name in list(self.rigs):
+                self._stop(name)
+
+
+# --- the daemon as a background process --------------------------------------------------------
+
+
+def pid_file(town: Town) -> Path:
+    return town.root / "daemon.pid"
+
+
+def log_file(town: Town) -> Path:
+    return town.root / "daemon.log"
+
+
+def running(town: Town) -> int | None:
+    """The pid of the town's daemon, when it runs."""
+    try:
+        pid = int(pid_file(town).read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def serve(town: Town, poll: float = 0.2) -> None:
+    """Run the daemon in this process until SIGTERM or SIGINT (`gt up --foreground`)."""
+    other = running(town)
+    if other is not None and other != os.getpid():
+        raise TownError(f"the town at {town.root} has a daemon already (pid {other}); gt down first")
+    town.root.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    pid_file(town).write_text(f"{os.getpid()} {time.time():.0f}\n")
+    log.info("town %s: daemon %d up", town.root, os.getpid())
+    try:
+        TownDaemon(town, poll).run(stop)
+    finally:
+        with contextlib.suppress(FileNotFoundError, ValueError, IndexError):
+            if int(pid_file(town).read_text().split()[0]) == os.getpid():
+                pid_file(town).unlink()
+        log.info("town %s: daemon %d down", town.root, os.getpid())
+
+
+def start(town: Town, timeout: float = 15.0) -> int:
+    """Start the daemon in the background; its pid once it is up."""
+    pid = running(town)
+    if pid is not None:
+        return pid
+    town.root.mkdir(parents=True, exist_ok=True)
+    with log_file(town).open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "gastown.cli.main", "up", "--foreground",
+                                 "--town", str(town.root)], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if running(town) == proc.pid:
+            return proc.pid
+        if proc.poll() is not None:
+            tail = log_file(town).read_text(errors="replace").splitlines()[-5:]
+            raise TownError(f"the daemon exited at once (code {proc.returncode}): " + " | ".join(tail))
+        time.sleep(0.05)
+    raise TownError(f"the daemon did not come up within {timeout:.0f}s; see {log_file(town)}")
+
+
+def stop(town: Town, timeout: float = 30.0) -> int | None:
+    """Stop the daemon (SIGTERM, then SIGKILL after ``timeout``); the pid it had, if it ran."""
+    pid = running(town)
+    if pid is None:
+        return None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and running(town) == pid:
+        time.sleep(0.05)
+    if running(town) == pid:
+        os.kill(pid, signal.SIGKILL)
+        pid_file(town).unlink(missing_ok=True)
+    return pid
