@@ -6,12 +6,14 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+HELM   := $(BIN)/helm
 PYTEST_ARGS ?=
 
-.PHONY: help venv test unit integration lint fmt crds crds-check run bench demo clean
+.PHONY: help venv test chart-lint unit integration lint fmt crds crds-check run bench demo clean \
+        kind-up image kind-load deploy e2e kind-down
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	@command -v git >/dev/null || { echo "installing git"; apt-get update -qq && apt-get install -y -qq git >/dev/null; }
@@ -20,11 +22,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $@
 
-venv: $(STAMP) ## Create .venv with gastown and the test tools
+$(HELM): scripts/fetch_helm.py | $(STAMP)
+	$(BIN)/python scripts/fetch_helm.py $@
 
-test: $(STAMP) ## Lint, check generated files, run every test (e2e only when a cluster is reachable)
-	$(MAKE) --no-print-directory lint crds-check
+venv: $(STAMP) $(HELM) ## Create .venv with gastown, the test tools and helm
+
+test: $(STAMP) $(HELM) ## Lint, check generated files, the chart, run every test (e2e only with a cluster)
+	$(MAKE) --no-print-directory lint crds-check chart-lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+chart-lint: $(HELM) ## helm lint --strict, with the default values and with every option on
+	$(HELM) lint --strict charts/gastown
+	$(HELM) lint --strict charts/gastown --set 'watchNamespaces={team-a,team-b}' --set serviceMonitor.enabled=true \
+	  --set peering.enabled=false
 
 unit: $(STAMP) ## Unit tests only
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
@@ -39,10 +49,10 @@ fmt: $(STAMP) ## Fix what ruff can fix
 	$(BIN)/ruff check --fix operator tests bench
 
 crds: $(STAMP) ## Regenerate crds/ from the API models
-	$(BIN)/python -m gastown.api.crdgen crds
+	$(BIN)/python -m gastown.api.crdgen crds charts/gastown/crds
 
 crds-check: $(STAMP) ## Fail when crds/ drifted from the models
-	$(BIN)/python -m gastown.api.crdgen crds --check
+	$(BIN)/python -m gastown.api.crdgen crds charts/gastown/crds --check
 
 run: $(STAMP) ## Run the operator against the current kubeconfig
 	$(BIN)/gt operator run
@@ -54,6 +64,34 @@ bench: $(STAMP) ## Benchmarks: print figures (never part of `make test`)
 
 demo: $(STAMP) ## A town on this machine builds a small library with scripted agents (DEMO_RUNTIME=claude: real ones)
 	$(BIN)/python -m gastown.demo
+
+# --- a local cluster with kind (needs Docker and kind) ------------------------------------------
+KIND_CLUSTER ?= gastown
+IMAGE_TAG    ?= dev
+AGENTS       ?= @anthropic-ai/claude-code
+NAMESPACE    ?= gastown-system
+
+kind-up: ## Create the kind cluster (kind-config.yaml: a control plane and an agents node)
+	kind create cluster --name $(KIND_CLUSTER) --config kind-config.yaml
+
+image: ## Build the operator and agent images (AGENTS: the npm packages of the agent CLIs)
+	docker build -f images/operator/Dockerfile -t gastown/operator:$(IMAGE_TAG) .
+	docker build -f images/agent/Dockerfile --build-arg AGENTS="$(AGENTS)" -t gastown/agent:$(IMAGE_TAG) .
+
+kind-load: image ## Load the images into the kind cluster
+	kind load docker-image gastown/operator:$(IMAGE_TAG) gastown/agent:$(IMAGE_TAG) --name $(KIND_CLUSTER)
+
+deploy: $(HELM) ## Install or upgrade the chart with the local images (CRDs applied first: Helm never upgrades them)
+	kubectl apply --server-side --force-conflicts -f charts/gastown/crds/
+	$(HELM) upgrade --install gastown charts/gastown --namespace $(NAMESPACE) --create-namespace \
+	  --set image.tag=$(IMAGE_TAG) --set agentImage.tag=$(IMAGE_TAG) --wait
+	$(HELM) test gastown --namespace $(NAMESPACE)
+
+e2e: $(STAMP) $(HELM) ## The end-to-end suite against the cluster of KUBECONFIG (installs its own release)
+	GT_E2E_IMAGE_TAG=$(IMAGE_TAG) $(BIN)/python -m pytest tests/e2e -rs $(PYTEST_ARGS)
+
+kind-down: ## Delete the kind cluster
+	kind delete cluster --name $(KIND_CLUSTER)
 
 clean: ## Remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .demo

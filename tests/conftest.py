@@ -14,6 +14,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from gastown.kube import rbac  # noqa: E402
+
 from kubeapi import KubeAPI  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +39,9 @@ def kubeapi() -> Iterator[KubeAPI]:
     api = KubeAPI().start()
     yield api
     api.stop()
+    # every call made (by the operator, or a `gt` command acting for a user) is one the chart's RBAC allows
+    denied = sorted(c for c in api.verbs() if not rbac.allows(rbac.NAMESPACED + rbac.CLUSTER, *c))
+    assert not denied, f"API calls no RBAC rule of gastown.kube.rbac allows: {denied}"
 
 
 @pytest.fixture

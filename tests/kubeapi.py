@@ -406,6 +406,27 @@ class KubeAPI:
         except PatchTestFailed as e:
             return ApiError(422, "Invalid", str(e)).response()
 
+    def verbs(self) -> set[tuple[str, str, str]]:
+        """(verb, API group, resource or resource/subresource) of every API request served: what
+        RBAC must allow. Discovery is left out (every authenticated client may read it)."""
+        out = set()
+        for method, path_qs in list(self.requests):
+            path, _, query = path_qs.partition("?")
+            if self._discovery(path) is not None:
+                continue
+            try:
+                parsed = self._parse(path)
+            except ApiError:
+                continue
+            if parsed is None:
+                continue
+            res, _ns, name, sub = parsed
+            watch = "watch=true" in query or "watch=1" in query
+            verb = {"GET": "watch" if watch else "get" if name else "list", "POST": "create", "PUT": "update",
+                    "PATCH": "patch", "DELETE": "delete"}[method]
+            out.add((verb, res.group, f"{res.plural}/{sub}" if sub else res.plural))
+        return out
+
     def _parse(self, path: str) -> tuple[Resource, str | None, str | None, str | None] | None:
         parts = [p for p in path.split("/") if p]
         if parts[:1] == ["api"]:

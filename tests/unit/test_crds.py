@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from gastown.api import KINDS, Invalid, parse_object
-from gastown.api.crdgen import crd, filename, main, render
+from gastown.api.crdgen import crd, filename, main, peering_crds, render
 
 from crdcheck import crd_errors
 
@@ -18,9 +18,18 @@ CRDS = {k.kind: crd(k) for k in KINDS}
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
-def test_committed_crd_matches_the_models(kind):
-    path = ROOT / "crds" / filename(kind)
-    assert path.read_text() == render(kind), "crds/ drifted from gastown.api: run `make crds`"
+@pytest.mark.parametrize("folder", ["crds", "charts/gastown/crds"])
+def test_committed_crds_match_the_models_in_both_places(kind, folder):
+    path = ROOT / folder / filename(kind)
+    assert path.read_text() == render(kind), f"{folder}/ drifted from gastown.api: run `make crds`"
+
+
+def test_the_peering_crds_are_kopfs_two_kinds():
+    docs = list(yaml.safe_load_all(peering_crds()))
+    assert [(d["spec"]["names"]["kind"], d["spec"]["scope"]) for d in docs] == [
+        ("ClusterKopfPeering", "Cluster"), ("KopfPeering", "Namespaced")]
+    for folder in ("crds", "charts/gastown/crds"):
+        assert (ROOT / folder / "kopf.dev_peerings.yaml").read_text() == peering_crds()
 
 
 def test_check_mode_detects_drift(tmp_path, capsys):

@@ -1,6 +1,7 @@
 """Generate apiextensions.k8s.io/v1 CustomResourceDefinitions from the API models.
 
-Usage: ``python -m gastown.api.crdgen DIR`` writes one YAML file per kind into DIR;
+Usage: ``python -m gastown.api.crdgen DIR...`` writes one YAML file per kind into each DIR
+(crds/ and the Helm chart's crds/), and the CRDs of kopf's peering objects;
 ``--check`` exits 1 and names the files that differ instead of writing.
 """
 
@@ -143,21 +144,43 @@ def filename(kind: Kind) -> str:
     return f"{kind.group}_{kind.plural}.yaml"
 
 
+def peering_crds() -> str:
+    """kopf's peering resources (operators of one town elect the active one through them)."""
+    docs = []
+    for kind, scope in (("ClusterKopfPeering", "Cluster"), ("KopfPeering", "Namespaced")):
+        plural = f"{kind.lower()}s"
+        docs.append({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{plural}.kopf.dev"},
+            "spec": {"group": "kopf.dev", "scope": scope,
+                     "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+                     "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                         "type": "object", "description": "Peers of the operators sharing this name.",
+                         "properties": {"status": {"type": "object",
+                                                   "x-kubernetes-preserve-unknown-fields": True}}}}}]}})
+    return HEADER + "---\n".join(yaml.safe_dump(d, sort_keys=False, width=100) for d in docs)
+
+
+def files() -> dict[str, str]:
+    return {**{filename(kind): render(kind) for kind in KINDS}, "kopf.dev_peerings.yaml": peering_crds()}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m gastown.api.crdgen", description=__doc__.split("\n")[0])
-    ap.add_argument("dir", type=Path, help="folder for the CRD files (crds/)")
+    ap.add_argument("dirs", type=Path, nargs="+", metavar="DIR",
+                    help="folders for the CRD files (crds/, charts/gastown/crds/)")
     ap.add_argument("--check", action="store_true", help="do not write; exit 1 when files differ")
     args = ap.parse_args(argv)
     stale = []
-    for kind in KINDS:
-        path = args.dir / filename(kind)
-        text = render(kind)
-        if path.exists() and path.read_text() == text:
-            continue
-        stale.append(path)
-        if not args.check:
-            args.dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+    for folder in args.dirs:
+        for name, text in files().items():
+            path = folder / name
+            if path.exists() and path.read_text() == text:
+                continue
+            stale.append(path)
+            if not args.check:
+                folder.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
     if args.check and stale:
         print("out of date (run `make crds`): " + ", ".join(map(str, stale)), file=sys.stderr)
         return 1

@@ -54,12 +54,3 @@ def ensure(obj: dict) -> str:
     _call("PATCH", path(obj, named=True), obj, "application/merge-patch+json")
     return "updated"
 
-
-def delete(obj: dict) -> None:
-    from kubernetes.client.rest import ApiException
-
-    try:
-        _call("DELETE", path(obj, named=True))
-    except ApiException as e:
-        if e.status != 404:
-            raise

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -12,6 +14,7 @@ from kubernetes.client.rest import ApiException
 from ..api import GROUP, VERSION, Condition, Invalid, RigSpec, set_condition
 from ..api.validation import parse_spec
 from ..ledger import LedgerError
+from ..runtimes.config import config_file
 from ..runtimes.kubernetes import COMPONENT, agent_service_account
 from .admission import current_conditions
 from .objects import ensure
@@ -26,6 +29,16 @@ QUOTA_PODS, QUOTA_JOBS = "gastown-agent-pods", "gastown-jobs"
 def _owner(name: str, uid: str) -> list[dict]:
     return [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "Rig", "name": name, "uid": uid,
              "controller": True, "blockOwnerDeletion": True}]
+
+
+def runtimes_configmap(namespace: str, configmap: str | None, runtimes_file: Path) -> dict | None:
+    """The custom runtimes file, copied into a rig's namespace for its session pods to mount (a
+    pod mounts ConfigMaps of its own namespace only). Pure but for reading the file."""
+    if not configmap or not runtimes_file.is_file():
+        return None
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": configmap, "namespace": namespace, "labels": MANAGED},
+            "data": {"runtimes.yaml": runtimes_file.read_text()}}
 
 
 def rig_objects(namespace: str, name: str, uid: str, spec: RigSpec) -> list[dict]:
@@ -106,7 +119,8 @@ def reconcile_rig(name: str, namespace: str, uid: str, spec: Mapping, body: kopf
         raise kopf.TemporaryError(message, delay=min(10 * 2 ** retry, 300)) from e
     conditions = _condition(conditions, "GitReachable", True, "Reachable", rig.git_url, generation)
     conditions = _condition(conditions, "LedgerReady", True, "Ready", f"gastown/ledger at {head[:12]}", generation)
-    for obj in rig_objects(namespace, name, uid, rig):
+    runtimes = runtimes_configmap(namespace, os.environ.get("GT_RUNTIMES_CONFIGMAP"), config_file())
+    for obj in [*rig_objects(namespace, name, uid, rig), *([runtimes] if runtimes else [])]:
         ensure(obj)
     limits = [rig.max_polecats]
     for (ns, other), specs in rigs_by_name.items():

@@ -1,0 +1,54 @@
+"""What the operator may do on the API: the rules its Helm chart grants, kept in one list.
+
+The chart's RBAC renders exactly these (tests/unit/test_chart.py checks both ways), and every
+integration test against the API double checks that each call the operator made is allowed by
+them (tests/conftest.py), so a new API call without a rule fails a test.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Rule(NamedTuple):
+    group: str  # "" is the core API group
+    resources: tuple[str, ...]
+    verbs: tuple[str, ...]
+    why: str
+
+
+WATCH = ("get", "list", "watch")
+CRS = ("rigs", "polecats", "convoys", "mergequeues")
+
+# namespaced: a Role in each watched namespace, or a ClusterRole when watching all of them
+NAMESPACED = (
+    Rule("gastown.dev", CRS, (*WATCH, "patch"), "reconcile; kopf's finalizers and annotations"),
+    Rule("gastown.dev", tuple(f"{r}/status" for r in CRS), ("get", "patch"), "status projected from the ledger"),
+    Rule("gastown.dev", ("polecats",), ("create",), "a rig grows a polecat when work waits"),
+    Rule("batch", ("jobs",), (*WATCH, "create"), "sessions, the Mayor, verification runs"),
+    Rule("", ("pods",), WATCH, "session pod failures (OOMKilled, ImagePullBackOff, ...)"),
+    Rule("coordination.k8s.io", ("leases",), (*WATCH, "create", "update"),
+         "session heartbeats; held so that the rig's Role may grant them to agent pods"),
+    Rule("", ("events",), ("create", "patch"), "Events on gastown's objects (kopf and the operator)"),
+    Rule("", ("secrets",), ("get",), "git credentials, webhook URLs, named by the Rig"),
+    Rule("", ("serviceaccounts", "resourcequotas", "configmaps"), ("create", "patch"),
+         "each rig's agent account and quota; the custom runtimes for session pods"),
+    Rule("rbac.authorization.k8s.io", ("roles", "rolebindings"), ("create", "patch"), "each rig's agent Role"),
+    Rule("networking.k8s.io", ("networkpolicies",), ("create", "patch"), "each rig's NetworkPolicy"),
+    Rule("kopf.dev", ("kopfpeerings",), ("get", "list", "watch", "patch"), "peering, when watching namespaces"),
+)
+
+# cluster-scoped: always a ClusterRole
+CLUSTER = (
+    Rule("apiextensions.k8s.io", ("customresourcedefinitions",), ("list", "watch"), "kopf finds its resources"),
+    Rule("", ("namespaces",), ("list", "watch"), "kopf follows the namespaces it watches"),
+    Rule("kopf.dev", ("clusterkopfpeerings",), ("get", "list", "watch", "patch"), "peering, when watching all"),
+)
+
+
+def allows(rules: tuple[Rule, ...], verb: str, group: str, resource: str) -> bool:
+    return any(r.group == group and resource in r.resources and verb in r.verbs for r in rules)
+
+
+def triples(rules: tuple[Rule, ...]) -> set[tuple[str, str, str]]:
+    return {(v, r.group, res) for r in rules for res in r.resources for v in r.verbs}

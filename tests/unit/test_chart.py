@@ -1,0 +1,165 @@
+"""The Helm chart, rendered by a real helm: Kubernetes schemas, least-privilege RBAC, the Deployment."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from gastown.kube import rbac
+from gastown.runtimes.config import RuntimeDef
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "gastown"
+KUBE_VERSION = "1.31.0"
+NOT_IN_CORE = {"ClusterKopfPeering", "KopfPeering", "ServiceMonitor"}  # CRDs: checked by hand below
+
+
+def helm() -> str:
+    found = os.environ.get("GT_HELM") or (str(ROOT / ".venv" / "bin" / "helm")
+                                         if (ROOT / ".venv" / "bin" / "helm").exists() else shutil.which("helm"))
+    if not found:
+        pytest.fail("no helm: `make venv` installs one (scripts/fetch_helm.py)")
+    return found
+
+
+def template(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([helm(), "template", "gt", str(CHART), "--namespace", "gastown-system",
+                           "--kube-version", KUBE_VERSION, *args], capture_output=True, text=True, timeout=60)
+
+
+def render(*args: str) -> list[dict]:
+    proc = template(*args)
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def by_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+EVERYTHING = ("--set", "watchNamespaces={team-a,team-b}", "--set", "serviceMonitor.enabled=true",
+              "--set", "peering.enabled=false", "--set", "logLevel=debug", "--set", "image.tag=1.2.3",
+              "--set-json", 'runtimes={"mycli": {"command": ["mycli", "run"], "promptMode": "file"}}',
+              "--set-json", 'extraEnv=[{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}]')
+
+
+@pytest.mark.parametrize("args", [(), EVERYTHING], ids=["defaults", "everything-on"])
+def test_rendered_manifests_are_valid_kubernetes(args):
+    docs = render(*args)
+    for doc in docs:
+        if doc["kind"] in NOT_IN_CORE:
+            assert doc["apiVersion"] in ("kopf.dev/v1", "monitoring.coreos.com/v1") and doc["metadata"]["name"]
+            continue
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+        labels = doc["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "gastown" and labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["app.kubernetes.io/instance"] == "gt" and labels["helm.sh/chart"] == "gastown-0.1.0"
+
+
+def rules_of(role: dict) -> set[tuple[str, str, str]]:
+    return {(v, g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+            for v in rule["verbs"]}
+
+
+def test_watching_every_namespace_is_one_cluster_role_with_exactly_the_operators_rules():
+    docs = render()
+    (role,) = by_kind(docs, "ClusterRole")
+    assert rules_of(role) == rbac.triples(rbac.NAMESPACED + rbac.CLUSTER)
+    assert not by_kind(docs, "Role")
+    (binding,) = by_kind(docs, "ClusterRoleBinding")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gt-gastown", "namespace": "gastown-system"}]
+    assert all("*" not in verb for rule in role["rules"] for verb in rule["verbs"] + rule["resources"])
+    (peering,) = by_kind(docs, "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == "gastown"
+
+
+def test_watching_some_namespaces_is_a_role_in_each_and_a_small_cluster_role():
+    docs = render("--set", "watchNamespaces={team-a,team-b}")
+    (cluster_role,) = by_kind(docs, "ClusterRole")
+    assert rules_of(cluster_role) == rbac.triples(rbac.CLUSTER)
+    roles = by_kind(docs, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert all(rules_of(r) == rbac.triples(rbac.NAMESPACED) for r in roles)
+    assert sorted(b["metadata"]["namespace"] for b in by_kind(docs, "RoleBinding")) == ["team-a", "team-b"]
+    assert sorted(p["metadata"]["namespace"] for p in by_kind(docs, "KopfPeering")) == ["team-a", "team-b"]
+    (deployment,) = by_kind(docs, "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args and "--all-namespaces" not in args
+
+
+def test_the_operator_deployment():
+    (deployment,) = by_kind(render(), "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["serviceAccountName"] == "gt-gastown"
+    (container,) = pod["containers"]
+    assert container["image"] == "gastown/operator:0.1.0"
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["resources"]["limits"]["memory"] and container["resources"]["requests"]["cpu"]
+    assert "--all-namespaces" in container["args"] and "--peering-name=gastown" in container["args"]
+    assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["GT_AGENT_IMAGE"] == "gastown/agent:0.1.0" and env["GT_RUNTIMES_CONFIGMAP"] == "gastown-runtimes"
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/var/cache/gastown", "/tmp", "/home/gastown", "/etc/gastown/runtimes"} <= mounts
+
+
+def test_standalone_debug_and_custom_runtimes():
+    docs = render(*EVERYTHING)
+    (deployment,) = by_kind(docs, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "--standalone" in container["args"] and "--verbose" in container["args"]
+    assert container["image"] == "gastown/operator:1.2.3"
+    assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in container["env"]
+    assert not by_kind(docs, "KopfPeering") and not by_kind(docs, "ClusterKopfPeering")
+    (configmap,) = by_kind(docs, "ConfigMap")
+    runtimes = yaml.safe_load(configmap["data"]["runtimes.yaml"])["runtimes"]
+    assert RuntimeDef.model_validate(runtimes["mycli"]).prompt_mode == "file"
+    (monitor,) = by_kind(docs, "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["port"] == "http"
+
+
+def test_helm_test_hook_probes_the_service():
+    proc = subprocess.run([helm(), "template", "gt", str(CHART), "--namespace", "ns", "--show-only",
+                           "templates/tests/test-liveness.yaml"], capture_output=True, text=True, timeout=60)
+    pod = yaml.safe_load(proc.stdout)
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert "http://gt-gastown.ns.svc:8080/healthz" in pod["spec"]["containers"][0]["command"][2]
+    kubernetes_validate.validate(pod, KUBE_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("args,error", [
+    (("--set", "workers=0"), "workers"),
+    (("--set", "replicas=3"), "Additional property replicas is not allowed"),
+    (("--set", "watchNamespaces={Team_A}"), "watchNamespaces"),
+    (("--set", "service.type=Ingress"), "service.type"),
+    (("--set", "logLevel=loud"), "logLevel"),
+    (("--set-json", 'runtimes={"x": {"args": []}}'), "command"),
+])
+def test_the_values_schema_rejects_bad_values(args, error):
+    proc = template(*args)
+    assert proc.returncode != 0 and error in proc.stderr, proc.stderr
+
+
+def test_the_values_file_documents_every_key_the_schema_knows():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(values) == set(schema["properties"])
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    starts = [n for n, line in enumerate(lines) if line[:1].isalpha()]
+    for start, end in zip(starts, [*starts[1:], len(lines)], strict=True):  # a comment in its paragraph
+        paragraph = start
+        while paragraph > 0 and lines[paragraph - 1].strip():
+            paragraph -= 1
+        assert any("#" in line for line in lines[paragraph:end]), lines[start]
