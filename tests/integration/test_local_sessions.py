@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -126,3 +128,22 @@ def test_an_unknown_bead_fails_cleanly(rig, backend):
     rig.hooked_bead("something")
     outcome = start(backend, rig, "gt-zzzz", "edit").wait(60)
     assert outcome.status == "failed" and "no bead gt-zzzz" in outcome.reason
+
+
+def test_a_session_stopped_from_outside_saves_its_work_first(rig, backend):
+    """SIGTERM to the session (the Witness stopping it, or Kubernetes deleting its pod): the runtime
+    is stopped, what it wrote is committed and pushed on the branch, and the end is recorded."""
+    bead = rig.hooked_bead("Think forever")
+    session = start(backend, rig, bead, "hang")
+    log = session.dir / "session.log"
+    for _ in range(200):
+        if log.exists() and "thinking very hard" in log.read_text():
+            break
+        time.sleep(0.05)
+    os.kill(session.pid, signal.SIGTERM)  # the wrapper only: its runtime is in a process group of its own
+    outcome = session.wait(60)
+    assert outcome.status == "failed" and "stopped from outside" in outcome.reason
+    assert rig.branch_file(f"polecat/furiosa/{bead}", "PARTIAL.md") == "half done"
+    with rig.ledger() as lg:
+        work = lg.get(bead)
+    assert work.status == Status.HOOKED and work.metadata["ended"] == session.name  # ready for a restart

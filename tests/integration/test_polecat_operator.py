@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from gastown.ledger import Status
-from gastown.polecats import Hook, agent_id
+from gastown.polecats import Hook, StartSession, agent_id
+from gastown.runtimes.kubernetes import session_name
 
 from conftest import wait_for
 from rigs import make_rig
@@ -147,3 +149,60 @@ def test_pod_failure_states_become_polecat_conditions_and_events(kubeapi, operat
     kubeapi.patch("pods", "default", "gt-furiosa-gt-abc-1-x", {"metadata": {"labels": {"seen": "again"}}})
     time.sleep(1.5)
     assert len([e for e in kubeapi.events("default", "furiosa") if e["reason"] == reason]) == 1
+
+
+def _session_pod(kubeapi, job, started):
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    kubeapi.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{job['metadata']['name']}-x",
+                                                                   "namespace": "default", "labels": labels},
+                    "spec": {"containers": [{"name": "agent", "image": "gastown/agent"}]}})
+    kubeapi.patch("pods", "default", f"{job['metadata']['name']}-x", {"status": {"phase": "Running",
+                  "containerStatuses": [{"name": "agent", "ready": True, "restartCount": 0, "image": "a",
+                                         "imageID": "a", "state": {"running": {"startedAt": started}}}]}},
+                  subresource="status")
+
+
+def test_the_cluster_witness_restarts_a_lost_session_and_stops_a_hung_one(kubeapi, operator, rig, monkeypatch):
+    monkeypatch.setenv("GT_PATROL_SECONDS", "1")  # time-driven patrols, fast
+    op = operator()
+    apply_rig_and_polecat(kubeapi, rig)
+    wait_for(lambda: kubeapi.get("polecats", "default", "furiosa").get("status"), timeout=30, what="the polecat")
+    with rig.ledger() as lg:
+        bead = lg.create("Add login")
+        lg.apply(Hook(bead.id, "furiosa", "user tester"))
+
+    def job(count):
+        return next((j for j in kubeapi.list("jobs", "default") if j["metadata"]["name"] ==
+                     session_name("furiosa", bead.id, count)), None)
+
+    # session 1 starts, beats, then its pod dies (OOMKilled) without a word to the ledger
+    first = wait_for(lambda: job(1), timeout=30, what="session 1")
+    name = first["metadata"]["name"]
+    with rig.ledger() as lg:
+        lg.apply(StartSession(bead.id, "furiosa", name, "polecat furiosa"))
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    _session_pod(kubeapi, first, now)
+    kubeapi.patch("jobs", "default", name, {"status": {"conditions": [
+        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}}, subresource="status")
+    # the Witness sees the session gone with the bead in progress: stalled; the end is recorded, a new session starts
+    second = wait_for(lambda: job(2), timeout=30, what=f"session 2 after a lost session\n{op.output()}")
+    with rig.ledger() as lg:
+        work = lg.get(bead.id)
+    assert work.metadata["ended"] == name and work.metadata["attempts"] == 1
+    assert "is gone without a result" in work.comments[-1].text
+
+    # session 2 runs but its heartbeat stopped ten minutes ago: hung; it is stopped, and a third starts
+    name = second["metadata"]["name"]
+    with rig.ledger() as lg:
+        lg.apply(StartSession(bead.id, "furiosa", name, "polecat furiosa"))
+    stale = (datetime.now(UTC) - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    _session_pod(kubeapi, second, stale)
+    kubeapi.create({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {
+        "name": name, "labels": {"app.kubernetes.io/component": "heartbeat", "gastown.dev/polecat": "furiosa"}},
+        "spec": {"holderIdentity": name, "renewTime": stale.replace("Z", ".000000Z")}})
+    wait_for(lambda: job(3), timeout=30, what="session 3 after a hung one")
+    assert job(2) is None  # deleted: its pod got SIGTERM and its grace period to push its work
+    with rig.ledger() as lg:
+        work = lg.get(bead.id)
+    assert work.metadata["ended"] == name and work.metadata["attempts"] == 2
+    assert work.metadata["last_outcome"] == "hung"

@@ -46,3 +46,20 @@ def test_a_session_that_lingers_long_after_its_result_is_cleaned_up():
     assert judge("furiosa", done, running, T, NOW + timedelta(seconds=60)).verdict == "healthy"
     late = judge("furiosa", done, running, T, NOW + timedelta(seconds=121))
     assert late.verdict == "done-not-cleaned" and "recorded 121s ago" in late.reason
+
+
+def test_cluster_signals_come_from_the_newest_job_its_pod_and_its_lease():
+    from gastown.kube.sessions import session_signals
+
+    now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    sessions = {("ns", "furiosa"): [{"name": "gt-furiosa-gt-abc-1", "active": False, "created": "2026-11-24T11:00:00Z"},
+                                    {"name": "gt-furiosa-gt-abc-2", "active": True, "created": "2026-11-24T11:50:00Z"}],
+                ("ns", "nux"): [{"name": "gt-nux-gt-def-1", "active": True, "created": "2026-11-24T11:00:00Z"}]}
+    starts = {("ns", "gt-furiosa-gt-abc-2"): ["2026-11-24T11:55:00Z"], ("ns", "gt-nux-gt-def-1"): [None]}
+    beats = {("ns", "gt-furiosa-gt-abc-2"): ["2026-11-24T11:59:30.000000Z"]}
+    signals = session_signals("ns", ["furiosa", "nux", "capable"], sessions, starts, beats, now)
+    assert signals["furiosa"] == SessionSignal("gt-furiosa-gt-abc-2", True, 300.0, 30.0)
+    # a pod still pulling its image an hour on is starting, not hung (its trouble is a condition)
+    assert signals["nux"] == SessionSignal("gt-nux-gt-def-1", True, 0.0, None)
+    assert judge("nux", bead(session="gt-nux-gt-def-1"), signals["nux"], Thresholds()).verdict == "healthy"
+    assert "capable" not in signals

@@ -52,7 +52,7 @@ app.kubernetes.io/component: operator
   verbs: [create]
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, watch, create]
+  verbs: [get, list, watch, create, delete]
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]

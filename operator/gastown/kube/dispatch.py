@@ -1,22 +1,26 @@
 """The rig loop on a cluster: the rig pass with Polecat resources and Jobs as its ports.
 
 One kopf daemon per Rig. It wakes when the ledger moves (one ls-remote per poll for the
-whole rig) or when kopf's indexes of the rig's Polecats, session Jobs and Convoys change;
-it never polls the Kubernetes API. After each pass it projects the ledger onto the status of
+whole rig), when kopf's indexes of the rig's Polecats, Jobs, Convoys and MergeQueues change,
+and every PATROL_SECONDS for what only time changes (the Witness's heartbeat ages, escalation
+bumps); it never polls the Kubernetes API. After each pass it projects the ledger onto the status of
 the Rig, its Polecats (restarts) and its Convoys.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 from kubernetes import client
 
 from .. import convoy as convoys
-from .. import escalation, notify
+from .. import escalation, notify, witness
 from ..api import GROUP, VERSION, Condition, Invalid, PolecatSpec, RigSpec, set_condition
 from ..api.validation import parse_spec
 from ..escalation import Routes
@@ -37,10 +41,12 @@ from .client import api_client, post_event, put_status, read_secret, set_conditi
 from .convoys import convoy_status
 from .mergequeues import active_queue, project_queues, queue_settings
 from .objects import ensure
-from .sessions import ledgers, rig_spec
+from .sessions import ledgers, rig_spec, session_signals
 
 log = logging.getLogger("gastown.dispatch")
 POLL_SECONDS = 2.0
+# a pass at least this often: heartbeats go stale and escalations age without events
+PATROL_SECONDS = float(os.environ.get("GT_PATROL_SECONDS", "30"))
 ACTOR = "gastown operator"
 
 
@@ -49,10 +55,12 @@ class KubePort:
                  polecats: Mapping[str, dict], sessions: kopf.Index, convoy_refs: Mapping[str, dict],
                  backend: KubernetesBackend, rig_status: Mapping | None = None,
                  peers: Callable[[str], Ledger | None] | None = None, queue: dict | None = None,
-                 verification_jobs: list[dict] | None = None):
+                 verification_jobs: list[dict] | None = None, starts: Mapping | None = None,
+                 heartbeats: Mapping | None = None):
         self.rig_status = rig_status or {}
         self.peers = peers or (lambda rig: None)
         self.queue, self.verification_jobs = queue, verification_jobs or []
+        self.starts, self.heartbeats = starts or {}, heartbeats or {}
         self.namespace, self.rig_name, self.rig_uid, self.rig, self.prefix = namespace, rig_name, rig_uid, rig, prefix
         self.known, self.sessions, self.convoy_refs, self.backend = polecats, sessions, convoy_refs, backend
 
@@ -140,14 +148,20 @@ class KubePort:
     def parts_done(self, key: str, rigs: list[str]) -> bool:
         return parts_done(self.peers, key, rigs)
 
-    def session_signals(self) -> None:
-        return None  # the cluster Witness (Jobs, Pods, Leases) is not here yet: no verdicts without signals
+    def session_signals(self) -> dict[str, witness.SessionSignal]:
+        return session_signals(self.namespace, self.known, self.sessions, self.starts, self.heartbeats,
+                               datetime.now(UTC))
 
     def salvage(self, polecat: str, bead: str) -> None:
-        pass
+        """Nothing to do from here: a session pod saves its own work when it is stopped (its wrapper
+        commits and pushes on SIGTERM, within the pod's grace period), and a pod already gone
+        pushed what it had when its runtime ended."""
 
     def stop_session(self, polecat: str) -> None:
-        pass
+        jobs = [j for j in self.sessions.get((self.namespace, polecat), []) if j["active"]]
+        for job in jobs:
+            self.backend.stop(self.namespace, job["name"])
+            log.info("rig %s/%s: stopped session %s of %s", self.namespace, self.rig_name, job["name"], polecat)
 
     def deliver(self, esc: Bead, route: str) -> bool:
         body = escalation.message(esc)
@@ -177,7 +191,8 @@ class KubePort:
 def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping, stopped: kopf.DaemonStopped,
              memo: kopf.Memo, polecats_by_rig: kopf.Index, sessions_by_polecat: kopf.Index,
              convoys_by_rig: kopf.Index, rigs_by_name: kopf.Index, mergequeues_by_rig: kopf.Index,
-             verifications_by_rig: kopf.Index, **_: Any) -> None:
+             verifications_by_rig: kopf.Index, session_starts: kopf.Index, heartbeats_by_session: kopf.Index,
+             **_: Any) -> None:
     try:
         rig = parse_spec(RigSpec, spec)
     except Invalid:
@@ -190,6 +205,7 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping
 
     backend = KubernetesBackend(api_client())
     seen: object = None
+    last_pass = 0.0
     projected: dict[str, Any] = {}
     git_error: str | None = None
     peer_rigs: set[str] = set()
@@ -209,13 +225,14 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping
         try:
             tip = ledger.refresh()
             port = KubePort(namespace, name, uid, rig, ledger.prefix, polecats, sessions_by_polecat, refs, backend,
-                            status, peer, queue, jobs)
+                            status, peer, queue, jobs, session_starts, heartbeats_by_session)
             # the parts of this rig's convoys on other rigs move other ledgers: their tips wake us too
             peer_tips = tuple((r, other.refresh()) for r in sorted(peer_rigs) if (other := peer(r)) is not None)
             fingerprint = (tip, tuple(sorted((p, p in port.busy()) for p in polecats)), tuple(sorted(refs)), peer_tips,
                            settings, tuple(sorted((m["name"], len(m["conditions"])) for m in queues)),
                            tuple(sorted((j["ident"] or "", j["ended"] or "") for j in jobs)))
-            if fingerprint != seen:
+            if fingerprint != seen or time.monotonic() - last_pass > PATROL_SECONDS:
+                last_pass = time.monotonic()
                 report = RigPass(name, ledger, port, rig.max_polecats, rig.runtime.preset, ACTOR,
                                  Routes.from_spec(rig.escalation), queue=settings).run(fresh=False)
                 project(namespace, name, ledger.prefix, ledger.tip, report.beads or {}, refs, polecats, projected,

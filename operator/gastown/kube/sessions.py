@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import kopf
 
+from .. import witness
 from ..api import GROUP, VERSION, Condition, Invalid, PolecatSpec, RigSpec
 from ..api.validation import parse_spec
 from ..ledger import LedgerError
@@ -40,8 +42,49 @@ def polecats_by_rig(namespace: str, name: str, uid: str, spec: Mapping, **_: Any
 
 
 @kopf.index("batch", "v1", "jobs", labels=SESSION_LABELS)
-def sessions_by_polecat(namespace: str, name: str, labels: Mapping, status: Mapping, **_: Any) -> dict:
-    return {(namespace, labels.get("gastown.dev/polecat")): {"name": name, "active": not job_finished(status)}}
+def sessions_by_polecat(namespace: str, name: str, labels: Mapping, status: Mapping, meta: Mapping,
+                        **_: Any) -> dict:
+    return {(namespace, labels.get("gastown.dev/polecat")): {
+        "name": name, "active": not job_finished(status), "created": meta.get("creationTimestamp") or ""}}
+
+
+@kopf.index("coordination.k8s.io", "v1", "leases", labels={"app.kubernetes.io/component": "heartbeat"})
+def heartbeats_by_session(namespace: str, name: str, spec: Mapping, **_: Any) -> dict:
+    """A session's Lease is named after it; its renewTime is the session's last heartbeat."""
+    return {(namespace, name): spec.get("renewTime")}
+
+
+@kopf.index("", "v1", "pods", labels=SESSION_LABELS)
+def session_starts(namespace: str, labels: Mapping, status: Mapping, **_: Any) -> dict:
+    """When the session's agent container started running (None while the pod is still starting)."""
+    started = next((cs["state"]["running"].get("startedAt") for cs in status.get("containerStatuses") or []
+                    if cs.get("name") == "agent" and (cs.get("state") or {}).get("running")), None)
+    return {(namespace, labels.get("gastown.dev/session")): started}
+
+
+def session_signals(namespace: str, polecats: Iterable[str], sessions: Mapping, starts: Mapping,
+                    heartbeats: Mapping, now: datetime) -> dict[str, witness.SessionSignal]:
+    """What the Witness needs to know of each polecat's newest session Job, from kopf's indexes. Pure.
+
+    A session's age counts from its agent container's start: a pod still pulling its image or
+    cloning is starting, never hung (a pod that cannot start shows as SessionHealthy=False, and
+    its Job's deadline ends it)."""
+    out = {}
+    for polecat in polecats:
+        jobs = list(sessions.get((namespace, polecat), []))
+        if not jobs:
+            continue
+        job = max(jobs, key=lambda j: j["created"])
+        started = [s for s in starts.get((namespace, job["name"]), []) if s]
+        beats = [b for b in heartbeats.get((namespace, job["name"]), []) if b]
+        age = max(0.0, (now - _when(max(started))).total_seconds()) if started else 0.0
+        beat = max(0.0, (now - _when(max(beats))).total_seconds()) if beats else None
+        out[polecat] = witness.SessionSignal(job["name"], job["active"], age, beat)
+    return out
+
+
+def _when(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
 def job_finished(status: Mapping) -> bool:

@@ -319,3 +319,13 @@ class KubernetesBackend:
             if e.status != 409:  # already created by an earlier pass: nothing to do
                 raise
         return job["metadata"]["name"]
+
+    def stop(self, namespace: str, name: str) -> None:
+        """Delete a Job and its pods: each gets SIGTERM and its grace period to save its work."""
+        from kubernetes.client.rest import ApiException
+
+        try:
+            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+        except ApiException as e:
+            if e.status != 404:
+                raise

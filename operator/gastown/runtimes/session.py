@@ -9,12 +9,14 @@ pushes its work (so a restart resumes it) and leaves the bead hooked to the pole
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -148,16 +150,19 @@ def _run(spec: SessionSpec, ledger: Ledger, started: float) -> Outcome:
     argv = runtime.argv(prompt=prompt, prompt_file=prompt_file, session_dir=spec.session_dir,
                         model=spec.model, extra_args=spec.extra_args,
                         resume=int(bead.metadata.get("attempts", 0)) > 0)
-    exit_code, timed_out = _execute(spec, argv, runtime.stdin(prompt), session_env(spec, prompt_file, branch))
+    exit_code, cut = _execute(spec, argv, runtime.stdin(prompt), session_env(spec, prompt_file, branch))
     seconds = time.monotonic() - started
 
     marker = _read_done(spec)
     if marker is not None:  # the agent ran `gt done` itself
         return Outcome(marker["status"], marker.get("reason", ""), exit_code, seconds,
                        marker.get("commit"), marker.get("result"))
-    if timed_out:
+    if cut == "timeout":
         outcome = Outcome("timeout", f"no result after {spec.deadline:.0f}s: the runtime was stopped",
                           exit_code, seconds)
+    elif cut == "stopped":
+        outcome = Outcome("failed", "stopped from outside (SIGTERM: the Witness, or the pod was deleted); "
+                                    "the work so far is saved on the branch", exit_code, seconds)
     elif exit_code == 0:
         done = finish(spec.rig, spec.bead, spec.polecat, spec.session, "completed", "", spec.workdir,
                       spec.target, spec.session_dir, spec.cache_dir, ledger=ledger)
@@ -177,8 +182,11 @@ def _run(spec: SessionSpec, ledger: Ledger, started: float) -> Outcome:
     return outcome
 
 
-def _execute(spec: SessionSpec, argv: list[str], stdin: bytes | None, env: dict[str, str]) -> tuple[int, bool]:
-    """Run the runtime until it exits or the deadline passes."""
+def _execute(spec: SessionSpec, argv: list[str], stdin: bytes | None,
+             env: dict[str, str]) -> tuple[int, str | None]:
+    """Run the runtime until it exits, the deadline passes ("timeout") or this process is asked to
+    stop ("stopped": SIGTERM, as when the Witness stops a session or Kubernetes deletes its pod);
+    in the two last cases the runtime is stopped and the caller saves the work."""
     with spec.log_path.open("ab") as log:
         try:
             proc = subprocess.Popen(argv, cwd=spec.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -186,17 +194,36 @@ def _execute(spec: SessionSpec, argv: list[str], stdin: bytes | None, env: dict[
                                     start_new_session=True)
         except FileNotFoundError:
             log.write(f"gastown: {argv[0]}: command not found\n".encode())
-            return 127, False
+            return 127, None
         except PermissionError as e:
             log.write(f"gastown: {argv[0]}: {e}\n".encode())
-            return 126, False
+            return 126, None
         if stdin is not None:
             threading.Thread(target=_feed, args=(proc, stdin), daemon=True).start()
-        try:
-            return proc.wait(timeout=spec.deadline), False
-        except subprocess.TimeoutExpired:
-            _stop(proc)
-            return proc.returncode, True
+        stopping = threading.Event()
+        with _on_sigterm(stopping.set):
+            deadline = time.monotonic() + spec.deadline
+            while True:
+                try:
+                    return proc.wait(timeout=0.2), None
+                except subprocess.TimeoutExpired:
+                    cut = "stopped" if stopping.is_set() else "timeout" if time.monotonic() > deadline else None
+                    if cut:
+                        _stop(proc)
+                        return proc.returncode, cut
+
+
+@contextlib.contextmanager
+def _on_sigterm(handler: Callable[[], None]) -> Iterator[None]:
+    """Call ``handler`` on SIGTERM instead of dying (only the main thread may set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: handler())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _feed(proc: subprocess.Popen, data: bytes) -> None:
