@@ -197,10 +197,10 @@ class RigPass:
                 log.warning("rig %s: polecat %s on %s is %s: %s", self.rig, j.polecat, j.bead, j.verdict, j.reason)
             if j.verdict in ("hung", "stalled"):
                 self.port.salvage(j.polecat, j.bead)  # work first: nothing unpushed is thrown away
+        if ops:  # recorded before the stop, so that the session's own last words do not replace the verdict
+            self._apply_all(ops)
         for polecat in stop:
             self.port.stop_session(polecat)
-        if ops:
-            self._apply_all(ops)
         return len(ops) + len(stop)
 
     def _others_done(self, convoy: Bead) -> bool:

@@ -206,3 +206,18 @@ def test_the_cluster_witness_restarts_a_lost_session_and_stops_a_hung_one(kubeap
         work = lg.get(bead.id)
     assert work.metadata["ended"] == name and work.metadata["attempts"] == 2
     assert work.metadata["last_outcome"] == "hung"
+
+
+def test_the_deacon_deletes_gastowns_jobs_that_lost_their_owner(kubeapi, operator, rig, monkeypatch):
+    monkeypatch.setenv("GT_DEACON_SECONDS", "1")
+    operator()
+    apply_rig_and_polecat(kubeapi, rig)
+    labels = {"app.kubernetes.io/component": "agent-session", "app.kubernetes.io/managed-by": "gastown-operator",
+              "gastown.dev/rig": "webapp", "gastown.dev/polecat": "furiosa", "gastown.dev/session": "gt-stray-1"}
+    kubeapi.create({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "gt-stray-1", "labels": labels},
+                    "spec": {"template": {"spec": {"containers": [{"name": "agent", "image": "x"}],
+                                                   "restartPolicy": "Never"}}}})
+    wait_for(lambda: kubeapi.get("jobs", "default", "gt-stray-1") is None, timeout=30, what="the stray Job deleted")
+    events = wait_for(lambda: [e for e in kubeapi.events("default", "webapp") if e["reason"] == "OrphanDeleted"],
+                      what="an OrphanDeleted Event")
+    assert "gt-stray-1" in events[0]["message"] and events[0]["involvedObject"]["kind"] == "Rig"

@@ -23,6 +23,7 @@ from .. import convoy as convoys
 from .. import escalation, notify, witness
 from ..api import GROUP, VERSION, Condition, Invalid, PolecatSpec, RigSpec, set_condition
 from ..api.validation import parse_spec
+from ..deacon import DEACON_SECONDS, Deacon
 from ..escalation import Routes
 from ..ledger import Bead, BeadType, Ledger, LedgerError, Status, counts_by_status
 from ..local.driver import parts_done
@@ -157,6 +158,22 @@ class KubePort:
         commits and pushes on SIGTERM, within the pod's grace period), and a pod already gone
         pushed what it had when its runtime ended."""
 
+    def orphan_jobs(self) -> list[str]:
+        """gastown's Jobs of this rig that lost their owner (made by hand, or their owner's
+        reference removed): nothing would ever clean them up."""
+        sessions = [j for (ns, _polecat), jobs in self.sessions.items() if ns == self.namespace for j in jobs
+                    if j.get("rig") == self.rig_name]
+        return sorted({j["name"] for j in [*sessions, *self.verification_jobs] if not j.get("owned", True)})
+
+    def patrol(self, ledger: Ledger) -> None:
+        """The Deacon's round for this rig: ledger heals, and orphaned Jobs deleted; each an Event."""
+        for heal in Deacon(ledger, ACTOR).patrol(list(self.known), self.busy(), self.rig.default_branch):
+            post_event(self.namespace, "Rig", self.rig_name, heal.kind, f"{heal.subject}: {heal.message}", "Warning")
+        for job in self.orphan_jobs():
+            self.backend.stop(self.namespace, job)
+            post_event(self.namespace, "Rig", self.rig_name, "OrphanDeleted",
+                       f"Job {job} was gastown's but had no owner: deleted", "Warning")
+
     def stop_session(self, polecat: str) -> None:
         jobs = [j for j in self.sessions.get((self.namespace, polecat), []) if j["active"]]
         for job in jobs:
@@ -205,7 +222,7 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping
 
     backend = KubernetesBackend(api_client())
     seen: object = None
-    last_pass = 0.0
+    last_pass = last_patrol = 0.0
     projected: dict[str, Any] = {}
     git_error: str | None = None
     peer_rigs: set[str] = set()
@@ -244,6 +261,9 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping
                 seen = fingerprint if not (report.acted or filling) else None
                 peer_rigs = {r for c in convoys.open_convoys(report.beads or {}) if convoys.is_home(c, name)
                              for r in convoys.other_rigs(c)}
+            if time.monotonic() - last_patrol > DEACON_SECONDS:
+                last_patrol = time.monotonic()
+                port.patrol(ledger)
             git_error = report_git(namespace, name, status, None, git_error)
         except LedgerError as e:
             log.warning("rig %s/%s: %s", namespace, name, e)

@@ -33,10 +33,11 @@ def mergequeues_by_rig(namespace: str, name: str, uid: str, spec: Mapping, meta:
 
 
 @kopf.index("batch", "v1", "jobs", labels=VERIFY_LABELS)
-def verifications_by_rig(namespace: str, name: str, labels: Mapping, status: Mapping, **_: Any) -> dict:
+def verifications_by_rig(namespace: str, name: str, labels: Mapping, status: Mapping, meta: Mapping,
+                         **_: Any) -> dict:
     return {(namespace, labels.get("gastown.dev/rig")): {
         "name": name, "batch": labels.get("gastown.dev/batch"), "ident": labels.get("gastown.dev/verification"),
-        "ended": verification_ended(name, status)}}
+        "ended": verification_ended(name, status), "owned": bool(meta.get("ownerReferences"))}}
 
 
 def verification_ended(job: str, status: Mapping) -> str | None:

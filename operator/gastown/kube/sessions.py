@@ -45,7 +45,8 @@ def polecats_by_rig(namespace: str, name: str, uid: str, spec: Mapping, **_: Any
 def sessions_by_polecat(namespace: str, name: str, labels: Mapping, status: Mapping, meta: Mapping,
                         **_: Any) -> dict:
     return {(namespace, labels.get("gastown.dev/polecat")): {
-        "name": name, "active": not job_finished(status), "created": meta.get("creationTimestamp") or ""}}
+        "name": name, "active": not job_finished(status), "created": meta.get("creationTimestamp") or "",
+        "rig": labels.get("gastown.dev/rig"), "owned": bool(meta.get("ownerReferences"))}}
 
 
 @kopf.index("coordination.k8s.io", "v1", "leases", labels={"app.kubernetes.io/component": "heartbeat"})

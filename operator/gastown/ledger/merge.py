@@ -58,6 +58,14 @@ class Branches:
             found[ref.removeprefix("refs/heads/")] = sha
         return {b: found.get(b) for b in branches}
 
+    def remote_refs(self, prefix: str) -> dict[str, str]:
+        """The remote's refs under ``prefix`` (refs/...), by full name."""
+        proc = run_git(["ls-remote", "--", self.store.remote, f"{prefix}/*"], cwd=self.store.cache, check=False,
+                       env=self.store.env)
+        if proc.returncode != 0:
+            raise Unavailable(f"cannot reach {self.store.remote}: {_first_line(proc.stderr)}")
+        return {ref: sha for sha, ref in (line.split() for line in proc.stdout.decode().splitlines())}
+
     def files(self, commit: str, directory: str) -> dict[str, bytes]:
         """The files directly in ``directory`` at ``commit`` (empty when there is none)."""
         proc = run_git(["ls-tree", "-z", f"{commit}:{directory}"], cwd=self.store.cache, check=False)

@@ -59,12 +59,27 @@ def commit_leftovers(workdir: Path, message: str, author: str) -> bool:
     return True
 
 
-def push_branch(workdir: Path, branch: str, remote: str = "origin") -> str:
-    """Push HEAD to ``branch`` on the remote; return the commit pushed."""
+DONE_REFS = "refs/gastown/done"
+
+
+def done_ref(bead_id: str) -> str:
+    """Pushed with a finished branch, deleted once `gt done` is recorded: the intent, in git (the
+    Deacon records what a session pushed but could not record)."""
+    return f"{DONE_REFS}/{bead_id}"
+
+
+def push_branch(workdir: Path, branch: str, remote: str = "origin", marker: str | None = None) -> str:
+    """Push HEAD to ``branch`` on the remote (and to the ref ``marker``, in the same atomic push);
+    return the commit pushed."""
     # the branch is the polecat's own; an agent that rebased it may replace it, nobody else may
-    git(workdir, "push", "--quiet", f"--force-with-lease=refs/heads/{branch}", remote,
-        f"HEAD:refs/heads/{branch}")
+    refs = [f"HEAD:refs/heads/{branch}", *([f"+HEAD:{marker}"] if marker else [])]
+    git(workdir, "push", "--quiet", "--atomic", f"--force-with-lease=refs/heads/{branch}", remote, *refs)
     return git(workdir, "rev-parse", "HEAD")
+
+
+def delete_ref(workdir: Path, ref: str, remote: str = "origin") -> None:
+    """Best effort."""
+    git(workdir, "push", "--quiet", remote, f":{ref}", check=False)
 
 
 def current_branch(workdir: Path) -> str:

@@ -18,6 +18,7 @@ from .. import convoy as convoys
 from .. import escalation, notify, witness
 from ..api.common import RuntimeSpec
 from ..api.rig import EscalationSpec
+from ..deacon import DEACON_SECONDS, Deacon
 from ..escalation import Routes
 from ..ledger import Bead, Ledger, LedgerError
 from ..ledger.worktree import commit_leftovers, current_branch, push_branch
@@ -208,9 +209,10 @@ class RigDriver:
                        self.config.thresholds, self.config.queue_settings).run(now, fresh)
 
     def run(self, stop: threading.Event, poll: float = 0.1, idle_step: float = 2.0) -> None:
-        """Step whenever the ledger moves or a session ends, and every ``idle_step`` seconds."""
+        """Step whenever the ledger moves or a session ends, and every ``idle_step`` seconds; the
+        Deacon patrols every DEACON_SECONDS."""
         last_tip: object = None
-        last_step = 0.0
+        last_step = last_patrol = 0.0
         while not stop.is_set():
             try:
                 tip = self.ledger.refresh()
@@ -218,6 +220,9 @@ class RigDriver:
                 if tip != last_tip or ended or time.monotonic() - last_step > idle_step:
                     self.step(fresh=False)
                     last_tip, last_step = self.ledger.tip, time.monotonic()
+                if time.monotonic() - last_patrol > DEACON_SECONDS:
+                    last_patrol = time.monotonic()
+                    Deacon(self.ledger).patrol(None, self.port.busy(), self.config.target)
             except LedgerError as e:
                 log.warning("rig %s: %s", self.config.name, e)
                 stop.wait(1.0)

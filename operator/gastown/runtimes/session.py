@@ -25,6 +25,8 @@ from ..ledger.ops import Together
 from ..ledger.worktree import (
     commit_leftovers,
     current_branch,
+    delete_ref,
+    done_ref,
     identity_env,
     prepare_branch,
     push_branch,
@@ -304,7 +306,10 @@ def finish(rig: str, bead: str, polecat: str, session: str, status: DoneStatus, 
     if branch != expected:
         raise LedgerError(f"the checkout is on {branch}, not on the polecat branch {expected}")
     commit_leftovers(workdir, f"{bead}: leftovers of session {session or 'manual'}", actor)
-    commit = push_branch(workdir, branch)
+    # finished work carries a done ref in the same push: if this process dies before the ledger
+    # records it, the Deacon finds the ref and records it (deacon.py)
+    marker_ref = done_ref(bead) if status == "completed" else None
+    commit = push_branch(workdir, branch, marker=marker_ref)
     own = ledger is None
     ledger = ledger or Ledger(rig, cache_dir=cache_dir, actor=actor)
     try:
@@ -313,6 +318,8 @@ def finish(rig: str, bead: str, polecat: str, session: str, status: DoneStatus, 
     finally:
         if own:
             ledger.close()
+    if marker_ref:
+        delete_ref(workdir, marker_ref)
     marker = {"status": status, "reason": reason, "commit": commit, "result": result.id if result else None}
     if session_dir is not None:
         session_dir.mkdir(parents=True, exist_ok=True)
