@@ -27,6 +27,9 @@ class MemSnapshot:
     def ids(self):
         return iter(self.beads)
 
+    def archived(self):
+        return iter(())
+
 
 @dataclass
 class MemStore:
@@ -40,7 +43,8 @@ class MemStore:
     def snapshot(self, commit: str | None) -> MemSnapshot:
         return MemSnapshot(commit, dict(self.commits[commit][1]) if commit else {})
 
-    def write_commit(self, base: MemSnapshot, changes: dict, message: str, author: object) -> str:
+    def write_commit(self, base: MemSnapshot, changes: dict, message: str, author: object, *,
+                     archive: set[str]) -> str:
         commit = f"c{next(self._ids)}"
         self.commits[commit] = (base.commit, {**base.beads, **changes}, message)
         return commit

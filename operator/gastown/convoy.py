@@ -119,7 +119,7 @@ class PlanConvoy:
         ids: dict[str, str] = {}
         for key in order:
             pb = by_key[key]
-            existing = tx.ids()
+            existing = tx.reserved()
             if pb.parent:
                 bead_id = child_id(ids[pb.parent], existing)
             else:

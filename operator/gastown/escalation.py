@@ -46,7 +46,8 @@ def raise_in(tx: Tx, severity: str, title: str, actor: str, *, reason: str = "",
                 return bead
     if related is not None:
         tx.require(related)
-    esc_id = new_id(tx.prefix, f"esc\0{title}\0{related}\0{dedupe}\0{tx.now.isoformat()}", tx.ids(), len(tx.ids()))
+    esc_id = new_id(tx.prefix, f"esc\0{title}\0{related}\0{dedupe}\0{tx.now.isoformat()}", tx.reserved(),
+                    len(tx.ids()))
     meta: dict[str, Any] = {"severity": severity, "raised_by": actor, "source": dict(source or {}),
                             "bumps": 0, "delivered": []}
     if dedupe:

@@ -209,7 +209,7 @@ class Done:
             # the same branch, done again (after a rejection): the MR now points at the new commit
             return _put(tx, current, f"merge request updated to {self.commit[:12]}", self.actor,
                         status=Status.OPEN, metadata=_meta(current, **meta))
-        mr_id = new_id(tx.prefix, f"mr\0{bead.id}\0{self.session}\0{self.commit}", tx.ids(), len(tx.ids()))
+        mr_id = new_id(tx.prefix, f"mr\0{bead.id}\0{self.session}\0{self.commit}", tx.reserved(), len(tx.ids()))
         mr = Bead(id=mr_id, title=f"Merge {self.branch}", type=BeadType.MERGE_REQUEST,
                   priority=bead.priority, assignee=self.polecat, labels=["mr"], metadata=meta,
                   dependencies=[Dependency(id=bead.id, type=DepType.TRACKS)],

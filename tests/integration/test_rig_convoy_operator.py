@@ -42,8 +42,8 @@ def test_rig_creates_ledger_quota_account_and_policy(kubeapi, operator, rig):
         assert lg.tip == obj["status"]["ledgerHead"]
 
     pods = kubeapi.get("resourcequotas", "default", "gastown-agent-pods")
-    assert pods["spec"] == {"hard": {"pods": "10"}, "scopes": ["Terminating"]}  # 5 polecats + 5 headroom
-    assert kubeapi.get("resourcequotas", "default", "gastown-jobs")["spec"]["hard"] == {"count/jobs.batch": "40"}
+    assert pods["spec"] == {"hard": {"pods": "12"}, "scopes": ["Terminating"]}  # 5 polecats + 7 headroom
+    assert kubeapi.get("resourcequotas", "default", "gastown-jobs")["spec"]["hard"] == {"count/jobs.batch": "48"}
     sa = kubeapi.get("serviceaccounts", "default", "gastown-agent-webapp")
     assert sa["metadata"]["ownerReferences"][0]["kind"] == "Rig"
     role = kubeapi.get("roles", "default", "gastown-agent-webapp")
@@ -58,10 +58,23 @@ def test_rig_creates_ledger_quota_account_and_policy(kubeapi, operator, rig):
     assert {"protocol": "UDP", "port": 53} in dns["ports"]
     assert custom == {"to": [{"ipBlock": {"cidr": "10.96.0.0/12"}}], "ports": [{"protocol": "TCP", "port": 3000}]}
 
+    # the Dogs that work on the remote are CronJobs of the Rig; gc runs in the operator
+    for dog, schedule in (("prune", "17 * * * *"), ("compact", "29 4 * * 0")):
+        cron = kubeapi.get("cronjobs", "default", f"gt-dog-webapp-{dog}")
+        assert cron["spec"]["schedule"] == schedule and cron["spec"]["concurrencyPolicy"] == "Forbid"
+        assert cron["metadata"]["ownerReferences"][0]["kind"] == "Rig"
+    assert kubeapi.get("cronjobs", "default", "gt-dog-webapp-gc") is None
+    # a Dog disabled, another rescheduled: the CronJobs follow
+    kubeapi.patch("rigs", "default", "webapp", {"spec": {"dogs": {"prune": {"schedule": "@hourly", "enabled": False},
+                                                                  "compact": {"schedule": "0 5 * * *"}}}})
+    wait_for(lambda: kubeapi.get("cronjobs", "default", "gt-dog-webapp-prune") is None, what="the prune CronJob gone")
+    wait_for(lambda: kubeapi.get("cronjobs", "default", "gt-dog-webapp-compact")["spec"]["schedule"] == "0 5 * * *",
+             what="the compact CronJob rescheduled")
+
     # a second rig in the namespace raises the shared quota
     other = make_rig(rig.remote.parent / "second")
     kubeapi.create(cr("Rig", "api", {"gitUrl": f"file://{other.remote}", "maxPolecats": 2}))
-    wait_for(lambda: kubeapi.get("resourcequotas", "default", "gastown-agent-pods")["spec"]["hard"]["pods"] == "17",
+    wait_for(lambda: kubeapi.get("resourcequotas", "default", "gastown-agent-pods")["spec"]["hard"]["pods"] == "21",
              what="the quota for both rigs")
 
 

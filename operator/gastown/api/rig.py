@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
+from ..cron import check as check_schedule
 from .common import BranchName, Conditions, Model, Resources, RuntimeSpec, SecretKeyRef, SecretRef
 
 # https://host/path, ssh://..., git://..., file:///..., or scp-like user@host:path
@@ -86,6 +87,42 @@ class EscalationSpec(Model):
     webhook_secret: SecretKeyRef | None = Field(default=None, description="The Secret key holding the webhook URL.")
 
 
+# five cron fields or a macro; the rest is checked by gastown.cron (a condition names the field)
+CRON = r"^(@[a-z]+|\S+\s+\S+\s+\S+\s+\S+\s+\S+)$"
+
+
+def _schedule(text: str) -> str:
+    check_schedule(text)
+    return text
+
+
+Schedule = Annotated[str, Field(pattern=CRON, max_length=100,
+                                description="Cron schedule in UTC (five fields or @hourly, @daily, ...)."),
+                     AfterValidator(_schedule)]
+
+
+class Dog(Model):
+    """One maintenance job: when it runs, and whether it does."""
+
+    schedule: Schedule
+    enabled: bool = Field(default=True, description="false: the Dog never runs (its CronJob is removed).")
+
+
+class Dogs(Model):
+    """Maintenance of the rig: CronJobs on a cluster (the cache gc runs in the operator), timers locally."""
+
+    prune: Dog = Field(default_factory=lambda: Dog(schedule="17 * * * *"),
+                       description="Delete merged polecat branches, finished verification refs and stale "
+                                   "worktrees. Hourly by default.")
+    gc: Dog = Field(default_factory=lambda: Dog(schedule="43 3 * * *"),
+                    description="git gc of the operator's (or the town's) caches of this rig. Daily by default.")
+    compact: Dog = Field(default_factory=lambda: Dog(schedule="29 4 * * 0"),
+                         description="Archive closed ephemeral records (messages, merge batches) older than "
+                                     "retainDays. Weekly by default.")
+    retain_days: int = Field(default=14, ge=1, le=3650,
+                             description="Closed ephemeral records younger than this stay in the live ledger.")
+
+
 class RigSpec(Model):
     git_url: str = Field(pattern=GIT_URL, max_length=2048,
                          description="Clone URL of the repository (https, ssh, git, file or user@host:path).")
@@ -104,6 +141,7 @@ class RigSpec(Model):
     verification: Verification = Field(default_factory=Verification)
     network: Network = Field(default_factory=Network)
     escalation: EscalationSpec = Field(default_factory=EscalationSpec)
+    dogs: Dogs = Field(default_factory=Dogs)
 
 
 RigPhase = Literal["Pending", "Ready", "Error", "Invalid"]

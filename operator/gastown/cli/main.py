@@ -8,6 +8,7 @@ from .. import __version__
 from .bead import bead
 from .config import config
 from .convoy import convoy, scheduler_group, sling
+from .dog import dog
 from .escalate import escalate
 from .formula import formula
 from .mayor import mayor
@@ -30,7 +31,7 @@ def cli() -> None:
     """
 
 
-for _command in (apply_, bead, config, convoy, done, down, escalate, formula, mayor, mq, operator, rig,
+for _command in (apply_, bead, config, convoy, dog, done, down, escalate, formula, mayor, mq, operator, rig,
                  scheduler_group, session, sling, status, up):
     cli.add_command(_command)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from .. import escalation, notify, witness
 from ..api import GROUP, VERSION, Condition, Invalid, PolecatSpec, RigSpec, set_condition
 from ..api.validation import parse_spec
 from ..deacon import DEACON_SECONDS, Deacon
+from ..dogs import Kennel, Timers
 from ..escalation import Routes
 from ..ledger import Bead, BeadType, Ledger, LedgerError, Status, counts_by_status
 from ..local.driver import parts_done
@@ -226,6 +228,8 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping
     projected: dict[str, Any] = {}
     git_error: str | None = None
     peer_rigs: set[str] = set()
+    gc_timer = Timers(rig.dogs, datetime.now(UTC), only=("gc",))  # the other Dogs are the Rig's CronJobs
+    gc: threading.Thread | None = None
     while not stopped:
         try:
             ledger = ledgers(memo).for_rig(namespace, name, rig)  # follows credential changes
@@ -264,11 +268,22 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping
             if time.monotonic() - last_patrol > DEACON_SECONDS:
                 last_patrol = time.monotonic()
                 port.patrol(ledger)
+            if (gc is None or not gc.is_alive()) and gc_timer.due(datetime.now(UTC)):
+                gc = threading.Thread(target=_gc, args=(ledger, rig), daemon=True, name=f"gc-{namespace}-{name}")
+                gc.start()
             git_error = report_git(namespace, name, status, None, git_error)
         except LedgerError as e:
             log.warning("rig %s/%s: %s", namespace, name, e)
             git_error = report_git(namespace, name, status, str(e), git_error)
         stopped.wait(POLL_SECONDS)
+
+
+def _gc(ledger: Ledger, rig: RigSpec) -> None:
+    """The gc Dog, on the operator's own cache of the rig (in the background: it may take a while)."""
+    try:
+        Kennel(ledger, rig.default_branch, rig.dogs.retain_days, ACTOR).run("gc")
+    except LedgerError as e:
+        log.warning("the gc Dog of %s: %s", ledger.remote, e)
 
 
 def report_git(namespace: str, rig: str, status: Mapping, error: str | None, last: str | None) -> str | None:

@@ -54,3 +54,16 @@ def ensure(obj: dict) -> str:
     _call("PATCH", path(obj, named=True), obj, "application/merge-patch+json")
     return "updated"
 
+
+
+def remove(obj: dict) -> bool:
+    """Delete ``obj`` (its name and kind are enough); False when it was not there."""
+    from kubernetes.client.rest import ApiException
+
+    try:
+        _call("DELETE", path(obj, named=True), {"propagationPolicy": "Background"})
+        return True
+    except ApiException as e:
+        if e.status != 404:
+            raise
+    return False

@@ -27,6 +27,7 @@ NAMESPACED = (
     Rule("gastown.dev", ("polecats",), ("create",), "a rig grows a polecat when work waits"),
     Rule("batch", ("jobs",), (*WATCH, "create", "delete"),
          "sessions, the Mayor, verification runs; the Witness stops hung sessions"),
+    Rule("batch", ("cronjobs",), ("create", "patch", "delete"), "each rig's Dogs (prune, compact)"),
     Rule("", ("pods",), WATCH, "session pod failures (OOMKilled, ImagePullBackOff, ...)"),
     Rule("coordination.k8s.io", ("leases",), (*WATCH, "create", "update"),
          "session heartbeats; held so that the rig's Role may grant them to agent pods"),

@@ -15,15 +15,16 @@ from ..api import GROUP, VERSION, Condition, Invalid, RigSpec, set_condition
 from ..api.validation import parse_spec
 from ..ledger import LedgerError
 from ..runtimes.config import config_file
-from ..runtimes.kubernetes import COMPONENT, agent_service_account
+from ..runtimes.kubernetes import COMPONENT, DOG, VERIFICATION, agent_service_account, dog_cronjob
 from .admission import current_conditions
-from .objects import ensure
+from .objects import ensure, remove
 from .sessions import ledgers
 
 log = logging.getLogger("gastown.rigs")
 MANAGED = {"app.kubernetes.io/name": "gastown", "app.kubernetes.io/managed-by": "gastown-operator"}
-HEADROOM = 5  # per rig, besides its polecats: the default 4 parallel verification runs and the Mayor
+HEADROOM = 7  # per rig, besides its polecats: the default 4 parallel verification runs, the Mayor, 2 Dogs
 QUOTA_PODS, QUOTA_JOBS = "gastown-agent-pods", "gastown-jobs"
+CRON_DOGS = ("prune", "compact")  # the gc Dog runs in the operator: the caches it cleans are its own
 
 
 def _owner(name: str, uid: str) -> list[dict]:
@@ -68,7 +69,7 @@ def rig_objects(namespace: str, name: str, uid: str, spec: RigSpec) -> list[dict
             "metadata": {**meta, "name": f"gastown-{name}"},
             "spec": {"podSelector": {"matchLabels": {"gastown.dev/rig": name},
                                      "matchExpressions": [{"key": "app.kubernetes.io/component", "operator": "In",
-                                                           "values": [COMPONENT, "verification", "mayor"]}]},
+                                                           "values": [COMPONENT, VERIFICATION, "mayor", DOG]}]},
                      "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": egress},
         })
     return out
@@ -122,6 +123,12 @@ def reconcile_rig(name: str, namespace: str, uid: str, spec: Mapping, body: kopf
     runtimes = runtimes_configmap(namespace, os.environ.get("GT_RUNTIMES_CONFIGMAP"), config_file())
     for obj in [*rig_objects(namespace, name, uid, rig), *([runtimes] if runtimes else [])]:
         ensure(obj)
+    for dog in CRON_DOGS:
+        cronjob = dog_cronjob(namespace, name, uid, rig, dog)
+        if getattr(rig.dogs, dog).enabled:
+            ensure(cronjob)
+        else:
+            remove(cronjob)
     limits = [rig.max_polecats]
     for (ns, other), specs in rigs_by_name.items():
         if ns == namespace and other != name:
@@ -132,6 +139,6 @@ def reconcile_rig(name: str, namespace: str, uid: str, spec: Mapping, body: kopf
     pods = quotas(namespace, limits)[0]["spec"]["hard"]["pods"]
     conditions = _condition(conditions, "QuotaReady", True, "Applied",
                             f"{QUOTA_PODS}: {pods} agent pods in {namespace} (all rigs)", generation)
-    conditions = _condition(conditions, "Ready", True, "Reconciled", "ledger, quota and policies in place", generation)
+    conditions = _condition(conditions, "Ready", True, "Reconciled", "ledger, quota, policies and Dogs in place", generation)
     patch.status.update(phase="Ready", ledgerHead=head, conditions=[c.wire() for c in conditions],
                         observedGeneration=generation)

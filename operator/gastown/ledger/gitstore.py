@@ -19,7 +19,7 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,7 @@ LEDGER_BRANCH = "gastown/ledger"
 LEDGER_REF = f"refs/heads/{LEDGER_BRANCH}"
 CACHE_REF = "refs/gastown/remote"
 CONFIG_FILE = "ledger.json"
+ARCHIVE_DIR = "archive"  # compacted records: kept, read on demand, never loaded with the live ones
 FORMAT = 1
 GIT_TIMEOUT = float(os.environ.get("GT_GIT_TIMEOUT", "120"))
 
@@ -93,13 +94,22 @@ class Signature:
 class GitSnapshot:
     """The ledger at one commit: which beads exist, parsed lazily and cached by blob."""
 
-    def __init__(self, store: GitStore, commit: str | None, prefix: str, blobs: Mapping[str, bytes]):
+    def __init__(self, store: GitStore, commit: str | None, prefix: str, blobs: Mapping[str, bytes],
+                 archive: Mapping[str, bytes] | None = None):
         self.store, self.commit, self.prefix = store, commit, prefix
         self.blobs = dict(blobs)  # bead id -> binary sha of its record
+        self.archive = dict(archive or {})  # the same, for beads compacted out of the live ledger
         self.corrupt: list[CorruptRecord] = []
 
     def ids(self) -> Iterator[str]:
         return iter(self.blobs)
+
+    def archived(self) -> Iterator[str]:
+        return iter(self.archive)
+
+    def get_archived(self, bead_id: str) -> Bead | None:
+        sha = self.archive.get(bead_id)
+        return None if sha is None else self.store.bead(sha, f"{ARCHIVE_DIR}/{bead_id}.json", self.commit or "")
 
     def __contains__(self, bead_id: str) -> bool:
         return bead_id in self.blobs
@@ -237,7 +247,9 @@ class GitStore:
         sha = hashlib.sha1(raw).digest()  # noqa: S324 (git's object names are SHA-1)
         hexsha = sha.hex()
         path = self.cache / "objects" / hexsha[:2] / hexsha[2:]
-        if not path.exists():
+        if path.exists():
+            os.utime(path)  # freshened, as git does: `git gc` may prune an old unreferenced one meanwhile
+        else:
             path.parent.mkdir(exist_ok=True)
             tmp = path.parent / f".tmp-{os.getpid()}-{threading.get_ident()}-{hexsha[2:10]}"
             tmp.write_bytes(zlib.compress(raw, 1))
@@ -268,7 +280,7 @@ class GitStore:
         except ValueError as e:
             raise CorruptRecord(path, self.last_commit_touching(commit, path) or commit,
                                 str(e).splitlines()[0]) from None
-        if bead_path(bead.id) != path:
+        if path.rsplit("/", 1)[-1] != f"{bead.id}.json":
             raise CorruptRecord(path, commit, f"it holds bead {bead.id}")
         self._remember(self._beads, sha, bead, 200_000)
         return bead
@@ -297,32 +309,40 @@ class GitStore:
                     prefix = json.loads(self.read_object(root[CONFIG_FILE][0]))["prefix"]
                 except (ValueError, KeyError) as e:
                     raise CorruptRecord(CONFIG_FILE, commit, str(e)) from None
-            blobs = {}
-            if "beads" in root:
-                for name, (sha, _mode) in self._tree(root["beads"][0]).items():
-                    if name.endswith(".json"):
-                        blobs[name[:-5]] = sha
-            snap = GitSnapshot(self, commit, prefix, blobs)
+            blobs, archive = self._records(root, "beads"), self._records(root, ARCHIVE_DIR)
+            snap = GitSnapshot(self, commit, prefix, blobs, archive)
         self._remember(self._snapshots, commit, snap, 8)
         return snap
 
+    def _records(self, root: Mapping[str, tuple[bytes, int]], directory: str) -> dict[str, bytes]:
+        if directory not in root:
+            return {}
+        return {name[:-5]: sha for name, (sha, _mode) in self._tree(root[directory][0]).items()
+                if name.endswith(".json")}
+
     def write_commit(self, base: GitSnapshot, changes: Mapping[str, Bead], message: str,
-                     author: Signature, when: float | None = None) -> str:
-        """Build a commit on ``base`` with ``changes`` (bead id -> new record); return its sha."""
-        blobs = dict(base.blobs)
+                     author: Signature, when: float | None = None, archive: Iterable[str] = ()) -> str:
+        """Build a commit on ``base`` with ``changes`` (bead id -> new record) and the beads
+        ``archive`` moved to the archive; return its sha."""
+        blobs, archived = dict(base.blobs), dict(base.archive)
+        for bead_id in archive:
+            archived[bead_id] = blobs.pop(bead_id)
         fresh: dict[bytes, Bead] = {}
         for bead_id, bead in changes.items():
             sha = self.write_object("blob", bead.to_json())
             blobs[bead_id] = sha
+            archived.pop(bead_id, None)
             fresh[sha] = bead
-        beads_tree = self._write_tree({f"{i}.json": (s, _FILE) for i, s in blobs.items()})
         config = json.dumps({"format": FORMAT, "prefix": base.prefix}, sort_keys=True).encode() + b"\n"
-        root = self._write_tree({"beads": (beads_tree, _TREE),
-                                 CONFIG_FILE: (self.write_object("blob", config), _FILE)})
+        entries = {"beads": (self._write_tree({f"{i}.json": (s, _FILE) for i, s in blobs.items()}), _TREE),
+                   CONFIG_FILE: (self.write_object("blob", config), _FILE)}
+        if archived:
+            entries[ARCHIVE_DIR] = (self._write_tree({f"{i}.json": (s, _FILE) for i, s in archived.items()}), _TREE)
+        root = self._write_tree(entries)
         commit = self.commit_tree(root.hex(), [base.commit] if base.commit else [], message, author, when)
         for sha, bead in fresh.items():
             self._remember(self._beads, sha, bead, 200_000)
-        self._remember(self._snapshots, commit, GitSnapshot(self, commit, base.prefix, blobs), 8)
+        self._remember(self._snapshots, commit, GitSnapshot(self, commit, base.prefix, blobs, archived), 8)
         return commit
 
     def commit_tree(self, tree: str, parents: list[str], message: str, author: Signature,
@@ -339,11 +359,11 @@ class GitStore:
         proc = run_git(["log", "-1", "--format=%H", tip, "--", path], cwd=self.cache, check=False)
         return proc.stdout.decode().strip() or None
 
-    def log(self, tip: str, path: str | None = None) -> list[dict]:
-        """Commits reachable from ``tip`` (touching ``path``), newest first."""
+    def log(self, tip: str, *paths: str) -> list[dict]:
+        """Commits reachable from ``tip`` (touching any of ``paths``), newest first."""
         args = ["log", "--format=%H%x1f%an%x1f%aI%x1f%B%x1e", tip]
-        if path:
-            args += ["--", path]
+        if paths:
+            args += ["--", *paths]
         out = run_git(args, cwd=self.cache).stdout.decode(errors="replace")
         entries = []
         for chunk in out.split("\x1e"):

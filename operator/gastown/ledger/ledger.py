@@ -16,7 +16,7 @@ from typing import Any
 
 from . import ops, query
 from .errors import NotFound
-from .gitstore import GitSnapshot, GitStore, Signature, normalise_remote
+from .gitstore import ARCHIVE_DIR, GitSnapshot, GitStore, Signature, normalise_remote
 from .model import Bead, BeadType, Dependency, DepType, Status, bead_path
 from .writer import Pending, commit_batch
 
@@ -105,7 +105,9 @@ class Ledger:
         return self.snapshot(refresh=False).prefix
 
     def get(self, bead_id: str, refresh: bool = True) -> Bead:
-        bead = self.snapshot(refresh).get(bead_id)
+        """A bead, live or archived (to read: operations see live beads only)."""
+        snap = self.snapshot(refresh)
+        bead = snap.get(bead_id) or snap.get_archived(bead_id)
         if bead is None:
             raise NotFound(f"no bead {bead_id} in the ledger of {self.remote}")
         return bead
@@ -119,11 +121,12 @@ class Ledger:
     def history(self, bead_id: str) -> list[HistoryEntry]:
         """What happened to a bead, oldest first, from the ledger's git log."""
         tip = self.tip
-        if tip is None or bead_id not in self.store.snapshot(tip):
+        snap = self.store.snapshot(tip) if tip else None
+        if snap is None or (bead_id not in snap and bead_id not in snap.archive):
             raise NotFound(f"no bead {bead_id} in the ledger of {self.remote}")
         out = []
         marker = f"bead {bead_id}: "
-        for entry in reversed(self.store.log(tip, bead_path(bead_id))):
+        for entry in reversed(self.store.log(tip, bead_path(bead_id), f"{ARCHIVE_DIR}/{bead_id}.json")):
             for line in entry["message"].splitlines():
                 if line.startswith(marker):
                     out.append(HistoryEntry(entry["commit"], entry["author"], entry["date"],

@@ -33,6 +33,7 @@ class Snapshot(Protocol):
 
     def get(self, bead_id: str) -> Bead | None: ...
     def ids(self) -> Iterable[str]: ...
+    def archived(self) -> Iterable[str]: ...
 
 
 class Tx:
@@ -42,9 +43,12 @@ class Tx:
         self.base, self.now = base, now
         self.prefix = base.prefix
         self.changes: dict[str, Bead] = {}
+        self.archive: set[str] = set()  # beads moved out of the live ledger by this batch
         self.lines: list[str] = []
 
     def get(self, bead_id: str) -> Bead | None:
+        if bead_id in self.archive:
+            return None
         return self.changes.get(bead_id) or self.base.get(bead_id)
 
     def require(self, bead_id: str) -> Bead:
@@ -54,7 +58,11 @@ class Tx:
         return bead
 
     def ids(self) -> set[str]:
-        return set(self.base.ids()) | set(self.changes)
+        return (set(self.base.ids()) | set(self.changes)) - self.archive
+
+    def reserved(self) -> set[str]:
+        """IDs a new bead may not take: the live ones and the archived ones (IDs are never reused)."""
+        return set(self.base.ids()) | set(self.changes) | set(self.base.archived())
 
     @property
     def exists(self) -> bool:
@@ -66,8 +74,16 @@ class Tx:
 
     def put(self, bead: Bead, line: str, actor: str) -> Bead:
         self.changes[bead.id] = bead
+        self.archive.discard(bead.id)
         self.lines.append(f"bead {bead.id}: {line} ({actor})")
         return bead
+
+    def move_to_archive(self, bead_id: str, line: str, actor: str) -> None:
+        """Out of the live ledger, into ``archive/``: still readable, never loaded with the rest."""
+        self.require(bead_id)
+        self.changes.pop(bead_id, None)
+        self.archive.add(bead_id)
+        self.lines.append(f"bead {bead_id}: {line} ({actor})")
 
     def ordering_cycle(self, changed: Bead) -> list[str] | None:
         """A cycle of ordering dependencies through ``changed`` (not yet written), if any."""
@@ -135,7 +151,7 @@ class Create:
     bead_id: str | None = None  # a fixed ID (for records with a natural name); else one is made
 
     def apply(self, tx: Tx) -> Bead:
-        existing = tx.ids()
+        existing = tx.reserved()
         if self.bead_id:
             _check_id(self.bead_id)
             if self.bead_id in existing:

@@ -12,15 +12,16 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from .. import convoy as convoys
 from .. import escalation, notify, witness
 from ..api.common import RuntimeSpec
-from ..api.rig import EscalationSpec
+from ..api.rig import Dogs, EscalationSpec
 from ..deacon import DEACON_SECONDS, Deacon
+from ..dogs import DogReport, Kennel, Timers, stale_polecats
 from ..escalation import Routes
-from ..ledger import Bead, Ledger, LedgerError
+from ..ledger import Bead, Ledger, LedgerError, Status
 from ..ledger.worktree import commit_leftovers, current_branch, push_branch
 from ..mayor import MayorRun, PlanInvalid
 from ..polecats import branch_for
@@ -48,6 +49,7 @@ class RigConfig:
     gates: list[tuple[str, list[str]]] = field(default_factory=list)  # the Refinery's, in order
     queue: QueueSettings | None = None  # default: QueueSettings(target=target)
     verify_timeout: float = 1800.0
+    dogs: Dogs = field(default_factory=Dogs)
 
     @property
     def queue_settings(self) -> QueueSettings:
@@ -179,6 +181,27 @@ class LocalPort:
         log.log(logging.WARNING if warning else logging.INFO, "rig %s: refinery %s: %s", self.config.name, reason,
                 message)
 
+    def stale_worktrees(self, beads: Mapping[str, Bead]) -> list[str]:
+        """The prune Dog's local part: worktrees of polecats long idle (kept when they hold
+        anything unpushed), and the verification directories of this rig's finished batches."""
+        rig, busy = self.config.name, self.busy()
+        names = [n for n in stale_polecats(beads, self.backend.worktrees(rig), datetime.now(UTC),
+                                           self.config.dogs.retain_days) if n not in busy]
+        removed = [n for n in names if self.backend.remove_worktree(rig, n)]
+        for vdir in (self.backend.town / "verify").glob("*"):
+            batch = beads.get(vdir.name)  # a batch of another rig's ledger is not this Dog's to judge
+            if batch is not None and batch.status == Status.CLOSED \
+                    and not any(_alive(int(p.read_text())) for p in vdir.glob("*/pid") if p.read_text().strip()):
+                shutil.rmtree(vdir, ignore_errors=True)
+                removed.append(f"verification {vdir.name}")
+        return removed
+
+    def run_dog(self, name: str) -> DogReport:
+        kennel = Kennel(self.ledger, self.config.target, self.config.dogs.retain_days, ACTOR)
+        local: dict[str, dict] = {"prune": {"worktrees": self.stale_worktrees},
+                                  "gc": {"repos": [self.backend.town / "rigs" / self.config.name / "repo"]}}
+        return kennel.run(name, **local.get(name, {}))
+
     def announce(self, convoy: Bead, progress: convoys.ConvoyProgress) -> None:
         if self._announce:
             self._announce(convoy, progress)
@@ -208,12 +231,28 @@ class RigDriver:
                        self.config.runtime.preset, ACTOR, Routes.from_spec(self.config.escalation),
                        self.config.thresholds, self.config.queue_settings).run(now, fresh)
 
-    def run(self, stop: threading.Event, poll: float = 0.1, idle_step: float = 2.0) -> None:
+    def _walk(self, dogs: list[str]) -> None:
+        for name in dogs:
+            try:
+                self.port.run_dog(name)
+            except LedgerError as e:
+                log.warning("rig %s: the %s Dog: %s", self.config.name, name, e)
+
+    def run(self, stop: threading.Event, poll: float = 0.1, idle_step: float = 2.0,
+            clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         """Step whenever the ledger moves or a session ends, and every ``idle_step`` seconds; the
         Deacon patrols every DEACON_SECONDS."""
         last_tip: object = None
         last_step = last_patrol = 0.0
+        timers = Timers(self.config.dogs, clock())
+        walker: threading.Thread | None = None
         while not stop.is_set():
+            if walker is None or not walker.is_alive():
+                due = timers.due(clock())
+                if due:  # in the background: a git gc of a big repository must not stall the rig
+                    walker = threading.Thread(target=self._walk, args=(due,), daemon=True,
+                                              name=f"dogs-{self.config.name}")
+                    walker.start()
             try:
                 tip = self.ledger.refresh()
                 ended = any(not s.running() for s in self.port.sessions.values())

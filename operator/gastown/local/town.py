@@ -46,7 +46,7 @@ def rig_config(name: str, spec: RigSpec, queue: MergeQueueSpec | None = None,
         float(spec.session_deadline_seconds), spec.escalation, webhook_url,
         gates=spec.verification.gates.ordered(),
         queue=None if queue is None else QueueSettings.from_spec(queue, spec.default_branch),
-        verify_timeout=float(spec.verification.timeout_seconds))
+        verify_timeout=float(spec.verification.timeout_seconds), dogs=spec.dogs)
 
 
 class Town:

@@ -294,6 +294,60 @@ def verification_job(req: VerifyRequest) -> dict:
     return _job(req.name, req.namespace, job_labels, annotations, req.owner, verification.timeout_seconds + 600, pod)
 
 
+DOG = "dog"
+
+
+def dog_name(rig: str, dog: str) -> str:
+    """A CronJob name: at most 52 characters, so that its Jobs' names stay within 63."""
+    return _dns(f"gt-dog-{rig}", 51 - len(dog)) + f"-{dog}"
+
+
+def dog_cronjob(namespace: str, rig: str, rig_uid: str, spec: RigSpec, dog: str,
+                image: str = DEFAULT_AGENT_IMAGE) -> dict:
+    """The CronJob of one of the rig's Dogs (prune or compact): `gt dog run` on the schedule of
+    spec.dogs, in UTC, never two at once, with no API access and the session pods' rules."""
+    job_labels = {"app.kubernetes.io/name": "gastown", "app.kubernetes.io/component": DOG,
+                  "app.kubernetes.io/managed-by": MANAGED_BY, "gastown.dev/rig": rig, "gastown.dev/dog": dog}
+    dogs = spec.dogs
+    command = ["gt", "dog", "run", dog, "--rig", spec.git_url, "--target", spec.default_branch,
+               "--retain-days", str(dogs.retain_days)]
+    env = [{"name": "HOME", "value": HOME}, {"name": "GT_TOWN", "value": f"{CACHE_DIR}/town"}, *_git_env(spec)]
+    pod = {
+        "serviceAccountName": agent_service_account(rig),
+        "automountServiceAccountToken": False,
+        "containers": [{
+            "name": dog,
+            "image": image,
+            "command": command,
+            "env": env,
+            "securityContext": _security(),
+            "volumeMounts": [m for m in _mounts() if m["name"] not in ("session", "workspace")],
+            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+            "terminationMessagePolicy": "FallbackToLogsOnError",
+        }],
+        "volumes": _volumes(spec, "home", "tmp", "cache"),
+    }
+    owner = {"apiVersion": "gastown.dev/v1alpha1", "kind": "Rig", "name": rig, "uid": rig_uid,
+             "controller": True, "blockOwnerDeletion": True}
+    job = _job(dog_name(rig, dog), namespace, job_labels, {}, owner, 1800, pod)
+    job_spec = job["spec"]
+    job_spec["backoffLimit"] = 1  # a Dog is idempotent: one more try, then the next schedule
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": job["metadata"],
+        "spec": {
+            "schedule": getattr(dogs, dog).schedule,
+            "timeZone": "Etc/UTC",
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 600,
+            "successfulJobsHistoryLimit": 1,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {"metadata": {"labels": job_labels}, "spec": job_spec},
+        },
+    }
+
+
 def _runtime(name: str) -> Runtime | None:
     """The runtime, custom ones included (the operator mounts the same runtimes file)."""
     try:

@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..ledger.errors import Unavailable
 from ..ledger.worktree import git
 from .heartbeat import file_age
 from .session import Outcome
@@ -113,6 +114,27 @@ class LocalBackend:
                 git(repo, "worktree", "prune")
                 git(repo, "worktree", "add", "--quiet", "--detach", str(path))
         return path
+
+    def worktrees(self, rig: str) -> list[str]:
+        """The polecats of ``rig`` that have a worktree."""
+        return sorted(p.parent.name for p in (self.town / "rigs" / rig / "polecats").glob("*/.git"))
+
+    def remove_worktree(self, rig: str, polecat: str) -> bool:
+        """Remove a polecat's worktree, only when it holds nothing that is not on the remote: no
+        uncommitted change, no commit that no remote branch has. False when it was kept."""
+        path, repo = self.town / "rigs" / rig / "polecats" / polecat, self.town / "rigs" / rig / "repo"
+        with self._lock(rig):
+            if not path.is_dir():
+                return False
+            try:
+                git(repo, "fetch", "--quiet", "--prune", "origin")
+                if git(path, "status", "--porcelain") or git(path, "rev-list", "-1", "HEAD", "--not", "--remotes"):
+                    return False
+                git(repo, "worktree", "remove", "--force", str(path))
+            except Unavailable:
+                return False
+            git(repo, "worktree", "prune", check=False)
+        return True
 
     def start(self, req: SessionRequest) -> LocalSession:
         name = _safe(f"{req.polecat}-{req.bead}-{time.strftime('%Y%m%d%H%M%S')}-{os.urandom(2).hex()}")
