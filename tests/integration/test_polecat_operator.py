@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gastown.ledger import Status
+from gastown.escalation import Raise
+from gastown.ledger import BeadType, Status
 from gastown.polecats import Hook, StartSession, agent_id
 from gastown.runtimes.kubernetes import session_name
 
@@ -221,3 +222,63 @@ def test_the_deacon_deletes_gastowns_jobs_that_lost_their_owner(kubeapi, operato
     events = wait_for(lambda: [e for e in kubeapi.events("default", "webapp") if e["reason"] == "OrphanDeleted"],
                       what="an OrphanDeleted Event")
     assert "gt-stray-1" in events[0]["message"] and events[0]["involvedObject"]["kind"] == "Rig"
+
+
+def test_an_operator_restart_restarts_no_session_twice_and_repeats_no_escalation(kubeapi, operator, rig,
+                                                                                  monkeypatch):
+    monkeypatch.setenv("GT_PATROL_SECONDS", "1")
+    first_op = operator()
+    apply_rig_and_polecat(kubeapi, rig)
+    wait_for(lambda: kubeapi.get("polecats", "default", "furiosa").get("status"), timeout=30, what="the polecat")
+    with rig.ledger() as lg:
+        bead = lg.create("Add login")
+        lg.apply(Hook(bead.id, "furiosa", "user tester"))
+
+    def job(polecat, bead_id, count):
+        return next((j for j in kubeapi.list("jobs", "default") if j["metadata"]["name"] ==
+                     session_name(polecat, bead_id, count)), None)
+
+    # session 1 is lost; the Witness records it and starts session 2, which runs (and is young)
+    first = wait_for(lambda: job("furiosa", bead.id, 1), timeout=30, what="session 1")
+    with rig.ledger() as lg:
+        lg.apply(StartSession(bead.id, "furiosa", first["metadata"]["name"], "polecat furiosa"))
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    _session_pod(kubeapi, first, now)
+    kubeapi.patch("jobs", "default", first["metadata"]["name"], {"status": {"conditions": [
+        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}}, subresource="status")
+    second = wait_for(lambda: job("furiosa", bead.id, 2), timeout=30, what="session 2")
+    with rig.ledger() as lg:
+        lg.apply(StartSession(bead.id, "furiosa", second["metadata"]["name"], "polecat furiosa"))
+        esc = lg.apply(Raise("P1", "the build cache is full", "user tester"))
+    _session_pod(kubeapi, second, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    def escalation_events():
+        return [e for e in kubeapi.events("default") if e.get("reason") == "EscalationP1"]
+    wait_for(lambda: escalation_events(), timeout=30, what="the escalation routed to an Event")
+    wait_for(lambda: "P1:event" in rig_ledger_get(rig, esc.id).metadata.get("delivered", []), timeout=30,
+             what="the delivery recorded")
+
+    # the operator goes away and a new one takes over: it re-derives everything from the ledger and the API
+    first_op.stop()
+    operator()
+    kubeapi.create({"apiVersion": "gastown.dev/v1alpha1", "kind": "Polecat", "metadata": {"name": "nux"},
+                    "spec": {"rig": "webapp"}})
+    wait_for(lambda: kubeapi.get("polecats", "default", "nux").get("status"), timeout=30, what="polecat nux")
+    with rig.ledger() as lg:
+        other = lg.create("Add logout")
+        lg.apply(Hook(other.id, "nux", "user tester"))
+    # the new operator is at work (its rig passes start nux's session) and has patrolled for a while
+    wait_for(lambda: job("nux", other.id, 1), timeout=30, what="the new operator dispatching")
+    time.sleep(3)  # a few one-second patrols of the Witness and escalation routing
+    assert job("furiosa", bead.id, 3) is None and job("furiosa", bead.id, 2) is not None
+    work = rig_ledger_get(rig, bead.id)
+    assert work.metadata["attempts"] == 1 and work.metadata["session"] == second["metadata"]["name"]
+    assert len(escalation_events()) == 1
+    with rig.ledger() as lg:
+        beads = lg.beads()
+    assert [b.id for b in beads.values() if b.type == BeadType.ESCALATION] == [esc.id]
+
+
+def rig_ledger_get(rig, bead_id):
+    with rig.ledger() as lg:
+        return lg.get(bead_id)
