@@ -11,7 +11,7 @@ because a process died at the worst moment, or a person removed something by han
   finished convoy        every bead of a one-rig convoy is closed, yet the convoy is open: closed
 
 Each heal is a ledger record (its commit says what and why) and, on a cluster, an Event. The
-drivers run it every DEACON_SECONDS; on a cluster the Deacon also deletes gastown's Jobs that
+drivers run it every DEACON_SECONDS; on a cluster the Deacon also deletes gastown's Jobs and pods that
 have lost their owner (kube/dispatch.py).
 """
 

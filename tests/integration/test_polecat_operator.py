@@ -209,7 +209,7 @@ def test_the_cluster_witness_restarts_a_lost_session_and_stops_a_hung_one(kubeap
     assert work.metadata["last_outcome"] == "hung"
 
 
-def test_the_deacon_deletes_gastowns_jobs_that_lost_their_owner(kubeapi, operator, rig, monkeypatch):
+def test_the_deacon_deletes_gastowns_jobs_and_pods_that_lost_their_owner(kubeapi, operator, rig, monkeypatch):
     monkeypatch.setenv("GT_DEACON_SECONDS", "1")
     operator()
     apply_rig_and_polecat(kubeapi, rig)
@@ -218,10 +218,19 @@ def test_the_deacon_deletes_gastowns_jobs_that_lost_their_owner(kubeapi, operato
     kubeapi.create({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "gt-stray-1", "labels": labels},
                     "spec": {"template": {"spec": {"containers": [{"name": "agent", "image": "x"}],
                                                    "restartPolicy": "Never"}}}})
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gt-stray-pod", "labels": labels},
+           "spec": {"containers": [{"name": "agent", "image": "x"}], "restartPolicy": "Never"}}
+    kubeapi.create(pod)
+    owned = {**pod, "metadata": {"name": "gt-owned-pod", "labels": labels, "ownerReferences": [
+        {"apiVersion": "batch/v1", "kind": "Job", "name": "gt-some-job", "uid": "job-1", "controller": True}]}}
+    kubeapi.create(owned)
     wait_for(lambda: kubeapi.get("jobs", "default", "gt-stray-1") is None, timeout=30, what="the stray Job deleted")
-    events = wait_for(lambda: [e for e in kubeapi.events("default", "webapp") if e["reason"] == "OrphanDeleted"],
-                      what="an OrphanDeleted Event")
-    assert "gt-stray-1" in events[0]["message"] and events[0]["involvedObject"]["kind"] == "Rig"
+    wait_for(lambda: kubeapi.get("pods", "default", "gt-stray-pod") is None, timeout=30, what="the stray pod deleted")
+    events = wait_for(lambda: len(e := [e for e in kubeapi.events("default", "webapp")
+                                        if e["reason"] == "OrphanDeleted"]) == 2 and e, what="two OrphanDeleted Events")
+    assert sorted(e["message"].split()[1] for e in events) == ["gt-stray-1", "gt-stray-pod"]
+    assert all(e["involvedObject"]["kind"] == "Rig" for e in events)
+    assert kubeapi.get("pods", "default", "gt-owned-pod") is not None  # a Job's pod is its Job's business
 
 
 def test_an_operator_restart_restarts_no_session_twice_and_repeats_no_escalation(kubeapi, operator, rig,

@@ -103,6 +103,26 @@ def test_a_session_busy_for_longer_than_the_threshold_is_not_a_zombie(rig, make_
     assert len(sessions) == 1
 
 
+def test_a_session_busy_in_gt_done_for_longer_than_the_threshold_is_not_a_zombie(rig, make_driver, monkeypatch,
+                                                                                  tmp_path):
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "pre-push").write_text(  # pushing a polecat branch takes 4 s (a big push, a slow server)
+        "#!/bin/sh\nwhile read local sha remote rsha; do\n"
+        "  case $remote in refs/heads/polecat/*) sleep 4;; esac\ndone\n")
+    (hooks / "pre-push").chmod(0o755)
+    for key, value in {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "core.hooksPath",
+                       "GIT_CONFIG_VALUE_0": str(hooks)}.items():
+        monkeypatch.setenv(key, value)
+    bead = one_bead(rig)
+    make_driver("commit", hung_after=1.5)  # the agent is quick; `gt done` is not
+    wait_for(lambda: finished(rig, bead), timeout=60, what="the bead merged")
+    with rig.ledger() as lg:
+        work = lg.get(bead)
+    assert work.metadata.get("attempts", 0) == 0 and not any(": hung: " in c.text for c in work.comments)
+    assert len(list((rig.remote.parent / "town" / "sessions").iterdir())) == 1
+
+
 def test_a_bead_that_keeps_failing_is_requeued_once_then_blocked(rig, make_driver):
     bead = one_bead(rig, "BROKEN for good")
     driver = make_driver("convoy")

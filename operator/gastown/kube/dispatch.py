@@ -59,11 +59,12 @@ class KubePort:
                  backend: KubernetesBackend, rig_status: Mapping | None = None,
                  peers: Callable[[str], Ledger | None] | None = None, queue: dict | None = None,
                  verification_jobs: list[dict] | None = None, starts: Mapping | None = None,
-                 heartbeats: Mapping | None = None):
+                 heartbeats: Mapping | None = None, ownerless_pods: list[str] | None = None):
         self.rig_status = rig_status or {}
         self.peers = peers or (lambda rig: None)
         self.queue, self.verification_jobs = queue, verification_jobs or []
         self.starts, self.heartbeats = starts or {}, heartbeats or {}
+        self.ownerless_pods = sorted(set(ownerless_pods or []))
         self.namespace, self.rig_name, self.rig_uid, self.rig, self.prefix = namespace, rig_name, rig_uid, rig, prefix
         self.known, self.sessions, self.convoy_refs, self.backend = polecats, sessions, convoy_refs, backend
 
@@ -168,13 +169,18 @@ class KubePort:
         return sorted({j["name"] for j in [*sessions, *self.verification_jobs] if not j.get("owned", True)})
 
     def patrol(self, ledger: Ledger) -> None:
-        """The Deacon's round for this rig: ledger heals, and orphaned Jobs deleted; each an Event."""
+        """The Deacon's round for this rig: ledger heals, and orphaned Jobs and pods deleted
+        (each gets SIGTERM and its grace period: a session wrapper pushes its work); each an Event."""
         for heal in Deacon(ledger, ACTOR).patrol(list(self.known), self.busy(), self.rig.default_branch):
             post_event(self.namespace, "Rig", self.rig_name, heal.kind, f"{heal.subject}: {heal.message}", "Warning")
         for job in self.orphan_jobs():
             self.backend.stop(self.namespace, job)
             post_event(self.namespace, "Rig", self.rig_name, "OrphanDeleted",
                        f"Job {job} was gastown's but had no owner: deleted", "Warning")
+        for pod in self.ownerless_pods:
+            self.backend.delete_pod(self.namespace, pod)
+            post_event(self.namespace, "Rig", self.rig_name, "OrphanDeleted",
+                       f"Pod {pod} was gastown's but had no owner: deleted", "Warning")
 
     def stop_session(self, polecat: str) -> None:
         jobs = [j for j in self.sessions.get((self.namespace, polecat), []) if j["active"]]
@@ -211,7 +217,7 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping
              memo: kopf.Memo, polecats_by_rig: kopf.Index, sessions_by_polecat: kopf.Index,
              convoys_by_rig: kopf.Index, rigs_by_name: kopf.Index, mergequeues_by_rig: kopf.Index,
              verifications_by_rig: kopf.Index, session_starts: kopf.Index, heartbeats_by_session: kopf.Index,
-             **_: Any) -> None:
+             ownerless_pods: kopf.Index, **_: Any) -> None:
     try:
         rig = parse_spec(RigSpec, spec)
     except Invalid:
@@ -246,7 +252,8 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping
         try:
             tip = ledger.refresh()
             port = KubePort(namespace, name, uid, rig, ledger.prefix, polecats, sessions_by_polecat, refs, backend,
-                            status, peer, queue, jobs, session_starts, heartbeats_by_session)
+                            status, peer, queue, jobs, session_starts, heartbeats_by_session,
+                            list(ownerless_pods.get((namespace, name), [])))
             # the parts of this rig's convoys on other rigs move other ledgers: their tips wake us too
             peer_tips = tuple((r, other.refresh()) for r in sorted(peer_rigs) if (other := peer(r)) is not None)
             fingerprint = (tip, tuple(sorted((p, p in port.busy()) for p in polecats)), tuple(sorted(refs)), peer_tips,

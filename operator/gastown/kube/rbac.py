@@ -28,7 +28,8 @@ NAMESPACED = (
     Rule("batch", ("jobs",), (*WATCH, "create", "delete"),
          "sessions, the Mayor, verification runs; the Witness stops hung sessions"),
     Rule("batch", ("cronjobs",), ("create", "patch", "delete"), "each rig's Dogs (prune, compact)"),
-    Rule("", ("pods",), WATCH, "session pod failures (OOMKilled, ImagePullBackOff, ...)"),
+    Rule("", ("pods",), (*WATCH, "delete"), "session pod failures (OOMKilled, ImagePullBackOff, ...); the "
+         "Deacon deletes gastown's pods that have no owner"),
     Rule("coordination.k8s.io", ("leases",), (*WATCH, "create", "update"),
          "session heartbeats; held so that the rig's Role may grant them to agent pods"),
     Rule("", ("events",), ("create", "patch"), "Events on gastown's objects (kopf and the operator)"),

@@ -14,7 +14,7 @@ from ..api import GROUP, VERSION, Condition, Invalid, PolecatSpec, RigSpec
 from ..api.validation import parse_spec
 from ..ledger import LedgerError
 from ..polecats import EnsureAgent, branch_for
-from ..runtimes.kubernetes import COMPONENT
+from ..runtimes.kubernetes import COMPONENT, MANAGED_BY
 from .admission import current_conditions
 from .client import get_object, patch_status, post_event, set_conditions
 from .ledgers import RigLedgers
@@ -61,6 +61,13 @@ def session_starts(namespace: str, labels: Mapping, status: Mapping, **_: Any) -
     started = next((cs["state"]["running"].get("startedAt") for cs in status.get("containerStatuses") or []
                     if cs.get("name") == "agent" and (cs.get("state") or {}).get("running")), None)
     return {(namespace, labels.get("gastown.dev/session")): started}
+
+
+@kopf.index("", "v1", "pods", labels={"app.kubernetes.io/managed-by": MANAGED_BY},
+            when=lambda meta, **_: not meta.get("ownerReferences"))
+def ownerless_pods(namespace: str, name: str, labels: Mapping, **_: Any) -> dict:
+    """gastown's pods with no owner (a Job's pods have it): the Deacon deletes them."""
+    return {(namespace, labels.get("gastown.dev/rig")): name}
 
 
 def session_signals(namespace: str, polecats: Iterable[str], sessions: Mapping, starts: Mapping,

@@ -363,6 +363,7 @@ class KubernetesBackend:
         from kubernetes import client
 
         self.batch = client.BatchV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
 
     def start(self, job: dict) -> str:
         from kubernetes.client.rest import ApiException
@@ -380,6 +381,15 @@ class KubernetesBackend:
 
         try:
             self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            self.core.delete_namespaced_pod(name, namespace)
         except ApiException as e:
             if e.status != 404:
                 raise
