@@ -62,7 +62,7 @@ class OperatorProcess:
         self.log = log
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [GT, "operator", "run", "--standalone", "--liveness", "", *args],
+            [GT, "operator", "run", "--standalone", "--liveness", "", "--metrics-port", "0", *args],
             stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
 
     def output(self) -> str:

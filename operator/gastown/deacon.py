@@ -21,6 +21,7 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from . import convoy as convoys
 from .ledger import Bead, BeadType, Ledger, Status
@@ -32,6 +33,7 @@ from .polecats import Done, branch_for
 
 log = logging.getLogger("gastown.deacon")
 DEACON_SECONDS = float(os.environ.get("GT_DEACON_SECONDS", "60"))
+ORPHAN_GRACE = timedelta(seconds=float(os.environ.get("GT_ORPHAN_GRACE_SECONDS", "120")))
 WORK = (BeadType.TASK, BeadType.BUG, BeadType.FEATURE)
 
 
@@ -60,11 +62,13 @@ class Reopen:
                       f"{bead.status} -> open: {self.reason}", self.actor)
 
 
-def orphaned(beads: Mapping[str, Bead], polecats: Iterable[str]) -> list[Bead]:
-    """Work beads held by a polecat that is not among ``polecats``. Pure."""
+def orphaned(beads: Mapping[str, Bead], polecats: Iterable[str], now: datetime,
+             grace: timedelta = ORPHAN_GRACE) -> list[Bead]:
+    """Work beads held for longer than ``grace`` by a polecat that is not among ``polecats``.
+    The grace covers a polecat created a moment ago that the driver's view does not show yet. Pure."""
     known = set(polecats)
     return [b for b in beads.values() if b.type in WORK and b.assignee and b.assignee not in known
-            and b.status in (Status.HOOKED, Status.IN_PROGRESS)]
+            and b.status in (Status.HOOKED, Status.IN_PROGRESS) and now - b.updated_at > grace]
 
 
 def finished_convoys(beads: Mapping[str, Bead]) -> list[Bead]:
@@ -82,7 +86,8 @@ class Deacon:
         self.ledger, self.actor = ledger, actor
         self.branches = Branches(ledger.store)
 
-    def patrol(self, polecats: Iterable[str] | None, busy: Iterable[str], target: str) -> list[Heal]:
+    def patrol(self, polecats: Iterable[str] | None, busy: Iterable[str], target: str,
+               now: datetime | None = None) -> list[Heal]:
         """One round. ``polecats``: the polecats that exist (None: every agent of the ledger, as
         locally); ``busy``: those with a session running, whose beads are theirs to finish."""
         beads = self.ledger.beads()
@@ -91,7 +96,7 @@ class Deacon:
             and b.metadata.get("state") != "retired"}
         running = set(busy)
         heals = self._done_refs(beads, running, target)
-        for bead in orphaned(beads, names):
+        for bead in orphaned(beads, names, now or datetime.now(UTC)):
             why = f"reopened by the Deacon: polecat {bead.assignee} no longer exists"
             self.ledger.apply(Reopen(bead.id, why, self.actor))
             heals.append(Heal("Reopened", bead.id, why))

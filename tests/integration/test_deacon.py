@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from gastown import convoy as convoys
-from gastown.deacon import Deacon
+from gastown.deacon import ORPHAN_GRACE, Deacon
 from gastown.ledger import BeadType, Status
 from gastown.ledger.ops import Close
 from gastown.ledger.worktree import DONE_REFS, done_ref, push_branch
@@ -71,7 +73,10 @@ def test_a_bead_held_by_a_polecat_that_no_longer_exists_is_reopened(rig):
     kept = rig.hooked_bead("Kept", polecat="furiosa")
     lost = rig.hooked_bead("Lost", polecat="ghost")
     with rig.ledger("deacon") as lg:
-        heals = Deacon(lg).patrol(["furiosa"], set(), "main")  # the cluster's Polecats: ghost's was deleted
+        # hooked a moment ago: ghost may be a polecat just created that the cluster's view lacks yet
+        assert Deacon(lg).patrol(["furiosa"], set(), "main") == []
+        later = datetime.now(UTC) + ORPHAN_GRACE + timedelta(seconds=1)
+        heals = Deacon(lg).patrol(["furiosa"], set(), "main", now=later)  # ghost's Polecat was deleted
         beads = lg.beads()
     assert [(h.kind, h.subject) for h in heals] == [("Reopened", lost)]
     assert beads[lost].status == Status.OPEN and beads[lost].assignee is None

@@ -127,7 +127,11 @@ def test_standalone_debug_and_custom_runtimes():
     runtimes = yaml.safe_load(configmap["data"]["runtimes.yaml"])["runtimes"]
     assert RuntimeDef.model_validate(runtimes["mycli"]).prompt_mode == "file"
     (monitor,) = by_kind(docs, "ServiceMonitor")
-    assert monitor["spec"]["endpoints"][0]["port"] == "http"
+    assert monitor["spec"]["endpoints"][0] == {"port": "metrics", "path": "/metrics", "interval": "30s"}
+    (service,) = by_kind(docs, "Service")
+    assert {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"} in service["spec"]["ports"]
+    assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in container["ports"]
+    assert "--metrics-port=9090" in container["args"]
 
 
 def test_helm_test_hook_probes_the_service():

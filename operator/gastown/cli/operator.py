@@ -26,6 +26,8 @@ def operator() -> None:
               help="Name of the kopf peering object shared by the operators of one town.")
 @click.option("--liveness", default="http://0.0.0.0:8080/healthz", show_default=True,
               metavar="URL", help="Serve the liveness probe here; an empty value disables it.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=9090, show_default=True,
+              help="Serve Prometheus metrics at :PORT/metrics; 0 disables them.")
 @click.option("--server-timeout", type=click.IntRange(10, 3600), default=270, show_default=True,
               help="Seconds the API server keeps one watch request open.")
 @click.option("--client-timeout", type=click.IntRange(10, 3600), default=300, show_default=True,
@@ -34,7 +36,7 @@ def operator() -> None:
               help="Threads for blocking work (git, API calls) in handlers.")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def run(namespaces: tuple[str, ...], all_namespaces: bool, standalone: bool, priority: int,
-        peering_name: str, liveness: str, server_timeout: int, client_timeout: int, workers: int,
+        peering_name: str, liveness: str, metrics_port: int, server_timeout: int, client_timeout: int, workers: int,
         verbose: bool) -> None:
     """Run the operator against the cluster of the current kubeconfig (or in-cluster config).
 
@@ -47,6 +49,7 @@ def run(namespaces: tuple[str, ...], all_namespaces: bool, standalone: bool, pri
 
     opts = OperatorOptions(namespaces=namespaces, all_namespaces=all_namespaces,
                            standalone=standalone, priority=priority, peering_name=peering_name,
-                           liveness=liveness or None, server_timeout=server_timeout,
+                           liveness=liveness or None, metrics_port=metrics_port,
+                           server_timeout=server_timeout,
                            client_timeout=client_timeout, workers=workers)
     run_operator(opts, verbose=verbose)

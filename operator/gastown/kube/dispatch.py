@@ -39,6 +39,7 @@ from ..runtimes.kubernetes import (
     session_job,
     verification_job,
 )
+from ..telemetry import metrics
 from .admission import current_conditions
 from .client import api_client, post_event, put_status, read_secret, set_conditions
 from .convoys import convoy_status
@@ -171,9 +172,13 @@ class KubePort:
     def patrol(self, ledger: Ledger) -> None:
         """The Deacon's round for this rig: ledger heals, and orphaned Jobs and pods deleted
         (each gets SIGTERM and its grace period: a session wrapper pushes its work); each an Event."""
-        for heal in Deacon(ledger, ACTOR).patrol(list(self.known), self.busy(), self.rig.default_branch):
+        heals = Deacon(ledger, ACTOR).patrol(list(self.known), self.busy(), self.rig.default_branch)
+        for heal in heals:
             post_event(self.namespace, "Rig", self.rig_name, heal.kind, f"{heal.subject}: {heal.message}", "Warning")
-        for job in self.orphan_jobs():
+        orphans = self.orphan_jobs()
+        metrics.observe_heals(self.namespace, self.rig_name,
+                              [h.kind for h in heals] + ["OrphanDeleted"] * (len(orphans) + len(self.ownerless_pods)))
+        for job in orphans:
             self.backend.stop(self.namespace, job)
             post_event(self.namespace, "Rig", self.rig_name, "OrphanDeleted",
                        f"Job {job} was gastown's but had no owner: deleted", "Warning")
@@ -263,6 +268,7 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping
                 last_pass = time.monotonic()
                 report = RigPass(name, ledger, port, rig.max_polecats, rig.runtime.preset, ACTOR,
                                  Routes.from_spec(rig.escalation), queue=settings).run(fresh=False)
+                metrics.observe_pass(namespace, name, report, time.monotonic() - last_pass)
                 project(namespace, name, ledger.prefix, ledger.tip, report.beads or {}, refs, polecats, projected,
                         report.held, status, peer)
                 project_queues(namespace, name, queues, report.beads or {}, settings.target, report.refinery,
@@ -276,21 +282,24 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping
                 last_patrol = time.monotonic()
                 port.patrol(ledger)
             if (gc is None or not gc.is_alive()) and gc_timer.due(datetime.now(UTC)):
-                gc = threading.Thread(target=_gc, args=(ledger, rig), daemon=True, name=f"gc-{namespace}-{name}")
+                gc = threading.Thread(target=_gc, args=(namespace, name, ledger, rig), daemon=True, name=f"gc-{namespace}-{name}")
                 gc.start()
             git_error = report_git(namespace, name, status, None, git_error)
         except LedgerError as e:
             log.warning("rig %s/%s: %s", namespace, name, e)
             git_error = report_git(namespace, name, status, str(e), git_error)
         stopped.wait(POLL_SECONDS)
+    metrics.forget(namespace, name)
 
 
-def _gc(ledger: Ledger, rig: RigSpec) -> None:
+def _gc(namespace: str, name: str, ledger: Ledger, rig: RigSpec) -> None:
     """The gc Dog, on the operator's own cache of the rig (in the background: it may take a while)."""
     try:
         Kennel(ledger, rig.default_branch, rig.dogs.retain_days, ACTOR).run("gc")
+        metrics.observe_dog(namespace, name, "gc", True)
     except LedgerError as e:
         log.warning("the gc Dog of %s: %s", ledger.remote, e)
+        metrics.observe_dog(namespace, name, "gc", False)
 
 
 def report_git(namespace: str, rig: str, status: Mapping, error: str | None, last: str | None) -> str | None:

@@ -11,6 +11,10 @@ def run(opts: OperatorOptions, verbose: bool = False) -> None:
     from . import convoys, dispatch, handlers, mergequeues, rigs, sessions  # noqa: F401  (registers the handlers)
 
     kopf.configure(verbose=verbose)
+    if opts.metrics_port:
+        from ..telemetry.metrics import serve
+
+        serve(opts.metrics_port)
     # The peering name is set in the startup handler: given to kopf.run, it would make
     # peering mandatory and pause every watch on clusters without kopf's peering CRDs.
     kopf.run(

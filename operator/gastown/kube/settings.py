@@ -21,6 +21,7 @@ class OperatorOptions:
     priority: int = 0
     peering_name: str = "gastown"
     liveness: str | None = "http://0.0.0.0:8080/healthz"
+    metrics_port: int = 9090  # 0: no metrics endpoint
     server_timeout: int = 270
     client_timeout: int = 300
     connect_timeout: int = 10

@@ -1,0 +1,1 @@
+"""What gastown tells the outside about itself: Prometheus metrics."""
