@@ -92,8 +92,8 @@ class Port(VerifyPort, Protocol):
     def stop_session(self, polecat: str) -> None: ...
 
     def deliver(self, esc: Bead, route: str) -> bool:
-        """Send an escalation along ``route``; False when the route is not set up here (it is
-        then skipped for good). Raising leaves it for the next pass."""
+        """Send an escalation along ``route``; False when the route is not set up here yet (it
+        stays pending, and goes out once it is). Raising leaves it for the next pass."""
 
 
 @dataclass
@@ -219,11 +219,12 @@ class RigPass:
         for esc in escalation.open_escalations(beads.values()):
             for route in self.routes.pending(esc):
                 try:
-                    self.port.deliver(esc, route)
+                    sent = self.port.deliver(esc, route)
                 except Exception as e:  # noqa: BLE001 (a failed delivery is retried next pass)
                     log.warning("rig %s: escalation %s via %s: %s", self.rig, esc.id, route, e)
                     continue
-                delivered.append(escalation.Delivered(esc.id, route, self.actor))
+                if sent:  # a route with nowhere to go yet (no webhook URL) stays pending until it has one
+                    delivered.append(escalation.Delivered(esc.id, route, self.actor))
         if delivered:
             self._apply_all(delivered)
         return len(bumps) + len(delivered)

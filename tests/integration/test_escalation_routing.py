@@ -86,3 +86,23 @@ def test_webhook_json_bumps_and_ack(rig, hook, tmp_path):
             assert lg.get(p1.id).metadata["bumps"] == 1
     finally:
         ledger.close()
+
+
+def test_a_webhook_configured_later_still_gets_what_is_open(rig, hook, tmp_path):
+    url, received = hook
+    spec = EscalationSpec.model_validate({"routes": {"P1": ["webhook", "log"]}})
+    config = RigConfig(rig.name, str(rig.remote), 3, RuntimeSpec(preset="script"), escalation=spec)
+    ledger = rig.ledger("gastown daemon")
+    try:
+        with rig.ledger() as lg:
+            p1 = lg.apply(esc.Raise("P1", "the target branch is red", "refinery", source={"rig": rig.name}))
+        RigDriver(config, LocalBackend(tmp_path / "town"), ledger).step()  # no webhook URL yet
+        with rig.ledger() as lg:
+            assert lg.get(p1.id).metadata["delivered"] == ["P1:log"]
+        config.webhook_url = url  # `gt apply` of the Rig with its webhook, the daemon restarted
+        RigDriver(config, LocalBackend(tmp_path / "town"), ledger).step()
+        assert [r["text"].split("\n")[0] for r in received] == ["[P1] the target branch is red (rig webapp)"]
+        with rig.ledger() as lg:
+            assert sorted(lg.get(p1.id).metadata["delivered"]) == ["P1:log", "P1:webhook"]
+    finally:
+        ledger.close()
