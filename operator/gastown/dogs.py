@@ -177,8 +177,8 @@ class Kennel:
             target = self.branches.fetch(self.target, *heads)[self.target]  # a branch moved since: not merged
             for branch, tip in prunable_branches(beads, heads, lambda sha: target is not None
                                                  and self.ledger.store.is_ancestor(sha, target)):
-                self.branches.delete(branch, tip)
-                report.done.append(f"deleted merged branch {branch}")
+                if self.branches.delete(branch, tip):  # else it moved since it was listed: kept
+                    report.done.append(f"deleted merged branch {branch}")
         stale = finished_verify_refs(beads, refs)
         if stale:
             self.branches.delete_refs(*stale)

@@ -126,10 +126,11 @@ class Branches:
             run_git(["push", "--quiet", self.store.remote, *[f":{r}" for r in refs]], cwd=self.store.cache,
                     check=False, env=self.store.env)
 
-    def delete(self, branch: str, expected: str | None = None) -> None:
+    def delete(self, branch: str, expected: str | None = None) -> bool:
+        """Delete ``branch`` on the remote if it is still at ``expected``; False when it was not deleted."""
         lease = f"--force-with-lease=refs/heads/{branch}:{expected}" if expected else "--force"
-        run_git(["push", "--quiet", lease, self.store.remote, f":refs/heads/{branch}"], cwd=self.store.cache,
-                check=False, env=self.store.env)
+        return run_git(["push", "--quiet", lease, self.store.remote, f":refs/heads/{branch}"], cwd=self.store.cache,
+                       check=False, env=self.store.env).returncode == 0
 
     def merge_into(self, branch: str, target: str, message: str, author: Signature,
                    attempts: int = 10) -> MergeResult:
