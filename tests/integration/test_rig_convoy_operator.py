@@ -232,3 +232,26 @@ def test_gt_sling_on_a_cluster_starts_the_polecat_it_names(kubeapi, operator, ri
     wait_for(lambda: kubeapi.get("polecats", "default", "toast"), what="the Polecat toast")
     jobs = wait_for(lambda: kubeapi.list("jobs", "default", selector="gastown.dev/polecat=toast"), what="its Job")
     assert jobs[0]["metadata"]["labels"]["gastown.dev/bead"] == bead.id
+
+
+def test_the_rig_loop_follows_the_spec_as_it_changes(kubeapi, operator, rig):
+    operator()
+    with rig.ledger() as lg:
+        for i in range(3):
+            lg.create(f"Task {i}")
+    # a schedule the CRD pattern lets through but gastown.cron refuses: Invalid, nothing dispatched
+    kubeapi.create(cr("Rig", "webapp", {"gitUrl": f"file://{rig.remote}", "maxPolecats": 1,
+                                        "dogs": {"prune": {"schedule": "61 * * * *"}}}))
+    invalid = wait_for(lambda: condition(kubeapi.get("rigs", "default", "webapp"), "Invalid"), timeout=30,
+                       what="the Invalid condition")
+    assert invalid["status"] == "True" and "minute: 61 is outside 0-59" in invalid["message"]
+
+    def sessions():
+        return [j for j in kubeapi.list("jobs", "default")
+                if j["metadata"]["labels"].get("app.kubernetes.io/component") == "agent-session"]
+    # fixed: the rig loop, which had been waiting, starts and keeps to one polecat
+    kubeapi.patch("rigs", "default", "webapp", {"spec": {"dogs": {"prune": {"schedule": "17 * * * *"}}}})
+    wait_for(lambda: len(sessions()) == 1, timeout=30, what="one session under maxPolecats 1")
+    # raised: the running loop picks the new limit up without a restart
+    kubeapi.patch("rigs", "default", "webapp", {"spec": {"maxPolecats": 3}})
+    wait_for(lambda: len(sessions()) == 3, timeout=30, what="three sessions under maxPolecats 3")

@@ -223,11 +223,6 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping
              convoys_by_rig: kopf.Index, rigs_by_name: kopf.Index, mergequeues_by_rig: kopf.Index,
              verifications_by_rig: kopf.Index, session_starts: kopf.Index, heartbeats_by_session: kopf.Index,
              ownerless_pods: kopf.Index, **_: Any) -> None:
-    try:
-        rig = parse_spec(RigSpec, spec)
-    except Invalid:
-        return
-
     def peer(other: str) -> Ledger | None:
         """Another rig's ledger (for the parts of this rig's convoys that live there)."""
         other_spec = rig_spec(rigs_by_name, namespace, other)
@@ -239,9 +234,20 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping
     projected: dict[str, Any] = {}
     git_error: str | None = None
     peer_rigs: set[str] = set()
-    gc_timer = Timers(rig.dogs, datetime.now(UTC), only=("gc",))  # the other Dogs are the Rig's CronJobs
+    rig: RigSpec | None = None
+    gc_timer: Timers | None = None
     gc: threading.Thread | None = None
     while not stopped:
+        try:  # ``spec`` is a live view: kopf keeps it up to date as the Rig changes
+            changed = parse_spec(RigSpec, spec)
+        except Invalid:
+            changed = rig  # admission reports what is wrong; the last good spec goes on
+        if changed is None:
+            stopped.wait(POLL_SECONDS)
+            continue
+        if changed != rig:
+            rig, seen = changed, None
+            gc_timer = Timers(rig.dogs, datetime.now(UTC), only=("gc",))  # the other Dogs are the Rig's CronJobs
         try:
             ledger = ledgers(memo).for_rig(namespace, name, rig)  # follows credential changes
         except client.ApiException as e:
@@ -281,7 +287,7 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping
             if time.monotonic() - last_patrol > DEACON_SECONDS:
                 last_patrol = time.monotonic()
                 port.patrol(ledger)
-            if (gc is None or not gc.is_alive()) and gc_timer.due(datetime.now(UTC)):
+            if (gc is None or not gc.is_alive()) and gc_timer and gc_timer.due(datetime.now(UTC)):
                 gc = threading.Thread(target=_gc, args=(namespace, name, ledger, rig), daemon=True, name=f"gc-{namespace}-{name}")
                 gc.start()
             git_error = report_git(namespace, name, status, None, git_error)
