@@ -19,7 +19,7 @@ from gastown.dogs import Kennel, Timers, loose_objects
 from gastown.ledger import BeadType, InvalidOperation, Status
 from gastown.ledger.ops import Create
 from gastown.local.driver import LocalPort, RigConfig, RigDriver
-from gastown.runtimes.local import LocalBackend
+from gastown.runtimes.local import LocalBackend, SessionRequest
 
 from conftest import wait_for
 from rigs import git, make_rig
@@ -227,3 +227,19 @@ def test_gt_dog_list_and_run(rig, tmp_path):
     assert f"deleted merged branch polecat/nux/{done}" in out.output
     out = runner.invoke(cli, ["dog", "run", "fetch", "--rig", "webapp", "--town", str(town)])
     assert out.exit_code == 2 and "'fetch' is not one of 'prune', 'gc', 'compact'" in out.output
+
+
+def test_a_worktree_whose_session_runs_is_never_removed(rig, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    agent = str(Path(__file__).resolve().parent.parent / "agent_script.py")
+    bead = rig.hooked_bead("Think hard", polecat="nux")
+    backend = LocalBackend(tmp_path / "town", cache_dir=tmp_path / "town-cache", heartbeat_interval=0.3)
+    session = backend.start(SessionRequest(rig=rig.name, remote=str(rig.remote), bead=bead, polecat="nux",
+                                           runtime="script", args=(sys.executable, agent, "hang")))
+    workdir = backend.town / "rigs" / rig.name / "polecats" / "nux"
+    wait_for(lambda: (workdir / "PARTIAL.md").exists(), what="the agent at work")
+    assert backend.remove_worktree(rig.name, "nux") is False  # the ledger may call it stale: its session runs
+    backend.stop(session)  # the wrapper commits and pushes what it had on SIGTERM
+    assert backend.remove_worktree(rig.name, "nux") is True
+    assert backend.worktrees(rig.name) == []
+    assert "PARTIAL.md" in git("ls-tree", "--name-only", "-r", f"polecat/nux/{bead}", cwd=rig.remote).split()

@@ -87,16 +87,16 @@ class LocalBackend:
         self.town = Path(town)
         self.cache_dir = cache_dir or self.town / "cache"
         self.heartbeat_interval = heartbeat_interval
-        self._locks: dict[str, threading.Lock] = {}
+        self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()
 
     def ledger_cache(self, rig: str) -> Path:
         """The cache of one rig's ledger (the same one `gt` commands given --town use)."""
         return self.cache_dir / "ledgers" / rig
 
-    def _lock(self, rig: str) -> threading.Lock:
+    def _lock(self, rig: str) -> threading.RLock:
         with self._guard:
-            return self._locks.setdefault(rig, threading.Lock())
+            return self._locks.setdefault(rig, threading.RLock())
 
     def clone(self, rig: str, remote: str) -> Path:
         repo = self.town / "rigs" / rig / "repo"
@@ -123,8 +123,9 @@ class LocalBackend:
         """Remove a polecat's worktree, only when it holds nothing that is not on the remote: no
         uncommitted change, no commit that no remote branch has. False when it was kept."""
         path, repo = self.town / "rigs" / rig / "polecats" / polecat, self.town / "rigs" / rig / "repo"
-        with self._lock(rig):
-            if not path.is_dir():
+        with self._lock(rig):  # the lock `start` holds from the worktree to the session's pid file
+            if not path.is_dir() or any(s.request.rig == rig and s.request.polecat == polecat and s.running()
+                                        for s in self.sessions()):
                 return False
             try:
                 git(repo, "fetch", "--quiet", "--prune", "origin")
@@ -137,6 +138,10 @@ class LocalBackend:
         return True
 
     def start(self, req: SessionRequest) -> LocalSession:
+        with self._lock(req.rig):  # a Dog removing a stale worktree waits, then sees this session
+            return self._start(req)
+
+    def _start(self, req: SessionRequest) -> LocalSession:
         name = _safe(f"{req.polecat}-{req.bead}-{time.strftime('%Y%m%d%H%M%S')}-{os.urandom(2).hex()}")
         workdir = self.worktree(req.rig, req.remote, req.polecat)
         sdir = self.town / "sessions" / name
