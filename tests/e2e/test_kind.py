@@ -138,3 +138,14 @@ def test_a_convoy_of_explicit_beads_is_merged_on_a_real_cluster(api, namespace):
     queue = status("mergequeues", "sample")
     assert queue["counters"]["merged"] == 2 and queue["counters"]["rejected"] == 0
     assert len(queue["lastMergedCommit"]) == 40
+
+    # the Dogs: the API server took their CronJobs; one run of prune, as `kubectl create job --from`
+    batch = client.BatchV1Api(api)
+    cron = batch.read_namespaced_cron_job("gt-dog-sample-prune", namespace)
+    assert cron.spec.schedule == "17 * * * *" and cron.spec.time_zone == "Etc/UTC"
+    job = api.sanitize_for_serialization(cron.spec.job_template)
+    job.update(apiVersion="batch/v1", kind="Job")
+    job.setdefault("metadata", {})["name"] = "gt-dog-sample-prune-e2e"
+    batch.create_namespaced_job(namespace, job)
+    _wait(lambda: (batch.read_namespaced_job("gt-dog-sample-prune-e2e", namespace).status.succeeded or 0) >= 1,
+          300, "a run of the prune Dog to succeed")
