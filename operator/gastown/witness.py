@@ -47,6 +47,11 @@ class Thresholds:
     hung_after: float = 300.0  # a running session whose last beat is older than this is hung
     linger: float = 120.0  # a session may take this long to exit after its result is recorded
 
+    @classmethod
+    def from_spec(cls, spec: Any) -> Thresholds:
+        """From a Rig's ``witness`` (a WitnessSpec), the same locally and on a cluster."""
+        return cls(float(spec.start_grace_seconds), float(spec.hung_after_seconds), float(spec.linger_seconds))
+
 
 @dataclass(frozen=True)
 class Judgement:

@@ -21,10 +21,10 @@ def rig(tmp_path):
     return make_rig(tmp_path)
 
 
-def apply_rig_and_polecat(kubeapi, rig):
+def apply_rig_and_polecat(kubeapi, rig, **spec):
     kubeapi.create({"apiVersion": "gastown.dev/v1alpha1", "kind": "Rig", "metadata": {"name": "webapp"},
                     "spec": {"gitUrl": f"file://{rig.remote}", "runtime": {
-                        "preset": "claude", "apiKeySecret": {"name": "anthropic", "key": "api-key"}}}})
+                        "preset": "claude", "apiKeySecret": {"name": "anthropic", "key": "api-key"}}, **spec}})
     return kubeapi.create({"apiVersion": "gastown.dev/v1alpha1", "kind": "Polecat",
                            "metadata": {"name": "furiosa"}, "spec": {"rig": "webapp"}})
 
@@ -166,7 +166,7 @@ def _session_pod(kubeapi, job, started):
 def test_the_cluster_witness_restarts_a_lost_session_and_stops_a_hung_one(kubeapi, operator, rig, monkeypatch):
     monkeypatch.setenv("GT_PATROL_SECONDS", "1")  # time-driven patrols, fast
     op = operator()
-    apply_rig_and_polecat(kubeapi, rig)
+    apply_rig_and_polecat(kubeapi, rig, witness={"hungAfterSeconds": 60})  # the default would wait 5 minutes
     wait_for(lambda: kubeapi.get("polecats", "default", "furiosa").get("status"), timeout=30, what="the polecat")
     with rig.ledger() as lg:
         bead = lg.create("Add login")
@@ -192,11 +192,11 @@ def test_the_cluster_witness_restarts_a_lost_session_and_stops_a_hung_one(kubeap
     assert work.metadata["ended"] == name and work.metadata["attempts"] == 1
     assert "is gone without a result" in work.comments[-1].text
 
-    # session 2 runs but its heartbeat stopped ten minutes ago: hung; it is stopped, and a third starts
+    # session 2 runs but its heartbeat stopped two minutes ago: hung past the Rig's 60 s; stopped, a third starts
     name = second["metadata"]["name"]
     with rig.ledger() as lg:
         lg.apply(StartSession(bead.id, "furiosa", name, "polecat furiosa"))
-    stale = (datetime.now(UTC) - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stale = (datetime.now(UTC) - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     _session_pod(kubeapi, second, stale)
     kubeapi.create({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {
         "name": name, "labels": {"app.kubernetes.io/component": "heartbeat", "gastown.dev/polecat": "furiosa"}},

@@ -15,6 +15,8 @@ from gastown.api import (
     parse_object,
 )
 from gastown.api.validation import parse_spec
+from gastown.local.town import rig_config
+from gastown.witness import Thresholds
 
 RIG = {"gitUrl": "https://example.com/a/b.git"}
 
@@ -24,6 +26,16 @@ def test_rig_defaults():
     assert (spec.default_branch, spec.beads_prefix, spec.max_polecats) == ("main", "gt", 3)
     assert spec.runtime.preset == "claude"
     assert spec.wire()["gitUrl"] == RIG["gitUrl"]
+    assert Thresholds.from_spec(spec.witness) == Thresholds()  # the spec's defaults are the Witness's
+    assert [spec.dogs.prune.enabled, spec.dogs.gc.enabled, spec.dogs.compact.enabled] == [True] * 3
+
+
+def test_a_town_rig_runs_with_its_spec():
+    spec = parse_spec(RigSpec, {**RIG, "witness": {"hungAfterSeconds": 60, "startGraceSeconds": 600},
+                                "dogs": {"compact": {"schedule": "@daily", "enabled": False}}})
+    config = rig_config("webapp", spec)
+    assert config.thresholds == Thresholds(start_grace=600.0, hung_after=60.0, linger=120.0)
+    assert config.dogs.compact.enabled is False and config.dogs.compact.schedule == "@daily"
 
 
 @pytest.mark.parametrize("url", [
@@ -70,6 +82,11 @@ BAD = [
     (ConvoySpec, {"rig": "r", "goal": "g", "mergeStrategy": "squash"}, "spec.mergeStrategy", "'mr' or 'direct'"),
     (ConvoySpec, {"rig": "r", "goal": "g", "notify": [{"type": "webhook"}]}, "spec.notify[0]",
      "needs secretRef"),
+    (RigSpec, {**RIG, "witness": {"hungAfterSeconds": 5}}, "spec.witness.hungAfterSeconds",
+     "greater than or equal to 10"),
+    (RigSpec, {**RIG, "dogs": {"gc": {"schedule": "0 25 * * *"}}}, "spec.dogs.gc.schedule",
+     "hour: 25 is outside 0-23"),
+    (RigSpec, {**RIG, "dogs": {"retainDays": 0}}, "spec.dogs.retainDays", "greater than or equal to 1"),
     (MergeQueueSpec, {}, "spec.rig", "Field required"),
     (MergeQueueSpec, {"rig": "r", "batchSize": 0}, "spec.batchSize", "greater than or equal to 1"),
     (MergeQueueSpec, {"rig": "r", "parallelVerifications": 17}, "spec.parallelVerifications",

@@ -123,6 +123,19 @@ class Dogs(Model):
                              description="Closed ephemeral records younger than this stay in the live ledger.")
 
 
+class WitnessSpec(Model):
+    """When the Witness judges a session: it never judges one before these times have passed."""
+
+    start_grace_seconds: int = Field(default=120, ge=10, le=3600,
+                                     description="A session may take this long to beat for the first time "
+                                                 "(on a cluster, counted from its agent container's start).")
+    hung_after_seconds: int = Field(default=300, ge=10, le=86400,
+                                    description="A running session whose last heartbeat is older than this is "
+                                                "hung: it is stopped (its work saved) and restarted.")
+    linger_seconds: int = Field(default=120, ge=10, le=3600,
+                                description="A session may take this long to exit after its result is recorded.")
+
+
 class RigSpec(Model):
     git_url: str = Field(pattern=GIT_URL, max_length=2048,
                          description="Clone URL of the repository (https, ssh, git, file or user@host:path).")
@@ -141,6 +154,7 @@ class RigSpec(Model):
     verification: Verification = Field(default_factory=Verification)
     network: Network = Field(default_factory=Network)
     escalation: EscalationSpec = Field(default_factory=EscalationSpec)
+    witness: WitnessSpec = Field(default_factory=WitnessSpec)
     dogs: Dogs = Field(default_factory=Dogs)
 
 

@@ -273,7 +273,8 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping
             if fingerprint != seen or time.monotonic() - last_pass > PATROL_SECONDS:
                 last_pass = time.monotonic()
                 report = RigPass(name, ledger, port, rig.max_polecats, rig.runtime.preset, ACTOR,
-                                 Routes.from_spec(rig.escalation), queue=settings).run(fresh=False)
+                                 Routes.from_spec(rig.escalation), witness.Thresholds.from_spec(rig.witness),
+                                 settings).run(fresh=False)
                 metrics.observe_pass(namespace, name, report, time.monotonic() - last_pass)
                 project(namespace, name, ledger.prefix, ledger.tip, report.beads or {}, refs, polecats, projected,
                         report.held, status, peer)

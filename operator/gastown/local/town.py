@@ -20,6 +20,7 @@ from pathlib import Path
 from ..api import Invalid, MergeQueueSpec, RigSpec
 from ..api.validation import parse_spec
 from ..refinery import QueueSettings
+from ..witness import Thresholds
 from .driver import RigConfig
 
 
@@ -44,6 +45,7 @@ def rig_config(name: str, spec: RigSpec, queue: MergeQueueSpec | None = None,
     return RigConfig(
         name, spec.git_url, spec.max_polecats, spec.runtime, spec.default_branch,
         float(spec.session_deadline_seconds), spec.escalation, webhook_url,
+        thresholds=Thresholds.from_spec(spec.witness),
         gates=spec.verification.gates.ordered(),
         queue=None if queue is None else QueueSettings.from_spec(queue, spec.default_branch),
         verify_timeout=float(spec.verification.timeout_seconds), dogs=spec.dogs)
