@@ -225,6 +225,14 @@ def test_gt_dog_list_and_run(rig, tmp_path):
     out = runner.invoke(cli, ["dog", "run", "prune", "--rig", "webapp", "--town", str(town), "--json"])
     assert out.exit_code == 0, out.output
     assert f"deleted merged branch polecat/nux/{done}" in out.output
+    # as a CronJob runs it: the rig by URL, no town rig, a town directory that does not exist yet
+    with rig.ledger() as lg:
+        again = bead_on(lg, "Done again")
+    push_branch(rig, tmp_path, f"polecat/nux/{again}", merge=True)
+    out = runner.invoke(cli, ["dog", "run", "prune", "--rig", f"file://{rig.remote}", "--target", "main",
+                              "--retain-days", "30"], env={"GT_TOWN": str(tmp_path / "pod-cache" / "town")})
+    assert out.exit_code == 0, out.output
+    assert out.output.strip() == f"prune: deleted merged branch polecat/nux/{again}"
     out = runner.invoke(cli, ["dog", "run", "fetch", "--rig", "webapp", "--town", str(town)])
     assert out.exit_code == 2 and "'fetch' is not one of 'prune', 'gc', 'compact'" in out.output
 
