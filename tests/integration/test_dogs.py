@@ -129,6 +129,8 @@ def test_compact_archives_old_closed_ephemeral_records_and_keeps_them_readable(r
         assert [h.change.split(":")[0] for h in lg.history(old_msg)][-1] == "archived"
         with pytest.raises(InvalidOperation, match="already exists"):  # an archived ID is never reused
             lg.apply(Create(title="again", actor="t", seed="s", bead_id=old_msg))
+        with pytest.raises(InvalidOperation, match="is archived .* it can be read, not changed"):
+            lg.comment(old_msg, "too late")
         assert Kennel(lg, "main").compact(now=later).done == []
     tree = git("ls-tree", "--name-only", "-r", "gastown/ledger", cwd=rig.remote).split()
     assert f"archive/{old_msg}.json" in tree and f"beads/{old_msg}.json" not in tree

@@ -54,6 +54,9 @@ class Tx:
     def require(self, bead_id: str) -> Bead:
         bead = self.get(bead_id)
         if bead is None:
+            if bead_id in self.archive or bead_id in set(self.base.archived()):
+                raise InvalidOperation(f"{bead_id} is archived (compacted by the Dogs): it can be read, "
+                                       "not changed")
             raise NotFound(f"no bead {bead_id} in this ledger")
         return bead
 
