@@ -2,29 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-import urllib.request
-
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import wait_for
+from conftest import free_port, scrape, wait_for
 from rigs import make_rig
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def scrape(port: int) -> dict[tuple[str, tuple], float]:
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    except OSError:
-        return {}
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 @pytest.fixture

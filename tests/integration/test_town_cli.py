@@ -10,7 +10,7 @@ import pytest
 
 from gastown.ledger import BeadType, Ledger, Status
 
-from conftest import GT, wait_for
+from conftest import GT, free_port, scrape, wait_for
 from rigs import make_rig
 
 
@@ -71,7 +71,8 @@ def test_apply_is_idempotent_and_the_daemon_finishes_the_convoy(tmp_path, town):
     listed = json.loads(ok(gt(town, "rig", "list", "--json")))
     assert listed["webapp"]["spec"]["maxPolecats"] == 2 and listed["webapp"]["mergeQueue"]["fillWindowSeconds"] == 0
 
-    assert "daemon up" in ok(gt(town, "up"))
+    port = free_port()
+    assert "daemon up" in ok(gt(town, "up", "--metrics-port", str(port)))
     assert "already running" in ok(gt(town, "up"))
     try:
         def done():
@@ -80,6 +81,11 @@ def test_apply_is_idempotent_and_the_daemon_finishes_the_convoy(tmp_path, town):
             convoy = next(b for b in beads.values() if b.type == BeadType.CONVOY)
             return beads if convoy.status == Status.CLOSED else None
         beads = wait_for(done, timeout=90, what="the convoy to be merged by the daemon")
+        # the daemon's metrics, as the operator's, with namespace "local"
+        labels = (("namespace", "local"), ("rig", "webapp"))
+        wait_for(lambda: scrape(port).get(("gastown_merges_total", labels)) == 2.0, timeout=30,
+                 what="gastown_merges_total == 2 at the daemon's /metrics")
+        assert scrape(port)[("gastown_sessions_started_total", labels)] == 2.0
     finally:
         assert "stopped" in ok(gt(town, "down"))
     mrs = [b for b in beads.values() if b.type == BeadType.MERGE_REQUEST]

@@ -29,20 +29,23 @@ GATES = ("setup", "lint", "typecheck", "build", "test")
 @town_option
 @click.option("--foreground", is_flag=True, help="Run the daemon here, not in the background (Ctrl-C stops it).")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages (with --foreground).")
-def up(town: Path | None, foreground: bool, verbose: bool) -> None:
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Serve Prometheus metrics at 127.0.0.1:PORT/metrics (the operator's, with namespace "
+                   "\"local\"); 0: none.")
+def up(town: Path | None, foreground: bool, verbose: bool, metrics_port: int) -> None:
     """Start the town's daemon: it drives every rig of the town until `gt down`."""
     t = Town(town)
     if foreground:
         logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stdout,
                             format="%(asctime)s %(name)-18s %(levelname)-7s %(message)s")
         try:
-            daemon.serve(t)
-        except TownError as e:
+            daemon.serve(t, metrics_port=metrics_port)
+        except (TownError, OSError) as e:
             fail(e)
         return
     was = daemon.running(t)
     try:
-        pid = daemon.start(t)
+        pid = daemon.start(t, metrics_port=metrics_port)
     except TownError as e:
         fail(e)
     rigs = ", ".join(sorted(t.specs())) or "none yet: gt rig add NAME URL"

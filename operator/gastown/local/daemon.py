@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..ledger import Ledger, LedgerError
 from ..runtimes.local import LocalBackend
+from ..telemetry import metrics
 from .driver import RigConfig, RigDriver
 from .town import Town, TownError
 
@@ -124,12 +125,14 @@ def running(town: Town) -> int | None:
     return pid
 
 
-def serve(town: Town, poll: float = 0.2) -> None:
+def serve(town: Town, poll: float = 0.2, metrics_port: int = 0) -> None:
     """Run the daemon in this process until SIGTERM or SIGINT (`gt up --foreground`)."""
     other = running(town)
     if other is not None and other != os.getpid():
         raise TownError(f"the town at {town.root} has a daemon already (pid {other}); gt down first")
     town.root.mkdir(parents=True, exist_ok=True)
+    if metrics_port:
+        metrics.serve(metrics_port, "127.0.0.1")  # a laptop's daemon: not for the network
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -144,7 +147,7 @@ def serve(town: Town, poll: float = 0.2) -> None:
         log.info("town %s: daemon %d down", town.root, os.getpid())
 
 
-def start(town: Town, timeout: float = 15.0) -> int:
+def start(town: Town, timeout: float = 15.0, metrics_port: int = 0) -> int:
     """Start the daemon in the background; its pid once it is up."""
     pid = running(town)
     if pid is not None:
@@ -152,7 +155,8 @@ def start(town: Town, timeout: float = 15.0) -> int:
     town.root.mkdir(parents=True, exist_ok=True)
     with log_file(town).open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "gastown.cli.main", "up", "--foreground",
-                                 "--town", str(town.root)], stdout=out, stderr=subprocess.STDOUT,
+                                 "--town", str(town.root), "--metrics-port", str(metrics_port)],
+                                stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

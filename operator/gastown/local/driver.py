@@ -30,9 +30,11 @@ from ..refinery.verify import Verification
 from ..rigloop import PassReport, RigPass, parts_done
 from ..runtimes import resolve
 from ..runtimes.local import LocalBackend, LocalSession, SessionRequest
+from ..telemetry import metrics
 
 log = logging.getLogger("gastown.local")
 ACTOR = "gastown daemon"
+LOCAL = "local"  # the namespace label of a town's metrics
 
 
 @dataclass
@@ -235,8 +237,10 @@ class RigDriver:
         for name in dogs:
             try:
                 self.port.run_dog(name)
+                metrics.observe_dog(LOCAL, self.config.name, name, True)
             except LedgerError as e:
                 log.warning("rig %s: the %s Dog: %s", self.config.name, name, e)
+                metrics.observe_dog(LOCAL, self.config.name, name, False)
 
     def run(self, stop: threading.Event, poll: float = 0.1, idle_step: float = 2.0,
             clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
@@ -257,11 +261,14 @@ class RigDriver:
                 tip = self.ledger.refresh()
                 ended = any(not s.running() for s in self.port.sessions.values())
                 if tip != last_tip or ended or time.monotonic() - last_step > idle_step:
-                    self.step(fresh=False)
+                    started = time.monotonic()
+                    report = self.step(fresh=False)
+                    metrics.observe_pass(LOCAL, self.config.name, report, time.monotonic() - started)
                     last_tip, last_step = self.ledger.tip, time.monotonic()
                 if time.monotonic() - last_patrol > DEACON_SECONDS:
                     last_patrol = time.monotonic()
-                    Deacon(self.ledger).patrol(None, self.port.busy(), self.config.target)
+                    heals = Deacon(self.ledger).patrol(None, self.port.busy(), self.config.target)
+                    metrics.observe_heals(LOCAL, self.config.name, [h.kind for h in heals])
             except LedgerError as e:
                 log.warning("rig %s: %s", self.config.name, e)
                 stop.wait(1.0)
