@@ -36,8 +36,8 @@ def operator() -> None:
               help="Threads for blocking work (git, API calls) in handlers.")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def run(namespaces: tuple[str, ...], all_namespaces: bool, standalone: bool, priority: int,
-        peering_name: str, liveness: str, metrics_port: int, server_timeout: int, client_timeout: int, workers: int,
-        verbose: bool) -> None:
+        peering_name: str, liveness: str, metrics_port: int, server_timeout: int, client_timeout: int,
+        workers: int, verbose: bool) -> None:
     """Run the operator against the cluster of the current kubeconfig (or in-cluster config).
 
     It reconciles gastown.dev Rig, Polecat, Convoy and MergeQueue objects: it validates them,
