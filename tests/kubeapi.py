@@ -5,8 +5,8 @@ It implements what gastown and kopf use, with the semantics that matter to them:
 
 - discovery (/api, /apis, /api/v1, /apis/G/V) for the resources registered;
 - list with label selectors, watch streams from a resourceVersion, with bookmarks;
-- get, create (201, 409 AlreadyExists, generateName), replace (409 on a stale
-  resourceVersion), delete with finalizers and deletionTimestamp;
+- get, create (201, 409 AlreadyExists, generateName), replace and patch (409 when the
+  resourceVersion they carry is stale), delete with finalizers and deletionTimestamp;
 - merge, strategic-merge (treated as a JSON merge) and JSON patches; a failing
   JSON-patch ``test`` answers 422 as the real server does;
 - the status subresource: the main endpoint ignores status, /status ignores the rest;
@@ -353,6 +353,11 @@ class KubeAPI:
                change) -> dict:
         key, old = self._existing(res, ns, name)
         new = change(copy.deepcopy(old))
+        sent = (new.get("metadata") or {}).get("resourceVersion")
+        if sent and sent != old["metadata"]["resourceVersion"]:  # a precondition, in a PUT or a patch
+            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {res.plural} "{name}": '
+                                            "the object has been modified; please apply your changes "
+                                            "to the latest version and try again")
         protected = ("uid", "creationTimestamp", "generation", "namespace", "name")
         for k in protected:
             if k in old["metadata"]:
@@ -478,12 +483,6 @@ class KubeAPI:
             return web.json_response(obj)
         if m == "PUT":
             body = await request.json()
-            _, old = self._existing(res, ns, name)
-            sent = body.get("metadata", {}).get("resourceVersion")
-            if sent and sent != old["metadata"]["resourceVersion"]:
-                raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {res.plural} "{name}": '
-                                                "the object has been modified; please apply your changes "
-                                                "to the latest version and try again")
             return web.json_response(self._apply(res, ns, name, sub, lambda o: body))
         if m == "PATCH":
             body = await request.json()

@@ -6,7 +6,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from kubeapi import KubeAPI, json_patch, merge_patch, selector_matches
+from kubeapi import ApiError, KubeAPI, json_patch, merge_patch, selector_matches
 
 
 @pytest.fixture
@@ -49,6 +49,16 @@ def test_replace_with_stale_resource_version_conflicts(api):
     with pytest.raises(ApiException) as e:
         core.replace_namespaced_config_map("a", "default", first)
     assert e.value.status == 409
+
+
+def test_a_patch_carrying_a_stale_resource_version_conflicts(kubeapi):
+    made = kubeapi.create(_cm("a"))
+    rv = made["metadata"]["resourceVersion"]
+    kubeapi.patch("configmaps", "default", "a", {"metadata": {"resourceVersion": rv}, "data": {"k": "w"}})
+    with pytest.raises(ApiError) as e:
+        kubeapi.patch("configmaps", "default", "a", {"metadata": {"resourceVersion": rv}, "data": {"k": "x"}})
+    assert (e.value.code, e.value.reason) == (409, "Conflict")
+    assert kubeapi.get("configmaps", "default", "a")["data"] == {"k": "w"}
 
 
 def test_label_selectors(api):

@@ -14,52 +14,50 @@ from ..api.validation import parse_spec
 @dataclass(frozen=True)
 class Verdict:
     spec: BaseModel | None  # the parsed spec, None when invalid
-    status: dict  # a merge patch for .status
+    status: dict  # a merge patch for .status, conditions apart
     warning: str | None  # message of a Warning Event, None when valid
+    generation: int | None
 
     @property
     def valid(self) -> bool:
         return self.spec is not None
 
+    def conditions(self, current: list[Condition]) -> list[Condition]:
+        """The Invalid and Ready conditions that follow from the verdict, set on ``current``."""
+        g = self.generation
+        if self.warning is not None:
+            current = set_condition(current, Condition(type="Invalid", status="True", reason="InvalidSpec",
+                                                       message=self.warning, observed_generation=g))
+            return set_condition(current, Condition(type="Ready", status="False", reason="InvalidSpec",
+                                                    message=self.warning, observed_generation=g))
+        current = set_condition(current, Condition(type="Invalid", status="False", reason="SpecValid", message="",
+                                                   observed_generation=g))
+        if any(c.type == "Ready" and c.reason != "InvalidSpec" for c in current):
+            return current  # the controller's to set from here on
+        return set_condition(current, Condition(type="Ready", status="True", reason="Accepted",
+                                                message="spec accepted", observed_generation=g))
 
-def current_conditions(body: Mapping, patch: Mapping | None = None) -> list[Condition]:
-    """The conditions as they stand: those patched earlier in this handling cycle, else the body's."""
-    patched = ((patch or {}).get("status") or {}).get("conditions")
-    raw = patched if patched is not None else (body.get("status") or {}).get("conditions") or []
+
+def current_conditions(body: Mapping) -> list[Condition]:
+    """The conditions an object has (those someone wrote badly are left out rather than fail)."""
     out = []
-    for c in raw:
+    for c in (body.get("status") or {}).get("conditions") or []:
         try:
             out.append(Condition.model_validate(c))
         except ValueError:
-            continue  # a condition someone else wrote badly: drop it rather than fail
+            continue
     return out
 
 
 def judge(kind: Kind, body: Mapping) -> Verdict:
-    """Validate ``body.spec``; set observedGeneration and the Ready/Invalid conditions."""
+    """Validate ``body.spec``: the status fields and the conditions that follow."""
     generation = (body.get("metadata") or {}).get("generation")
-    conditions = current_conditions(body)
     try:
         spec = parse_spec(kind.spec, body.get("spec"))
     except Invalid as err:
         message = f"{err}. Fix the field and apply the {kind.kind} again."
-        conditions = set_condition(conditions, Condition(
-            type="Invalid", status="True", reason="InvalidSpec", message=message,
-            observed_generation=generation))
-        conditions = set_condition(conditions, Condition(
-            type="Ready", status="False", reason="InvalidSpec", message=message,
-            observed_generation=generation))
-        status = {"phase": "Invalid", "observedGeneration": generation,
-                  "conditions": [c.wire() for c in conditions]}
-        return Verdict(None, status, message)
-    conditions = set_condition(conditions, Condition(
-        type="Invalid", status="False", reason="SpecValid", message="",
-        observed_generation=generation))
-    if not any(c.type == "Ready" and c.reason != "InvalidSpec" for c in conditions):  # the controller's to set
-        conditions = set_condition(conditions, Condition(
-            type="Ready", status="True", reason="Accepted", message="spec accepted",
-            observed_generation=generation))
-    status = {"observedGeneration": generation, "conditions": [c.wire() for c in conditions]}
+        return Verdict(None, {"phase": "Invalid", "observedGeneration": generation}, message, generation)
+    status = {"observedGeneration": generation}
     if (body.get("status") or {}).get("phase") in (None, "Invalid"):
         status["phase"] = kind.initial_phase
-    return Verdict(spec, status, None)
+    return Verdict(spec, status, None, generation)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
+
+from ..api import GROUP, VERSION, Condition, set_condition
+from .admission import current_conditions
 
 
 @functools.cache
@@ -21,8 +25,6 @@ def patch_status(namespace: str, plural: str, name: str, status: dict) -> None:
     """Merge-patch the status subresource of one of gastown's objects; gone objects are ignored."""
     from kubernetes import client
     from kubernetes.client.rest import ApiException
-
-    from ..api import GROUP, VERSION
 
     api = client.CustomObjectsApi(api_client())
     try:
@@ -43,8 +45,6 @@ def get_object(namespace: str, plural: str, name: str) -> dict | None:
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
-    from ..api import GROUP, VERSION
-
     try:
         return client.CustomObjectsApi(api_client()).get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
     except ApiException as e:
@@ -53,18 +53,45 @@ def get_object(namespace: str, plural: str, name: str) -> dict | None:
         raise
 
 
-def set_conditions(namespace: str, plural: str, name: str, *conditions: Any) -> None:
-    """Set these conditions on one of gastown's objects, keeping the others it has."""
-    from ..api import set_condition
-    from .admission import current_conditions
+CONFLICT_RETRIES = 8
 
-    obj = get_object(namespace, plural, name)
-    if obj is None:
-        return
-    current = current_conditions(obj)
-    for c in conditions:
-        current = set_condition(current, c)
-    patch_status(namespace, plural, name, {"conditions": [c.wire() for c in current]})
+
+def update_conditions(namespace: str, plural: str, name: str,
+                      change: Callable[[list[Condition]], list[Condition]]) -> None:
+    """Rewrite the conditions of one of gastown's objects with ``change``, keeping what others wrote.
+
+    Several writers own conditions of one object (admission, the controllers, the rig loop, the
+    pod watcher) and a merge patch replaces the whole list, so each write is conditional on the
+    resourceVersion it was computed from (the server answers 409 when it moved): on a conflict
+    the object is read again and ``change`` applied to what is there now. Gone objects are ignored.
+    """
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    api = client.CustomObjectsApi(api_client())
+    for attempt in range(CONFLICT_RETRIES):
+        obj = get_object(namespace, plural, name)
+        if obj is None:
+            return
+        current = current_conditions(obj)
+        wanted = change(current)
+        if wanted == current:
+            return
+        try:
+            api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name, {
+                "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                "status": {"conditions": [c.wire() for c in wanted]}})
+            return
+        except ApiException as e:
+            if e.status == 404:
+                return
+            if e.status != 409 or attempt == CONFLICT_RETRIES - 1:
+                raise
+
+
+def set_conditions(namespace: str, plural: str, name: str, *conditions: Condition) -> None:
+    """Set these conditions on one of gastown's objects, keeping the others it has."""
+    update_conditions(namespace, plural, name, lambda current: functools.reduce(set_condition, conditions, current))
 
 
 def post_event(namespace: str, kind: str, name: str, reason: str, message: str, type_: str = "Normal") -> None:
@@ -72,8 +99,6 @@ def post_event(namespace: str, kind: str, name: str, reason: str, message: str, 
     from datetime import UTC, datetime
 
     from kubernetes import client
-
-    from ..api import GROUP, VERSION
 
     now = datetime.now(UTC)
     client.CoreV1Api(api_client()).create_namespaced_event(namespace, client.CoreV1Event(

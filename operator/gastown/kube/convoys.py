@@ -11,12 +11,12 @@ import kopf
 
 from .. import convoy as convoys
 from .. import formulas
-from ..api import GROUP, VERSION, Condition, ConvoySpec, Invalid, set_condition
+from ..api import GROUP, VERSION, Condition, ConvoySpec, Invalid
 from ..api.validation import parse_spec
 from ..ledger import Bead, LedgerError
 from ..ledger.ops import Together
 from ..rigloop import rig_formula_sources
-from .admission import current_conditions
+from .client import set_conditions
 from .sessions import ledgers, require_rig
 
 
@@ -40,7 +40,6 @@ def plan_convoy(name: str, namespace: str, spec: Mapping, body: kopf.Body, patch
         return  # admission reports it
     rig = require_rig(rigs_by_name, namespace, convoy.rig, body)
     generation = body["metadata"].get("generation")
-    conditions = current_conditions(body, patch)
     ledger = ledgers(memo).for_rig(namespace, convoy.rig, rig)
     key = convoy_key(namespace, name)
     try:
@@ -48,9 +47,9 @@ def plan_convoy(name: str, namespace: str, spec: Mapping, body: kopf.Body, patch
             plan = convoys.plan_from_spec(convoy, rig_formula_sources(ledger, rig.default_branch, Path(tmp)))
     except formulas.FormulaError as e:
         message = f"spec.formula: {e}. Fix the formula or its vars and apply the Convoy again."
-        conditions = set_condition(conditions, Condition(type="PlanInvalid", status="True", reason="FormulaInvalid",
-                                                         message=message, observed_generation=generation))
-        patch.status.update(phase="Failed", conditions=[c.wire() for c in conditions])
+        set_conditions(namespace, "convoys", name, Condition(type="PlanInvalid", status="True", reason="FormulaInvalid",
+                                                             message=message, observed_generation=generation))
+        patch.status.update(phase="Failed")
         kopf.warn(body, reason="FormulaInvalid", message=message)
         return
     except LedgerError as e:
@@ -69,40 +68,37 @@ def plan_convoy(name: str, namespace: str, spec: Mapping, body: kopf.Body, patch
     except LedgerError as e:
         raise kopf.TemporaryError(f"rig {convoy.rig}: {e}", delay=30) from e
     bead = written[convoy.rig]
-    conditions = set_condition(conditions, Condition(type="PlanInvalid", status="False", reason="Planned"
-                                                     if plan is not None else "MayorPlanning",
-                                                     observed_generation=generation))
-    patch.status.update(convoyBead=bead.id, phase="Running" if bead.metadata.get("planned") else "Planning",
-                        conditions=[c.wire() for c in conditions])
+    set_conditions(namespace, "convoys", name, Condition(
+        type="PlanInvalid", status="False", reason="Planned" if plan is not None else "MayorPlanning",
+        observed_generation=generation))
+    patch.status.update(convoyBead=bead.id, phase="Running" if bead.metadata.get("planned") else "Planning")
 
 
-def convoy_status(convoy: Bead, beads: Mapping[str, Bead], body_status: Mapping,
-                  parts: list[tuple[Bead, Mapping[str, Bead]]] = ()) -> dict:
-    """The Convoy's status as the ledgers say it is: its home rig's part and the ``parts`` on
-    other rigs. Pure."""
+def convoy_status(convoy: Bead, beads: Mapping[str, Bead],
+                  parts: list[tuple[Bead, Mapping[str, Bead]]] = ()) -> tuple[dict, tuple[Condition, ...]]:
+    """The Convoy's status as the ledgers say it is, and its conditions: its home rig's part and
+    the ``parts`` on other rigs. Pure."""
     progs = [convoys.progress(convoy, beads)] + [convoys.progress(p, b) for p, b in parts]
     prog = progs[0]
     meta = convoy.metadata
     # transition times come from the ledger, so the same ledger always gives the same status
     when = convoy.updated_at.replace(microsecond=0)
-    conditions = current_conditions({"status": body_status})
     stalled = meta.get("stalled_since")
-    conditions = set_condition(conditions, Condition(
+    conditions = [Condition(
         type="Stalled", status="True" if stalled else "False", reason="NoProgress" if stalled else "Moving",
         message=f"no bead progressed since {stalled}; escalation {meta.get('escalation')}" if stalled else "",
-        last_transition_time=when))
+        last_transition_time=when)]
     if meta.get("plan_error"):
-        conditions = set_condition(conditions, Condition(type="PlanInvalid", status="True", reason="MayorPlanInvalid",
-                                                         message=meta["plan_error"], last_transition_time=when))
+        conditions.append(Condition(type="PlanInvalid", status="True", reason="MayorPlanInvalid",
+                                    message=meta["plan_error"], last_transition_time=when))
     done = convoy.status == "closed"
     total, merged = sum(p.total for p in progs), sum(p.done for p in progs)
-    conditions = set_condition(conditions, Condition(type="Done", status="True" if done else "False",
-                                                     reason="AllMerged" if done else "InProgress",
-                                                     message=convoy.close_reason or f"{merged}/{total}",
-                                                     last_transition_time=when))
+    conditions.append(Condition(type="Done", status="True" if done else "False",
+                                reason="AllMerged" if done else "InProgress",
+                                message=convoy.close_reason or f"{merged}/{total}", last_transition_time=when))
     rigs = [meta.get("rig", "")] + [p.metadata.get("rig", "") for p, _ in parts]
     listed = [{"key": b.key, "id": b.id, "title": b.title[:200], "state": b.state,
                **({"rig": rig} if len(rigs) > 1 else {})} for rig, p in zip(rigs, progs, strict=True) for b in p.beads]
-    return {"phase": prog.phase, "progress": f"{merged}/{total}", "convoyBead": convoy.id, "beads": listed,
-            "lastProgress": max(p.last_progress for p in progs if p.last_progress).isoformat(),
-            "conditions": [c.wire() for c in conditions]}
+    status = {"phase": prog.phase, "progress": f"{merged}/{total}", "convoyBead": convoy.id, "beads": listed,
+              "lastProgress": max(p.last_progress for p in progs if p.last_progress).isoformat()}
+    return status, tuple(conditions)

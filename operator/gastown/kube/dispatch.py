@@ -22,7 +22,7 @@ from kubernetes import client
 
 from .. import convoy as convoys
 from .. import escalation, notify, witness
-from ..api import GROUP, VERSION, Condition, Invalid, PolecatSpec, RigSpec, set_condition
+from ..api import GROUP, VERSION, Condition, Invalid, PolecatSpec, RigSpec
 from ..api.validation import parse_spec
 from ..deacon import DEACON_SECONDS, Deacon
 from ..dogs import Kennel, Timers
@@ -40,7 +40,6 @@ from ..runtimes.kubernetes import (
     verification_job,
 )
 from ..telemetry import metrics
-from .admission import current_conditions
 from .client import api_client, post_event, put_status, read_secret, set_conditions
 from .convoys import convoy_status
 from .mergequeues import active_queue, project_queues, queue_settings
@@ -57,11 +56,10 @@ ACTOR = "gastown operator"
 class KubePort:
     def __init__(self, namespace: str, rig_name: str, rig_uid: str, rig: RigSpec, prefix: str,
                  polecats: Mapping[str, dict], sessions: kopf.Index, convoy_refs: Mapping[str, dict],
-                 backend: KubernetesBackend, rig_status: Mapping | None = None,
+                 backend: KubernetesBackend,
                  peers: Callable[[str], Ledger | None] | None = None, queue: dict | None = None,
                  verification_jobs: list[dict] | None = None, starts: Mapping | None = None,
                  heartbeats: Mapping | None = None, ownerless_pods: list[str] | None = None):
-        self.rig_status = rig_status or {}
         self.peers = peers or (lambda rig: None)
         self.queue, self.verification_jobs = queue, verification_jobs or []
         self.starts, self.heartbeats = starts or {}, heartbeats or {}
@@ -218,7 +216,7 @@ class KubePort:
 
 
 @kopf.daemon(GROUP, VERSION, "rigs", id="dispatch", cancellation_timeout=10)
-def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping, stopped: kopf.DaemonStopped,
+def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, stopped: kopf.DaemonStopped,
              memo: kopf.Memo, polecats_by_rig: kopf.Index, sessions_by_polecat: kopf.Index,
              convoys_by_rig: kopf.Index, rigs_by_name: kopf.Index, mergequeues_by_rig: kopf.Index,
              verifications_by_rig: kopf.Index, session_starts: kopf.Index, heartbeats_by_session: kopf.Index,
@@ -263,7 +261,7 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping
         try:
             tip = ledger.refresh()
             port = KubePort(namespace, name, uid, rig, ledger.prefix, polecats, sessions_by_polecat, refs, backend,
-                            status, peer, queue, jobs, session_starts, heartbeats_by_session,
+                            peer, queue, jobs, session_starts, heartbeats_by_session,
                             list(ownerless_pods.get((namespace, name), [])))
             # the parts of this rig's convoys on other rigs move other ledgers: their tips wake us too
             peer_tips = tuple((r, other.refresh()) for r in sorted(peer_rigs) if (other := peer(r)) is not None)
@@ -277,7 +275,7 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping
                                  settings).run(fresh=False)
                 metrics.observe_pass(namespace, name, report, time.monotonic() - last_pass)
                 project(namespace, name, ledger.prefix, ledger.tip, report.beads or {}, refs, polecats, projected,
-                        report.held, status, peer)
+                        report.held, peer)
                 project_queues(namespace, name, queues, report.beads or {}, settings.target, report.refinery,
                                projected)
                 # a filling queue forms its batch when the window ends: that is time, not an event
@@ -291,10 +289,10 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, status: Mapping
             if (gc is None or not gc.is_alive()) and gc_timer and gc_timer.due(datetime.now(UTC)):
                 gc = threading.Thread(target=_gc, args=(namespace, name, ledger, rig), daemon=True, name=f"gc-{namespace}-{name}")
                 gc.start()
-            git_error = report_git(namespace, name, status, None, git_error)
+            git_error = report_git(namespace, name, None, git_error)
         except LedgerError as e:
             log.warning("rig %s/%s: %s", namespace, name, e)
-            git_error = report_git(namespace, name, status, str(e), git_error)
+            git_error = report_git(namespace, name, str(e), git_error)
         stopped.wait(POLL_SECONDS)
     metrics.forget(namespace, name)
 
@@ -309,7 +307,7 @@ def _gc(namespace: str, name: str, ledger: Ledger, rig: RigSpec) -> None:
         metrics.observe_dog(namespace, name, "gc", False)
 
 
-def report_git(namespace: str, rig: str, status: Mapping, error: str | None, last: str | None) -> str | None:
+def report_git(namespace: str, rig: str, error: str | None, last: str | None) -> str | None:
     """Flip GitReachable when the remote goes away or comes back; return the error now."""
     if error == last:
         return last
@@ -323,23 +321,21 @@ def report_git(namespace: str, rig: str, status: Mapping, error: str | None, las
 
 def project(namespace: str, rig: str, prefix: str, tip: str | None, beads: Mapping[str, Bead], refs: Mapping[str, dict],
             polecats: Mapping[str, dict], last: dict[str, Any], held: str | None = None,
-            rig_status: Mapping | None = None, peer: Callable[[str], Ledger | None] | None = None) -> None:
+            peer: Callable[[str], Ledger | None] | None = None) -> None:
     """Write what the ledger says onto the Rig, Polecat and Convoy statuses; only what changed."""
-    def put(plural: str, obj: str, status: dict) -> None:
+    def put(plural: str, obj: str, status: dict, *conditions: Condition) -> None:
         put_status(namespace, plural, obj, status, last)
+        if conditions and last.get(f"{plural}/{obj}#conditions") != conditions:
+            set_conditions(namespace, plural, obj, *conditions)
+            last[f"{plural}/{obj}#conditions"] = conditions
 
     work = [b for b in beads.values() if b.type not in (BeadType.AGENT, BeadType.CONVOY)]
     active = len({b.assignee for b in work if b.assignee and b.status in (Status.HOOKED, Status.IN_PROGRESS)})
     status: dict[str, Any] = {"ledgerHead": tip, "beads": counts_by_status(work), "activePolecats": active}
-    if last.get("held") != held:  # a condition only when it changes, so its transition time means something
-        conditions = current_conditions({"status": rig_status or {}})
-        conditions = set_condition(conditions, Condition(
-            type="Dispatching", status="False" if held else "True",
-            reason=("Paused" if held.startswith("paused") else "RateLimited") if held else "Dispatching",
-            message=held or "ready beads go to polecats as slots free"))
-        last["held"] = held
-        status["conditions"] = [c.wire() for c in conditions]
-    put("rigs", rig, status)
+    put("rigs", rig, status, Condition(
+        type="Dispatching", status="False" if held else "True",
+        reason=("Paused" if held.startswith("paused") else "RateLimited") if held else "Dispatching",
+        message=held or "ready beads go to polecats as slots free"))
     for polecat in polecats:
         held = hooked_to(beads, polecat) or next(
             (b for b in work if b.assignee == polecat and b.status == Status.IN_PROGRESS), None)
@@ -356,4 +352,5 @@ def project(namespace: str, rig: str, prefix: str, tip: str | None, beads: Mappi
                 part = snap.get(convoys.convoy_id(snap.prefix, key))
                 if part is not None:
                     parts.append((part, snap.beads()))
-        put("convoys", ref["name"], convoy_status(convoy, beads, {}, parts))
+        fields, conditions = convoy_status(convoy, beads, parts)
+        put("convoys", ref["name"], fields, *conditions)

@@ -8,6 +8,7 @@ import kopf
 
 from ..api import KINDS, Kind
 from .admission import judge
+from .client import update_conditions
 from .ledgers import RigLedgers
 from .settings import OperatorOptions, configure
 
@@ -30,8 +31,9 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
 
 
 def _admit(kind: Kind):
-    def admit(body: kopf.Body, patch: kopf.Patch, **_) -> None:
+    def admit(name: str, namespace: str, body: kopf.Body, patch: kopf.Patch, **_) -> None:
         verdict = judge(kind, body)
+        update_conditions(namespace, kind.plural, name, verdict.conditions)
         patch.status.update(verdict.status)
         if verdict.warning:
             kopf.warn(body, reason="InvalidSpec", message=verdict.warning)

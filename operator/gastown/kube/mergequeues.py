@@ -12,14 +12,14 @@ from typing import Any
 
 import kopf
 
-from ..api import GROUP, VERSION, Condition, Invalid, MergeQueueSpec, set_condition
+from ..api import GROUP, VERSION, Condition, Invalid, MergeQueueSpec
 from ..api.validation import parse_spec
 from ..ledger import Bead
 from ..refinery import QueueSettings, RefineryReport
 from ..refinery import queue as q
 from ..runtimes.kubernetes import VERIFICATION
 from .admission import current_conditions
-from .client import put_status
+from .client import put_status, set_conditions
 
 VERIFY_LABELS = {"app.kubernetes.io/component": VERIFICATION}
 
@@ -104,7 +104,6 @@ def project_queues(namespace: str, rig: str, queues: list[dict], beads: Mapping[
                               message=f"rig {rig} is merged by MergeQueue {active['name']}; delete this one "  # type: ignore[index]
                                       "or move its settings there")
         if not any(c.type == "Ready" and c.reason == ready.reason for c in conditions):
-            # (again whenever the watched object lacks it: admission may have written over it)
-            status["conditions"] = [c.wire() for c in set_condition(conditions, ready)]
-            last.pop(f"mergequeues/{queue['name']}", None)
+            # (whenever the watched object lacks it: a no-op when the object has it already)
+            set_conditions(namespace, "mergequeues", queue["name"], ready)
         put_status(namespace, "mergequeues", queue["name"], status, last)

@@ -11,12 +11,12 @@ from typing import Any
 import kopf
 from kubernetes.client.rest import ApiException
 
-from ..api import GROUP, VERSION, Condition, Invalid, RigSpec, set_condition
+from ..api import GROUP, VERSION, Condition, Invalid, RigSpec
 from ..api.validation import parse_spec
 from ..ledger import LedgerError
 from ..runtimes.config import config_file
 from ..runtimes.kubernetes import COMPONENT, DOG, VERIFICATION, agent_service_account, dog_cronjob
-from .admission import current_conditions
+from .client import set_conditions
 from .objects import ensure, remove
 from .sessions import ledgers
 
@@ -90,10 +90,9 @@ def quotas(namespace: str, limits: Iterable[int]) -> list[dict]:
     ]
 
 
-def _condition(conditions: list[Condition], type_: str, ok: bool, reason: str, message: str,
-               generation: int | None) -> list[Condition]:
-    return set_condition(conditions, Condition(type=type_, status="True" if ok else "False", reason=reason,
-                                               message=message, observed_generation=generation))
+def _condition(type_: str, ok: bool, reason: str, message: str, generation: int | None) -> Condition:
+    return Condition(type=type_, status="True" if ok else "False", reason=reason, message=message,
+                     observed_generation=generation)
 
 
 @kopf.on.create(GROUP, VERSION, "rigs", id="reconcile")
@@ -106,20 +105,18 @@ def reconcile_rig(name: str, namespace: str, uid: str, spec: Mapping, body: kopf
     except Invalid:
         return  # admission reports it
     generation = body["metadata"].get("generation")
-    conditions = current_conditions(body, patch)
     try:
         head = ledgers(memo).for_rig(namespace, name, rig).ensure()
     except (LedgerError, ApiException) as e:
         what = f"Secret {rig.credentials_secret.name}: {e.reason}" if isinstance(e, ApiException) else str(e)
         message = f"{what}. Check spec.gitUrl and the credentials Secret; retrying."
-        conditions = _condition(conditions, "GitReachable", False, "GitError", message, generation)
-        conditions = _condition(conditions, "LedgerReady", False, "GitError", message, generation)
-        conditions = _condition(conditions, "Ready", False, "GitError", message, generation)
-        patch.status.update(phase="Error", conditions=[c.wire() for c in conditions])
+        set_conditions(namespace, "rigs", name, *(_condition(t, False, "GitError", message, generation)
+                                                   for t in ("GitReachable", "LedgerReady", "Ready")))
+        patch.status.update(phase="Error")
         kopf.warn(body, reason="GitUnreachable", message=message)
         raise kopf.TemporaryError(message, delay=min(10 * 2 ** retry, 300)) from e
-    conditions = _condition(conditions, "GitReachable", True, "Reachable", rig.git_url, generation)
-    conditions = _condition(conditions, "LedgerReady", True, "Ready", f"gastown/ledger at {head[:12]}", generation)
+    reachable = [_condition("GitReachable", True, "Reachable", rig.git_url, generation),
+                 _condition("LedgerReady", True, "Ready", f"gastown/ledger at {head[:12]}", generation)]
     runtimes = runtimes_configmap(namespace, os.environ.get("GT_RUNTIMES_CONFIGMAP"), config_file())
     for obj in [*rig_objects(namespace, name, uid, rig), *([runtimes] if runtimes else [])]:
         ensure(obj)
@@ -137,8 +134,8 @@ def reconcile_rig(name: str, namespace: str, uid: str, spec: Mapping, body: kopf
     for quota in quotas(namespace, limits):
         ensure(quota)
     pods = quotas(namespace, limits)[0]["spec"]["hard"]["pods"]
-    conditions = _condition(conditions, "QuotaReady", True, "Applied",
-                            f"{QUOTA_PODS}: {pods} agent pods in {namespace} (all rigs)", generation)
-    conditions = _condition(conditions, "Ready", True, "Reconciled", "ledger, quota, policies and Dogs in place", generation)
-    patch.status.update(phase="Ready", ledgerHead=head, conditions=[c.wire() for c in conditions],
-                        observedGeneration=generation)
+    set_conditions(namespace, "rigs", name, *reachable,
+                   _condition("QuotaReady", True, "Applied",
+                              f"{QUOTA_PODS}: {pods} agent pods in {namespace} (all rigs)", generation),
+                   _condition("Ready", True, "Reconciled", "ledger, quota, policies and Dogs in place", generation))
+    patch.status.update(phase="Ready", ledgerHead=head, observedGeneration=generation)
