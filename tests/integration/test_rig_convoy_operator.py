@@ -117,7 +117,8 @@ def test_convoy_with_a_bad_formula_var_says_which(kubeapi, operator, rig):
     cond = wait_for(lambda: condition(kubeapi.get("convoys", "default", "fix"), "PlanInvalid"), what="PlanInvalid")
     assert cond["status"] == "True" and cond["reason"] == "FormulaInvalid"
     assert "unknown var colour" in cond["message"]
-    assert kubeapi.get("convoys", "default", "fix")["status"]["phase"] == "Failed"
+    # the condition is written during the handler, the phase with the handler's own patch just after
+    wait_for(lambda: kubeapi.get("convoys", "default", "fix")["status"].get("phase") == "Failed", what="phase Failed")
     events = wait_for(lambda: [e for e in kubeapi.events("default", "fix") if e["reason"] == "FormulaInvalid"],
                       what="an Event")
     assert "colour" in events[0]["message"]
