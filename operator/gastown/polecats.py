@@ -234,14 +234,18 @@ def hooked_to(beads: Mapping[str, Bead], polecat: str) -> Bead | None:
     return min(held, key=lambda b: (b.priority, b.created_at, b.id)) if held else None
 
 
-def sessions_to_start(beads: Mapping[str, Bead], polecats: Iterable[str],
-                      busy: Iterable[str]) -> list[tuple[str, str]]:
+def sessions_to_start(beads: Mapping[str, Bead], polecats: Iterable[str], busy: Iterable[str],
+                      limit: int | None = None) -> list[tuple[str, str]]:
     """(polecat, bead) pairs that need a session: a hooked bead, no session running, and
-    fewer than MAX_ATTEMPTS sessions tried on it (the Witness decides beyond that)."""
+    fewer than MAX_ATTEMPTS sessions tried on it (the Witness decides beyond that).
+
+    With ``limit``, no more than ``limit`` sessions run at once, counting those in ``busy``: a
+    bead handed back to its polecat (a conflict, a rejection) while the rig is full waits hooked,
+    most urgent first, until a session ends."""
     running = set(busy)
-    out = []
-    for name in sorted(set(polecats) - running):
-        bead = hooked_to(beads, name)
-        if bead is not None and int(bead.metadata.get("attempts", 0)) < MAX_ATTEMPTS:
-            out.append((name, bead.id))
-    return out
+    wanted = [(bead, name) for name in set(polecats) - running
+              if (bead := hooked_to(beads, name)) is not None and int(bead.metadata.get("attempts", 0)) < MAX_ATTEMPTS]
+    wanted.sort(key=lambda pair: (pair[0].priority, pair[0].created_at, pair[0].id))
+    if limit is not None:
+        wanted = wanted[:max(0, limit - len(running))]
+    return [(name, bead.id) for bead, name in wanted]

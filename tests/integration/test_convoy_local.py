@@ -16,6 +16,7 @@ from gastown import convoy as convoys
 from gastown.api.common import RuntimeSpec
 from gastown.ledger import BeadType, DepType, Status
 from gastown.local.driver import RigConfig, RigDriver
+from gastown.polecats import EnsureAgent, Hook
 from gastown.runtimes.local import LocalBackend
 
 from conftest import wait_for
@@ -117,6 +118,23 @@ def test_twelve_beads_on_three_polecats(rig, driver):
     again = open_convoy(rig, "project", TWELVE)
     assert again.metadata["keys"] == ids
     assert len([b for b in convoy_bead(rig, "project")[1].values() if b.type == BeadType.TASK]) == 12
+
+
+def test_work_handed_back_to_more_polecats_than_the_limit_waits_its_turn(rig, driver):
+    """Five beads hooked to five polecats (as conflicts and rejections hand work back to whoever
+    did it) on a rig whose limit is 3: never more than 3 sessions, and all five finish."""
+    convoy = open_convoy(rig, "handback", [(f"b{i}", f"Bead {i}", []) for i in range(5)])
+    ids = convoy.metadata["keys"]
+    with rig.ledger() as lg:
+        for polecat, bead in zip(["furiosa", "nux", "slit", "toast", "capable"], ids.values(), strict=True):
+            lg.apply(EnsureAgent(polecat, rig.name, "user tester"))
+            lg.apply(Hook(bead, polecat, "user tester"))
+    run_until(driver, lambda: convoy_bead(rig, "handback")[0].status == Status.CLOSED)
+
+    results = outcomes(driver)
+    assert len(results) == 5 and all(r["status"] == "completed" for r in results)
+    events = sorted([(r["started_at"], 1) for r in results] + [(r["ended_at"], -1) for r in results])
+    assert max(itertools.accumulate(delta for _, delta in events)) <= 3
 
 
 def test_mountain_skips_a_bead_that_keeps_failing(rig, driver):

@@ -84,6 +84,20 @@ def test_session_start_end_and_attempts(tx):
     assert sessions_to_start(dict(tx.changes), ["furiosa"], ["furiosa"]) == []
 
 
+def test_sessions_never_exceed_the_limit(tx):
+    """A bead handed back to its polecat while the rig is full waits hooked; the most urgent starts first."""
+    EnsureAgent("slit", "webapp", "op").apply(tx)
+    low, high, mid = new_bead(tx, "low", priority=3), new_bead(tx, "high", priority=0), new_bead(tx, "mid", priority=1)
+    for bead, polecat in ((low, "furiosa"), (high, "nux"), (mid, "slit")):
+        Hook(bead.id, polecat, "t").apply(tx)
+    beads, everyone = dict(tx.changes), ["furiosa", "nux", "slit"]
+    assert sessions_to_start(beads, everyone, []) == [("nux", high.id), ("slit", mid.id), ("furiosa", low.id)]
+    assert sessions_to_start(beads, everyone, [], limit=2) == [("nux", high.id), ("slit", mid.id)]
+    assert sessions_to_start(beads, everyone, ["max"], limit=2) == [("nux", high.id)]
+    assert sessions_to_start(beads, everyone, ["max", "toast"], limit=2) == []
+    assert sessions_to_start(beads, everyone, ["max", "toast", "ace"], limit=2) == []  # over (limit lowered): none
+
+
 def test_done_records_one_merge_request_per_branch(tx):
     bead = new_bead(tx)
     Hook(bead.id, "furiosa", "t").apply(tx)
