@@ -55,3 +55,35 @@ def test_set_conditions_replaces_by_type_and_skips_a_write_that_changes_nothing(
 def test_a_gone_object_is_ignored(rig):
     kube.set_conditions("default", "rigs", "gone", Condition(type="Ready", status="True", reason="Reconciled"))
     assert rig.get("rigs", "default", "gone") is None
+
+
+def test_status_fields_go_in_the_same_write_as_their_conditions(rig):
+    kube.set_conditions("default", "rigs", "r", Condition(type="Ready", status="False", reason="GitError"),
+                        status={"phase": "Error"})
+    status = rig.get("rigs", "default", "r")["status"]
+    assert status["phase"] == "Error" and _types(rig) == {"Ready": "GitError"}
+    writes = _writes(rig)
+    kube.set_conditions("default", "rigs", "r", Condition(type="Ready", status="False", reason="GitError"),
+                        status={"phase": "Ready"})  # the conditions are there already: the field alone differs
+    assert _writes(rig) == writes + 1 and rig.get("rigs", "default", "r")["status"]["phase"] == "Ready"
+    kube.set_conditions("default", "rigs", "r", Condition(type="Ready", status="False", reason="GitError"),
+                        status={"phase": "Ready"})
+    assert _writes(rig) == writes + 1
+
+
+def test_admission_sets_the_initial_phase_only_where_the_controller_has_not_set_one(rig):
+    from gastown.api import KINDS
+    from gastown.kube.admission import judge
+
+    kind = next(k for k in KINDS if k.kind == "Rig")
+    stale = rig.get("rigs", "default", "r")  # the event's body: no phase yet
+    rig.patch("rigs", "default", "r", {"status": {"phase": "Ready"}}, subresource="status")  # the controller was first
+    verdict = judge(kind, stale)
+    kube.update_conditions("default", "rigs", "r", verdict.conditions, verdict.status)
+    assert rig.get("rigs", "default", "r")["status"]["phase"] == "Ready"
+    assert rig.get("rigs", "default", "r")["status"]["observedGeneration"] == stale["metadata"]["generation"]
+    bad = judge(kind, {**stale, "spec": {"gitUrl": "file:///nowhere", "maxPolecats": 0}})
+    kube.update_conditions("default", "rigs", "r", bad.conditions, bad.status)
+    assert rig.get("rigs", "default", "r")["status"]["phase"] == "Invalid"
+    kube.update_conditions("default", "rigs", "r", verdict.conditions, verdict.status)  # fixed again
+    assert rig.get("rigs", "default", "r")["status"]["phase"] == kind.initial_phase

@@ -14,13 +14,23 @@ from ..api.validation import parse_spec
 @dataclass(frozen=True)
 class Verdict:
     spec: BaseModel | None  # the parsed spec, None when invalid
-    status: dict  # a merge patch for .status, conditions apart
     warning: str | None  # message of a Warning Event, None when valid
     generation: int | None
+    initial_phase: str
 
     @property
     def valid(self) -> bool:
         return self.spec is not None
+
+    def status(self, current: Mapping) -> dict:
+        """The status fields that follow from the verdict (conditions apart), given the ``current``
+        status: a valid spec gives the initial phase only to an object without one (or an invalid
+        one); from there on the phase is the controller's."""
+        if self.warning is not None:
+            return {"phase": "Invalid", "observedGeneration": self.generation}
+        if current.get("phase") in (None, "Invalid"):
+            return {"phase": self.initial_phase, "observedGeneration": self.generation}
+        return {"observedGeneration": self.generation}
 
     def conditions(self, current: list[Condition]) -> list[Condition]:
         """The Invalid and Ready conditions that follow from the verdict, set on ``current``."""
@@ -55,9 +65,5 @@ def judge(kind: Kind, body: Mapping) -> Verdict:
     try:
         spec = parse_spec(kind.spec, body.get("spec"))
     except Invalid as err:
-        message = f"{err}. Fix the field and apply the {kind.kind} again."
-        return Verdict(None, {"phase": "Invalid", "observedGeneration": generation}, message, generation)
-    status = {"observedGeneration": generation}
-    if (body.get("status") or {}).get("phase") in (None, "Invalid"):
-        status["phase"] = kind.initial_phase
-    return Verdict(spec, status, None, generation)
+        return Verdict(None, f"{err}. Fix the field and apply the {kind.kind} again.", generation, kind.initial_phase)
+    return Verdict(spec, None, generation, kind.initial_phase)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..api import GROUP, VERSION, Condition, set_condition
@@ -57,8 +57,11 @@ CONFLICT_RETRIES = 8
 
 
 def update_conditions(namespace: str, plural: str, name: str,
-                      change: Callable[[list[Condition]], list[Condition]]) -> None:
-    """Rewrite the conditions of one of gastown's objects with ``change``, keeping what others wrote.
+                      change: Callable[[list[Condition]], list[Condition]],
+                      fields: Callable[[Mapping], dict] | None = None) -> None:
+    """Rewrite the conditions of one of gastown's objects with ``change``, keeping what others wrote,
+    and write the status ``fields`` that go with them (computed from the current status) in the
+    same patch, so that a reader never sees a condition without its phase.
 
     Several writers own conditions of one object (admission, the controllers, the rig loop, the
     pod watcher) and a merge patch replaces the whole list, so each write is conditional on the
@@ -75,12 +78,14 @@ def update_conditions(namespace: str, plural: str, name: str,
             return
         current = current_conditions(obj)
         wanted = change(current)
-        if wanted == current:
+        have = obj.get("status") or {}
+        more = fields(have) if fields else {}
+        if wanted == current and all(have.get(k) == v for k, v in more.items()):
             return
         try:
             api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name, {
                 "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
-                "status": {"conditions": [c.wire() for c in wanted]}})
+                "status": {**more, "conditions": [c.wire() for c in wanted]}})
             return
         except ApiException as e:
             if e.status == 404:
@@ -89,9 +94,10 @@ def update_conditions(namespace: str, plural: str, name: str,
                 raise
 
 
-def set_conditions(namespace: str, plural: str, name: str, *conditions: Condition) -> None:
-    """Set these conditions on one of gastown's objects, keeping the others it has."""
-    update_conditions(namespace, plural, name, lambda current: functools.reduce(set_condition, conditions, current))
+def set_conditions(namespace: str, plural: str, name: str, *conditions: Condition, status: dict | None = None) -> None:
+    """Set these conditions (and ``status`` fields) on one of gastown's objects, keeping the other conditions."""
+    update_conditions(namespace, plural, name, lambda current: functools.reduce(set_condition, conditions, current),
+                      lambda _: status or {})
 
 
 def post_event(namespace: str, kind: str, name: str, reason: str, message: str, type_: str = "Normal") -> None:

@@ -32,7 +32,7 @@ def convoys_by_rig(namespace: str, name: str, uid: str, spec: Mapping, **_: Any)
 @kopf.on.create(GROUP, VERSION, "convoys", id="plan")
 @kopf.on.resume(GROUP, VERSION, "convoys", id="plan")
 @kopf.on.update(GROUP, VERSION, "convoys", id="plan")
-def plan_convoy(name: str, namespace: str, spec: Mapping, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
+def plan_convoy(name: str, namespace: str, spec: Mapping, body: kopf.Body, memo: kopf.Memo,
                 rigs_by_name: kopf.Index, **_: Any) -> None:
     try:
         convoy = parse_spec(ConvoySpec, spec)
@@ -48,8 +48,8 @@ def plan_convoy(name: str, namespace: str, spec: Mapping, body: kopf.Body, patch
     except formulas.FormulaError as e:
         message = f"spec.formula: {e}. Fix the formula or its vars and apply the Convoy again."
         set_conditions(namespace, "convoys", name, Condition(type="PlanInvalid", status="True", reason="FormulaInvalid",
-                                                             message=message, observed_generation=generation))
-        patch.status.update(phase="Failed")
+                                                             message=message, observed_generation=generation),
+                       status={"phase": "Failed"})
         kopf.warn(body, reason="FormulaInvalid", message=message)
         return
     except LedgerError as e:
@@ -70,8 +70,8 @@ def plan_convoy(name: str, namespace: str, spec: Mapping, body: kopf.Body, patch
     bead = written[convoy.rig]
     set_conditions(namespace, "convoys", name, Condition(
         type="PlanInvalid", status="False", reason="Planned" if plan is not None else "MayorPlanning",
-        observed_generation=generation))
-    patch.status.update(convoyBead=bead.id, phase="Running" if bead.metadata.get("planned") else "Planning")
+        observed_generation=generation),
+        status={"convoyBead": bead.id, "phase": "Running" if bead.metadata.get("planned") else "Planning"})
 
 
 def convoy_status(convoy: Bead, beads: Mapping[str, Bead],

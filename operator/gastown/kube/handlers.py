@@ -31,10 +31,9 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
 
 
 def _admit(kind: Kind):
-    def admit(name: str, namespace: str, body: kopf.Body, patch: kopf.Patch, **_) -> None:
+    def admit(name: str, namespace: str, body: kopf.Body, **_) -> None:
         verdict = judge(kind, body)
-        update_conditions(namespace, kind.plural, name, verdict.conditions)
-        patch.status.update(verdict.status)
+        update_conditions(namespace, kind.plural, name, verdict.conditions, verdict.status)
         if verdict.warning:
             kopf.warn(body, reason="InvalidSpec", message=verdict.warning)
 

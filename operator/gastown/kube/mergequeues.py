@@ -103,7 +103,7 @@ def project_queues(namespace: str, rig: str, queues: list[dict], beads: Mapping[
             ready = Condition(type="Ready", status="False", reason="Duplicate",
                               message=f"rig {rig} is merged by MergeQueue {active['name']}; delete this one "  # type: ignore[index]
                                       "or move its settings there")
+        put_status(namespace, "mergequeues", queue["name"], status, last)  # first: a reader of Ready sees it
         if not any(c.type == "Ready" and c.reason == ready.reason for c in conditions):
             # (whenever the watched object lacks it: a no-op when the object has it already)
             set_conditions(namespace, "mergequeues", queue["name"], ready)
-        put_status(namespace, "mergequeues", queue["name"], status, last)

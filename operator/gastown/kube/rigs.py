@@ -98,7 +98,7 @@ def _condition(type_: str, ok: bool, reason: str, message: str, generation: int 
 @kopf.on.create(GROUP, VERSION, "rigs", id="reconcile")
 @kopf.on.resume(GROUP, VERSION, "rigs", id="reconcile")
 @kopf.on.update(GROUP, VERSION, "rigs", id="reconcile")
-def reconcile_rig(name: str, namespace: str, uid: str, spec: Mapping, body: kopf.Body, patch: kopf.Patch,
+def reconcile_rig(name: str, namespace: str, uid: str, spec: Mapping, body: kopf.Body,
                   memo: kopf.Memo, retry: int, rigs_by_name: kopf.Index, **_: Any) -> None:
     try:
         rig = parse_spec(RigSpec, spec)
@@ -111,8 +111,8 @@ def reconcile_rig(name: str, namespace: str, uid: str, spec: Mapping, body: kopf
         what = f"Secret {rig.credentials_secret.name}: {e.reason}" if isinstance(e, ApiException) else str(e)
         message = f"{what}. Check spec.gitUrl and the credentials Secret; retrying."
         set_conditions(namespace, "rigs", name, *(_condition(t, False, "GitError", message, generation)
-                                                   for t in ("GitReachable", "LedgerReady", "Ready")))
-        patch.status.update(phase="Error")
+                                                   for t in ("GitReachable", "LedgerReady", "Ready")),
+                       status={"phase": "Error"})
         kopf.warn(body, reason="GitUnreachable", message=message)
         raise kopf.TemporaryError(message, delay=min(10 * 2 ** retry, 300)) from e
     reachable = [_condition("GitReachable", True, "Reachable", rig.git_url, generation),
@@ -137,5 +137,5 @@ def reconcile_rig(name: str, namespace: str, uid: str, spec: Mapping, body: kopf
     set_conditions(namespace, "rigs", name, *reachable,
                    _condition("QuotaReady", True, "Applied",
                               f"{QUOTA_PODS}: {pods} agent pods in {namespace} (all rigs)", generation),
-                   _condition("Ready", True, "Reconciled", "ledger, quota, policies and Dogs in place", generation))
-    patch.status.update(phase="Ready", ledgerHead=head, observedGeneration=generation)
+                   _condition("Ready", True, "Reconciled", "ledger, quota, policies and Dogs in place", generation),
+                   status={"phase": "Ready", "ledgerHead": head, "observedGeneration": generation})
