@@ -1,6 +1,6 @@
 """A scripted agent for the `script` runtime: deterministic, no LLM.
 
-usage: agent_script.py MODE   (edit | commit | convoy | fail | hang | ratelimit | escalate)
+usage: agent_script.py MODE   (edit | commit | convoy | resumable | steady | fail | hang | ratelimit | escalate)
 It reads its prompt from $GT_PROMPT_FILE, as any runtime with prompt mode `file` would.
 """
 
@@ -48,6 +48,16 @@ def main() -> int:
         subprocess.run(["git", "commit", "-q", "-m", "half of it"], check=True)
         print("committed half, thinking...", flush=True)
         time.sleep(float(os.environ.get("AGENT_SECONDS", "60")))
+        return 0
+    if mode == "steady":  # commits every 0.3 s for AGENT_SECONDS, then is done
+        end = time.monotonic() + float(os.environ.get("AGENT_SECONDS", "4"))
+        step = 0
+        while time.monotonic() < end:
+            step += 1
+            Path("WORK.md").write_text(f"{title_line}\nstep {step}\n")
+            subprocess.run(["git", "add", "WORK.md"], check=True)
+            subprocess.run(["git", "commit", "-q", "-m", f"step {step}"], check=True)
+            time.sleep(0.3)
         return 0
     if mode == "fail":
         print("compiling...\nerror: the tests do not pass", flush=True)

@@ -1,10 +1,13 @@
 """The Witness: judges every polecat that holds work, from several signals, and heals. Pure.
 
-Signals: whether a session exists, how old its heartbeat is, how long ago it started, whether
+Signals: whether a session exists, how old its heartbeat is, how long ago it started, when it
+last committed on the polecat's branch (where the driver can see the checkout), whether
 `gt done` or the session's end is already in the ledger. Verdicts:
 
-  healthy           a session runs and beats (or is still starting, within the grace period)
-  hung              a session runs but its heartbeat is older than the threshold
+  healthy           a session runs and beats (or is still starting, within the grace period),
+                    or its heartbeat is late but it committed within the threshold
+  hung              a session runs but neither its heartbeat nor its last commit is newer
+                    than the threshold
   stalled           no session, but the ledger says one is in progress (it vanished)
   done-not-cleaned  the ledger has the session's result, yet its process or Job still runs
   stuck             the agent asked for help (its bead is blocked on an escalation)
@@ -39,6 +42,11 @@ class SessionSignal:
     running: bool
     age: float  # seconds since it started
     heartbeat_age: float | None  # seconds since the last beat, None when it never beat
+    commit_age: float | None = None  # seconds since its last commit on the branch, None when unseen
+
+    def committed_within(self, seconds: float) -> bool:
+        """It committed during this session, less than ``seconds`` ago."""
+        return self.commit_age is not None and self.commit_age <= min(seconds, self.age)
 
 
 @dataclass(frozen=True)
@@ -84,14 +92,17 @@ def judge(polecat: str, bead: Bead, session: SessionSignal | None, t: Thresholds
                                  f"its result was recorded {since:.0f}s ago and it still runs", session.name)
             return Judgement(polecat, bead.id, "healthy", "finishing", session.name)
         beat = session.heartbeat_age
-        if beat is None:
-            if session.age > t.start_grace:
-                return Judgement(polecat, bead.id, "hung", f"no heartbeat {session.age:.0f}s after it started",
-                                 session.name)
+        if beat is None and session.age <= t.start_grace:
             return Judgement(polecat, bead.id, "healthy", "starting", session.name)
-        if beat > t.hung_after:
-            return Judgement(polecat, bead.id, "hung", f"last heartbeat {beat:.0f}s ago", session.name)
-        return Judgement(polecat, bead.id, "healthy", "beating", session.name)
+        if beat is not None and beat <= t.hung_after:
+            return Judgement(polecat, bead.id, "healthy", "beating", session.name)
+        late = f"no heartbeat {session.age:.0f}s after it started" if beat is None else f"last heartbeat {beat:.0f}s ago"
+        if session.committed_within(t.hung_after):  # the heartbeat is late, the work is not
+            return Judgement(polecat, bead.id, "healthy", f"committed {session.commit_age:.0f}s ago ({late})",
+                             session.name)
+        if session.commit_age is not None and session.commit_age <= session.age:
+            late += f", last commit {session.commit_age:.0f}s ago"
+        return Judgement(polecat, bead.id, "hung", late, session.name)
     if bead.status == Status.IN_PROGRESS and recorded:
         return Judgement(polecat, bead.id, "stalled", f"session {recorded} is gone without a result", recorded)
     return Judgement(polecat, bead.id, "healthy", "waiting for a session")

@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from gastown import convoy as convoys
 from gastown.api.common import RuntimeSpec
 from gastown.ledger import BeadType, Status
+from gastown.ledger.worktree import last_commit_age
 from gastown.local.driver import RigConfig, RigDriver
 from gastown.runtimes.local import LocalBackend
 from gastown.witness import Thresholds
@@ -33,9 +35,10 @@ def make_driver(rig, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     made = []
 
-    def make(mode, hung_after=3.0):
+    def make(mode, hung_after=3.0, heartbeat_interval=0.3):
         ledger = rig.ledger("gastown daemon")
-        backend = LocalBackend(tmp_path / "town", cache_dir=tmp_path / "town-cache", heartbeat_interval=0.3)
+        backend = LocalBackend(tmp_path / "town", cache_dir=tmp_path / "town-cache",
+                               heartbeat_interval=heartbeat_interval)
         config = RigConfig(rig.name, str(rig.remote), 1, RuntimeSpec(preset="script", args=[sys.executable, AGENT, mode]),
                            thresholds=Thresholds(start_grace=10, hung_after=hung_after))
         driver = RigDriver(config, backend, ledger)
@@ -101,6 +104,34 @@ def test_a_session_busy_for_longer_than_the_threshold_is_not_a_zombie(rig, make_
         assert lg.get(bead).metadata.get("attempts", 0) == 0
     sessions = list((rig.remote.parent / "town" / "sessions").iterdir())
     assert len(sessions) == 1
+
+
+def test_a_session_whose_heartbeat_is_late_but_that_keeps_committing_is_not_a_zombie(rig, make_driver, monkeypatch):
+    monkeypatch.setenv("AGENT_SECONDS", "4")
+    bead = one_bead(rig)
+    make_driver("steady", hung_after=1.5, heartbeat_interval=60)  # one beat at the start, then none for 60 s
+    wait_for(lambda: finished(rig, bead), timeout=60, what="the bead merged")
+    with rig.ledger() as lg:
+        work = lg.get(bead)
+    assert work.metadata.get("attempts", 0) == 0 and not any(": hung: " in c.text for c in work.comments)
+    assert len(list((rig.remote.parent / "town" / "sessions").iterdir())) == 1
+    steps = git("log", "--format=%s", "main", cwd=rig.remote).splitlines()
+    assert sum(s.startswith("step ") for s in steps) >= 10  # it committed all along, as one session
+
+
+def test_the_last_commit_is_read_from_a_clone_and_from_a_worktree(rig, tmp_path):
+    clone = tmp_path / "clone"
+    git("clone", "-q", str(rig.remote), str(clone))
+    assert last_commit_age(clone) is None  # a clone made no commit of its own
+    git("worktree", "add", "-q", "--detach", str(tmp_path / "wt"), cwd=clone)
+    for where in (clone, tmp_path / "wt"):
+        (where / "f.txt").write_text(str(where))
+        git("add", "f.txt", cwd=where)
+        git("commit", "-q", "-m", "work", cwd=where)
+        git("checkout", "-q", "-b", f"later-{where.name}", cwd=where)  # not a commit: the commit's time stands
+        assert 0 <= last_commit_age(where) < 30
+        assert 3600 <= last_commit_age(where, time.time() + 3600) < 3630
+    assert last_commit_age(tmp_path / "nowhere") is None
 
 
 def test_a_session_busy_in_gt_done_for_longer_than_the_threshold_is_not_a_zombie(rig, make_driver, monkeypatch,

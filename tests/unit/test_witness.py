@@ -35,6 +35,22 @@ def test_verdicts(work, session, verdict):
     assert judge("furiosa", work, session, T).verdict == verdict
 
 
+@pytest.mark.parametrize(("session", "verdict", "reason"), [
+    # the heartbeat is late, but the session committed a moment ago: it works (its beat is what broke)
+    (SessionSignal("s1", True, age=900, heartbeat_age=300, commit_age=30), "healthy", "committed 30s ago"),
+    (SessionSignal("s1", True, age=900, heartbeat_age=None, commit_age=30), "healthy", "committed 30s ago"),
+    (SessionSignal("s1", True, age=900, heartbeat_age=300, commit_age=200), "hung", "last commit 200s ago"),
+    # a commit from before this session (an earlier session's, on the same branch) says nothing of this one
+    (SessionSignal("s1", True, age=10, heartbeat_age=None, commit_age=5), "healthy", "starting"),
+    (SessionSignal("s1", True, age=100, heartbeat_age=None, commit_age=500), "hung", "no heartbeat 100s after"),
+])
+def test_a_recent_commit_keeps_a_session_with_a_late_heartbeat_alive(session, verdict, reason):
+    j = judge("furiosa", bead(session="s1"), session, Thresholds(start_grace=60, hung_after=120))
+    assert j.verdict == verdict and reason in j.reason
+    if session.commit_age > session.age:  # not this session's commit: not reported as its own
+        assert "last commit" not in j.reason
+
+
 def test_reasons_say_what_was_seen():
     j = judge("furiosa", bead(session="s1"), SessionSignal("s1", True, 900, 300), T)
     assert j.reason == "last heartbeat 300s ago" and j.session == "s1"

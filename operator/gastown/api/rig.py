@@ -130,8 +130,9 @@ class WitnessSpec(Model):
                                      description="A session may take this long to beat for the first time "
                                                  "(on a cluster, counted from its agent container's start).")
     hung_after_seconds: int = Field(default=300, ge=10, le=86400,
-                                    description="A running session whose last heartbeat is older than this is "
-                                                "hung: it is stopped (its work saved) and restarted.")
+                                    description="A running session whose last heartbeat (and, locally, last "
+                                                "commit) is older than this is hung: it is stopped (its work "
+                                                "saved) and restarted.")
     linger_seconds: int = Field(default=120, ge=10, le=3600,
                                 description="A session may take this long to exit after its result is recorded.")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 from .errors import Unavailable
@@ -84,3 +85,32 @@ def delete_ref(workdir: Path, ref: str, remote: str = "origin") -> None:
 
 def current_branch(workdir: Path) -> str:
     return git(workdir, "rev-parse", "--abbrev-ref", "HEAD")
+
+
+REFLOG_TAIL = 64 * 1024  # the end of a HEAD reflog: plenty for the last commit, whatever its age
+
+
+def last_commit_age(workdir: Path, now: float | None = None) -> float | None:
+    """Seconds since the last commit made in the checkout ``workdir`` (a clone or a worktree),
+    None when it has made none. Read from its HEAD reflog, the file git appends to on every
+    commit ("OLD NEW IDENTITY TIMESTAMP TZ<TAB>commit...: subject"), so that a watchdog can ask
+    often without starting a process."""
+    dotgit = workdir / ".git"
+    try:
+        if dotgit.is_file():  # a worktree: "gitdir: PATH", PATH absolute or relative to the checkout
+            gitdir = workdir / dotgit.read_text().partition(":")[2].strip()
+        else:
+            gitdir = dotgit
+        with (gitdir / "logs" / "HEAD").open("rb") as f:
+            f.seek(max(0, f.seek(0, 2) - REFLOG_TAIL))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        entry, _, message = line.partition("\t")
+        if message.startswith("commit"):  # commit, commit (amend), commit (merge), commit (initial)
+            try:
+                return max(0.0, (time.time() if now is None else now) - int(entry.split()[-2]))
+            except (IndexError, ValueError):
+                return None
+    return None

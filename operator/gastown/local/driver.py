@@ -22,7 +22,7 @@ from ..deacon import DEACON_SECONDS, Deacon
 from ..dogs import DogReport, Kennel, Timers, stale_polecats
 from ..escalation import Routes
 from ..ledger import Bead, Ledger, LedgerError, Status
-from ..ledger.worktree import commit_leftovers, current_branch, push_branch
+from ..ledger.worktree import commit_leftovers, current_branch, last_commit_age, push_branch
 from ..mayor import MayorRun, PlanInvalid
 from ..polecats import branch_for
 from ..refinery import QueueSettings
@@ -117,11 +117,12 @@ class LocalPort:
 
     def session_signals(self) -> dict[str, witness.SessionSignal]:
         now = time.time()
-        return {p: witness.SessionSignal(s.name, s.running(), now - s.started, s.heartbeat_age())
+        return {p: witness.SessionSignal(s.name, s.running(), now - s.started, s.heartbeat_age(),
+                                         last_commit_age(self.backend.checkout(self.config.name, p), now))
                 for p, s in self.sessions.items()}
 
     def salvage(self, polecat: str, bead: str) -> None:
-        workdir = self.backend.town / "rigs" / self.config.name / "polecats" / polecat
+        workdir = self.backend.checkout(self.config.name, polecat)
         branch = branch_for(polecat, bead)
         try:
             if (workdir / ".git").exists() and current_branch(workdir) == branch:

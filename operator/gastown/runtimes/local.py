@@ -106,9 +106,13 @@ class LocalBackend:
                 git(repo.parent, "clone", "--quiet", remote, str(repo))
         return repo
 
+    def checkout(self, rig: str, polecat: str) -> Path:
+        """Where the polecat's worktree is (or will be)."""
+        return self.town / "rigs" / rig / "polecats" / polecat
+
     def worktree(self, rig: str, remote: str, polecat: str) -> Path:
         repo = self.clone(rig, remote)
-        path = self.town / "rigs" / rig / "polecats" / polecat
+        path = self.checkout(rig, polecat)
         with self._lock(rig):
             if not (path / ".git").exists():
                 git(repo, "worktree", "prune")
@@ -122,7 +126,7 @@ class LocalBackend:
     def remove_worktree(self, rig: str, polecat: str) -> bool:
         """Remove a polecat's worktree, only when it holds nothing that is not on the remote: no
         uncommitted change, no commit that no remote branch has. False when it was kept."""
-        path, repo = self.town / "rigs" / rig / "polecats" / polecat, self.town / "rigs" / rig / "repo"
+        path, repo = self.checkout(rig, polecat), self.town / "rigs" / rig / "repo"
         with self._lock(rig):  # the lock `start` holds from the worktree to the session's pid file
             if not path.is_dir() or any(s.request.rig == rig and s.request.polecat == polecat and s.running()
                                         for s in self.sessions()):
