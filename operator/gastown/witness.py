@@ -100,7 +100,7 @@ def judge(polecat: str, bead: Bead, session: SessionSignal | None, t: Thresholds
         if session.committed_within(t.hung_after):  # the heartbeat is late, the work is not
             return Judgement(polecat, bead.id, "healthy", f"committed {session.commit_age:.0f}s ago ({late})",
                              session.name)
-        if session.commit_age is not None and session.commit_age <= session.age:
+        if session.committed_within(session.age):  # this session committed, but long ago
             late += f", last commit {session.commit_age:.0f}s ago"
         return Judgement(polecat, bead.id, "hung", late, session.name)
     if bead.status == Status.IN_PROGRESS and recorded:
