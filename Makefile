@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 HELM   := $(BIN)/helm
 PYTEST_ARGS ?=
 
-.PHONY: help venv test chart-lint unit integration lint fmt crds crds-check run bench demo clean \
+.PHONY: help venv test agents agent-contract chart-lint unit integration lint fmt crds crds-check run bench demo clean \
         kind-up image kind-load deploy e2e kind-down
 
 help: ## List the targets
@@ -27,7 +27,7 @@ $(HELM): scripts/fetch_helm.py | $(STAMP)
 
 venv: $(STAMP) $(HELM) ## Create .venv with gastown, the test tools and helm
 
-test: $(STAMP) $(HELM) ## Lint, check generated files, the chart, run every test (e2e only with a cluster)
+test: $(STAMP) $(HELM) agents ## Lint, check generated files, the chart, run every test (e2e only with a cluster)
 	$(MAKE) --no-print-directory lint crds-check chart-lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -36,6 +36,12 @@ chart-lint: $(HELM) ## helm lint --strict, with the default values and with ever
 	$(HELM) lint --strict charts/gastown --set 'watchNamespaces={team-a,team-b}' --set serviceMonitor.enabled=true \
 	  --set peering.enabled=false
 
+agents: $(STAMP) ## Install the agent CLIs the contract suite runs (pinned, from npm; skipped without npm)
+	$(BIN)/python scripts/fetch_agents.py
+
+agent-contract: $(STAMP) agents ## The agent contract suite only: each real agent CLI against a model stand-in
+	$(BIN)/python -m pytest tests/agents $(PYTEST_ARGS)
+
 unit: $(STAMP) ## Unit tests only
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
@@ -43,7 +49,7 @@ integration: $(STAMP) ## Integration tests only (real git, real subprocesses, AP
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff
-	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff check operator tests bench scripts
 
 fmt: $(STAMP) ## Fix what ruff can fix
 	$(BIN)/ruff check --fix operator tests bench

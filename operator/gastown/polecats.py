@@ -145,7 +145,8 @@ class EndSession:
         agent = agent_of(tx, self.polecat)
         if bead.metadata.get("ended") == self.session:
             return bead
-        attempts = int(bead.metadata.get("attempts", 0)) + 1
+        # a rate limit is the provider's, not the work's: it waits out the backoff, no attempt spent
+        attempts = int(bead.metadata.get("attempts", 0)) + (self.status != "rate_limited")
         _put(tx, agent, f"polecat {self.polecat} is idle ({self.status})", self.actor,
              metadata=_meta(agent, state="idle", session=None, last_outcome=self.status))
         text = f"session {self.session} ended: {self.status}: {self.reason}"
@@ -153,8 +154,43 @@ class EndSession:
         next_status = Status.HOOKED if bead.status == Status.IN_PROGRESS else bead.status
         return _put(tx, bead, f"{bead.status} -> {next_status}: session {self.status}", self.actor,
                     status=next_status, comments=comments,
-                    metadata=_meta(bead, session=None, ended=self.session, attempts=attempts,
-                                   last_outcome=self.status, last_reason=self.reason[:500]))
+                    metadata=_meta(bead, session=None, ended=self.session, ended_by=self.polecat,
+                                   attempts=attempts, last_outcome=self.status, last_reason=self.reason[:500]))
+
+
+@dataclass(frozen=True)
+class RecordUsage:
+    """What one session of a bead spent (tokens, cost, seconds), on the bead, once per session.
+
+    The ledger is where spend is counted from (a convoy's, a rig's): a restart or a reinstall
+    never forgets it, and a session recorded twice counts once."""
+
+    bead_id: str
+    session: str
+    runtime: str
+    usage: Mapping[str, Any]
+    actor: str
+
+    def apply(self, tx: Tx) -> Bead:
+        bead = tx.require(self.bead_id)
+        spent = dict(bead.metadata.get("usage") or {})
+        if self.session in spent:
+            return bead
+        spent[self.session] = {**self.usage, "runtime": self.runtime, "at": tx.now.isoformat()}
+        figures = ", ".join(f"{k} {v}" for k, v in self.usage.items())
+        return _put(tx, bead, f"session {self.session} spent {figures or 'nothing reported'}", self.actor,
+                    metadata=_meta(bead, usage=spent))
+
+
+def spend(beads: Iterable[Bead]) -> dict[str, float]:
+    """The sum of what ``beads``' sessions spent, by figure (input_tokens, cost_usd, ...)."""
+    total: dict[str, float] = {}
+    for bead in beads:
+        for record in (bead.metadata.get("usage") or {}).values():
+            for key, value in record.items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    total[key] = total.get(key, 0) + value
+    return total
 
 
 @dataclass(frozen=True)
@@ -177,7 +213,7 @@ class Done:
         if self.session and bead.metadata.get("ended") == self.session:
             return self._existing_mr(tx, bead)  # this session's done is already recorded
         result: Bead | None = None
-        meta = _meta(bead, session=None, ended=self.session or None)
+        meta = _meta(bead, session=None, ended=self.session or None, ended_by=self.polecat)
         if self.status == "completed":
             result = self._merge_request(tx, bead)
             meta["mr"] = result.id

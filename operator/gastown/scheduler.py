@@ -37,6 +37,9 @@ class SchedulerState:
     strikes: int = 0
     limit: int | None = None  # the rig's maxPolecats, as its controller last wrote it
 
+    def backing_off(self, now: datetime) -> bool:
+        return bool(self.backoff_until and now < self.backoff_until)
+
     def held(self, now: datetime) -> str | None:
         """Why dispatch waits now, or None."""
         if self.paused:
@@ -96,17 +99,20 @@ class SetLimit:
 
 @dataclass(frozen=True)
 class RateLimitStrike:
-    """A session ended on a rate limit: back off, twice as long as the last time."""
+    """A session ended on a rate limit: back off as long as the provider said (its Retry-After),
+    or else twice as long as the last time."""
 
     session: str
     actor: str
+    retry_after: float | None = None  # seconds
 
     def apply(self, tx: Tx) -> Bead:
         bead = _scheduler_bead(tx, self.actor)
         if bead.metadata.get("last_strike") == self.session:
             return bead
         strikes = int(bead.metadata.get("strikes", 0)) + 1
-        until = tx.now + min(BACKOFF_BASE * 2 ** (strikes - 1), BACKOFF_MAX)
+        wait = timedelta(seconds=self.retry_after) if self.retry_after else BACKOFF_BASE * 2 ** (strikes - 1)
+        until = tx.now + min(wait, BACKOFF_MAX)
         meta = merged(bead.metadata, {"strikes": strikes, "backoff_until": until.isoformat(),
                                       "last_strike": self.session})
         return tx.put(revise(bead, tx, metadata=meta), f"rate limited: dispatch waits until {until:%H:%M:%S}",

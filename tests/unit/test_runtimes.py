@@ -74,15 +74,17 @@ def test_script_runs_its_args_and_needs_them():
         rt.argv(prompt="p", prompt_file=PROMPT_FILE, session_dir=SESSION)
 
 
-@pytest.mark.parametrize(("name", "output", "limited"), [
-    ("claude", 'API Error: 429 {"type":"error","error":{"type":"rate_limit_error"}}', True),
-    ("gemini", "RESOURCE_EXHAUSTED: Quota exceeded for quota metric", True),
-    ("codex", "stream error: You've hit your usage limit.", True),
-    ("claude", "error: tests failed (3 of 429 passed)", True),
-    ("claude", "error: the tests failed", False),
-])
-def test_rate_limit_detection(name, output, limited):
-    assert PRESETS[name].rate_limited(output) is limited
+def test_template_values_are_substituted_once_never_inside_the_prompt():
+    """A bead that talks about {model} or {prompt_file} reaches the agent as written."""
+    text = "Document the {model}, {session_dir} and {prompt_file} placeholders"
+    argv = PRESETS["claude"].argv(prompt=text, prompt_file=PROMPT_FILE, session_dir=SESSION, model="opus")
+    assert argv[-1] == text
+
+
+def test_claude_as_root_allows_its_tools_by_name_instead_of_skipping_permissions():
+    argv = PRESETS["claude"].argv(prompt="p", prompt_file=PROMPT_FILE, session_dir=SESSION, as_root=True)
+    assert "--dangerously-skip-permissions" not in argv
+    assert argv[argv.index("--allowedTools") + 1].startswith("Bash,")
 
 
 def test_custom_runtime_and_override(tmp_path, monkeypatch):

@@ -41,10 +41,13 @@ def session() -> None:
               help="Seconds between heartbeats.")
 @click.option("--cache-dir", envvar="GT_CACHE_DIR", type=click.Path(path_type=Path),
               help="Ledger cache directory (env GT_CACHE_DIR).")
+@click.option("--state-dir", envvar="GT_STATE_DIR", type=click.Path(path_type=Path, file_okay=False),
+              help="The polecat's own directory, kept across its sessions: where its runtime keeps the "
+                   "conversations a later session resumes (env GT_STATE_DIR).")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run(rig: str, bead: str, polecat: str, session_name: str, runtime: str, model: str | None,
         workdir: Path, session_dir: Path, target: str, deadline: float, heartbeat: str | None,
-        heartbeat_interval: float, cache_dir: Path | None, args: tuple[str, ...]) -> None:
+        heartbeat_interval: float, cache_dir: Path | None, state_dir: Path | None, args: tuple[str, ...]) -> None:
     """Run one agent session on a bead and record how it ended.
 
     ARGS after `--` go to the runtime (for the script runtime they are the command). The exit
@@ -56,7 +59,8 @@ def run(rig: str, bead: str, polecat: str, session_name: str, runtime: str, mode
     spec = SessionSpec(rig=rig, bead=bead, polecat=polecat, session=session_name, runtime=runtime,
                        workdir=workdir.resolve(), session_dir=session_dir.resolve(), target=target,
                        model=model, extra_args=list(args), deadline=deadline, heartbeat=heartbeat,
-                       heartbeat_interval=heartbeat_interval, cache_dir=cache_dir)
+                       heartbeat_interval=heartbeat_interval, cache_dir=cache_dir,
+                       state_dir=state_dir.resolve() if state_dir else None)
     outcome = run_session(spec)
     click.echo(f"session {session_name}: {outcome.status}" + (f": {outcome.reason}" if outcome.reason else ""),
                err=outcome.code != 0)

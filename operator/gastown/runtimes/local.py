@@ -110,6 +110,10 @@ class LocalBackend:
         """Where the polecat's worktree is (or will be)."""
         return self.town / "rigs" / rig / "polecats" / polecat
 
+    def state_dir(self, rig: str, polecat: str) -> Path:
+        """The polecat's own state, kept across its sessions (its CLI's conversations)."""
+        return self.town / "rigs" / rig / "state" / polecat
+
     def worktree(self, rig: str, remote: str, polecat: str) -> Path:
         repo = self.clone(rig, remote)
         path = self.checkout(rig, polecat)
@@ -155,7 +159,8 @@ class LocalBackend:
                 "--runtime", req.runtime, "--workdir", str(workdir), "--session-dir", str(sdir),
                 "--target", req.target, "--deadline", str(req.deadline),
                 "--heartbeat", f"file:{sdir / 'heartbeat'}",
-                "--heartbeat-interval", str(self.heartbeat_interval), "--cache-dir", str(self.ledger_cache(req.rig))]
+                "--heartbeat-interval", str(self.heartbeat_interval), "--cache-dir", str(self.ledger_cache(req.rig)),
+                "--state-dir", str(self.state_dir(req.rig, req.polecat))]
         if req.model:
             argv += ["--model", req.model]
         argv += ["--", *req.args]

@@ -31,8 +31,9 @@ from ..ledger.worktree import (
     prepare_branch,
     push_branch,
 )
-from ..polecats import Done, DoneStatus, EndSession, StartSession, branch_for
+from ..polecats import Done, DoneStatus, EndSession, RecordUsage, StartSession, branch_for
 from ..scheduler import ClearStrikes, RateLimitStrike
+from . import output
 from .config import resolve
 from .heartbeat import Heartbeat
 from .prompt import render
@@ -59,6 +60,7 @@ class SessionSpec:
     heartbeat: str | None = None
     heartbeat_interval: float = 10.0
     cache_dir: Path | None = None
+    state_dir: Path | None = None  # the polecat's own: its CLI's conversations, for resume
 
     @property
     def actor(self) -> str:
@@ -87,6 +89,8 @@ class Outcome:
     result_bead: str | None = None
     started_at: float = 0.0  # wall clock, seconds since the epoch
     ended_at: float = 0.0
+    retry_after: float | None = None  # rate limited: what the provider asked for, in seconds
+    usage: dict = field(default_factory=dict)  # tokens and cost, as the runtime reported them
 
     @property
     def code(self) -> int:
@@ -103,9 +107,9 @@ class Outcome:
             return None
 
 
-def session_env(spec: SessionSpec, prompt_file: Path, branch: str) -> dict[str, str]:
+def session_env(spec: SessionSpec, prompt_file: Path, branch: str, runtime_env: dict[str, str]) -> dict[str, str]:
     """What the runtime (and a `gt done` it runs) needs to know about its session."""
-    env = {**os.environ, **identity_env(spec.actor)}
+    env = {**os.environ, **runtime_env, **identity_env(spec.actor)}
     env.update(GT_RIG=spec.rig, GT_BEAD=spec.bead, GT_POLECAT=spec.polecat, GT_SESSION=spec.session,
                GT_SESSION_DIR=str(spec.session_dir), GT_PROMPT_FILE=str(prompt_file),
                GT_BRANCH=branch, GT_TARGET=spec.target, GT_ACTOR=spec.actor,
@@ -127,7 +131,7 @@ def run_session(spec: SessionSpec) -> Outcome:
             outcome = _run(spec, ledger, started)
         except (LedgerError, ValueError) as e:
             outcome = Outcome("failed", f"could not start: {e}", seconds=time.monotonic() - started)
-            _record_failure(spec, ledger, outcome)
+            _record_failure(spec, ledger, outcome, spec.runtime)
     outcome.started_at, outcome.ended_at = started_at, time.time()
     outcome.write(spec.result_path)
     return outcome
@@ -149,17 +153,28 @@ def _run(spec: SessionSpec, ledger: Ledger, started: float) -> Outcome:
     prompt_file.write_text(prompt)
     for name, content in runtime.files.items():
         (spec.session_dir / name).write_text(content)
+    if spec.state_dir is not None:
+        spec.state_dir.mkdir(parents=True, exist_ok=True)
+    # a polecat resumes its own earlier conversation on this bead (after a crash, a rejection, a
+    # rate limit); another polecat's, or a first session, starts fresh
+    resume = bead.metadata.get("ended_by") == spec.polecat
     argv = runtime.argv(prompt=prompt, prompt_file=prompt_file, session_dir=spec.session_dir,
-                        model=spec.model, extra_args=spec.extra_args,
-                        resume=int(bead.metadata.get("attempts", 0)) > 0)
-    exit_code, cut = _execute(spec, argv, runtime.stdin(prompt), session_env(spec, prompt_file, branch))
+                        model=spec.model, extra_args=spec.extra_args, resume=resume, as_root=os.geteuid() == 0)
+    env = session_env(spec, prompt_file, branch, runtime.session_env(spec.state_dir))
+    exit_code, cut = _execute(spec, argv, runtime.stdin(prompt), env)
     seconds = time.monotonic() - started
+    report = output.read(runtime.output, _tail(spec.log_path, 1024 * 1024))
 
     marker = _read_done(spec)
     if marker is not None:  # the agent ran `gt done` itself
-        return Outcome(marker["status"], marker.get("reason", ""), exit_code, seconds,
-                       marker.get("commit"), marker.get("result"))
-    if cut == "timeout":
+        outcome = Outcome(marker["status"], marker.get("reason", ""), exit_code, seconds,
+                          marker.get("commit"), marker.get("result"), usage=report.usage())
+        _record_usage(spec, ledger, runtime.name, outcome)
+        return outcome
+    if report.rate_limited and (exit_code != 0 or cut == "timeout"):  # a CLI may retry until the deadline
+        outcome = Outcome("rate_limited", f"{runtime.name} hit a rate limit: {report.error or ''}".strip(),
+                          exit_code, seconds, retry_after=report.retry_after)
+    elif cut == "timeout":
         outcome = Outcome("timeout", f"no result after {spec.deadline:.0f}s: the runtime was stopped",
                           exit_code, seconds)
     elif cut == "stopped":
@@ -168,19 +183,19 @@ def _run(spec: SessionSpec, ledger: Ledger, started: float) -> Outcome:
     elif exit_code == 0:
         done = finish(spec.rig, spec.bead, spec.polecat, spec.session, "completed", "", spec.workdir,
                       spec.target, spec.session_dir, spec.cache_dir, ledger=ledger)
-        return Outcome("completed", "", exit_code, time.monotonic() - started, done["commit"], done["result"])
+        outcome = Outcome("completed", "", exit_code, time.monotonic() - started, done["commit"], done["result"],
+                          usage=report.usage())
+        _record_usage(spec, ledger, runtime.name, outcome)
+        return outcome
+    elif exit_code == 127:
+        outcome = Outcome("failed", f"runtime binary not found: {argv[0]}", exit_code, seconds)
     else:
-        tail = _tail(spec.log_path)
-        last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "")[:300]
-        if runtime.rate_limited(tail):
-            outcome = Outcome("rate_limited", f"{runtime.name} hit a rate limit: {last}", exit_code, seconds)
-        elif exit_code == 127:
-            outcome = Outcome("failed", f"runtime binary not found: {argv[0]}", exit_code, seconds)
-        else:
-            outcome = Outcome("failed", f"{runtime.name} exited with code {exit_code}: {last}", exit_code,
-                              seconds)
+        tail = output.strip_ansi(_tail(spec.log_path))
+        last = report.error or next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "")[:300]
+        outcome = Outcome("failed", f"{runtime.name} exited with code {exit_code}: {last}", exit_code, seconds)
+    outcome.usage = report.usage()
     outcome.commit = _save_work(spec, branch, outcome)
-    _record_failure(spec, ledger, outcome)
+    _record_failure(spec, ledger, outcome, runtime.name)
     return outcome
 
 
@@ -278,11 +293,23 @@ def _save_work(spec: SessionSpec, branch: str, outcome: Outcome) -> str | None:
         return None
 
 
-def _record_failure(spec: SessionSpec, ledger: Ledger, outcome: Outcome) -> None:
+def _usage_op(spec: SessionSpec, runtime: str, outcome: Outcome) -> RecordUsage:
+    return RecordUsage(spec.bead, spec.session, runtime, {**outcome.usage, "seconds": round(outcome.seconds, 1)},
+                       spec.actor)
+
+
+def _record_usage(spec: SessionSpec, ledger: Ledger, runtime: str, outcome: Outcome) -> None:
+    try:
+        ledger.apply(_usage_op(spec, runtime, outcome))
+    except LedgerError as e:
+        outcome.reason += f" (usage not recorded in the ledger: {e})"
+
+
+def _record_failure(spec: SessionSpec, ledger: Ledger, outcome: Outcome, runtime: str) -> None:
     ops: list = [EndSession(spec.bead, spec.polecat, spec.session, outcome.status,  # type: ignore[arg-type]
-                            outcome.reason, spec.actor)]
+                            outcome.reason, spec.actor), _usage_op(spec, runtime, outcome)]
     if outcome.status == "rate_limited":
-        ops.append(RateLimitStrike(spec.session, spec.actor))
+        ops.append(RateLimitStrike(spec.session, spec.actor, outcome.retry_after))
     try:
         ledger.apply(Together(tuple(ops), spec.actor))
     except LedgerError as e:
