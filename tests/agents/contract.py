@@ -179,3 +179,17 @@ class AgentTown:
         if daemon.exists():
             parts.append(f"--- daemon.log\n{daemon.read_text(errors='replace')[-3000:]}")
         return "\n".join(parts)
+
+
+def wrapper_pid(session_request: Path) -> int:
+    """The pid of the session wrapper (`gt session run`) of a session folder's request.json."""
+    return int((session_request.parent / "pid").read_text())
+
+
+def backoff_until(town: AgentTown):
+    """The rig's rate-limit backoff as the ledger holds it (None: none)."""
+    from gastown.scheduler import state_of
+
+    with town.ledger() as lg:
+        snap = lg.snapshot()
+        return state_of(snap.beads(), snap.prefix).backoff_until

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+
 import pytest
 
 from gastown.standin import StandIn, Turn, steps
 from gastown.standin.anthropic import Anthropic
 
-from contract import CALC, FINAL, SHELL_STEP
+from contract import CALC, FINAL, SHELL_STEP, backoff_until, wrapper_pid
 
 KEY = "sk-ant-contract-0001"
 
@@ -43,3 +47,39 @@ def test_claude_completes_a_bead_to_merged_main(agent_town, cli, standin):
     assert [s.conversation.tool_results for s in main] == [0, 1, 2]
     result = town.results()[-1]
     assert result["status"] == "completed", town.report()
+
+
+def test_claude_rate_limit_is_classified_and_backed_off(agent_town, cli, standin):
+    """Two 429s (the CLI's try and its one retry) with Retry-After: 3; the session is rate limited,
+    spends no attempt, and the next one starts only after the delay the server asked for."""
+    standin.rate_limit(count=2, retry_after=3)
+    town = agent_town("claude", standin, cli("claude"), env=env(standin)).start()
+    town.wait(lambda: town.results(), 60, "the first session's result")
+    first = town.results()[0]
+    assert first["status"] == "rate_limited", town.report()
+    assert first["retry_after"] == pytest.approx(3, abs=2)  # what the CLI waited: the server's delay
+    until = backoff_until(town)
+    assert until is not None and until.timestamp() == pytest.approx(first["ended_at"] + first["retry_after"], abs=2)
+    town.wait_merged()
+    sessions = [json.loads(p.read_text())["started"] for p in town.sessions()]
+    assert len(sessions) == 2 and sessions[1] >= until.timestamp() - 0.5, town.report()
+    assert int(town.bead_state().metadata.get("attempts", 0)) == 0  # a rate limit is not a failed attempt
+
+
+def test_claude_resume_continues_the_earlier_conversation(agent_town, cli, standin):
+    standin.hold(1)  # the model never answers after the file is written
+    town = agent_town("claude", standin, cli("claude"), env=env(standin)).start()
+    town.wait(standin.held.is_set, 60, "the first session to reach step 1")
+    first = town.sessions()[0]
+    os.kill(wrapper_pid(first), signal.SIGTERM)  # the Witness or a deleted pod stops it
+    town.wait(lambda: town.results(), 30, "the stopped session's result")
+    standin.hold(None)
+    town.wait_merged()
+    assert len(town.sessions()) == 2, town.report()
+    argv = json.loads((town.sessions()[1].parent / "request.json").read_text())
+    assert argv["request"]["polecat"] == json.loads(first.read_text())["request"]["polecat"]
+    # the second session's first request carries the first one's conversation: its prompt and
+    # the file it wrote, with the tool's result
+    second = [s for s in standin.main_requests() if s.conversation.says(town.prompt(1))]
+    assert second and second[0].conversation.says(town.prompt(0)), town.report()
+    assert second[0].conversation.tool_results >= 1
