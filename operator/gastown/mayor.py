@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .api.convoy import ConvoyBead, check_bead_list
-from .runtimes import Runtime
+from .runtimes import Runtime, output
 
 PLAN_SCHEMA = {
     "type": "object",
@@ -98,20 +98,26 @@ class MayorRun:
     timeout: float = 900.0
 
     def ask(self, text: str) -> str:
+        """Run the runtime once on ``text``; its answer (from its structured output when it has
+        one: a stream of JSON events carries the answer inside its result event)."""
         self.session_dir.mkdir(parents=True, exist_ok=True)
         prompt_file = self.session_dir / "mayor-prompt.md"
         prompt_file.write_text(text)
         argv = self.runtime.argv(prompt=text, prompt_file=prompt_file, session_dir=self.session_dir,
-                                 model=self.model, extra_args=list(self.args))
-        env = {"GT_PROMPT_FILE": str(prompt_file), "GT_ROLE": "mayor"}
-        proc = subprocess.run(argv, cwd=self.workdir, input=self.runtime.stdin(text), capture_output=True,
-                              timeout=self.timeout, env={**os.environ, **env})
+                                 model=self.model, extra_args=list(self.args), as_root=os.geteuid() == 0)
+        env = {**os.environ, **self.runtime.session_env(None), "GT_PROMPT_FILE": str(prompt_file), "GT_ROLE": "mayor"}
+        try:
+            proc = subprocess.run(argv, cwd=self.workdir, input=self.runtime.stdin(text), capture_output=True,
+                                  timeout=self.timeout, env=env)
+        except subprocess.TimeoutExpired:
+            raise PlanInvalid(f"the Mayor ({self.runtime.name}) gave no answer within {self.timeout:g}s") from None
         out = proc.stdout.decode(errors="replace")
         (self.session_dir / "mayor.log").write_text(out + proc.stderr.decode(errors="replace"))
+        report = output.read(self.runtime.output, out)
         if proc.returncode != 0:
-            raise PlanInvalid(f"the Mayor ({self.runtime.name}) exited with code {proc.returncode}: "
-                              f"{proc.stderr.decode(errors='replace').strip()[-300:]}")
-        return out
+            detail = report.error or proc.stderr.decode(errors="replace").strip()[-300:]
+            raise PlanInvalid(f"the Mayor ({self.runtime.name}) exited with code {proc.returncode}: {detail}")
+        return report.answer if report.answer is not None else out
 
     def plan(self, goal: str, rig: str) -> Plan:
         """Ask; on an invalid plan ask once more with the error; then give up with PlanInvalid."""

@@ -12,6 +12,7 @@ from gastown.standin import StandIn, Turn, steps
 from gastown.standin.anthropic import Anthropic
 
 from contract import CALC, FINAL, SHELL_STEP, backoff_until, wrapper_pid
+from contract import git as contract_git
 
 KEY = "sk-ant-contract-0001"
 
@@ -83,3 +84,19 @@ def test_claude_resume_continues_the_earlier_conversation(agent_town, cli, stand
     second = [s for s in standin.main_requests() if s.conversation.says(town.prompt(1))]
     assert second and second[0].conversation.says(town.prompt(0)), town.report()
     assert second[0].conversation.tool_results >= 1
+
+
+def test_claude_as_the_mayor_plans_a_goal_that_then_merges(agent_town, cli):
+    """The default runtime plans a goal convoy: the plan is read from inside claude's stream-json
+    events, its bead is dispatched, worked by claude and merged."""
+    plan = {"beads": [{"key": "add", "title": "Make add() in calc.py return the sum"}]}
+    work = script()
+
+    def play(conv):
+        return Turn(text=json.dumps(plan)) if conv.says("You are the Mayor") else work(conv)
+
+    with StandIn([Anthropic()], play) as standin:
+        town = agent_town("claude", standin, cli("claude"), env=env(standin), title=None).start()
+        town.ok("convoy", "create", "--rig", "calc", "--name", "sum", "--goal", "calc.add should add")
+        town.wait(lambda: "Done  1/1" in town.ok("convoy", "show", "sum", "--rig", "calc"), 120, "the convoy")
+        assert contract_git("show", "main:calc.py", cwd=town.remote) == CALC.strip()
