@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from gastown.kube import rbac  # noqa: E402
 
 from kubeapi import KubeAPI  # noqa: E402
+from support import free_port, scrape  # noqa: E402, F401 (re-exported: the tests import them from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 GT = str(Path(sys.executable).parent / "gt")
@@ -92,21 +91,3 @@ def operator(kubeconfig: Path, tmp_path: Path) -> Iterator[Callable[..., Operato
     yield start
     for op in started:
         op.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def scrape(port: int) -> dict[tuple[str, tuple], float]:
-    """The samples at 127.0.0.1:port/metrics by (name, sorted labels); empty while nothing answers."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    except OSError:
-        return {}
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from . import spend
 from .escalation import raise_in
 from .graph import topo_order
 from .ledger import Bead, BeadType, Comment, Dependency, DepType, InvalidOperation, Status, query
@@ -258,6 +259,7 @@ class ConvoyProgress:
     done: int = 0
     skipped: int = 0
     last_progress: datetime | None = None
+    spend: dict[str, float] = field(default_factory=dict)  # what its sessions spent (spend.total)
 
     @property
     def total(self) -> int:
@@ -306,14 +308,17 @@ def progress(convoy: Bead, beads: Mapping[str, Bead]) -> ConvoyProgress:
     out = ConvoyProgress(convoy)
     keys = {v: k for k, v in (convoy.metadata.get("keys") or {}).items()}
     times = [convoy.created_at]
+    worked: list[Bead] = []
     for bead in tracked(convoy, beads):
         state = bead_state(bead, beads)
         out.beads.append(BeadProgress(keys.get(bead.id, bead.id), bead.id, bead.title, state))
         out.done += state == "merged"
         out.skipped += state == "skipped"
-        times.append(bead.updated_at)
-        times += [c.updated_at for c in query.children(beads, bead.id)]
+        children = query.children(beads, bead.id)
+        times += [bead.updated_at, *(c.updated_at for c in children)]
+        worked += [bead, *children]
     out.last_progress = max(times)
+    out.spend = spend.total(worked)
     return out
 
 

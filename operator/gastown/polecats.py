@@ -159,41 +159,6 @@ class EndSession:
 
 
 @dataclass(frozen=True)
-class RecordUsage:
-    """What one session of a bead spent (tokens, cost, seconds), on the bead, once per session.
-
-    The ledger is where spend is counted from (a convoy's, a rig's): a restart or a reinstall
-    never forgets it, and a session recorded twice counts once."""
-
-    bead_id: str
-    session: str
-    runtime: str
-    usage: Mapping[str, Any]
-    actor: str
-
-    def apply(self, tx: Tx) -> Bead:
-        bead = tx.require(self.bead_id)
-        spent = dict(bead.metadata.get("usage") or {})
-        if self.session in spent:
-            return bead
-        spent[self.session] = {**self.usage, "runtime": self.runtime, "at": tx.now.isoformat()}
-        figures = ", ".join(f"{k} {v}" for k, v in self.usage.items())
-        return _put(tx, bead, f"session {self.session} spent {figures or 'nothing reported'}", self.actor,
-                    metadata=_meta(bead, usage=spent))
-
-
-def spend(beads: Iterable[Bead]) -> dict[str, float]:
-    """The sum of what ``beads``' sessions spent, by figure (input_tokens, cost_usd, ...)."""
-    total: dict[str, float] = {}
-    for bead in beads:
-        for record in (bead.metadata.get("usage") or {}).values():
-            for key, value in record.items():
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    total[key] = total.get(key, 0) + value
-    return total
-
-
-@dataclass(frozen=True)
 class Done:
     """`gt done`: record the result of the work and set the polecat idle."""
 

@@ -19,6 +19,8 @@ from gastown.ledger import Ledger, Status
 from gastown.runtimes import PRESETS
 from gastown.standin import StandIn
 
+from support import free_port, scrape  # noqa: F401 (for the tests of this folder)
+
 ROOT = Path(__file__).resolve().parents[2]
 GT = str(Path(sys.executable).parent / "gt")
 
@@ -118,8 +120,8 @@ class AgentTown:
         assert proc.returncode == 0, f"gt {' '.join(args)}: {proc.stderr or proc.stdout}"
         return proc.stdout
 
-    def start(self) -> AgentTown:
-        self.ok("up")
+    def start(self, *args: str) -> AgentTown:
+        self.ok("up", *args)
         self.up = True
         return self
 

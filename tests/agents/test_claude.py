@@ -11,7 +11,7 @@ import pytest
 from gastown.standin import StandIn, Turn, steps
 from gastown.standin.anthropic import Anthropic
 
-from contract import CALC, FINAL, SHELL_STEP, backoff_until, wrapper_pid
+from contract import CALC, FINAL, SHELL_STEP, backoff_until, free_port, scrape, wrapper_pid
 from contract import git as contract_git
 
 KEY = "sk-ant-contract-0001"
@@ -48,6 +48,8 @@ def test_claude_completes_a_bead_to_merged_main(agent_town, cli, standin):
     assert [s.conversation.tool_results for s in main] == [0, 1, 2]
     result = town.results()[-1]
     assert result["status"] == "completed", town.report()
+    # what the CLI reported in its result event: three turns of the stand-in's 1200 in / 80 out
+    assert result["usage"] == {"input_tokens": 3600, "output_tokens": 240, "cost_usd": pytest.approx(0.0192)}
 
 
 def test_claude_rate_limit_is_classified_and_backed_off(agent_town, cli, standin):
@@ -95,8 +97,17 @@ def test_claude_as_the_mayor_plans_a_goal_that_then_merges(agent_town, cli):
     def play(conv):
         return Turn(text=json.dumps(plan)) if conv.says("You are the Mayor") else work(conv)
 
+    port = free_port()
     with StandIn([Anthropic()], play) as standin:
-        town = agent_town("claude", standin, cli("claude"), env=env(standin), title=None).start()
+        town = agent_town("claude", standin, cli("claude"), env=env(standin), title=None)
+        town.start("--metrics-port", str(port))
         town.ok("convoy", "create", "--rig", "calc", "--name", "sum", "--goal", "calc.add should add")
         town.wait(lambda: "Done  1/1" in town.ok("convoy", "show", "sum", "--rig", "calc"), 120, "the convoy")
         assert contract_git("show", "main:calc.py", cwd=town.remote) == CALC.strip()
+        # the convoy's spend, from the ledger: the work's session (the Mayor's is the town's own)
+        assert "spent: 3,600 tokens in, 240 out, $0.02" in town.ok("convoy", "show", "sum", "--rig", "calc")
+        labels = (("namespace", "local"), ("rig", "calc"), ("runtime", "claude"))
+        tokens = town.wait(lambda: scrape(port).get(("gastown_tokens_total", tuple(sorted((*labels, ("kind", "input")))))),
+                           30, "the token counter")
+        assert tokens == 3600
+        assert scrape(port)[("gastown_cost_usd_total", labels)] == pytest.approx(0.0192)

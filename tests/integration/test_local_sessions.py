@@ -85,7 +85,9 @@ def test_failures_end_with_a_clear_reason(rig, backend, mode, status, words, cod
         work = lg.get(bead)
         agent = lg.get(agent_id("gt", "furiosa"))
     assert work.status == Status.HOOKED and work.assignee == "furiosa"  # kept for a restart
-    assert work.metadata["attempts"] == 1 and work.metadata["last_outcome"] == status
+    # a rate limit is the provider's: it spends no attempt (the rig backs off instead)
+    assert work.metadata["attempts"] == (0 if status == "rate_limited" else 1)
+    assert work.metadata["last_outcome"] == status
     assert words in work.comments[-1].text
     assert agent.metadata["state"] == "idle"
 

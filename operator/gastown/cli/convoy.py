@@ -18,6 +18,7 @@ from ..api.validation import parse_spec
 from ..ledger import Ledger, LedgerError, default_actor, query
 from ..local.apply import create_convoy
 from ..local.town import Town, TownError
+from ..spend import describe
 from .common import emit, fail, json_option, rig_ledger, rig_option, town_option
 
 
@@ -98,7 +99,7 @@ def _show(ledger: Ledger, convoy_id: str, as_json: bool) -> None:
     data = {"id": convoy_id, "name": meta["name"], "phase": prog.phase, "progress": prog.text,
             "source": meta.get("source"), "strategy": meta.get("strategy"), "labels": prog.convoy.labels,
             "planError": meta.get("plan_error"), "closeReason": prog.convoy.close_reason,
-            "beads": [b.__dict__ for b in prog.beads]}
+            "beads": [b.__dict__ for b in prog.beads], "spend": prog.spend}
     if as_json:
         emit(data)
         return
@@ -107,6 +108,8 @@ def _show(ledger: Ledger, convoy_id: str, as_json: bool) -> None:
         click.echo(f"  plan invalid: {meta['plan_error']}")
     if prog.convoy.close_reason:
         click.echo(f"  {prog.convoy.close_reason}")
+    if prog.spend:
+        click.echo(f"  spent: {describe(prog.spend)}")
     for b in prog.beads:
         click.echo(f"  {b.key:<16} {b.id:<14} {b.state:<9} {b.title}")
 

@@ -20,6 +20,7 @@ from ..local.apply import documents
 from ..local.town import Town, TownError, git_url
 from ..refinery import queue as mq
 from ..scheduler import in_flight
+from ..spend import describe
 from .common import emit, fail, json_option, town_option
 
 GATES = ("setup", "lint", "typecheck", "build", "test")
@@ -90,7 +91,8 @@ def status(town: Path | None, as_json: bool) -> None:
         batch = mq.active_batch(beads, target)
         row.update(
             inFlight=len(in_flight(beads)),
-            convoys=[{"name": c.metadata["name"], "id": c.id, "phase": p.phase, "progress": p.text}
+            convoys=[{"name": c.metadata["name"], "id": c.id, "phase": p.phase, "progress": p.text,
+                      "spend": p.spend}
                      for c in convoys.open_convoys(beads) if (p := convoys.progress(c, beads))],
             mergeQueue={"waiting": len(mq.queued(beads, target)), "batch": batch.id if batch else None,
                         **mq.counters(beads, target)},
@@ -113,7 +115,8 @@ def status(town: Path | None, as_json: bool) -> None:
                    + (f", batch {q['batch']} verifying" if q["batch"] else "")
                    + f"; merged {q['merged']}, rejected {q['rejected']}")
         for c in r["convoys"]:
-            click.echo(f"  convoy {c['name']} ({c['id']}): {c['phase']}, {c['progress']}")
+            spent = f", spent {describe(c['spend'])}" if c["spend"] else ""
+            click.echo(f"  convoy {c['name']} ({c['id']}): {c['phase']}, {c['progress']}{spent}")
         for e in r["escalations"]:
             click.echo(f"  escalation {e['id']} {e['severity']}: {e['title']}")
 

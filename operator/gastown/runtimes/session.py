@@ -31,8 +31,9 @@ from ..ledger.worktree import (
     prepare_branch,
     push_branch,
 )
-from ..polecats import Done, DoneStatus, EndSession, RecordUsage, StartSession, branch_for
+from ..polecats import Done, DoneStatus, EndSession, StartSession, branch_for
 from ..scheduler import ClearStrikes, RateLimitStrike
+from ..spend import RecordUsage
 from . import output
 from .config import resolve
 from .heartbeat import Heartbeat

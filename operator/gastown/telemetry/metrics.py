@@ -11,7 +11,8 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from ..ledger import BeadType, Status
+from .. import spend
+from ..ledger import Bead, BeadType, Status
 from ..rigloop import PassReport
 
 RIG = ("namespace", "rig")
@@ -29,6 +30,10 @@ CONFLICTS = Counter("gastown_merge_conflicts_total", "Merge requests taken out o
 RECOVERIES = Counter("gastown_witness_actions_total", "Sessions the Witness stopped or recorded as lost.", RIG)
 HEALS = Counter("gastown_deacon_heals_total", "Heals by the Deacon, by kind.", [*RIG, "kind"])
 DOGS = Counter("gastown_dog_runs_total", "Runs of the Dogs in this process, by outcome.", [*RIG, "dog", "outcome"])
+TOKENS = Counter("gastown_tokens", "Tokens the rig's agent sessions used, as their runtimes reported them.",
+                 [*RIG, "runtime", "kind"])
+COST = Counter("gastown_cost_usd", "What the rig's agent sessions cost in US dollars, where the runtime reports it.",
+               [*RIG, "runtime"])
 PASS_SECONDS = Histogram("gastown_rig_pass_seconds", "Time one rig pass takes.", RIG,
                          buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 
@@ -49,6 +54,7 @@ def observe_pass(namespace: str, rig: str, report: PassReport, seconds: float) -
     if report.beads is None:
         return
     beads = list(report.beads.values())
+    _count_spend(labels, beads)
     work = [b for b in beads if b.type not in (BeadType.AGENT, BeadType.CONVOY, BeadType.MERGE_REQUEST,
                                                BeadType.ESCALATION, BeadType.MERGE_BATCH, BeadType.MESSAGE)]
     by_status = Tally(str(b.status) for b in work)
@@ -62,6 +68,23 @@ def observe_pass(namespace: str, rig: str, report: PassReport, seconds: float) -
                              if b.type == BeadType.ESCALATION and b.status != Status.CLOSED)
     for severity in SEVERITIES:
         ESCALATIONS.labels(*labels, severity).set(open_escalations.get(severity, 0))
+
+
+_counted: set[tuple[str, str, str, str]] = set()  # (namespace, rig, bead, session) already in the counters
+
+
+def _count_spend(labels: tuple[str, str], beads: Iterable[Bead]) -> None:
+    """Each session's usage, from the ledger, into the counters once: a restarted process counts
+    what the ledger holds again, from zero, as a counter reset should."""
+    for bead, session, usage in spend.records(beads):
+        key = (*labels, bead.id, session)
+        if key in _counted:
+            continue
+        _counted.add(key)
+        runtime = str(usage.get("runtime") or "unknown")
+        for kind in ("input", "output"):
+            TOKENS.labels(*labels, runtime, kind).inc(float(usage.get(f"{kind}_tokens") or 0))
+        COST.labels(*labels, runtime).inc(float(usage.get("cost_usd") or 0))
 
 
 def observe_heals(namespace: str, rig: str, kinds: Iterable[str]) -> None:
