@@ -16,28 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from gastown.runtimes import PRESETS
-
-
-def default_dir() -> Path:
-    from os import environ
-
-    given = environ.get("GT_AGENTS_DIR")
-    if given:
-        return Path(given)
-    return Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gastown" / "agents"
-
-
-def specs(names: list[str]) -> dict[str, str]:
-    """Install folder name -> npm spec, for the presets asked for (all pinned ones by default)."""
-    out = {}
-    for name in names or sorted(PRESETS):
-        rt = PRESETS[name]
-        if rt.package and rt.version:
-            out[f"{name}-{rt.version}"] = f"{rt.package}@{rt.version}"
-            for need in rt.needs:
-                pkg, _, version = need.rpartition("@")
-                out[f"{pkg}-{version}"] = need
-    return out
+from gastown.runtimes.install import agents_dir, folders
 
 
 def install(root: Path, folder: str, spec: str) -> str:
@@ -59,13 +38,13 @@ def install(root: Path, folder: str, spec: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    root = Path(argv[0]) if argv and "/" in argv[0] else default_dir()
+    root = Path(argv[0]) if argv and "/" in argv[0] else agents_dir()
     names = [a for a in argv if "/" not in a]
     if shutil.which("npm") is None:
         print("fetch_agents: npm is not installed; the agent contract suite (tests/agents) will be skipped")
         return 0
     root.mkdir(parents=True, exist_ok=True)
-    wanted = specs(names)
+    wanted = {folder: spec for name in names or sorted(PRESETS) for folder, spec in folders(name).items()}
     with ThreadPoolExecutor(max_workers=4) as pool:
         for line in pool.map(lambda item: install(root, *item), wanted.items()):
             print(f"fetch_agents: {line}")

@@ -105,7 +105,8 @@ class MayorRun:
         prompt_file.write_text(text)
         argv = self.runtime.argv(prompt=text, prompt_file=prompt_file, session_dir=self.session_dir,
                                  model=self.model, extra_args=list(self.args), as_root=os.geteuid() == 0)
-        env = {**os.environ, **self.runtime.session_env(None), "GT_PROMPT_FILE": str(prompt_file), "GT_ROLE": "mayor"}
+        env = {**os.environ, **self.runtime.session_env(None), "GT_PROMPT_FILE": str(prompt_file), "GT_ROLE": "mayor",
+               "PWD": str(self.workdir)}  # as for sessions: CLIs that trust $PWD work where they are
         try:
             proc = subprocess.run(argv, cwd=self.workdir, input=self.runtime.stdin(text), capture_output=True,
                                   timeout=self.timeout, env=env)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from gastown.ledger import Ledger, Status
-from gastown.runtimes import PRESETS
+from gastown.runtimes.install import bin_dirs
 from gastown.standin import StandIn
 
 from support import free_port, scrape  # noqa: F401 (for the tests of this folder)
@@ -40,18 +40,9 @@ PROJECT = {
 }
 
 
-def agents_dir() -> Path:
-    return Path(os.environ.get("GT_AGENTS_DIR") or Path.home() / ".cache" / "gastown" / "agents")
-
-
 def cli_path(preset: str) -> list[Path] | None:
     """The bin folders of the preset's pinned install and of what it needs, or None."""
-    rt = PRESETS[preset]
-    folders = [f"{preset}-{rt.version}"] + [f"{n.rpartition('@')[0]}-{n.rpartition('@')[2]}" for n in rt.needs]
-    dirs = [agents_dir() / f / "node_modules" / ".bin" for f in folders]
-    if not all((d.parent.parent / ".installed").exists() for d in dirs):
-        return None
-    return dirs
+    return bin_dirs(preset)
 
 
 def git(*args: str, cwd: Path | None = None) -> str:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
+from gastown.runtimes.install import agents_dir
 from gastown.standin import StandIn, Turn, steps
 from gastown.standin.anthropic import Anthropic
 
@@ -111,3 +114,17 @@ def test_claude_as_the_mayor_plans_a_goal_that_then_merges(agent_town, cli):
                            30, "the token counter")
         assert tokens == 3600
         assert scrape(port)[("gastown_cost_usd_total", labels)] == pytest.approx(0.0192)
+
+
+@pytest.mark.slow
+def test_the_demo_with_claude_and_no_key_runs_the_real_cli_against_the_stand_in(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")}
+    env.update(DEMO_DIR=str(tmp_path / "demo"), DEMO_RUNTIME="claude", HOME=str(tmp_path / "home"),
+               GT_AGENTS_DIR=str(agents_dir()))
+    (tmp_path / "home").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "gastown.demo"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "8 of 8 beads merged" in proc.stdout
+    assert "Agents: the real claude CLI against a local stand-in of the Anthropic Messages API" in proc.stdout
+    assert "(rejected 1x first)" in proc.stdout  # the broken change was fixed in its resumed conversation

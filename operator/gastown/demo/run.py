@@ -8,8 +8,10 @@ failing test's output, and merges the rest; the fixed change merges after. What 
 printed as the ledger records it, then a summary.
 
     DEMO_DIR           where the sample project and the town go (default: .demo)
-    DEMO_RUNTIME       script (default), or an agent preset (claude, codex, ...) to use a real
-                       agent on the goal (it needs the agent's CLI and API key)
+    DEMO_RUNTIME       script (default), or an agent preset (claude, ...) to use a real agent
+                       CLI (on PATH, or installed by `make agents`). With its API key in the
+                       environment it works against the real API; without one, against a local
+                       stand-in of the provider's API that plays the same plan and changes
     DEMO_AGENT_SECONDS how long each scripted agent session works (default 1.0)
 """
 
@@ -26,8 +28,10 @@ from pathlib import Path
 
 from .. import convoy as convoys
 from ..ledger import Bead, BeadType, Ledger, Status
-from ..runtimes import ConfigError, resolve
-from . import project
+from ..runtimes import PRESETS, ConfigError, resolve
+from ..runtimes.install import bin_dirs
+from ..standin.profiles import PROFILES, Profile
+from . import model, project
 
 RIG, CONVOY = "stats", "stats-lib"
 
@@ -40,6 +44,8 @@ class Demo:
     fill_window: int = 2
     echo: Callable[[str], None] = print
     started: float = field(default_factory=time.monotonic)
+    agent_env: dict[str, str] = field(default_factory=dict)  # the CLI's PATH and, played, its settings
+    played: str | None = None  # what the stand-in plays, when it does
 
     @property
     def town(self) -> Path:
@@ -50,7 +56,7 @@ class Demo:
         return self.root / f"{RIG}.git"
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "GT_TOWN": str(self.town), "GT_ACTOR": "user demo",
+        return {**os.environ, **self.agent_env, "GT_TOWN": str(self.town), "GT_ACTOR": "user demo",
                 "DEMO_AGENT_SECONDS": str(self.agent_seconds)}
 
     def gt(self, *args: str, show: bool = True) -> str:
@@ -149,7 +155,7 @@ class Demo:
         mrs = [b for b in beads.values() if b.type == BeadType.MERGE_REQUEST]
         batches = [b for b in beads.values() if b.type == BeadType.MERGE_BATCH]
         out = [f"Convoy {CONVOY}: {convoy.close_reason} in {time.monotonic() - self.started:.0f}s",
-               "", "The Mayor's plan, and who did what:"]
+               f"Agents: {self.played or self.runtime}", "", "The Mayor's plan, and who did what:"]
         for key, bead_id in sorted(keys.items(), key=lambda kv: [c.key for c in project.CHANGES].index(kv[0])
                                    if project.change_keyed(kv[0]) else 99):
             bead = beads[bead_id]
@@ -197,28 +203,44 @@ def _git(cwd: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def check_runtime(runtime: str) -> None:
-    """A real agent needs its CLI and its key: say which is missing before anything starts."""
+def agent_setup(runtime: str) -> tuple[dict[str, str], Profile | None]:
+    """A real agent needs its CLI, and its key or a stand-in: the environment that gives them
+    (and the stand-in's profile when it plays the model). Says what is missing, before anything starts."""
     if runtime == "script":
-        return
+        return {}, None
     try:
         rt = resolve(runtime)
     except ConfigError as e:
         raise DemoError(str(e)) from None
+    env: dict[str, str] = {}
     if rt.command and shutil.which(rt.command[0]) is None:
-        raise DemoError(f"DEMO_RUNTIME={runtime}: `{rt.command[0]}` is not installed"
-                        + (f" (npm install -g {rt.package})" if rt.package else ""))
-    if rt.api_key_env and not any(os.environ.get(k) for k in rt.api_key_env):
-        raise DemoError(f"DEMO_RUNTIME={runtime}: set {' or '.join(rt.api_key_env)} in the environment")
+        dirs = bin_dirs(runtime) if runtime in PRESETS else None
+        if dirs is None:
+            raise DemoError(f"DEMO_RUNTIME={runtime}: `{rt.command[0]}` is not installed"
+                            + (" (make agents installs the pinned version)" if rt.package else ""))
+        env["PATH"] = os.pathsep.join([*map(str, dirs), os.environ.get("PATH", "")])
+    if not rt.api_key_env or any(os.environ.get(k) for k in rt.api_key_env):
+        return env, None
+    profile = PROFILES.get(runtime)
+    if profile is None:
+        raise DemoError(f"DEMO_RUNTIME={runtime}: set {' or '.join(rt.api_key_env)} in the environment "
+                        f"(no stand-in of its API plays {runtime} yet)")
+    return env, profile
 
 
 def main() -> int:
     root = Path(os.environ.get("DEMO_DIR", ".demo")).resolve()
     runtime = os.environ.get("DEMO_RUNTIME", "script")
     demo = Demo(root, runtime, float(os.environ.get("DEMO_AGENT_SECONDS", "1.0")))
+    standin = None
     try:
-        check_runtime(runtime)
-        print(f"gastown demo: a town in {demo.town}, agents: {runtime}\n")
+        demo.agent_env, profile = agent_setup(runtime)
+        if profile is not None:
+            standin, settings = model.serve(profile)
+            demo.agent_env.update(settings)
+            demo.played = f"the real {runtime} CLI against a local stand-in of {profile.api} at {standin.url} " \
+                          f"(no API key given: the stand-in plays the model with a prepared plan and changes)"
+        print(f"gastown demo: a town in {demo.town}, agents: {demo.played or runtime}\n")
         demo.setup()
         demo.start()
         try:
@@ -232,4 +254,7 @@ def main() -> int:
     except (DemoError, subprocess.CalledProcessError) as e:
         print(f"demo: {e}", file=sys.stderr)
         return 1
+    finally:
+        if standin is not None:
+            standin.stop()
     return 0

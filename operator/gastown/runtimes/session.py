@@ -111,6 +111,10 @@ class Outcome:
 def session_env(spec: SessionSpec, prompt_file: Path, branch: str, runtime_env: dict[str, str]) -> dict[str, str]:
     """What the runtime (and a `gt done` it runs) needs to know about its session."""
     env = {**os.environ, **runtime_env, **identity_env(spec.actor)}
+    # where the agent is: some CLIs take the shell's $PWD over their real working directory, and
+    # the wrapper's own (wherever `gt up` was typed) would send them to work in the wrong checkout
+    env["PWD"] = str(spec.workdir)
+    env.pop("OLDPWD", None)
     env.update(GT_RIG=spec.rig, GT_BEAD=spec.bead, GT_POLECAT=spec.polecat, GT_SESSION=spec.session,
                GT_SESSION_DIR=str(spec.session_dir), GT_PROMPT_FILE=str(prompt_file),
                GT_BRANCH=branch, GT_TARGET=spec.target, GT_ACTOR=spec.actor,

@@ -30,13 +30,15 @@ class Anthropic:
 
     def read(self, path: str, body: Any) -> Conversation:
         texts = _texts(body.get("system"))
-        results = 0
+        results = since = 0
         for msg in body.get("messages", []):
             texts += _texts(msg.get("content"))
-            if isinstance(msg.get("content"), list):
-                results += sum(1 for b in msg["content"] if b.get("type") == "tool_result")
+            content = msg.get("content")
+            count = sum(1 for b in content if b.get("type") == "tool_result") if isinstance(content, list) else 0
+            results += count
+            since = since + count if count or msg.get("role") != "user" else 0
         return Conversation(texts, results, bool(body.get("tools")), body.get("model", ""),
-                            bool(body.get("stream")))
+                            bool(body.get("stream")), since)
 
     def error_body(self, status: int, message: str) -> Any:
         kind = "rate_limit_error" if status == 429 else "api_error"

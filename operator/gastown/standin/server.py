@@ -40,6 +40,13 @@ class Conversation:
     has_tools: bool  # side requests (titles, summaries) come without tools
     model: str = ""
     stream: bool = False
+    # tool results since the last user turn that carried none: a resumed conversation given a
+    # new prompt starts its steps again from there
+    since_prompt: int | None = None
+
+    @property
+    def step(self) -> int:
+        return self.tool_results if self.since_prompt is None else self.since_prompt
 
     def says(self, needle: str) -> bool:
         return any(needle in t for t in self.texts)
