@@ -78,6 +78,10 @@ class AgentTown:
         self.home = root / "home"
         self.home.mkdir()
         self.remote = make_project(root)
+        # `gt` runs from a checkout of its own, as a user's would: no agent may work in it
+        self.decoy = root / "decoy"
+        git("clone", "--quiet", str(self.remote), str(self.decoy))
+        self.decoy_head = git("rev-parse", "HEAD", cwd=self.decoy)
         self.preset, self.standin = preset, standin
         path = os.pathsep.join([*map(str, bin_dirs), str(Path(sys.executable).parent), os.environ["PATH"]])
         self.env = {"PATH": path, "HOME": str(self.home), "LANG": "C.UTF-8", "TERM": "dumb", "NO_COLOR": "1",
@@ -103,8 +107,8 @@ class AgentTown:
 
     # --- commands --------------------------------------------------------------------------------
     def gt(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        env = {**os.environ, **self.env, "GT_TOWN": str(self.town)}
-        return subprocess.run([GT, *args], capture_output=True, text=True, timeout=timeout, env=env)
+        env = {**os.environ, **self.env, "GT_TOWN": str(self.town), "PWD": str(self.decoy)}
+        return subprocess.run([GT, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=self.decoy)
 
     def ok(self, *args: str) -> str:
         proc = self.gt(*args)
@@ -120,6 +124,9 @@ class AgentTown:
         if self.up:
             self.gt("down")
             self.up = False
+        touched = git("status", "--porcelain", cwd=self.decoy)
+        assert git("rev-parse", "HEAD", cwd=self.decoy) == self.decoy_head and not touched, \
+            f"an agent worked in the checkout `gt up` was run from: {touched}"
 
     # --- what happened ---------------------------------------------------------------------------
     def ledger(self) -> Ledger:
