@@ -119,7 +119,9 @@ class PassReport:
 class RigPass:
     def __init__(self, rig: str, ledger: Ledger, port: Port, limit: int, runtime: str = "",
                  actor: str = "gastown", routes: escalation.Routes | None = None,
-                 thresholds: witness.Thresholds | None = None, queue: QueueSettings | None = None):
+                 thresholds: witness.Thresholds | None = None, queue: QueueSettings | None = None,
+                 *, key: str | None = None, backoffs: scheduler.SharedBackoffs | None = None):
+        self.key, self.backoffs = key, backoffs  # the rig's API key's identity, and the town's backoffs on keys
         self.thresholds = thresholds or witness.Thresholds()
         self.queue = queue or QueueSettings()
         self.rig, self.ledger, self.port, self.limit, self.runtime, self.actor = rig, ledger, port, limit, runtime, actor
@@ -158,7 +160,10 @@ class RigPass:
         if report.escalations:
             beads = self.ledger.snapshot(refresh=False).beads()
         known, retired = self.port.polecats()
+        shared = self._key_backoff(beads, snap.prefix, now)
         decision = scheduler.plan(beads, snap.prefix, self.limit, known, retired, now=now)
+        if shared and not decision.held:  # another rig on the same key hit its limit: wait with it
+            decision.held, decision.assign, decision.new_polecats = shared, [], []
         report.held = decision.held
         for name in decision.new_polecats:
             self.port.add_polecat(name)
@@ -169,7 +174,7 @@ class RigPass:
         known, retired = self.port.polecats()
         names = set(scheduler.known_polecats(beads, known))
         # hooked work waits out a rate-limit backoff too: a new session would only hit it again
-        backing_off = scheduler.state_of(beads, snap.prefix).backing_off(now)
+        backing_off = scheduler.state_of(beads, snap.prefix).backing_off(now) or bool(shared)
         for polecat, bead in [] if backing_off else sessions_to_start(beads, names - retired, self.port.busy(),
                                                                          self.limit):
             if polecat not in known:  # hooked by hand (`gt sling`) to a polecat the driver has not met
@@ -178,6 +183,13 @@ class RigPass:
             report.started += 1
         report.beads = beads
         return report
+
+    def _key_backoff(self, beads: Mapping[str, Bead], prefix: str, now: datetime) -> str | None:
+        """Note this rig's backoff under its key; why the key holds it now (another rig's backoff)."""
+        if self.backoffs is None or not self.key:
+            return None
+        self.backoffs.note(self.key, self.rig, scheduler.state_of(beads, prefix).backoff_until)
+        return self.backoffs.held(self.key, now)
 
     def _apply_all(self, ops: list[Any]) -> None:
         """Submitted together, so group commit puts them in as few commits as it can."""

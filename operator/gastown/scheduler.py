@@ -9,6 +9,7 @@ the same on a cluster and locally, and survives restarts.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -66,6 +67,34 @@ def _scheduler_bead(tx: Tx, actor: str) -> Bead:
         bead = Bead(id=sid, title="scheduler", type=BeadType.AGENT, labels=["role"],
                     metadata={"role": "scheduler"}, created_by=actor, created_at=tx.now, updated_at=tx.now)
     return bead
+
+
+class SharedBackoffs:
+    """Town-wide: the rigs that use one API key share its rate-limit backoff.
+
+    Each rig's own backoff lives on its scheduler bead (the ledger); a driver running several
+    rigs notes each one under the key it uses, and a rig holds while any rig on its key backs
+    off. ``key`` identifies a credential without holding it (runtimes.key_identity)."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, tuple[datetime, str]] = {}
+        self._lock = threading.Lock()
+
+    def note(self, key: str, rig: str, until: datetime | None) -> None:
+        if until is None:
+            return
+        with self._lock:
+            current = self._until.get(key)
+            if current is None or until > current[0]:
+                self._until[key] = (until, rig)
+
+    def held(self, key: str, now: datetime) -> str | None:
+        """Why a rig on ``key`` waits now, or None."""
+        with self._lock:
+            entry = self._until.get(key)
+        if entry is None or now >= entry[0]:
+            return None
+        return f"rate-limit backoff of its API key until {entry[0]:%H:%M:%S} (rig {entry[1]})"
 
 
 @dataclass(frozen=True)

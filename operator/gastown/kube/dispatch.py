@@ -270,9 +270,11 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, stopped: kopf.D
                            tuple(sorted((j["ident"] or "", j["ended"] or "") for j in jobs)))
             if fingerprint != seen or time.monotonic() - last_pass > PATROL_SECONDS:
                 last_pass = time.monotonic()
+                ref = rig.runtime.api_key_secret  # rigs on one Secret key share its rate limits
                 report = RigPass(name, ledger, port, rig.max_polecats, rig.runtime.preset, ACTOR,
                                  Routes.from_spec(rig.escalation), witness.Thresholds.from_spec(rig.witness),
-                                 settings).run(fresh=False)
+                                 settings, key=f"secret:{namespace}/{ref.name}/{ref.key}" if ref else None,
+                                 backoffs=memo["backoffs"]).run(fresh=False)
                 metrics.observe_pass(namespace, name, report, time.monotonic() - last_pass)
                 project(namespace, name, ledger.prefix, ledger.tip, report.beads or {}, refs, polecats, projected,
                         report.held, peer)

@@ -7,6 +7,7 @@ import logging
 import kopf
 
 from ..api import KINDS, Kind
+from ..scheduler import SharedBackoffs
 from .admission import judge
 from .client import update_conditions
 from .ledgers import RigLedgers
@@ -26,6 +27,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     opts = memo.get("options") or OperatorOptions()
     configure(settings, opts)
     memo["ledgers"] = RigLedgers()
+    memo["backoffs"] = SharedBackoffs()  # one per operator: every rig loop sees the same
     log.info("gastown operator starting (%s)",
              "all namespaces" if opts.clusterwide else "namespaces " + ",".join(opts.namespaces))
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..ledger import Ledger, LedgerError
 from ..runtimes.local import LocalBackend
+from ..scheduler import SharedBackoffs
 from ..telemetry import metrics
 from .driver import RigConfig, RigDriver
 from .town import Town, TownError
@@ -43,6 +44,7 @@ class TownDaemon:
         self.town, self.poll = town, poll
         self.backend = LocalBackend(town.root, cache_dir=town.root / "cache", heartbeat_interval=heartbeat_interval)
         self.rigs: dict[str, _Rig] = {}
+        self.backoffs = SharedBackoffs()  # rigs on one API key wait out its rate limits together
 
     def peer(self, name: str) -> Ledger | None:
         rig = self.rigs.get(name)
@@ -59,7 +61,7 @@ class TownDaemon:
 
     def _start(self, config: RigConfig) -> None:
         ledger = Ledger(config.remote, cache_dir=self.backend.ledger_cache(config.name), actor="gastown daemon")
-        driver = RigDriver(config, self.backend, ledger, peers=self.peer)
+        driver = RigDriver(config, self.backend, ledger, peers=self.peer, backoffs=self.backoffs)
         stop = threading.Event()
         thread = threading.Thread(target=self._drive, args=(driver, stop), name=f"rig-{config.name}", daemon=True)
         self.rigs[config.name] = _Rig(config, ledger, stop, thread)

@@ -28,8 +28,9 @@ from ..polecats import branch_for
 from ..refinery import QueueSettings
 from ..refinery.verify import Verification
 from ..rigloop import PassReport, RigPass, parts_done
-from ..runtimes import resolve
+from ..runtimes import ConfigError, resolve
 from ..runtimes.local import LocalBackend, LocalSession, SessionRequest
+from ..scheduler import SharedBackoffs
 from ..telemetry import metrics
 
 log = logging.getLogger("gastown.local")
@@ -225,14 +226,21 @@ class RigDriver:
     def __init__(self, config: RigConfig, backend: LocalBackend, ledger: Ledger,
                  on_session: Callable[[LocalSession], None] | None = None,
                  announce: Callable[[Bead, convoys.ConvoyProgress], None] | None = None,
-                 peers: Callable[[str], Ledger | None] | None = None):
+                 peers: Callable[[str], Ledger | None] | None = None, backoffs: SharedBackoffs | None = None):
         self.config, self.backend, self.ledger = config, backend, ledger
+        self.backoffs = backoffs
+        rt = config.runtime
+        try:
+            self.key = resolve(rt.preset).key_identity(rt.model, os.environ)
+        except ConfigError:
+            self.key = None
         self.port = LocalPort(config, backend, ledger, on_session, announce, peers)
 
     def step(self, now: datetime | None = None, fresh: bool = True) -> PassReport:
         return RigPass(self.config.name, self.ledger, self.port, self.config.max_polecats,
                        self.config.runtime.preset, ACTOR, Routes.from_spec(self.config.escalation),
-                       self.config.thresholds, self.config.queue_settings).run(now, fresh)
+                       self.config.thresholds, self.config.queue_settings, key=self.key,
+                       backoffs=self.backoffs).run(now, fresh)
 
     def _walk(self, dogs: list[str]) -> None:
         for name in dogs:

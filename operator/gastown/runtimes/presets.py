@@ -8,6 +8,7 @@ so a bead title full of metacharacters reaches the agent verbatim.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -74,6 +75,17 @@ class Runtime:
         if provider and provider in self.provider_keys:
             return self.provider_keys[provider]
         return self.api_key_env[0] if self.api_key_env else None
+
+    def key_identity(self, model: str | None, environ: Mapping[str, str]) -> str | None:
+        """Which credential this runtime's sessions use, without holding it: rigs that share one
+        share its rate limit. None for runtimes without a key (the script runtime)."""
+        var = self.key_env(model)
+        if var is None:
+            return None
+        value = environ.get(var)
+        if not value:
+            return f"{self.name}:login"  # the CLI's own stored login: one account for the machine
+        return f"{var}:{hashlib.sha256(value.encode()).hexdigest()[:16]}"
 
     def session_env(self, state_dir: Path | None) -> dict[str, str]:
         """What this CLI's sessions get in their environment, besides the key."""
