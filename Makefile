@@ -76,13 +76,14 @@ demo: $(STAMP) ## A town on this machine builds a small library with scripted ag
 # --- a local cluster with kind (needs Docker and kind) ------------------------------------------
 KIND_CLUSTER ?= gastown
 IMAGE_TAG    ?= dev
-AGENTS       ?= @anthropic-ai/claude-code
+AGENTS       ?= claude
 NAMESPACE    ?= gastown-system
 
 kind-up: ## Create the kind cluster (kind-config.yaml: a control plane and an agents node)
 	kind create cluster --name $(KIND_CLUSTER) --config kind-config.yaml
 
-image: ## Build the operator and agent images (AGENTS: the npm packages of the agent CLIs)
+image: $(STAMP) ## Build the operator and agent images (AGENTS: runtime presets, e.g. AGENTS="claude omp")
+	@$(BIN)/python -m gastown.runtimes.packages $(AGENTS) >/dev/null  # a name that is no preset fails here, not in docker
 	docker build -f images/operator/Dockerfile -t gastown/operator:$(IMAGE_TAG) .
 	docker build -f images/agent/Dockerfile --build-arg AGENTS="$(AGENTS)" -t gastown/agent:$(IMAGE_TAG) .
 

@@ -55,6 +55,7 @@ BUILTIN = [
     Resource("", "v1", "pods", "Pod", subresources=frozenset({"status"})),
     Resource("", "v1", "secrets", "Secret"),
     Resource("", "v1", "configmaps", "ConfigMap"),
+    Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", subresources=frozenset({"status"})),
     Resource("", "v1", "serviceaccounts", "ServiceAccount"),
     Resource("", "v1", "resourcequotas", "ResourceQuota", subresources=frozenset({"status"})),
     Resource("batch", "v1", "jobs", "Job", subresources=frozenset({"status"})),

@@ -291,3 +291,58 @@ def test_an_operator_restart_restarts_no_session_twice_and_repeats_no_escalation
 def rig_ledger_get(rig, bead_id):
     with rig.ledger() as lg:
         return lg.get(bead_id)
+
+
+def test_a_polecat_keeps_its_home_across_sessions_and_loses_it_with_the_polecat(kubeapi, operator, rig,
+                                                                                monkeypatch):
+    monkeypatch.setenv("GT_PATROL_SECONDS", "1")
+    op = operator()
+    polecat = apply_rig_and_polecat(kubeapi, rig, polecatHome={"size": "2Gi", "storageClassName": "standard"})
+    wait_for(lambda: kubeapi.get("polecats", "default", "furiosa").get("status"), timeout=30, what="the polecat")
+    assert kubeapi.list("persistentvolumeclaims", "default") == []
+    with rig.ledger() as lg:
+        bead = lg.create("Add login")
+        lg.apply(Hook(bead.id, "furiosa", "user tester"))
+
+    def job(count):
+        return next((j for j in kubeapi.list("jobs", "default") if j["metadata"]["name"] ==
+                     session_name("furiosa", bead.id, count)), None)
+
+    first = wait_for(lambda: job(1), timeout=30, what=f"session 1\n{op.output()}")
+    # the claim was created before the first session's Job (a pod never waits for a claim nobody makes)
+    posts = [path for method, path in kubeapi.requests if method == "POST"]
+    claim_post = next((i for i, p in enumerate(posts) if p.endswith("/persistentvolumeclaims")), None)
+    job_post = next(i for i, p in enumerate(posts) if p.endswith("/jobs"))
+    assert claim_post is not None and claim_post < job_post, f"no claim before the first Job: {posts}"
+    claims = kubeapi.list("persistentvolumeclaims", "default")
+    assert [c["metadata"]["name"] for c in claims] == ["gt-home-furiosa"]
+    claim = claims[0]
+    assert claim["metadata"]["ownerReferences"][0]["uid"] == polecat["metadata"]["uid"]
+    assert claim["metadata"]["labels"]["gastown.dev/rig"] == "webapp"
+    assert claim["metadata"]["labels"]["gastown.dev/polecat"] == "furiosa"
+    assert claim["spec"] == {"accessModes": ["ReadWriteOnce"], "volumeMode": "Filesystem",
+                             "resources": {"requests": {"storage": "2Gi"}}, "storageClassName": "standard"}
+
+    def home_of(j):
+        return next(v for v in j["spec"]["template"]["spec"]["volumes"] if v["name"] == "home")
+    assert home_of(first)["persistentVolumeClaim"]["claimName"] == "gt-home-furiosa"
+
+    # the session is lost; the next one mounts the same HOME: its CLI finds the earlier conversation
+    with rig.ledger() as lg:
+        lg.apply(StartSession(bead.id, "furiosa", first["metadata"]["name"], "polecat furiosa"))
+    _session_pod(kubeapi, first, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    kubeapi.patch("jobs", "default", first["metadata"]["name"], {"status": {"conditions": [
+        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}}, subresource="status")
+    second = wait_for(lambda: job(2), timeout=30, what=f"session 2\n{op.output()}")
+    assert home_of(second)["persistentVolumeClaim"]["claimName"] == "gt-home-furiosa"
+    assert len(kubeapi.list("persistentvolumeclaims", "default")) == 1
+    claim_posts = [p for m, p in kubeapi.requests if m == "POST" and p.endswith("/persistentvolumeclaims")]
+    assert len(claim_posts) >= 2  # asked again before session 2: 409, it exists
+    assert kubeapi.get("persistentvolumeclaims", "default", "gt-home-furiosa")["metadata"]["uid"] == \
+        claim["metadata"]["uid"]  # the same claim, not a new one
+
+    # the Polecat goes: its HOME goes with it (garbage collection of what it owns), Jobs too
+    kubeapi.delete("polecats", "default", "furiosa")
+    wait_for(lambda: kubeapi.get("polecats", "default", "furiosa") is None, timeout=30, what="the Polecat deleted")
+    wait_for(lambda: kubeapi.list("persistentvolumeclaims", "default") == [], timeout=30, what="the claim deleted")
+    assert job(2) is None

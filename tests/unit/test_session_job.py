@@ -7,7 +7,15 @@ import pytest
 from gastown.api import RigSpec
 from gastown.api.common import RuntimeSpec, SecretKeyRef
 from gastown.kube.sessions import polecat_status_for_job
-from gastown.runtimes.kubernetes import JobRequest, session_job, session_name
+from gastown.runtimes import PRESETS, Runtime
+from gastown.runtimes.kubernetes import (
+    HOME,
+    STATE_DIR,
+    JobRequest,
+    session_job,
+    session_name,
+    state_claim,
+)
 
 RIG = RigSpec.model_validate({"gitUrl": "https://git.example.com/webapp.git", "defaultBranch": "trunk",
                               "credentialsSecret": {"name": "webapp-git"}, "sessionDeadlineSeconds": 900})
@@ -70,8 +78,12 @@ def test_restricted_pod_security(job):
         assert {"/workspace", "/home/agent", "/tmp", "/var/run/gastown"} <= mounts
         assert c["resources"]["limits"]["memory"]
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert all("emptyDir" in volumes[n] for n in ("workspace", "home", "tmp", "session", "cache"))
+    assert all("emptyDir" in volumes[n] for n in ("workspace", "tmp", "session", "cache"))
     assert volumes["git-ssh"]["secret"]["secretName"] == "webapp-git"
+    # only the volume types the restricted profile allows (a PersistentVolumeClaim is one)
+    restricted = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected",
+                  "secret"}
+    assert all(set(v) - {"name"} <= restricted for v in pod["volumes"])
 
 
 def test_init_container_clones_with_credentials_from_the_secret(job):
@@ -88,7 +100,7 @@ def test_init_container_clones_with_credentials_from_the_secret(job):
 
 def test_agent_container_runs_the_wrapper_with_its_key(job):
     agent = job["spec"]["template"]["spec"]["containers"][0]
-    assert agent["command"] == ["gt", "session", "run"] and agent["image"] == "registry.local/gastown-agent:1"
+    assert agent["command"][:3] == ["gt", "session", "run"] and agent["image"] == "registry.local/gastown-agent:1"
     env = env_of(agent)
     assert env["ANTHROPIC_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "anthropic", "key": "api-key"}
     values = {k: v.get("value") for k, v in env.items()}
@@ -104,7 +116,7 @@ def test_agent_container_runs_the_wrapper_with_its_key(job):
 def test_script_runtime_args_and_default_resources():
     job = session_job(request(runtime=RuntimeSpec(preset="script", args=["python", "apply.py"])))
     agent = job["spec"]["template"]["spec"]["containers"][0]
-    assert agent["command"] == ["gt", "session", "run", "--", "python", "apply.py"]
+    assert agent["command"] == ["gt", "session", "run", "--state-dir", STATE_DIR, "--", "python", "apply.py"]
     assert agent["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
     assert not any(e["name"].endswith("API_KEY") for e in agent["env"])
 
@@ -143,3 +155,97 @@ def test_a_custom_runtime_gets_its_own_key_variable(tmp_path, monkeypatch):
     job = session_job(request(runtime=RuntimeSpec(preset="mycli", apiKeySecret=SecretKeyRef(name="k", key="v"))))
     env = env_of(job["spec"]["template"]["spec"]["containers"][0])
     assert env["MYCLI_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "k", "key": "v"}
+
+
+# --- the key goes where the runtime reads it; the runtime's own settings -----------------------------
+
+MULTI = Runtime("multi", ("multi",), api_key_env=("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY"),
+                provider_keys={"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY",
+                               "google": "GEMINI_API_KEY"})
+KEY = SecretKeyRef(name="provider", key="api-key")
+
+
+def keys_of(job):
+    return {e["name"]: e["valueFrom"]["secretKeyRef"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+            if "secretKeyRef" in e.get("valueFrom", {}) and not e["name"].startswith("GIT_")}
+
+
+@pytest.mark.parametrize(("model", "variable"), [
+    ("openai/gpt-5", "OPENAI_API_KEY"),
+    ("google/gemini-2.5-pro", "GEMINI_API_KEY"),
+    ("anthropic/claude-sonnet-4", "ANTHROPIC_API_KEY"),
+    ("some-model", "ANTHROPIC_API_KEY"),  # no provider named: the preferred variable
+    (None, "ANTHROPIC_API_KEY"),
+])
+def test_a_multi_provider_runtime_gets_the_key_in_its_models_providers_variable(model, variable):
+    job = session_job(request(runtime=RuntimeSpec(preset="multi", model=model, apiKeySecret=KEY)), MULTI)
+    assert keys_of(job) == {variable: {"name": "provider", "key": "api-key"}}  # that one variable, no other
+
+
+@pytest.mark.parametrize("preset", sorted(n for n, rt in PRESETS.items() if rt.api_key_env))
+@pytest.mark.parametrize("model", [None, "openai/gpt-5", "anthropic/claude-sonnet-4"])
+def test_every_preset_gets_the_key_in_the_variable_it_reads(preset, model):
+    """codex: CODEX_API_KEY (what `codex exec` reads); opencode, pi, omp: the model's provider's."""
+    job = session_job(request(runtime=RuntimeSpec(preset=preset, model=model, apiKeySecret=KEY)))
+    assert keys_of(job) == {PRESETS[preset].key_env(model): {"name": "provider", "key": "api-key"}}
+
+
+def test_the_runtimes_own_settings_are_in_the_pod_with_its_state_in_the_polecats_home():
+    rt = Runtime("cli", ("cli",), api_key_env=("CLI_KEY",), env={"CLI_TRUST_WORKSPACE": "true"},
+                 state_env={"CLI_HOME": "{state_dir}/cli", "GT_BEAD": "{state_dir}/never"})
+    job = session_job(request(runtime=RuntimeSpec(preset="cli")), rt)
+    env = env_of(job["spec"]["template"]["spec"]["containers"][0])
+    assert env["CLI_TRUST_WORKSPACE"]["value"] == "true"
+    assert env["CLI_HOME"]["value"] == f"{STATE_DIR}/cli"
+    assert env["GT_BEAD"]["value"] == "wa-k3x9q.1"  # gastown's own variables are never overridden
+    assert [e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]].count("GT_BEAD") == 1
+
+
+# --- the polecat's HOME outlives its sessions -------------------------------------------------------
+
+def test_the_polecats_home_is_its_own_claim_and_the_state_dir_is_inside_it(job):
+    pod = job["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["home"] == {"name": "home", "persistentVolumeClaim": {"claimName": "gt-home-furiosa"}}
+    for c in pod["initContainers"] + pod["containers"]:
+        assert {"name": "home", "mountPath": HOME} in c["volumeMounts"]
+        assert env_of(c)["HOME"]["value"] == HOME
+    agent = pod["containers"][0]
+    assert agent["command"] == ["gt", "session", "run", "--state-dir", STATE_DIR]
+    assert STATE_DIR.startswith(HOME + "/")
+    # the volume's files are the agent's: its group through fsGroup, the pod still non-root
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"] == 1000
+
+
+def test_the_home_claim_is_the_polecats():
+    claim = state_claim(request())
+    meta = claim["metadata"]
+    assert claim["apiVersion"] == "v1" and claim["kind"] == "PersistentVolumeClaim"
+    assert meta["name"] == "gt-home-furiosa" and meta["namespace"] == "team-a"
+    assert meta["labels"]["gastown.dev/rig"] == "webapp" and meta["labels"]["gastown.dev/polecat"] == "furiosa"
+    assert meta["labels"]["app.kubernetes.io/managed-by"] == "gastown-operator"
+    assert meta["ownerReferences"] == [{"apiVersion": "gastown.dev/v1alpha1", "kind": "Polecat", "name": "furiosa",
+                                        "uid": "uid-1", "controller": True, "blockOwnerDeletion": True}]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]  # one session per polecat at a time
+    assert claim["spec"]["resources"] == {"requests": {"storage": "1Gi"}}
+    assert "storageClassName" not in claim["spec"]  # the cluster's default class
+
+
+def test_the_rig_sets_the_claims_size_and_class():
+    spec = RIG.model_copy(update={"polecat_home": RIG.polecat_home.model_validate(
+        {"size": "5Gi", "storageClassName": "fast-ssd"})})
+    claim = state_claim(request(rig_spec=spec))
+    assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert claim["spec"]["storageClassName"] == "fast-ssd"
+    with pytest.raises(ValueError, match="size"):
+        RigSpec.model_validate({"gitUrl": "https://x/y.git", "polecatHome": {"size": "lots"}})
+
+
+def test_without_a_kept_home_and_for_the_mayor_home_is_an_empty_dir():
+    off = RIG.model_copy(update={"polecat_home": RIG.polecat_home.model_validate({"enabled": False})})
+    mayor = request(polecat="mayor", polecat_uid="", mayor_for=("login", "login", "uid-c"))
+    for req in (request(rig_spec=off), mayor):
+        assert state_claim(req) is None
+        volumes = {v["name"]: v for v in session_job(req)["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["home"] == {"name": "home", "emptyDir": {}}
+    assert "--state-dir" not in session_job(mayor)["spec"]["template"]["spec"]["containers"][0]["command"]

@@ -8,7 +8,17 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 
 from ..cron import check as check_schedule
-from .common import BranchName, Conditions, Model, Resources, RuntimeSpec, SecretKeyRef, SecretRef
+from .common import (
+    DNS_SUBDOMAIN,
+    BranchName,
+    Conditions,
+    Model,
+    Quantity,
+    Resources,
+    RuntimeSpec,
+    SecretKeyRef,
+    SecretRef,
+)
 
 # https://host/path, ssh://..., git://..., file:///..., or scp-like user@host:path
 GIT_URL = r"^((https?|ssh|git|file)://\S+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\S+)$"
@@ -137,6 +147,21 @@ class WitnessSpec(Model):
                                 description="A session may take this long to exit after its result is recorded.")
 
 
+class PolecatHome(Model):
+    """Each polecat's HOME on a cluster: a PersistentVolumeClaim of its own, kept across its sessions."""
+
+    # ReadWriteOnce is enough: a polecat runs one session at a time. Owned by its Polecat (deleted
+    # with it). What its agent CLI keeps there (its conversations, for --continue / --resume)
+    # outlives each session pod.
+
+    enabled: bool = Field(default=True, description="false: a fresh emptyDir per session (no "
+                                                    "earlier conversation to resume after a restart).")
+    size: Quantity = Field(default="1Gi", description="Storage requested for each polecat's HOME.")
+    storage_class_name: str | None = Field(
+        default=None, max_length=253, pattern=DNS_SUBDOMAIN,
+        description="StorageClass of the claims (default: the cluster's default StorageClass).")
+
+
 class RigSpec(Model):
     git_url: str = Field(pattern=GIT_URL, max_length=2048,
                          description="Clone URL of the repository (https, ssh, git, file or user@host:path).")
@@ -157,6 +182,7 @@ class RigSpec(Model):
     escalation: EscalationSpec = Field(default_factory=EscalationSpec)
     witness: WitnessSpec = Field(default_factory=WitnessSpec)
     dogs: Dogs = Field(default_factory=Dogs)
+    polecat_home: PolecatHome = Field(default_factory=PolecatHome)
 
 
 RigPhase = Literal["Pending", "Ready", "Error", "Invalid"]

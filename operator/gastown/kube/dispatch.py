@@ -37,6 +37,7 @@ from ..runtimes.kubernetes import (
     KubernetesBackend,
     VerifyRequest,
     session_job,
+    state_claim,
     verification_job,
 )
 from ..telemetry import metrics
@@ -94,10 +95,12 @@ class KubePort:
         count = int(agent.metadata.get("sessions", 0)) + 1 if agent else 1
         pspec = parse_spec(PolecatSpec, ref["spec"])
         resources = pspec.resources.wire() if (pspec.resources.requests or pspec.resources.limits) else {}
-        job = session_job(JobRequest(
+        req = JobRequest(
             namespace=self.namespace, rig=self.rig_name, rig_spec=self.rig, polecat=polecat, polecat_uid=ref["uid"],
             bead=bead, count=count, runtime=pspec.runtime or self.rig.runtime, resources=resources,
-            convoy=(beads[bead].metadata.get("convoy") if bead in beads else None)))
+            convoy=(beads[bead].metadata.get("convoy") if bead in beads else None))
+        job = session_job(req)
+        self.backend.ensure_claim(state_claim(req))  # the polecat's HOME, before its first session
         self.backend.start(job)
         log.info("rig %s/%s: session %s for %s on %s", self.namespace, self.rig_name, job["metadata"]["name"],
                  polecat, bead)

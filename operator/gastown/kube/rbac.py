@@ -28,6 +28,8 @@ NAMESPACED = (
     Rule("batch", ("jobs",), (*WATCH, "create", "delete"),
          "sessions, the Mayor, verification runs; the Witness stops hung sessions"),
     Rule("batch", ("cronjobs",), ("create", "patch", "delete"), "each rig's Dogs (prune, compact)"),
+    Rule("", ("persistentvolumeclaims",), ("create",),
+         "each polecat's HOME, kept across its sessions (owned by the Polecat: the garbage collector deletes it)"),
     Rule("", ("pods",), (*WATCH, "delete"), "session pod failures (OOMKilled, ImagePullBackOff, ...); the "
          "Deacon deletes gastown's pods that have no owner"),
     Rule("coordination.k8s.io", ("leases",), (*WATCH, "create", "update"),

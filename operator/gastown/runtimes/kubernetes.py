@@ -3,7 +3,9 @@
 ``session_job`` and ``verification_job`` build the Jobs (pure, tested field by field);
 ``KubernetesBackend`` creates them through the API. The pod runs `gt session run` under the restricted
 Pod Security profile: non-root, no privilege escalation, no capabilities, read-only root
-filesystem, with writable emptyDirs for the checkout, HOME, /tmp and the session files.
+filesystem, with writable emptyDirs for the checkout, /tmp and the session files. A polecat's HOME
+is its own PersistentVolumeClaim (``state_claim``), kept across its sessions: its CLI's earlier
+conversations are there to resume.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .. import __version__
@@ -26,6 +29,8 @@ COMPONENT = "agent-session"
 VERIFICATION = "verification"
 MANAGED_BY = "gastown-operator"
 WORKSPACE, SESSION_DIR, CACHE_DIR, HOME = "/workspace", "/var/run/gastown", "/var/cache/gastown", "/home/agent"
+STATE_DIR = f"{HOME}/.gastown/state"  # `gt session run --state-dir`: inside the polecat's own HOME
+HOME_COMPONENT = "agent-home"
 SSH_DIR = "/etc/gastown/git-ssh"
 RUNTIMES_DIR = "/etc/gastown/runtimes"
 AGENT_UID = 1000
@@ -45,6 +50,12 @@ def session_name(polecat: str, bead: str, count: int) -> str:
 
 def agent_service_account(rig: str) -> str:
     return _dns(f"gastown-agent-{rig}")
+
+
+def home_claim_name(polecat: str) -> str:
+    """The PersistentVolumeClaim of a polecat's HOME. A Polecat's name is a DNS subdomain, so this
+    one is too (dots and all: no two polecats share a claim)."""
+    return f"gt-home-{polecat}"[:253].rstrip("-.")
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,11 @@ class JobRequest:
     @property
     def component(self) -> str:
         return "mayor" if self.mayor_for else COMPONENT
+
+    @property
+    def home_claim(self) -> str | None:
+        """The polecat's own HOME claim; None for the Mayor, or when the rig keeps no HOME."""
+        return None if self.mayor_for or not self.rig_spec.polecat_home.enabled else home_claim_name(self.polecat)
 
 
 def labels(req: JobRequest) -> dict[str, str]:
@@ -143,10 +159,14 @@ def session_job(req: JobRequest, runtime: Runtime | None = None) -> dict:
     ]
     if req.runtime.model:
         env.append({"name": "GT_MODEL", "value": req.runtime.model})
-    if req.runtime.api_key_secret and runtime and runtime.api_key_env:
+    key_env = runtime.key_env(req.runtime.model) if runtime else None
+    if req.runtime.api_key_secret and key_env:
         ref = req.runtime.api_key_secret
-        env.append({"name": runtime.api_key_env[0],
-                    "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+        env.append({"name": key_env, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    if runtime:  # the CLI's own settings (static values; the session wrapper sets the same for its child)
+        state = None if req.mayor_for else Path(STATE_DIR)  # the Mayor keeps no state: no --state-dir
+        taken = {e["name"] for e in env}
+        env += [{"name": k, "value": v} for k, v in sorted(runtime.session_env(state).items()) if k not in taken]
     mounts = _mounts()
     if req.runtimes_configmap:
         env.append({"name": "GT_RUNTIMES_FILE", "value": f"{RUNTIMES_DIR}/runtimes.yaml"})
@@ -156,13 +176,15 @@ def session_job(req: JobRequest, runtime: Runtime | None = None) -> dict:
         owner = {"apiVersion": "gastown.dev/v1alpha1", "kind": "Convoy", "name": req.mayor_for[1],
                  "uid": req.mayor_for[2], "controller": True, "blockOwnerDeletion": True}
     else:
-        command = ["gt", "session", "run"]
+        command = ["gt", "session", "run", "--state-dir", STATE_DIR]
         owner = {"apiVersion": "gastown.dev/v1alpha1", "kind": "Polecat", "name": req.polecat,
                  "uid": req.polecat_uid, "controller": True, "blockOwnerDeletion": True}
     if req.runtime.args:
         command += ["--", *req.runtime.args]
     resources = req.resources or DEFAULT_RESOURCES
-    volumes = _volumes(spec, "workspace", "home", "tmp", "session", "cache")
+    volumes = _volumes(spec, "workspace", "tmp", "session", "cache")
+    volumes.insert(1, {"name": "home", "persistentVolumeClaim": {"claimName": req.home_claim}} if req.home_claim
+                   else {"name": "home", "emptyDir": {}})
     if req.runtimes_configmap:
         volumes.append({"name": "runtimes", "configMap": {"name": req.runtimes_configmap}})
     pod = {
@@ -195,6 +217,33 @@ def session_job(req: JobRequest, runtime: Runtime | None = None) -> dict:
                    "gastown.dev/session-count": str(req.count)}
     # room for the clone and `gt done`
     return _job(req.name, req.namespace, labels(req), annotations, owner, deadline + 600, pod)
+
+
+def state_claim(req: JobRequest) -> dict | None:
+    """The PersistentVolumeClaim of the polecat's HOME, which its session Jobs mount; None when
+    there is none (the Mayor; a rig with polecatHome.enabled false). Owned by the Polecat, so it
+    goes when the Polecat goes. ReadWriteOnce is enough: a polecat runs one session at a time.
+    Its volume's files belong to the agent's group through the pod's fsGroup."""
+    if req.home_claim is None:
+        return None
+    home = req.rig_spec.polecat_home
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "volumeMode": "Filesystem",
+                            "resources": {"requests": {"storage": home.size}}}
+    if home.storage_class_name:
+        spec["storageClassName"] = home.storage_class_name
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": req.home_claim, "namespace": req.namespace,
+            "labels": {"app.kubernetes.io/name": "gastown", "app.kubernetes.io/component": HOME_COMPONENT,
+                       "app.kubernetes.io/managed-by": MANAGED_BY, "gastown.dev/rig": req.rig,
+                       "gastown.dev/polecat": req.polecat},
+            "ownerReferences": [{"apiVersion": "gastown.dev/v1alpha1", "kind": "Polecat", "name": req.polecat,
+                                 "uid": req.polecat_uid, "controller": True, "blockOwnerDeletion": True}],
+        },
+        "spec": spec,
+    }
 
 
 def _job(name: str, namespace: str, labels: dict[str, str], annotations: dict[str, str], owner: dict,
@@ -364,6 +413,18 @@ class KubernetesBackend:
 
         self.batch = client.BatchV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
+
+    def ensure_claim(self, claim: dict | None) -> None:
+        """Create a polecat's HOME claim unless it is there (409: made by an earlier session)."""
+        from kubernetes.client.rest import ApiException
+
+        if claim is None:
+            return
+        try:
+            self.core.create_namespaced_persistent_volume_claim(claim["metadata"]["namespace"], claim)
+        except ApiException as e:
+            if e.status != 409:
+                raise
 
     def start(self, job: dict) -> str:
         from kubernetes.client.rest import ApiException
