@@ -95,6 +95,20 @@ class Runtime:
         return env
 
 
+# pi and omp: the model's provider (before the "/") names the key's variable
+_PI_PROVIDER_KEYS = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY", "google": "GEMINI_API_KEY"}
+# a pi extension: in --mode json pi exits 0 whatever happened; this sets the exit code from the
+# last model call of the run (retries included), 1 when it ended on an error
+_PI_EXIT_CODE = """// gastown: exit 1 when the run ended on an API error (pi --mode json exits 0 otherwise)
+module.exports = function (pi) {
+  pi.on("agent_end", (event) => {
+    const last = [...(event.messages || [])].reverse().find((m) => m.role === "assistant");
+    process.exitCode = last && (last.stopReason === "error" || last.stopReason === "aborted") ? 1 : 0;
+  });
+};
+"""
+
+
 PRESETS: dict[str, Runtime] = {r.name: r for r in (
     Runtime(
         "claude", ("claude",),
@@ -109,17 +123,37 @@ PRESETS: dict[str, Runtime] = {r.name: r for r in (
         description="Claude Code"),
     Runtime(
         "codex", ("codex", "exec"),
-        # `codex exec -` reads the prompt from stdin. Its resume is a subcommand with options of
-        # its own; a new session starts fresh on the branch, which holds the earlier work.
-        args=("--dangerously-bypass-approvals-and-sandbox", "--skip-git-repo-check", "-"),
-        prompt_mode="stdin", model_args=("--model", "{model}"),
-        api_key_env=("OPENAI_API_KEY", "CODEX_API_KEY"),
-        package="@openai/codex", version="0.171.0", description="OpenAI Codex CLI"),
+        # `codex exec -` reads the prompt from stdin; --json prints its events as JSON lines. Its
+        # resume is the subcommand `exec resume --last`, which takes the same options and the
+        # prompt after them; it picks the newest conversation of the working directory (the
+        # polecat's own worktree; in a pod, its own HOME) and starts fresh when there is none.
+        args=("--dangerously-bypass-approvals-and-sandbox", "--skip-git-repo-check", "--json", "-"),
+        prompt_mode="stdin", model_args=("--model", "{model}"), resume_args=("resume", "--last"),
+        # `codex exec` sends OPENAI_API_KEY nowhere: it authenticates with CODEX_API_KEY
+        api_key_env=("CODEX_API_KEY",),
+        # the retry log line says how long it waited: the server's Retry-After
+        env={"RUST_LOG": "error,codex_core::responses_retry=warn"},
+        output="codex", package="@openai/codex", version="0.171.0",
+        verified="completes a bead with its own apply_patch and shell tools, reads the key from CODEX_API_KEY, "
+                 "a 429 ends rate limited with the server's delay, and `exec resume --last` continues the "
+                 "stopped conversation (against a stand-in of the Responses API over HTTPS)",
+        description="OpenAI Codex CLI"),
     Runtime(
         "gemini", ("gemini",),
-        args=("--yolo", "--prompt", "{prompt}"), model_args=("--model", "{model}"),
-        resume_args=("--resume", "latest"), api_key_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"),
-        package="@google/gemini-cli", version="0.61.0", description="Gemini CLI"),
+        # every fresh checkout is an untrusted folder to it (exit 55): --skip-trust trusts the
+        # session's own. Its conversations are kept per project path (~/.gemini/tmp/<slug>), and
+        # a polecat's worktree path is its own: `--resume latest` is that polecat's last one.
+        # It reads `@path` in a prompt as "attach this file" (and spaces an `x@y` apart): there is
+        # no way to pass a prompt it leaves alone.
+        args=("--yolo", "--skip-trust", "--output-format", "stream-json", "--prompt", "{prompt}"),
+        model_args=("--model", "{model}"), resume_args=("--resume", "latest"),
+        # GOOGLE_API_KEY alone is refused (exit 41): it is read only together with Vertex AI
+        api_key_env=("GEMINI_API_KEY",), output="gemini",
+        package="@google/gemini-cli", version="0.61.0",
+        verified="tests/agents/test_gemini.py: the real CLI against a Gemini API stand-in completes a "
+                 "bead with its own write_file and run_shell_command tools, reports a 429 with the "
+                 "API's retry delay, and resumes its killed conversation with --resume latest",
+        description="Gemini CLI"),
     Runtime(
         "cursor", ("cursor-agent",),
         args=("--print", "--force", "--output-format", "text", "{prompt}"),
@@ -127,37 +161,105 @@ PRESETS: dict[str, Runtime] = {r.name: r for r in (
         package=None, description="Cursor CLI (installed by Cursor's installer, not from npm)"),
     Runtime(
         "auggie", ("auggie",),
+        # text mode: its retry lines ("Rate limit reached. Retrying in 3s…") stream to the log,
+        # where its JSON mode prints nothing until the end (and nothing when it fails). It retries
+        # a 429 until it is killed unless the rig's runtime args add `--retry-timeout <seconds>`.
         args=("--print", "--quiet", "--instruction-file", "{prompt_file}"), prompt_mode="file",
         model_args=("--model", "{model}"), resume_args=("--continue",),
         api_key_env=("AUGMENT_SESSION_AUTH",), package="@augmentcode/auggie", version="0.36.0",
-        description="Augment Auggie"),
+        output="auggie",
+        verified="tests/agents/test_auggie.py, against a stand-in of Augment's API (get-models, the MCP "
+                 "settings, chat-stream): a bead done with its own str-replace-editor and launch-process tools and "
+                 "merged, the session token as its bearer, the prompt unaltered; a 429 ends the session "
+                 "rate_limited with the server's Retry-After; --continue carries the earlier conversation "
+                 "into the next session. Not proven: Augment's real server (its chat-stream format was read "
+                 "from the CLI), token usage (print mode reports none)",
+        description="Augment Auggie (AUGMENT_SESSION_AUTH: its session JSON, accessToken and tenantURL)"),
     Runtime(
         "amp", ("amp",),
         # execute mode reads the prompt from stdin; the settings file allows every tool
         args=("--execute", "--settings-file", "{session_dir}/amp-settings.json"), prompt_mode="stdin",
         model_args=("--mode", "{model}"), api_key_env=("AMP_API_KEY",),
         files={"amp-settings.json": '{"amp.dangerouslyAllowAll": true}\n'},
-        package="@sourcegraph/amp", version="0.0.1790142911-g7618fb", description="Sourcegraph Amp (model = its mode: low..ultra)"),
+        # without it a failed request to the Amp server prints only "Unexpected error inside Amp CLI"
+        env={"AMP_DEBUG": "1"}, output="amp",
+        package="@sourcegraph/amp", version="0.0.1790142911-g7618fb",
+        verified="tests/agents/test_amp.py, against a stand-in of the Amp server's start-up (its internal "
+                 "API) and thread creation: the flags are accepted, AMP_API_KEY reaches the server as its "
+                 "bearer, and a 429 ends the session rate_limited with the delay of its body. Not proven: "
+                 "a bead done, the prompt, usage and resume: the agent loop runs on Amp's server, reached "
+                 "by a RivetKit WebSocket the stand-in does not play",
+        description="Sourcegraph Amp (model = its mode: low..ultra)"),
     Runtime(
-        "opencode", ("opencode",),
-        args=("run", "--auto", "{prompt}"), model_args=("--model", "{model}"),
-        resume_args=("--continue",), api_key_env=("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY"),
-        package="opencode-ai", version="1.18.33", description="OpenCode (model as provider/model)"),
+        "opencode", ("opencode", "run"),
+        # `run` options come after the subcommand. The prompt goes on stdin: a message argument
+        # with a space reaches the model wrapped in double quotes (and those inside escaped).
+        # JSON events carry the usage and the errors; its ERROR log lines (on stderr) show a rate
+        # limit it is still retrying when the deadline stops it.
+        args=("--auto", "--format", "json", "--print-logs", "--log-level", "ERROR"), prompt_mode="stdin",
+        model_args=("--model", "{model}"),
+        # `--continue` takes the latest session of the working directory (its project is the
+        # repository's first commit, shared by a rig's polecats, but the session list is the
+        # directory's): a polecat's own worktree locally, its own HOME in a pod. So no state_env,
+        # which would also hide the logins kept in its data folder (auth.json, the database).
+        resume_args=("--continue",),
+        api_key_env=("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY"),
+        provider_keys={"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY", "google": "GEMINI_API_KEY"},
+        # unattended: no self-update, no sharing, no shadow-git snapshot of the worktree per step
+        # (merged over the user's opencode.json files; it replaces their own OPENCODE_CONFIG_CONTENT).
+        # It works in $PWD rather than in its working directory: the session wrapper sets PWD.
+        env={"OPENCODE_CONFIG_CONTENT": '{"autoupdate": false, "share": "disabled", "snapshot": false}',
+             "OPENCODE_DISABLE_AUTOUPDATE": "1"},
+        output="opencode", package="opencode-ai", version="1.18.33",
+        verified="tests/agents/test_opencode.py: a bead to merged main with its own write and bash tools "
+                 "(prompt on stdin, verbatim; key in x-api-key; usage and cost from its JSON events), a "
+                 "429 with Retry-After classified and backed off, and --continue resuming the polecat's "
+                 "own conversation, against a stand-in of the Anthropic Messages API",
+        description="OpenCode (model as provider/model)"),
     Runtime(
         "copilot", ("copilot",),
-        args=("--allow-all", "--prompt", "{prompt}"), model_args=("--model", "{model}"),
-        resume_args=("--continue",), api_key_env=("COPILOT_GITHUB_TOKEN", "GH_TOKEN", "GITHUB_TOKEN"),
-        package="@github/copilot", version="1.0.102", description="GitHub Copilot CLI"),
+        # JSON events (answer, structured 429s); the pinned version runs, never a downloaded one
+        args=("--allow-all", "--no-auto-update", "--output-format", "json", "--prompt", "{prompt}"),
+        model_args=("--model", "{model}"), resume_args=("--continue",),
+        # a GitHub token; with COPILOT_PROVIDER_BASE_URL (its BYOK mode) the provider's key instead
+        api_key_env=("COPILOT_GITHUB_TOKEN", "GH_TOKEN", "GITHUB_TOKEN", "COPILOT_PROVIDER_API_KEY"),
+        # --continue takes the most recent session of COPILOT_HOME, whatever its folder: one per polecat
+        state_env={"COPILOT_HOME": "{state_dir}/copilot"},
+        output="copilot", package="@github/copilot", version="1.0.102",
+        verified="BYOK mode against an OpenAI Chat Completions stand-in: key in COPILOT_PROVIDER_API_KEY "
+                 "(Bearer), its edit and bash tools unattended with --allow-all (as root too), the prompt "
+                 "verbatim, a 429 after its 5 retries, --continue resuming the polecat's conversation",
+        description="GitHub Copilot CLI"),
     Runtime(
         "pi", ("pi",),
-        args=("--print", "{prompt}"), model_args=("--model", "{model}"), resume_args=("--continue",),
+        # JSON events carry each call's tokens, cost and error, but in that mode pi exits 0 even
+        # when the run ended on an API error: the extension (written to the session dir) makes it
+        # exit 1 then, as plain --print does. Conversations are kept per working directory
+        # (~/.pi/agent/sessions/<cwd>), and a polecat's worktree is its own: --continue is its last.
+        args=("--print", "--mode", "json", "--extension", "{session_dir}/gastown-exit-code.js", "{prompt}"),
+        model_args=("--model", "{model}"), resume_args=("--continue",),
         api_key_env=("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY"),
-        package="@mariozechner/pi-coding-agent", version="0.73.1", description="pi coding agent (model as provider/id)"),
+        provider_keys=_PI_PROVIDER_KEYS, files={"gastown-exit-code.js": _PI_EXIT_CODE}, output="pi",
+        package="@mariozechner/pi-coding-agent", version="0.73.1",
+        verified="tests/agents/test_pi.py: the real CLI against an Anthropic Messages stand-in (base URL "
+                 "from ~/.pi/agent/models.json) completes a bead with its own write and bash tools, ends "
+                 "rate limited on a 429 (pi does not report the server's delay: default backoff), and "
+                 "resumes its killed conversation with --continue",
+        description="pi coding agent (model as provider/id)"),
     Runtime(
         "omp", ("omp",),
-        args=("--print", "{prompt}"), model_args=("--model", "{model}"), resume_args=("--continue",),
+        # pi's JSON events (read by the same reader); omp exits 1 on an API error by itself.
+        # Conversations are kept per working directory (~/.omp/agent/sessions/<cwd>).
+        args=("--print", "--mode", "json", "--auto-approve", "{prompt}"),
+        model_args=("--model", "{model}"), resume_args=("--continue",),
         api_key_env=("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY"),
+        provider_keys=_PI_PROVIDER_KEYS, output="pi",
+        # its entry point is `#!/usr/bin/env bun` (bun >= 1.3.14): without bun it cannot start
         package="@oh-my-pi/pi-coding-agent", version="18.2.3", needs=("bun@1.4.5",),
+        verified="tests/agents/test_omp.py: the real CLI (on bun) against an Anthropic Messages stand-in "
+                 "(ANTHROPIC_BASE_URL) completes a bead with its own write and bash tools, ends rate "
+                 "limited on a 429 with the server's Retry-After, and resumes its killed conversation "
+                 "with --continue",
         description="oh-my-pi, a pi fork with pi's flags"),
     Runtime(
         "script", (), prompt_mode="file",

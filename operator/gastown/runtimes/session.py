@@ -168,7 +168,7 @@ def _run(spec: SessionSpec, ledger: Ledger, started: float) -> Outcome:
     env = session_env(spec, prompt_file, branch, runtime.session_env(spec.state_dir))
     exit_code, cut = _execute(spec, argv, runtime.stdin(prompt), env)
     seconds = time.monotonic() - started
-    report = output.read(runtime.output, _tail(spec.log_path, 1024 * 1024))
+    report = output.read(runtime.output, _tail(spec.log_path, 1024 * 1024), env)
 
     marker = _read_done(spec)
     if marker is not None:  # the agent ran `gt done` itself

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -85,10 +85,14 @@ def retry_after(text: str) -> float | None:
     return None
 
 
-def read(output: str, log: str) -> Report:
-    """Read ``log`` with the reader ``output`` (a preset's); unknown readers read text."""
+def read(output: str, log: str, env: Mapping[str, str] | None = None) -> Report:
+    """Read ``log`` with the reader ``output`` (a preset's); unknown readers read text. A reader
+    that keeps its figures in the CLI's own files (copilot's usage) sets ``READS_FILES`` and is
+    given the session's environment, to find them."""
     try:
         module = importlib.import_module(f".{output}", __name__)
     except ImportError:
         module = importlib.import_module(".text", __name__)
+    if getattr(module, "READS_FILES", False):
+        return module.read(log, env)
     return module.read(log)
