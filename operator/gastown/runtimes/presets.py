@@ -172,8 +172,10 @@ PRESETS: dict[str, Runtime] = {r.name: r for r in (
                  "settings, chat-stream): a bead done with its own str-replace-editor and launch-process tools and "
                  "merged, the session token as its bearer, the prompt unaltered; a 429 ends the session "
                  "rate_limited with the server's Retry-After; --continue carries the earlier conversation "
-                 "into the next session. Not proven: Augment's real server (its chat-stream format was read "
-                 "from the CLI), token usage (print mode reports none)",
+                 "into the next session, with one polecat: it resumes the latest session of the whole "
+                 "~/.augment, not the worktree's, so polecats sharing a machine can resume each other's. "
+                 "Not proven: Augment's real server (its chat-stream format was read from the CLI), token "
+                 "usage (print mode reports none)",
         description="Augment Auggie (AUGMENT_SESSION_AUTH: its session JSON, accessToken and tenantURL)"),
     Runtime(
         "amp", ("amp",),
