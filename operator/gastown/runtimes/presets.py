@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 PromptMode = Literal["arg", "stdin", "file"]
-_TEMPLATE = re.compile(r"\{(prompt|prompt_file|session_dir|model)\}")
+_TEMPLATE = re.compile(r"\{(prompt|prompt_file|session_dir|state_dir|model)\}")
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,13 @@ class Runtime:
     description: str = ""
 
     def argv(self, *, prompt: str, prompt_file: Path, session_dir: Path, model: str | None = None,
-             extra_args: Sequence[str] = (), resume: bool = False, as_root: bool = False) -> list[str]:
+             extra_args: Sequence[str] = (), resume: bool = False, as_root: bool = False,
+             state_dir: Path | None = None) -> list[str]:
         """The command line for one session. Each template is one argument, substituted whole and
-        once: a ``{model}`` inside the prompt stays as it is."""
+        once: a ``{model}`` inside the prompt stays as it is. ``{state_dir}`` is the polecat's own
+        folder (the session's, for a run that keeps no state: the Mayor's)."""
         values = {"prompt": prompt, "prompt_file": str(prompt_file), "session_dir": str(session_dir),
-                  "model": model or ""}
+                  "state_dir": str(state_dir or session_dir), "model": model or ""}
 
         def fill(items: Sequence[str]) -> list[str]:
             return [_TEMPLATE.sub(lambda m: values[m.group(1)], item) for item in items]
@@ -164,7 +166,10 @@ PRESETS: dict[str, Runtime] = {r.name: r for r in (
         # text mode: its retry lines ("Rate limit reached. Retrying in 3s…") stream to the log,
         # where its JSON mode prints nothing until the end (and nothing when it fails). It retries
         # a 429 until it is killed unless the rig's runtime args add `--retry-timeout <seconds>`.
-        args=("--print", "--quiet", "--instruction-file", "{prompt_file}"), prompt_mode="file",
+        # Its --continue takes the newest session of its whole cache folder (~/.augment), not the
+        # checkout's: each polecat gets a cache folder of its own (no variable sets it, a flag does)
+        args=("--print", "--quiet", "--augment-cache-dir", "{state_dir}/augment", "--instruction-file",
+              "{prompt_file}"), prompt_mode="file",
         model_args=("--model", "{model}"), resume_args=("--continue",),
         api_key_env=("AUGMENT_SESSION_AUTH",), package="@augmentcode/auggie", version="0.36.0",
         output="auggie",
@@ -172,8 +177,8 @@ PRESETS: dict[str, Runtime] = {r.name: r for r in (
                  "settings, chat-stream): a bead done with its own str-replace-editor and launch-process tools and "
                  "merged, the session token as its bearer, the prompt unaltered; a 429 ends the session "
                  "rate_limited with the server's Retry-After; --continue carries the earlier conversation "
-                 "into the next session, with one polecat: it resumes the latest session of the whole "
-                 "~/.augment, not the worktree's, so polecats sharing a machine can resume each other's. "
+                 "into the next session (each polecat has its own --augment-cache-dir: auggie's --continue "
+                 "takes the newest session of the whole cache folder). "
                  "Not proven: Augment's real server (its chat-stream format was read from the CLI), token "
                  "usage (print mode reports none)",
         description="Augment Auggie (AUGMENT_SESSION_AUTH: its session JSON, accessToken and tenantURL)"),

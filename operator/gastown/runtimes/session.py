@@ -164,7 +164,8 @@ def _run(spec: SessionSpec, ledger: Ledger, started: float) -> Outcome:
     # rate limit); another polecat's, or a first session, starts fresh
     resume = bead.metadata.get("ended_by") == spec.polecat
     argv = runtime.argv(prompt=prompt, prompt_file=prompt_file, session_dir=spec.session_dir,
-                        model=spec.model, extra_args=spec.extra_args, resume=resume, as_root=os.geteuid() == 0)
+                        model=spec.model, extra_args=spec.extra_args, resume=resume, as_root=os.geteuid() == 0,
+                        state_dir=spec.state_dir)
     env = session_env(spec, prompt_file, branch, runtime.session_env(spec.state_dir))
     exit_code, cut = _execute(spec, argv, runtime.stdin(prompt), env)
     seconds = time.monotonic() - started

@@ -43,6 +43,7 @@ class Conversation:
     # tool results since the last user turn that carried none: a resumed conversation given a
     # new prompt starts its steps again from there
     since_prompt: int | None = None
+    side: bool = False  # a start-up call (models, settings, user info): never rate limited nor held
 
     @property
     def step(self) -> int:
@@ -227,7 +228,7 @@ class StandIn:
         conv = dialect.read(handler.path, body)
         seen.conversation = conv
         with self._lock:
-            limited = self._limited > 0
+            limited = self._limited > 0 and not conv.side
             if limited:
                 self._limited -= 1
             retry_after = self._retry_after
@@ -244,7 +245,7 @@ class StandIn:
             handler.end_headers()
             handler.wfile.write(data)
             return
-        if self._hold_at is not None and conv.has_tools and conv.tool_results >= self._hold_at:
+        if self._hold_at is not None and not conv.side and conv.has_tools and conv.tool_results >= self._hold_at:
             self.held.set()
             self._release.wait()
             return
