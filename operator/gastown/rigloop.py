@@ -173,10 +173,12 @@ class RigPass:
             beads = self.ledger.snapshot(refresh=False).beads()
         known, retired = self.port.polecats()
         names = set(scheduler.known_polecats(beads, known))
-        # hooked work waits out a rate-limit backoff too: a new session would only hit it again
-        backing_off = scheduler.state_of(beads, snap.prefix).backing_off(now) or bool(shared)
-        for polecat, bead in [] if backing_off else sessions_to_start(beads, names - retired, self.port.busy(),
-                                                                         self.limit):
+        # hooked work waits out a rate-limit backoff too (a new session would only hit it again),
+        # and a pause: nothing new starts, what runs finishes
+        state = scheduler.state_of(beads, snap.prefix)
+        waiting = state.paused or state.backing_off(now) or bool(shared)
+        for polecat, bead in [] if waiting else sessions_to_start(beads, names - retired, self.port.busy(),
+                                                                     self.limit):
             if polecat not in known:  # hooked by hand (`gt sling`) to a polecat the driver has not met
                 self.port.add_polecat(polecat)
             self.port.start_session(polecat, bead, beads)

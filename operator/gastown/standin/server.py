@@ -153,7 +153,8 @@ class StandIn:
             self._retry_after = None if retry_after is None else f"{retry_after:g}"
 
     def hold(self, step: int | None) -> None:
-        """Hold (never answer) the first request that reaches ``step`` tool results."""
+        """Hold (never answer, until ``hold(None)``) the first request that reaches ``step`` tool
+        results; later requests are answered."""
         self._hold_at = step
         if step is None:
             self._release.set()
@@ -245,7 +246,11 @@ class StandIn:
             handler.end_headers()
             handler.wfile.write(data)
             return
-        if self._hold_at is not None and not conv.side and conv.has_tools and conv.tool_results >= self._hold_at:
+        with self._lock:  # one request is held: the retries and the sessions after it are answered
+            hold = self._hold_at is not None and not conv.side and conv.has_tools and conv.tool_results >= self._hold_at
+            if hold:
+                self._hold_at = None
+        if hold:
             self.held.set()
             self._release.wait()
             return
