@@ -260,3 +260,34 @@ def test_the_rig_loop_follows_the_spec_as_it_changes(kubeapi, operator, rig):
     # raised: the running loop picks the new limit up without a restart
     kubeapi.patch("rigs", "default", "webapp", {"spec": {"maxPolecats": 3}})
     wait_for(lambda: len(sessions()) == 3, timeout=30, what="three sessions under maxPolecats 3")
+
+
+def test_rigs_on_one_api_key_secret_wait_out_its_rate_limit_together(kubeapi, operator, rig):
+    """A rate limit on one rig's key holds every rig of the operator that uses the same Secret key:
+    their Dispatching condition names the key's backoff and the rig that hit it."""
+    operator()
+    other = make_rig(rig.remote.parent / "api")
+    runtime = {"preset": "claude", "apiKeySecret": {"name": "llm-keys", "key": "anthropic"}}
+    kubeapi.create(cr("Rig", "webapp", {"gitUrl": f"file://{rig.remote}", "maxPolecats": 1, "runtime": runtime}))
+    kubeapi.create(cr("Rig", "api", {"gitUrl": f"file://{other.remote}", "maxPolecats": 1, "runtime": runtime}))
+    kubeapi.create(cr("Rig", "solo", {"gitUrl": f"file://{make_rig(rig.remote.parent / 'solo').remote}",
+                                      "maxPolecats": 1, "runtime": {**runtime, "apiKeySecret": {
+                                          "name": "llm-keys", "key": "other"}}}))
+    for name in ("webapp", "api", "solo"):
+        wait_for(lambda n=name: condition(kubeapi.get("rigs", "default", n), "Dispatching"), what=f"{name} dispatching")
+    with rig.ledger() as lg:
+        lg.apply(scheduler.RateLimitStrike("s-1", "polecat furiosa", retry_after=600))
+
+    def held(name):
+        cond = condition(kubeapi.get("rigs", "default", name), "Dispatching") or {}
+        return cond if cond.get("status") == "False" else None
+
+    assert "rate-limit backoff until" in wait_for(lambda: held("webapp"), what="webapp backing off")["message"]
+    with other.ledger() as lg:  # work for a rig on the same key: it waits, hooked to nobody
+        bead = lg.create("Work on the same key").id
+    cond = wait_for(lambda: held("api"), what="api waiting on the shared key")
+    assert cond["reason"] == "RateLimited" and "of its API key" in cond["message"] and "rig webapp" in cond["message"]
+    with other.ledger() as lg:
+        assert lg.get(bead).status == Status.OPEN
+    assert not [j for j in kubeapi.list("jobs", "default") if j["metadata"]["labels"].get("gastown.dev/rig") == "api"]
+    assert condition(kubeapi.get("rigs", "default", "solo"), "Dispatching")["status"] == "True"  # another key
