@@ -1,6 +1,7 @@
 """A scripted agent for the `script` runtime: deterministic, no LLM.
 
-usage: agent_script.py MODE   (edit | commit | convoy | resumable | steady | fail | hang | ratelimit | escalate)
+usage: agent_script.py MODE   (edit | commit | convoy | resumable | steady | notes | fail | hang | ratelimit |
+                              escalate)
 It reads its prompt from $GT_PROMPT_FILE, as any runtime with prompt mode `file` would.
 """
 
@@ -58,6 +59,17 @@ def main() -> int:
             subprocess.run(["git", "add", "WORK.md"], check=True)
             subprocess.run(["git", "commit", "-q", "-m", f"step {step}"], check=True)
             time.sleep(0.3)
+        return 0
+    if mode == "notes":  # appends "SESSION STEP" to NOTES.md and commits it every 0.2 s, for AGENT_SECONDS
+        session, step = os.environ["GT_SESSION"], 0
+        end = time.monotonic() + float(os.environ.get("AGENT_SECONDS", "3"))
+        while time.monotonic() < end:
+            step += 1
+            with open("NOTES.md", "a") as notes:
+                notes.write(f"{session} {step}\n")
+            subprocess.run(["git", "add", "NOTES.md"], check=False)  # it goes on, whatever happens around it
+            subprocess.run(["git", "commit", "-q", "-m", f"note {session} {step}"], check=False)
+            time.sleep(0.2)
         return 0
     if mode == "fail":
         print("compiling...\nerror: the tests do not pass", flush=True)

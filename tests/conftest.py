@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from gastown.kube import rbac  # noqa: E402
 
 from kubeapi import KubeAPI  # noqa: E402
-from support import free_port, scrape  # noqa: E402, F401 (re-exported: the tests import them from here)
+from support import free_port, scrape, session_processes  # noqa: E402, F401 (re-exported: the tests import them from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 GT = str(Path(sys.executable).parent / "gt")

@@ -130,6 +130,30 @@ class StartSession:
 
 
 @dataclass(frozen=True)
+class RecordRescue:
+    """A session found commits nobody had pushed in its checkout and pushed them to ``ref`` before
+    resetting it: where they are, on the bead (a comment the next prompts show, and metadata)."""
+
+    bead_id: str
+    session: str
+    ref: str
+    commit: str
+    source: str  # the branch (or HEAD) they were on
+    actor: str
+
+    def apply(self, tx: Tx) -> Bead:
+        bead = tx.require(self.bead_id)
+        rescues = list(bead.metadata.get("rescues", []))
+        if self.ref in rescues:
+            return bead
+        text = (f"session {self.session} rescued unpushed commits of {self.source} ({self.commit[:10]}) "
+                f"to {self.ref} before resetting the checkout")
+        return _put(tx, bead, f"rescued {self.commit[:10]} to {self.ref}", self.actor,
+                    comments=[*bead.comments, _comment(self.actor, text, tx)],
+                    metadata=_meta(bead, rescues=[*rescues, self.ref]))
+
+
+@dataclass(frozen=True)
 class EndSession:
     """A session ended without `gt done`: the bead stays with the polecat for a restart."""
 

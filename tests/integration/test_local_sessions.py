@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -11,9 +12,12 @@ from pathlib import Path
 import pytest
 
 from gastown.ledger import BeadType, Status
+from gastown.ledger.errors import Unavailable
+from gastown.ledger.worktree import RESCUE_REFS, prepare_branch, rescue_unpushed
 from gastown.polecats import agent_id
 from gastown.runtimes.local import LocalBackend, SessionRequest
 
+from conftest import session_processes, wait_for
 from rigs import git, make_rig
 
 AGENT = str(Path(__file__).resolve().parent.parent / "agent_script.py")
@@ -149,3 +153,69 @@ def test_a_session_stopped_from_outside_saves_its_work_first(rig, backend):
     with rig.ledger() as lg:
         work = lg.get(bead)
     assert work.status == Status.HOOKED and work.metadata["ended"] == session.name  # ready for a restart
+
+
+def test_a_new_session_starts_only_once_an_earlier_sessions_agent_is_gone(rig, backend):
+    """Belt and braces: an agent that outlived its wrapper and its watchdog (both SIGKILLed) is ended
+    by the backend before it starts the polecat's next session in the same worktree."""
+    bead = rig.hooked_bead("Think forever")
+    first = start(backend, rig, bead, "hang")
+    log = first.dir / "session.log"
+    wait_for(lambda: log.exists() and "thinking very hard" in log.read_text(), what="the agent at work")
+    group = next(g for _, g, cmd in session_processes(first.name) if cmd.startswith(f"{sys.executable} {AGENT}"))
+    try:
+        others = {first.pid, *(pid for pid, g, _ in session_processes(first.name) if g != group)}  # a watchdog
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in others:
+                os.kill(pid, sig)
+        first.wait(10)
+        time.sleep(0.5)
+        assert [g for _, g, _ in session_processes(first.name)] == [group]  # an orphan, at work in the worktree
+        second = start(backend, rig, bead, "edit")
+        assert session_processes(first.name) == []
+        assert second.wait(60).status == "completed"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+
+
+def unpushed_commit(workdir: Path, branch: str, where: str) -> str:
+    """A commit nobody pushed, as an agent killed before its session saved its work leaves it."""
+    git("checkout", "-q", "-B", branch, cwd=workdir)
+    (workdir / "ORPHAN.md").write_text("work nobody pushed\n")
+    git("add", "ORPHAN.md", cwd=workdir)
+    git("-c", "user.name=orphan", "-c", "user.email=o@x", "commit", "-q", "-m", "orphan work", cwd=workdir)
+    commit = git("rev-parse", "HEAD", cwd=workdir)
+    if where == "branch":  # the checkout moved on; the local branch a new session resets still holds it
+        git("checkout", "-q", "--detach", "origin/main", cwd=workdir)
+    return commit
+
+
+@pytest.mark.parametrize("where", ["head", "branch"])
+def test_unpushed_commits_are_rescued_before_a_session_resets_the_checkout(rig, backend, where):
+    bead = rig.hooked_bead("Rescue me")
+    workdir = backend.worktree(rig.name, str(rig.remote), "furiosa")
+    commit = unpushed_commit(workdir, f"polecat/furiosa/{bead}", where)
+    outcome = start(backend, rig, bead, "edit").wait(60)
+    assert outcome.status == "completed"
+    with rig.ledger() as lg:
+        work = lg.get(bead)
+    [ref] = work.metadata["rescues"]
+    assert ref.startswith(f"{RESCUE_REFS}/furiosa/{bead}/")
+    assert git("rev-parse", ref, cwd=rig.remote) == commit  # on the remote: the work survives the checkout
+    assert any(ref in c.text and "rescued" in c.text for c in work.comments)
+    assert git("show", f"{commit}:ORPHAN.md", cwd=rig.remote) == "work nobody pushed"
+
+
+def test_a_checkout_is_never_reset_over_commits_neither_pushed_nor_rescued(rig, backend):
+    workdir = backend.worktree(rig.name, str(rig.remote), "furiosa")
+    commit = unpushed_commit(workdir, "polecat/furiosa/gt-x", "head")
+    with pytest.raises(Unavailable, match="neither pushed nor rescued"):
+        prepare_branch(workdir, "polecat/furiosa/gt-x", "main")
+    assert git("rev-parse", "HEAD", cwd=workdir) == commit
+    [(ref, rescued, source)] = rescue_unpushed(workdir, "polecat/furiosa/gt-x", f"{RESCUE_REFS}/furiosa/gt-x")
+    assert (rescued, source) == (commit, "polecat/furiosa/gt-x")
+    assert rescue_unpushed(workdir, "polecat/furiosa/gt-x", f"{RESCUE_REFS}/furiosa/gt-x") == []  # once
+    prepare_branch(workdir, "polecat/furiosa/gt-x", "main")
+    assert git("rev-parse", "HEAD", cwd=workdir) == git("rev-parse", "main", cwd=rig.remote)
+    assert git("rev-parse", ref, cwd=rig.remote) == commit

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -14,12 +15,12 @@ import pytest
 from gastown import convoy as convoys
 from gastown.api.common import RuntimeSpec
 from gastown.ledger import BeadType, Status
-from gastown.ledger.worktree import last_commit_age
+from gastown.ledger.worktree import RESCUE_REFS, last_commit_age
 from gastown.local.driver import RigConfig, RigDriver
 from gastown.runtimes.local import LocalBackend
 from gastown.witness import Thresholds
 
-from conftest import wait_for
+from conftest import session_processes, wait_for
 from rigs import git, make_rig
 
 AGENT = str(Path(__file__).resolve().parent.parent / "agent_script.py")
@@ -93,6 +94,33 @@ def test_a_lost_session_is_restarted_on_its_branch_and_finishes(rig, make_driver
     assert any(c.text.startswith("session ") and f": {expected}: " in c.text for c in work.comments)
     main = git("ls-tree", "--name-only", "main", cwd=rig.remote).split()
     assert "PARTIAL.md" in main and "WORK.md" in main  # the first session's unpushed work survived
+
+
+def test_a_killed_wrapper_takes_its_agent_along_and_sessions_never_interleave(rig, make_driver, monkeypatch):
+    """kill -9 of `gt session run`: its agent, in a process group of its own, dies with it; the next
+    session starts after it, so the branch never holds two sessions' commits mixed, and nothing the
+    first one committed is lost (pushed by the Witness, or rescued by the next session)."""
+    monkeypatch.setenv("AGENT_SECONDS", "4")
+    bead = one_bead(rig)
+    driver = make_driver("notes", hung_after=30)
+    first = current_session(driver)
+    workdir = driver.backend.town / "rigs" / rig.name / "polecats" / "furiosa"
+    wait_for(lambda: git("log", "--format=%s", cwd=workdir).count(f"note {first.name} ") >= 3,
+             what="the first session's notes committed")
+    committed = git("rev-parse", "HEAD", cwd=workdir)
+    os.kill(first.pid, signal.SIGKILL)  # the wrapper only: its agent is in a process group of its own
+    wait_for(lambda: not session_processes(first.name), timeout=2, what="the killed session's agent gone")
+    wait_for(lambda: finished(rig, bead), timeout=60, what="the bead merged after a restart")
+    notes = [s.split()[1] for s in git("log", "--reverse", "--format=%s", "main", cwd=rig.remote).splitlines()
+             if s.startswith("note ")]
+    runs = [n for i, n in enumerate(notes) if i == 0 or n != notes[i - 1]]
+    assert len(runs) == len(set(runs)), f"two sessions' commits interleave on the branch: {runs}"
+    assert runs[-1] != first.name
+    with rig.ledger() as lg:
+        rescues = lg.get(bead).metadata.get("rescues", [])
+    assert all(r.startswith(RESCUE_REFS) for r in rescues)
+    assert any(subprocess.run(["git", "merge-base", "--is-ancestor", committed, ref], cwd=rig.remote).returncode == 0
+               for ref in ["main", *rescues]), "the first session's commits are lost"
 
 
 def test_a_session_busy_for_longer_than_the_threshold_is_not_a_zombie(rig, make_driver, monkeypatch):

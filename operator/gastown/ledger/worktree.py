@@ -37,8 +37,53 @@ def identity_env(author: str) -> dict[str, str]:
             "GIT_COMMITTER_NAME": author, "GIT_COMMITTER_EMAIL": email}
 
 
+RESCUE_REFS = "refs/gastown/rescue"
+
+
+def rescue_prefix(polecat: str, bead_id: str) -> str:
+    return f"{RESCUE_REFS}/{polecat}/{bead_id}"
+
+
+def _local_tips(workdir: Path, branch: str) -> list[tuple[str, str]]:
+    """(commit, where) of what prepare_branch would move away from: HEAD, and the local ``branch``
+    that `checkout -B` resets (the clone's branches are shared by its worktrees)."""
+    tips = []
+    for rev, where in (("HEAD", current_branch(workdir)), (f"refs/heads/{branch}", branch)):
+        commit = git(workdir, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False)
+        if commit and commit not in (c for c, _ in tips):
+            tips.append((commit, where))
+    return tips
+
+
+def _unpushed(workdir: Path, commit: str) -> bool:
+    """``commit`` has history that no remote-tracking ref and no rescue ref holds."""
+    return bool(git(workdir, "rev-list", "-1", commit, "--not", "--remotes", f"--glob={RESCUE_REFS}/*"))
+
+
+def rescue_unpushed(workdir: Path, branch: str, prefix: str, remote: str = "origin") -> list[tuple[str, str, str]]:
+    """Push every commit of the checkout that the remote lacks (on HEAD, or on the local ``branch``)
+    to a rescue ref under ``prefix``, before anything resets it away: [(ref, commit, where it was)].
+    The ref is kept in the clone too, so that prepare_branch knows the commits are safe."""
+    tips = [(c, w) for c, w in _local_tips(workdir, branch) if _unpushed(workdir, c)]
+    if tips:  # the remote-tracking refs may be behind what was pushed: look again, up to date
+        git(workdir, "fetch", "--quiet", remote)
+        tips = [(c, w) for c, w in tips if _unpushed(workdir, c)]
+    out = []
+    for commit, where in tips:
+        ref = f"{prefix}/{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{commit[:10]}"
+        git(workdir, "push", "--quiet", remote, f"{commit}:{ref}")
+        git(workdir, "update-ref", ref, commit)
+        out.append((ref, commit, where))
+    return out
+
+
 def prepare_branch(workdir: Path, branch: str, target: str, remote: str = "origin") -> str:
-    """Check out ``branch``: the pushed one when it exists (earlier work kept), else from ``target``."""
+    """Check out ``branch``: the pushed one when it exists (earlier work kept), else from ``target``.
+    It never resets away a commit that is neither pushed nor rescued (rescue_unpushed first)."""
+    for commit, where in _local_tips(workdir, branch):
+        if _unpushed(workdir, commit):
+            raise Unavailable(f"{workdir} holds commits on {where} that are neither pushed nor rescued "
+                              f"({commit[:10]}): not resetting them away")
     if remote_branch_exists(workdir, branch, remote):
         git(workdir, "fetch", "--quiet", remote, f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}")
         start = f"{remote}/{branch}"

@@ -21,7 +21,9 @@ from pathlib import Path
 from ..ledger.errors import Unavailable
 from ..ledger.worktree import git
 from .heartbeat import file_age
-from .session import Outcome
+from .session import AGENT_PGID, Outcome
+
+END_GRACE = 15.0  # SIGTERM to SIGKILL for an earlier session's leftovers: the wrapper saves work first
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,55 @@ class LocalSession:
     @property
     def exit_code(self) -> int | None:
         return self._proc.poll() if self._proc is not None else None
+
+    def groups(self) -> list[int]:
+        """The process groups of this session still alive: its wrapper's and its runtime's."""
+        try:
+            agent = [int((self.dir / AGENT_PGID).read_text())]
+        except (FileNotFoundError, ValueError):
+            agent = []
+        return [g for g in [self.pid, *agent] if group_alive(g, self.name)]
+
+
+def group_alive(pgid: int, session: str) -> bool:
+    """Process group ``pgid`` holds a live process of ``session`` (whose environment names it): a
+    group id reused by another program is not the session's, a group of zombies is not alive."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return True  # no /proc to look into (macOS): trust the record
+    mark = f"GT_SESSION={session}".encode()
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            state, _, group = stat.read_text().rpartition(")")[2].split()[:3]
+            if int(group) == pgid and state not in ("Z", "X") \
+                    and mark in (stat.parent / "environ").read_bytes().split(b"\0"):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def end_groups(groups: list[tuple[int, str]], grace: float = END_GRACE) -> list[int]:
+    """SIGTERM the (pgid, session) groups, SIGKILL what is left after ``grace``; what still lives."""
+    alive = [(g, s) for g, s in groups if group_alive(g, s)]
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        for g, _ in alive:
+            try:
+                os.killpg(g, sig)
+                os.killpg(g, signal.SIGCONT)  # a stopped group runs, to die
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + wait
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+            alive = [(g, s) for g, s in alive if group_alive(g, s)]
+        if not alive:
+            break
+    return [g for g, _ in alive]
 
 
 def _safe(text: str) -> str:
@@ -147,7 +198,16 @@ class LocalBackend:
 
     def start(self, req: SessionRequest) -> LocalSession:
         with self._lock(req.rig):  # a Dog removing a stale worktree waits, then sees this session
+            self._end_earlier(req)
             return self._start(req)
+
+    def _end_earlier(self, req: SessionRequest) -> None:
+        """One session per polecat: whatever its earlier sessions left running (a runtime whose
+        wrapper was killed, a wrapper nobody tracks) ends before a new one starts in its worktree."""
+        groups = [(g, s.name) for s in self.sessions() if s.request.rig == req.rig and s.request.polecat == req.polecat
+                  for g in s.groups()]
+        if groups and end_groups(groups):
+            raise Unavailable(f"polecat {req.polecat}'s earlier session outlives SIGKILL: no new one starts")
 
     def _start(self, req: SessionRequest) -> LocalSession:
         name = _safe(f"{req.polecat}-{req.bead}-{time.strftime('%Y%m%d%H%M%S')}-{os.urandom(2).hex()}")
@@ -169,7 +229,7 @@ class LocalBackend:
                                                       indent=2))
         with (sdir / "wrapper.log").open("wb") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+                                    start_new_session=True, env={**os.environ, "GT_SESSION": name})
         (sdir / "pid").write_text(str(proc.pid))
         return LocalSession(name, req, sdir, proc.pid, started, proc)
 
@@ -184,7 +244,12 @@ class LocalBackend:
         return sorted(out, key=lambda s: s.started)
 
     def stop(self, session: LocalSession, grace: float = 5.0) -> None:
-        """SIGTERM the session's process group (the wrapper and its runtime), SIGKILL what stays."""
+        """SIGTERM the wrapper's process group (the wrapper stops its runtime and saves the work),
+        SIGKILL what stays; then end the runtime's group, should it have outlived its wrapper."""
+        self._stop_wrapper(session, grace)
+        end_groups([(g, session.name) for g in session.groups()], grace)
+
+    def _stop_wrapper(self, session: LocalSession, grace: float) -> None:
         for sig in (signal.SIGCONT, signal.SIGTERM, signal.SIGKILL):
             try:
                 os.killpg(session.pid, sig)

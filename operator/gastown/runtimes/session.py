@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,8 +31,10 @@ from ..ledger.worktree import (
     identity_env,
     prepare_branch,
     push_branch,
+    rescue_prefix,
+    rescue_unpushed,
 )
-from ..polecats import Done, DoneStatus, EndSession, StartSession, branch_for
+from ..polecats import Done, DoneStatus, EndSession, RecordRescue, StartSession, branch_for
 from ..scheduler import ClearStrikes, RateLimitStrike
 from ..spend import RecordUsage
 from . import output
@@ -43,6 +46,28 @@ from .prompt import render
 EXIT_CODES = {"completed": 0, "escalated": 0, "deferred": 0, "failed": 1, "rate_limited": 3,
               "timeout": 4}
 KILL_GRACE = 10.0
+AGENT_PGID = "agent.pgid"  # in the session dir: the runtime's process group, for whoever must end it
+# Runs beside the runtime, in a session of its own, reading a pipe from the wrapper: when the
+# wrapper is gone (whatever killed it, SIGKILL included) or done with its runtime, the pipe closes
+# and the watchdog ends the runtime's whole process group, so that no agent outlives its session.
+WATCHDOG = """
+import os, signal, sys, time
+pgid = int(sys.argv[1])
+sys.stdin.buffer.read()
+for sig, grace in ((signal.SIGTERM, float(sys.argv[2])), (signal.SIGKILL, 5.0)):
+    try:
+        os.killpg(pgid, signal.SIGCONT)
+        os.killpg(pgid, sig)
+    except OSError:
+        sys.exit(0)
+    end = time.monotonic() + grace
+    while time.monotonic() < end:
+        try:
+            os.killpg(pgid, 0)
+        except OSError:
+            sys.exit(0)
+        time.sleep(0.05)
+"""
 
 
 @dataclass
@@ -150,6 +175,9 @@ def _run(spec: SessionSpec, ledger: Ledger, started: float) -> Outcome:
     bead = beads[spec.bead]
     branch = branch_for(spec.polecat, bead.id)
     ledger.apply(StartSession(bead.id, spec.polecat, spec.session, spec.actor))
+    # commits an earlier session made and never pushed are pushed aside and noted before the reset
+    for ref, commit, source in rescue_unpushed(spec.workdir, branch, rescue_prefix(spec.polecat, bead.id)):
+        bead = ledger.apply(RecordRescue(bead.id, spec.session, ref, commit, source, spec.actor))
     prepare_branch(spec.workdir, branch, spec.target)
 
     prompt = render(bead, branch=branch, target=spec.target, steps=query.children(beads, bead.id),
@@ -221,19 +249,41 @@ def _execute(spec: SessionSpec, argv: list[str], stdin: bytes | None,
         except PermissionError as e:
             log.write(f"gastown: {argv[0]}: {e}\n".encode())
             return 126, None
+        (spec.session_dir / AGENT_PGID).write_text(str(proc.pid))
+        watchdog = _watch(proc.pid)
         if stdin is not None:
             threading.Thread(target=_feed, args=(proc, stdin), daemon=True).start()
         stopping = threading.Event()
-        with _on_sigterm(stopping.set):
-            deadline = time.monotonic() + spec.deadline
-            while True:
-                try:
-                    return proc.wait(timeout=0.2), None
-                except subprocess.TimeoutExpired:
-                    cut = "stopped" if stopping.is_set() else "timeout" if time.monotonic() > deadline else None
-                    if cut:
-                        _stop(proc)
-                        return proc.returncode, cut
+        try:
+            with _on_sigterm(stopping.set):
+                deadline = time.monotonic() + spec.deadline
+                while True:
+                    try:
+                        return proc.wait(timeout=0.2), None
+                    except subprocess.TimeoutExpired:
+                        cut = "stopped" if stopping.is_set() else "timeout" if time.monotonic() > deadline else None
+                        if cut:
+                            _stop(proc)
+                            return proc.returncode, cut
+        finally:  # what the runtime left running in its group goes with it, before its work is saved
+            _release(watchdog)
+
+
+def _watch(pgid: int) -> subprocess.Popen | None:
+    try:
+        return subprocess.Popen([sys.executable, "-I", "-S", "-c", WATCHDOG, str(pgid), str(KILL_GRACE)],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    except OSError:  # no watchdog: the backend still ends the group before the next session starts
+        return None
+
+
+def _release(watchdog: subprocess.Popen | None) -> None:
+    if watchdog is None or watchdog.stdin is None:
+        return
+    watchdog.stdin.close()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        watchdog.wait(timeout=3.0)
 
 
 @contextlib.contextmanager
