@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from gastown.ledger import Ledger, Status
+from gastown.runtimes import PRESETS
 from gastown.runtimes.install import bin_dirs
-from gastown.standin import StandIn
+from gastown.standin import StandIn, Turn, steps
+from gastown.standin.server import Seen
 
 from support import free_port, scrape  # noqa: F401 (for the tests of this folder)
 
@@ -38,6 +45,46 @@ PROJECT = {
     "test_calc.py": "import unittest\n\nimport calc\n\n\nclass T(unittest.TestCase):\n"
                     "    def test_add(self):\n        self.assertEqual(calc.add(2, 3), 5)\n",
 }
+
+
+def write_then_shell(write: str, path_key: str, shell: str, description: bool = True):
+    """The usual script, in the CLI's own tool names: ``write`` (its path argument ``path_key``)
+    writes calc.py, ``shell`` runs SHELL_STEP (with a ``description`` where the tool takes one),
+    then the answer FINAL."""
+    shell_input = {"command": SHELL_STEP, **({"description": "test, commit, gt done"} if description else {})}
+    return steps(
+        Turn(tool=write, input={path_key: "calc.py", "content": CALC}),
+        Turn(tool=shell, input=shell_input),
+        Turn(text=FINAL))
+
+
+def standin_fixture(dialect: Callable[[], object], script: Callable[[], object]):
+    """A test module's ``standin`` fixture: a stand-in speaking ``dialect()`` that plays
+    ``script()``, fresh for each test (``standin = standin_fixture(Anthropic, script)``)."""
+
+    @pytest.fixture
+    def standin():
+        with StandIn([dialect()], script()) as s:
+            yield s
+
+    return standin
+
+
+def assert_key_goes_to_the_models_provider(preset: str) -> None:
+    """A preset that runs models of several providers puts the key in the variable of the model's
+    provider, named by the model's ``provider/`` prefix."""
+    runtime = PRESETS[preset]
+    assert runtime.key_env("anthropic/claude-sonnet-4-5") == "ANTHROPIC_API_KEY"
+    assert runtime.key_env("openai/gpt-5.1") == "OPENAI_API_KEY"
+    assert runtime.key_env("google/gemini-2.5-pro") == "GEMINI_API_KEY"
+
+
+def session_id(log: str) -> str | None:
+    """The CLI's own session id, from the header a pi-like CLI's --mode json prints first."""
+    for line in log.splitlines():
+        if line.startswith('{"type":"session"'):
+            return json.loads(line).get("id")
+    return None
 
 
 def cli_path(preset: str) -> list[Path] | None:
@@ -162,6 +209,19 @@ class AgentTown:
                 out.append(json.loads(result.read_text()))
         return out
 
+    def started(self) -> list[float]:
+        """When each session started (epoch seconds), oldest first."""
+        return [json.loads(p.read_text())["started"] for p in self.sessions()]
+
+    def polecat(self, index: int = 0) -> str:
+        """The polecat a session ran as."""
+        return json.loads(self.sessions()[index].read_text())["request"]["polecat"]
+
+    def first_result(self, timeout: float = 60) -> dict:
+        """The first session's result, once there is one."""
+        self.wait(lambda: self.results(), timeout, "the first session's result")
+        return self.results()[0]
+
     def prompt(self, index: int = 0) -> str:
         return (self.sessions()[index].parent / "prompt.md").read_text()
 
@@ -195,3 +255,106 @@ def backoff_until(town: AgentTown):
     with town.ledger() as lg:
         snap = lg.snapshot()
         return state_of(snap.beads(), snap.prefix).backoff_until
+
+
+def rate_limited_first(town: AgentTown, retry_after: float | None, *, within: float | None = None,
+                       backoff: float | None = None, backoff_within: float = 2, timeout: float = 60,
+                       after_first: Callable[[], object] | None = None) -> tuple[dict, datetime]:
+    """The first half of every rate-limit test: returns the first session's result and the rig's
+    backoff, having asserted that
+
+    - the first session (waited for up to ``timeout`` s) ended ``rate_limited``;
+    - its ``retry_after`` is ``retry_after`` (``pytest.approx``, to ``within`` if given; None: the
+      CLI reported no delay);
+    - the rig backs off until the session's end plus ``backoff`` (by default the reported
+      ``retry_after``; give it where the rig's own default applies), to ``backoff_within`` s.
+
+    ``after_first`` runs as soon as the result is in (for example to lift a stand-in's unlimited
+    rate limit before the next session starts).
+    """
+    first = town.first_result(timeout)
+    if after_first is not None:
+        after_first()
+    assert first["status"] == "rate_limited", town.report()
+    if retry_after is None:
+        assert first["retry_after"] is None, town.report()
+    else:
+        assert first["retry_after"] == pytest.approx(retry_after, abs=within), town.report()
+    delay = first["retry_after"] if backoff is None else backoff
+    until = backoff_until(town)
+    assert until is not None, town.report()
+    assert until.timestamp() == pytest.approx(first["ended_at"] + delay, abs=backoff_within), town.report()
+    return first, until
+
+
+def rate_limited_then_merged(town: AgentTown, retry_after: float | None, *, merge_timeout: float = 120,
+                             **first_kwargs) -> dict:
+    """A whole rate-limit test but for the CLI's own details: returns the first session's result.
+
+    Asserts what ``rate_limited_first`` does (its keyword arguments pass through), then that the
+    bead merges (within ``merge_timeout`` s) in exactly two sessions, the second started no sooner
+    than the backoff, and that the rate limit spent none of the bead's attempts.
+    """
+    first, until = rate_limited_first(town, retry_after, **first_kwargs)
+    town.wait_merged(merge_timeout)
+    started = town.started()
+    assert len(started) == 2 and started[1] >= until.timestamp() - 0.5, town.report()
+    assert int(town.bead_state().metadata.get("attempts", 0)) == 0  # a rate limit is not a failed attempt
+    return first
+
+
+def stopped_then_resumed(town: AgentTown, standin: StandIn, *, hold_timeout: float = 60,
+                         requests: Callable[[], list[Seen]] | None = None,
+                         trim: Callable[[str], str] = lambda prompt: prompt, tool_results: int = 1,
+                         paused: bool = False, while_stopped: Callable[[], object] | None = None,
+                         more_sessions: bool = False) -> list[Seen]:
+    """A whole resume test but for the CLI's own details. The test has started ``town`` with
+    ``standin.hold(1)``: the model never answers after the first tool call.
+
+    Once the stand-in holds (within ``hold_timeout`` s), the session's wrapper is sent SIGTERM (what
+    the Witness or a deleted pod does), its result is waited for, ``while_stopped`` runs, the
+    stand-in is released and the bead must merge. With ``paused`` the rig's scheduler is paused
+    from before the stop until after the release, so that no session starts before
+    ``while_stopped`` has run.
+
+    Asserts that there were exactly two sessions (at least two with ``more_sessions``), the second
+    as the first one's polecat, and that the second session's first request (among ``requests()``,
+    by default the stand-in's main requests) carries the first one's conversation: its prompt
+    (prompts compared after ``trim``, for a CLI that trims them) and at least ``tool_results``
+    tool results. Returns the second session's requests, its first request first.
+    """
+    town.wait(standin.held.is_set, hold_timeout, "the first session to reach step 1")
+    if paused:
+        town.ok("scheduler", "pause", "--rig", "calc")
+    os.kill(wrapper_pid(town.sessions()[0]), signal.SIGTERM)  # the Witness or a deleted pod stops it
+    town.wait(lambda: town.results(), 30, "the stopped session's result")
+    if while_stopped is not None:
+        while_stopped()
+    standin.hold(None)
+    if paused:
+        town.ok("scheduler", "resume", "--rig", "calc")
+    town.wait_merged()
+    count = len(town.sessions())
+    assert (count >= 2 if more_sessions else count == 2), town.report()
+    assert town.polecat(1) == town.polecat(0), town.report()
+    seen = (requests or standin.main_requests)()
+    second = [s for s in seen if s.conversation.says(trim(town.prompt(1)))]
+    assert second and second[0].conversation.says(trim(town.prompt(0))), town.report()
+    assert second[0].conversation.tool_results >= tool_results, town.report()
+    return second
+
+
+def merged_unattended(town: AgentTown, standin: StandIn) -> tuple[list[Seen], dict]:
+    """The common part of a completes-a-bead test: returns the stand-in's main requests and the
+    last session's result, having waited for the bead to merge and asserted that the model was
+    asked, that the first request carries the town's prompt unaltered, that the CLI worked
+    unattended (three turns, each carrying back every tool result so far, no question asked),
+    and that the session completed."""
+    town.wait_merged()
+    main = standin.main_requests()
+    assert main, town.report()
+    assert main[0].conversation.says(town.prompt(0)), town.report()
+    assert [s.conversation.tool_results for s in main] == [0, 1, 2], town.report()
+    result = town.results()[-1]
+    assert result["status"] == "completed", town.report()
+    return main, result

@@ -8,14 +8,10 @@ tests prove the start-up, the key and the rate-limit path, and no bead is done.
 
 from __future__ import annotations
 
-import json
-
-import pytest
-
 from gastown.standin import StandIn, Turn, steps
 from gastown.standin.amp import Amp
 
-from contract import backoff_until
+from contract import rate_limited_first
 
 KEY = "sgamp-contract-0001"
 
@@ -31,7 +27,7 @@ def threads(standin: StandIn) -> list:
 def test_amp_starts_with_its_flags_and_its_key_reaches_the_server(agent_town, cli):
     with StandIn([Amp()], steps(Turn(text="ok"))) as standin:
         town = agent_town("amp", standin, cli("amp"), env=env(standin)).start()
-        town.wait(lambda: town.results(), 60, "the first session's result")
+        first = town.first_result()
         # the flags were accepted: execute mode got as far as creating its thread
         assert threads(standin), town.report()
         assert threads(standin)[0].body["executorType"] == "local-client"
@@ -41,7 +37,6 @@ def test_amp_starts_with_its_flags_and_its_key_reaches_the_server(agent_town, cl
         assert {"/api/internal?getUserInfo", "/api/internal?loadPlugins", "/api/internal?loadSkills"} <= \
             {s.path for s in standin.seen}
         # the unplayed agent loop ends the session as a failure, said plainly (AMP_DEBUG=1)
-        first = town.results()[0]
         assert first["status"] == "failed", town.report()
         assert "Failed to create thread-actors thread: 501" in town.log(0)
 
@@ -61,16 +56,10 @@ def test_amp_rate_limit_is_classified_and_backed_off(agent_town, cli):
 
     with StandIn([Amp(retry_after=3)], play) as standin:
         town = agent_town("amp", standin, cli("amp"), env=env(standin)).start()
-        town.wait(lambda: town.results(), 60, "the first session's result")
-        standin.rate_limit(count=0)
-        first = town.results()[0]
-        assert first["status"] == "rate_limited", town.report()
+        # the body's delay, as the CLI printed it
+        _, until = rate_limited_first(town, retry_after=3, backoff=3, after_first=lambda: standin.rate_limit(count=0))
         assert any(s.status == 429 for s in threads(standin))
-        assert first["retry_after"] == pytest.approx(3)  # the body's delay, as the CLI printed it
-        until = backoff_until(town)
-        assert until is not None and until.timestamp() == pytest.approx(first["ended_at"] + 3, abs=2)
         # the next session starts only after the backoff (and fails: the agent loop is not played)
         town.wait(lambda: len(town.results()) >= 2, 60, "the second session's result")
-        sessions = [json.loads(p.read_text())["started"] for p in town.sessions()]
-        assert sessions[1] >= until.timestamp() - 0.5, town.report()
+        assert town.started()[1] >= until.timestamp() - 0.5, town.report()
         assert town.results()[1]["status"] == "failed"

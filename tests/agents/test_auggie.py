@@ -8,15 +8,19 @@ auggie has no model API of its own to point elsewhere: it talks to Augment's ser
 from __future__ import annotations
 
 import json
-import os
-import signal
-
-import pytest
 
 from gastown.standin import StandIn, Turn, steps
 from gastown.standin.augment import Augment
 
-from contract import CALC, FINAL, PROJECT, SHELL_STEP, AgentTown, backoff_until, wrapper_pid
+from contract import (
+    CALC,
+    FINAL,
+    PROJECT,
+    SHELL_STEP,
+    rate_limited_then_merged,
+    standin_fixture,
+    stopped_then_resumed,
+)
 
 TOKEN = "aug-contract-0001"
 OLD, NEW = PROJECT["calc.py"].splitlines()[1], CALC.splitlines()[1]  # line 2: the body of add()
@@ -40,10 +44,7 @@ def chats(standin: StandIn) -> list:
     return [s for s in standin.main_requests() if s.path.startswith("/chat-stream")]
 
 
-@pytest.fixture
-def standin():
-    with StandIn([Augment()], script()) as s:
-        yield s
+standin = standin_fixture(Augment, script)
 
 
 def test_auggie_completes_a_bead_to_merged_main(agent_town, cli, standin):
@@ -87,38 +88,21 @@ def test_auggie_rate_limit_is_classified_and_backed_off(agent_town, cli):
     with StandIn([Augment()], play) as standin:
         town = agent_town("auggie", standin, cli("auggie"), env=env(standin),
                           args=("--retry-timeout", "2")).start()
-        town.wait(lambda: town.results(), 60, "the first session's result")
-        standin.rate_limit(count=0)
-        first = town.results()[0]
-        assert first["status"] == "rate_limited", town.report()
+        # the server's Retry-After, as auggie printed it
+        rate_limited_then_merged(town, retry_after=3, backoff=3, after_first=lambda: standin.rate_limit(count=0))
         assert any(s.status == 429 for s in chats(standin))
         assert "Rate limit reached. Retrying in 3s" in town.log(0)
-        assert first["retry_after"] == pytest.approx(3)  # the server's Retry-After, as auggie printed it
-        until = backoff_until(town)
-        assert until is not None and until.timestamp() == pytest.approx(first["ended_at"] + 3, abs=2)
-        town.wait_merged()
-        sessions = [json.loads(p.read_text())["started"] for p in town.sessions()]
-        assert len(sessions) == 2 and sessions[1] >= until.timestamp() - 0.5, town.report()
-        assert int(town.bead_state().metadata.get("attempts", 0)) == 0  # a rate limit is not a failed attempt
 
 
 def test_auggie_resume_continues_the_earlier_conversation(agent_town, cli, standin):
     standin.hold(1)  # the model never answers after the file is written
-    town: AgentTown = agent_town("auggie", standin, cli("auggie"), env=env(standin)).start()
-    town.wait(standin.held.is_set, 60, "the first session to reach step 1")
-    first = town.sessions()[0]
-    os.kill(wrapper_pid(first), signal.SIGTERM)  # the Witness or a deleted pod stops it
-    town.wait(lambda: town.results(), 30, "the stopped session's result")
-    standin.hold(None)
-    town.wait_merged()
-    assert len(town.sessions()) == 2, town.report()
-    argv = json.loads((town.sessions()[1].parent / "request.json").read_text())
-    assert argv["request"]["polecat"] == json.loads(first.read_text())["request"]["polecat"]
-    # the second session's first request carries the first one's conversation: its prompt, then
-    # the file edit it asked for (auggie saves an exchange when the model's answer ends; the tool
-    # result still in flight when the session was stopped is not kept, so the edit is asked again)
-    second = [s for s in chats(standin) if s.conversation.says(town.prompt(1).strip())]
-    history = second[0].body["chat_history"] if second else []
+    town = agent_town("auggie", standin, cli("auggie"), env=env(standin)).start()
+    # the second session's first request carries the first one's conversation: its prompt (auggie
+    # trims the file's final newline), then the file edit it asked for (auggie saves an exchange
+    # when the model's answer ends; the tool result still in flight when the session was stopped
+    # is not kept, so the edit is asked again)
+    second = stopped_then_resumed(town, standin, requests=lambda: chats(standin), trim=str.strip, tool_results=0)[0]
+    history = second.body["chat_history"]
     assert history and history[0]["request_nodes"][0]["text_node"]["content"] == town.prompt(0).strip(), \
         town.report()
     calls = [n["tool_use"]["tool_name"] for n in history[0]["response_nodes"] if n.get("tool_use")]

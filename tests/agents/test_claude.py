@@ -4,27 +4,32 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 
 import pytest
 
 from gastown.runtimes.install import agents_dir
-from gastown.standin import StandIn, Turn, steps
+from gastown.standin import StandIn, Turn
 from gastown.standin.anthropic import Anthropic
 
-from contract import CALC, FINAL, SHELL_STEP, backoff_until, free_port, scrape, wrapper_pid
+from contract import (
+    CALC,
+    free_port,
+    merged_unattended,
+    rate_limited_then_merged,
+    scrape,
+    standin_fixture,
+    stopped_then_resumed,
+    write_then_shell,
+)
 from contract import git as contract_git
 
 KEY = "sk-ant-contract-0001"
 
 
-def script(workdir_file: str = "calc.py"):
-    return steps(
-        Turn(tool="Write", input={"file_path": workdir_file, "content": CALC}),
-        Turn(tool="Bash", input={"command": SHELL_STEP, "description": "test, commit, gt done"}),
-        Turn(text=FINAL))
+def script():
+    return write_then_shell("Write", "file_path", "Bash")
 
 
 def env(standin: StandIn) -> dict[str, str]:
@@ -32,25 +37,16 @@ def env(standin: StandIn) -> dict[str, str]:
             "DISABLE_TELEMETRY": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
 
 
-@pytest.fixture
-def standin():
-    with StandIn([Anthropic()], script()) as s:
-        yield s
+standin = standin_fixture(Anthropic, script)
 
 
 def test_claude_completes_a_bead_to_merged_main(agent_town, cli, standin):
     town = agent_town("claude", standin, cli("claude"), env=env(standin)).start()
-    town.wait_merged()
-    main = standin.main_requests()
-    assert main, town.report()
+    # merged; the prompt reached the model unaltered, as one text block; three turns, each tool
+    # result carried back, no question asked
+    main, result = merged_unattended(town, standin)
     # the key reached the CLI in the variable it reads, and the API in its header
     assert {s.headers.get("x-api-key") for s in main} == {KEY}
-    # the prompt reached the model unaltered, as one text block
-    assert main[0].conversation.says(town.prompt(0)), town.report()
-    # it worked unattended: three turns, each tool result carried back, no question asked
-    assert [s.conversation.tool_results for s in main] == [0, 1, 2]
-    result = town.results()[-1]
-    assert result["status"] == "completed", town.report()
     # what the CLI reported in its result event: three turns of the stand-in's 1200 in / 80 out
     assert result["usage"] == {"input_tokens": 3600, "output_tokens": 240, "cost_usd": pytest.approx(0.0192)}
 
@@ -60,35 +56,16 @@ def test_claude_rate_limit_is_classified_and_backed_off(agent_town, cli, standin
     spends no attempt, and the next one starts only after the delay the server asked for."""
     standin.rate_limit(count=2, retry_after=3)
     town = agent_town("claude", standin, cli("claude"), env=env(standin)).start()
-    town.wait(lambda: town.results(), 60, "the first session's result")
-    first = town.results()[0]
-    assert first["status"] == "rate_limited", town.report()
-    assert first["retry_after"] == pytest.approx(3, abs=2)  # what the CLI waited: the server's delay
-    until = backoff_until(town)
-    assert until is not None and until.timestamp() == pytest.approx(first["ended_at"] + first["retry_after"], abs=2)
-    town.wait_merged()
-    sessions = [json.loads(p.read_text())["started"] for p in town.sessions()]
-    assert len(sessions) == 2 and sessions[1] >= until.timestamp() - 0.5, town.report()
-    assert int(town.bead_state().metadata.get("attempts", 0)) == 0  # a rate limit is not a failed attempt
+    # what the CLI waited: the server's delay
+    rate_limited_then_merged(town, retry_after=3, within=2)
 
 
 def test_claude_resume_continues_the_earlier_conversation(agent_town, cli, standin):
     standin.hold(1)  # the model never answers after the file is written
     town = agent_town("claude", standin, cli("claude"), env=env(standin)).start()
-    town.wait(standin.held.is_set, 60, "the first session to reach step 1")
-    first = town.sessions()[0]
-    os.kill(wrapper_pid(first), signal.SIGTERM)  # the Witness or a deleted pod stops it
-    town.wait(lambda: town.results(), 30, "the stopped session's result")
-    standin.hold(None)
-    town.wait_merged()
-    assert len(town.sessions()) == 2, town.report()
-    argv = json.loads((town.sessions()[1].parent / "request.json").read_text())
-    assert argv["request"]["polecat"] == json.loads(first.read_text())["request"]["polecat"]
     # the second session's first request carries the first one's conversation: its prompt and
     # the file it wrote, with the tool's result
-    second = [s for s in standin.main_requests() if s.conversation.says(town.prompt(1))]
-    assert second and second[0].conversation.says(town.prompt(0)), town.report()
-    assert second[0].conversation.tool_results >= 1
+    stopped_then_resumed(town, standin)
 
 
 def test_claude_as_the_mayor_plans_a_goal_that_then_merges(agent_town, cli):

@@ -14,16 +14,19 @@ The script plays whichever the CLI declared.
 from __future__ import annotations
 
 import json
-import os
-import signal
-
-import pytest
 
 from gastown.runtimes import PRESETS
 from gastown.standin import StandIn, Turn
 from gastown.standin.openai_responses import OpenAIResponses
 
-from contract import FINAL, SHELL_STEP, backoff_until, wrapper_pid
+from contract import (
+    FINAL,
+    SHELL_STEP,
+    merged_unattended,
+    rate_limited_then_merged,
+    standin_fixture,
+    stopped_then_resumed,
+)
 
 KEY = "sk-contract-0001"
 PATCH = ("*** Begin Patch\n*** Update File: calc.py\n@@\n def add(a, b):\n-    raise NotImplementedError\n"
@@ -62,28 +65,19 @@ def base_url(town, standin: StandIn) -> None:
     config.write_text(f'openai_base_url = "{standin.url}/v1"\n')
 
 
-@pytest.fixture
-def standin():
-    with StandIn([OpenAIResponses()], play) as s:
-        yield s
+standin = standin_fixture(OpenAIResponses, lambda: play)
 
 
 def test_codex_completes_a_bead_to_merged_main(agent_town, cli, standin):
     town = agent_town("codex", standin, cli("codex"), env=env())
     base_url(town, standin)
     town.start()
-    town.wait_merged()
-    main = standin.main_requests()
-    assert main, town.report()
+    # merged; the prompt reached the model unaltered, as one text part of the user's message; it
+    # worked unattended with its own tools: three turns, each tool result carried back
+    main, result = merged_unattended(town, standin)
     # the key reached the CLI in the variable the preset names, and the API as a bearer token
     assert {s.headers.get("authorization") for s in standin.seen} == {f"Bearer {KEY}"}
-    # the prompt reached the model unaltered, as one text part of the user's message
-    assert main[0].conversation.says(town.prompt(0)), town.report()
-    # it worked unattended with its own tools: three turns, each tool result carried back
     assert "exec" in main[0].conversation.tool_kinds  # the default model's code mode
-    assert [s.conversation.tool_results for s in main] == [0, 1, 2], town.report()
-    result = town.results()[-1]
-    assert result["status"] == "completed", town.report()
     # the usage codex reported (the stand-in's 1200 in / 80 out per response, three responses)
     assert result["usage"] == {"input_tokens": 3600, "output_tokens": 240}, town.report()
 
@@ -97,17 +91,8 @@ def test_codex_rate_limit_is_classified_and_backed_off(agent_town, cli, standin)
     town = agent_town("codex", standin, cli("codex"), env=env())
     base_url(town, standin)
     town.start()
-    town.wait(lambda: town.results(), 60, "the first session's result")
-    standin.rate_limit(0)
-    first = town.results()[0]
-    assert first["status"] == "rate_limited", town.report()
-    assert first["retry_after"] == pytest.approx(1, abs=0.5)  # what the CLI waited: the server's delay
-    until = backoff_until(town)
-    assert until is not None and until.timestamp() == pytest.approx(first["ended_at"] + first["retry_after"], abs=2)
-    town.wait_merged()
-    sessions = [json.loads(p.read_text())["started"] for p in town.sessions()]
-    assert len(sessions) == 2 and sessions[1] >= until.timestamp() - 0.5, town.report()
-    assert int(town.bead_state().metadata.get("attempts", 0)) == 0  # a rate limit is not a failed attempt
+    # what the CLI waited: the server's delay; the limit is lifted once the first session gave up
+    rate_limited_then_merged(town, retry_after=1, within=0.5, after_first=lambda: standin.rate_limit(0))
 
 
 def test_codex_resume_continues_the_earlier_conversation(agent_town, cli, standin):
@@ -117,18 +102,8 @@ def test_codex_resume_continues_the_earlier_conversation(agent_town, cli, standi
     standin.hold(1)  # the model never answers after calc.py is patched
     town = agent_town("codex", standin, cli("codex"), env=env(), model="gpt-5.5",
                       args=("-c", f'openai_base_url="{standin.url}/v1"')).start()
-    town.wait(standin.held.is_set, 60, "the first session to reach step 1")
-    first = town.sessions()[0]
-    os.kill(wrapper_pid(first), signal.SIGTERM)  # the Witness or a deleted pod stops it
-    town.wait(lambda: town.results(), 30, "the stopped session's result")
-    standin.hold(None)
-    town.wait_merged()
-    assert len(town.sessions()) == 2, town.report()
-    request = json.loads((town.sessions()[1].parent / "request.json").read_text())
-    assert request["request"]["polecat"] == json.loads(first.read_text())["request"]["polecat"]
     # the second session's first request carries the first one's conversation: its prompt and
     # the patch it applied, with the tool's result
-    second = [s for s in standin.main_requests() if s.conversation.says(town.prompt(1))]
-    assert second and second[0].conversation.says(town.prompt(0)), town.report()
-    assert second[0].conversation.says(PATCH) and second[0].conversation.tool_results >= 1
-    assert "apply_patch" in second[0].conversation.tool_kinds and second[0].conversation.model == "gpt-5.5"
+    second = stopped_then_resumed(town, standin)[0].conversation
+    assert second.says(PATCH)
+    assert "apply_patch" in second.tool_kinds and second.model == "gpt-5.5"

@@ -3,19 +3,24 @@ Completions API (`COPILOT_PROVIDER_BASE_URL`; its default wire API is "completio
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import signal
 import subprocess
 
 import pytest
 
 from gastown.runtimes.output import copilot as copilot_output
-from gastown.standin import StandIn, Turn, steps
+from gastown.standin import Turn, steps
 from gastown.standin.openai_chat import OpenAIChat
 
-from contract import CALC, FINAL, SHELL_STEP, backoff_until, wrapper_pid
+from contract import (
+    CALC,
+    FINAL,
+    SHELL_STEP,
+    rate_limited_then_merged,
+    standin_fixture,
+    stopped_then_resumed,
+)
 
 KEY = "sk-contract-0001"
 MODEL = "gpt-4.1"  # BYOK needs a model: the preset's --model
@@ -40,10 +45,7 @@ def pkg_cache(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("copilot-pkg"))
 
 
-@pytest.fixture
-def standin():
-    with StandIn([OpenAIChat()], script()) as s:
-        yield s
+standin = standin_fixture(OpenAIChat, script)
 
 
 @pytest.fixture
@@ -77,8 +79,7 @@ def test_copilot_completes_a_bead_to_merged_main(copilot_town, standin):
     assert result["status"] == "completed", town.report()
     # the CLI's own per-call usage records (in its session store, under the polecat's COPILOT_HOME):
     # three calls of the stand-in's 1200 in / 80 out
-    polecat = json.loads(town.sessions()[0].read_text())["request"]["polecat"]
-    home = town.town / "rigs" / "calc" / "state" / polecat / "copilot"
+    home = town.town / "rigs" / "calc" / "state" / town.polecat(0) / "copilot"
     reported = copilot_output.read(town.log(0), {"COPILOT_HOME": str(home)})
     assert reported.usage() == {"input_tokens": 3600, "output_tokens": 240}, town.report()
     assert reported.answer == FINAL
@@ -90,46 +91,29 @@ def test_copilot_rate_limit_is_classified_and_backed_off(copilot_town, standin):
     is rate limited, spends no attempt, and the next one starts only after the backoff."""
     standin.rate_limit(count=6, retry_after=1)
     town = copilot_town().start()
-    town.wait(lambda: town.results(), 60, "the first session's result")
-    first = town.results()[0]
-    assert first["status"] == "rate_limited", town.report()
-    assert first["retry_after"] == pytest.approx(1, abs=0.6)  # what the CLI waited: the server's delay
-    until = backoff_until(town)
-    assert until is not None and until.timestamp() == pytest.approx(first["ended_at"] + first["retry_after"], abs=2)
-    town.wait_merged()
-    sessions = [json.loads(p.read_text())["started"] for p in town.sessions()]
-    assert len(sessions) == 2 and sessions[1] >= until.timestamp() - 0.5, town.report()
-    assert int(town.bead_state().metadata.get("attempts", 0)) == 0  # a rate limit is not a failed attempt
+    # what the CLI waited: the server's delay
+    rate_limited_then_merged(town, retry_after=1, within=0.6)
 
 
 def test_copilot_resume_continues_the_earlier_conversation(copilot_town, standin):
     standin.hold(1)  # the model never answers after the file is edited
     town = copilot_town().start()
-    town.wait(standin.held.is_set, 60, "the first session to reach step 1")
-    town.ok("scheduler", "pause", "--rig", "calc")
-    first = town.sessions()[0]
-    os.kill(wrapper_pid(first), signal.SIGTERM)  # the Witness or a deleted pod stops it
-    town.wait(lambda: town.results(), 30, "the stopped session's result")
-    # meanwhile another session of the same user, elsewhere: `--continue` takes the most recent
-    # session of its COPILOT_HOME whatever its folder, so each polecat needs its own
-    other = town.root / "elsewhere"
-    other.mkdir()
-    subprocess.run(["copilot", "--allow-all", "--output-format", "json", "--model", MODEL, "--prompt", OTHER],
-                   cwd=other, env={**os.environ, **town.env}, capture_output=True, timeout=60, check=True)
-    standin.hold(None)
-    town.ok("scheduler", "resume", "--rig", "calc")
-    town.wait_merged()
+
+    def elsewhere():
+        # meanwhile another session of the same user, elsewhere: `--continue` takes the most recent
+        # session of its COPILOT_HOME whatever its folder, so each polecat needs its own
+        other = town.root / "elsewhere"
+        other.mkdir()
+        subprocess.run(["copilot", "--allow-all", "--output-format", "json", "--model", MODEL, "--prompt", OTHER],
+                       cwd=other, env={**os.environ, **town.env}, capture_output=True, timeout=60, check=True)
+
     # under load copilot 1.0.102 sometimes ends a resumed run with "Cannot invoke native session
-    # after disposal has started" after its work is done; the next session then finishes it
-    assert len(town.sessions()) >= 2, town.report()
-    argv = json.loads((town.sessions()[1].parent / "request.json").read_text())
-    assert argv["request"]["polecat"] == json.loads(first.read_text())["request"]["polecat"]
-    # the second session's first request carries the first one's conversation: its prompt and
-    # the edit it made, with the tool's result
-    second = [s for s in standin.main_requests() if s.conversation.says(town.prompt(1).rstrip("\n"))]
-    assert second and second[0].conversation.says(town.prompt(0).rstrip("\n")), town.report()
-    users = [m["content"] for m in second[0].body["messages"] if m["role"] == "user"]
+    # after disposal has started" after its work is done; the next session then finishes it (so
+    # more sessions may follow). The second session's first request carries the first one's
+    # conversation: its prompt and the edit it made, with the tool's result (it drops the final newline)
+    second = stopped_then_resumed(town, standin, paused=True, while_stopped=elsewhere, more_sessions=True,
+                                  trim=lambda prompt: prompt.rstrip("\n"))[0]
+    users = [m["content"] for m in second.body["messages"] if m["role"] == "user"]
     assert users[0] == user_message(standin.main_requests()[0])  # the first session's turn, as it was
     assert users[-1].endswith(town.prompt(1).rstrip("\n")) and town.prompt(0) != town.prompt(1)
-    assert not second[0].conversation.says(OTHER)
-    assert second[0].conversation.tool_results >= 1
+    assert not second.conversation.says(OTHER)

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 
 import pytest
 
 from gastown.runtimes import PRESETS
-from gastown.standin import StandIn, Turn, steps
+from gastown.standin import StandIn
 from gastown.standin.anthropic import Anthropic
 
-from contract import CALC, FINAL, SHELL_STEP, AgentTown, backoff_until, wrapper_pid
+from contract import (
+    AgentTown,
+    assert_key_goes_to_the_models_provider,
+    merged_unattended,
+    rate_limited_then_merged,
+    session_id,
+    standin_fixture,
+    stopped_then_resumed,
+    write_then_shell,
+)
 
 KEY = "sk-ant-contract-0001"
 MODEL = "anthropic/claude-sonnet-4-5"
@@ -23,10 +30,7 @@ CONFIG = "retry:\n  enabled: false\n  maxDelayMs: 1000\n"
 
 
 def script():
-    return steps(
-        Turn(tool="write", input={"path": "calc.py", "content": CALC}),
-        Turn(tool="bash", input={"command": SHELL_STEP}),
-        Turn(text=FINAL))
+    return write_then_shell("write", "path", "bash", description=False)
 
 
 def env(standin: StandIn) -> dict[str, str]:
@@ -40,18 +44,7 @@ def started(town: AgentTown) -> AgentTown:
     return town.start()
 
 
-def session_id(log: str) -> str | None:
-    """The CLI's own session id, from the header its --mode json prints first."""
-    for line in log.splitlines():
-        if line.startswith('{"type":"session"'):
-            return json.loads(line).get("id")
-    return None
-
-
-@pytest.fixture
-def standin():
-    with StandIn([Anthropic()], script()) as s:
-        yield s
+standin = standin_fixture(Anthropic, script)
 
 
 def test_omp_needs_bun_on_its_path(cli, tmp_path):
@@ -67,28 +60,19 @@ def test_omp_needs_bun_on_its_path(cli, tmp_path):
 
 
 def test_omp_key_goes_to_the_models_provider():
-    omp = PRESETS["omp"]
-    assert omp.key_env(MODEL) == "ANTHROPIC_API_KEY"
-    assert omp.key_env("openai/gpt-5.1") == "OPENAI_API_KEY"
-    assert omp.key_env("google/gemini-2.5-pro") == "GEMINI_API_KEY"
+    assert_key_goes_to_the_models_provider("omp")
 
 
 def test_omp_completes_a_bead_to_merged_main(agent_town, cli, standin):
     town = started(agent_town("omp", standin, cli("omp"), env=env(standin), model=MODEL))
-    town.wait_merged()
-    main = standin.main_requests()
-    assert main, town.report()
+    # merged; the prompt reached the model unaltered, as a text block of its own (omp puts a
+    # <system-reminder> block with the date and folder before it); it worked unattended with its
+    # own tools: three turns, each tool result carried back
+    main, result = merged_unattended(town, standin)
     # the key reached the CLI in the variable it reads, and the API in its header
     assert {s.headers.get("x-api-key") for s in standin.model_requests()} == {KEY}
     assert {s.conversation.model for s in main} == {"claude-sonnet-4-5"}
-    # the prompt reached the model unaltered, as a text block of its own (omp puts a
-    # <system-reminder> block with the date and folder before it)
-    assert main[0].conversation.says(town.prompt(0)), town.report()
-    # it worked unattended with its own tools: three turns, each tool result carried back
-    assert [s.conversation.tool_results for s in main] == [0, 1, 2]
     assert all(s.status == 200 for s in standin.seen)
-    result = town.results()[-1]
-    assert result["status"] == "completed", town.report()
     # what omp reported per call (three of the stand-in's 1200 in / 80 out), priced by omp
     assert result["usage"]["input_tokens"] == 3600 and result["usage"]["output_tokens"] == 240
     assert result["usage"]["cost_usd"] == pytest.approx(3 * (1200 * 3 + 80 * 15) / 1e6)
@@ -99,34 +83,14 @@ def test_omp_rate_limit_is_classified_and_backed_off(agent_town, cli, standin):
     is rate limited, spends no attempt, and the next one starts only after that delay."""
     standin.rate_limit(count=1, retry_after=3)
     town = started(agent_town("omp", standin, cli("omp"), env=env(standin)))
-    town.wait(lambda: town.results(), 60, "the first session's result")
-    first = town.results()[0]
-    assert first["status"] == "rate_limited", town.report()
-    assert first["retry_after"] == pytest.approx(3)  # the server's delay, as omp reported it
-    until = backoff_until(town)
-    assert until is not None and until.timestamp() == pytest.approx(first["ended_at"] + 3, abs=2)
-    town.wait_merged()
-    sessions = [json.loads(p.read_text())["started"] for p in town.sessions()]
-    assert len(sessions) == 2 and sessions[1] >= until.timestamp() - 0.5, town.report()
-    assert int(town.bead_state().metadata.get("attempts", 0)) == 0  # a rate limit is no failed attempt
+    rate_limited_then_merged(town, retry_after=3, backoff=3)  # the server's delay, as omp reported it
 
 
 def test_omp_resume_continues_the_earlier_conversation(agent_town, cli, standin):
     standin.hold(1)  # the model never answers after the file is written
     town = started(agent_town("omp", standin, cli("omp"), env=env(standin)))
-    town.wait(standin.held.is_set, 60, "the first session to reach step 1")
-    first = town.sessions()[0]
-    os.kill(wrapper_pid(first), signal.SIGTERM)  # the Witness or a deleted pod stops it
-    town.wait(lambda: town.results(), 30, "the stopped session's result")
-    standin.hold(None)
-    town.wait_merged()
-    assert len(town.sessions()) == 2, town.report()
-    second_argv = json.loads((town.sessions()[1].parent / "request.json").read_text())
-    assert second_argv["request"]["polecat"] == json.loads(first.read_text())["request"]["polecat"]
     # the second session's first request carries the first one's conversation: its prompt and
     # the file it wrote, with the tool's result
-    second = [s for s in standin.main_requests() if s.conversation.says(town.prompt(1))]
-    assert second and second[0].conversation.says(town.prompt(0)), town.report()
-    assert second[0].conversation.tool_results >= 1
+    stopped_then_resumed(town, standin)
     # --continue reopened the same conversation: the JSON header names the first session's
     assert session_id(town.log(1)) == session_id(town.log(0)) is not None

@@ -10,26 +10,27 @@ It also asks the provider's small model for a session title: a side request with
 from __future__ import annotations
 
 import json
-import os
-import signal
 
 import pytest
 
 from gastown.runtimes import PRESETS
-from gastown.standin import StandIn, Turn, steps
+from gastown.standin import StandIn
 from gastown.standin.anthropic import Anthropic
 
-from contract import CALC, FINAL, SHELL_STEP, backoff_until, wrapper_pid
+from contract import (
+    CALC,
+    rate_limited_then_merged,
+    standin_fixture,
+    stopped_then_resumed,
+    write_then_shell,
+)
 
 KEY = "sk-ant-contract-0001"
 MODEL = "anthropic/claude-sonnet-4-5"  # $3 in, $15 out per million tokens in opencode's model list
 
 
 def script():
-    return steps(
-        Turn(tool="write", input={"filePath": "calc.py", "content": CALC}),
-        Turn(tool="bash", input={"command": SHELL_STEP, "description": "test, commit, gt done"}),
-        Turn(text=FINAL))
+    return write_then_shell("write", "filePath", "bash")
 
 
 def env() -> dict[str, str]:
@@ -53,10 +54,7 @@ def opencode_town(agent_town, cli, standin: StandIn):
     return town.start()
 
 
-@pytest.fixture
-def standin():
-    with StandIn([Anthropic()], script()) as s:
-        yield s
+standin = standin_fixture(Anthropic, script)
 
 
 def test_opencode_completes_a_bead_to_merged_main(agent_town, cli, standin):
@@ -87,35 +85,16 @@ def test_opencode_rate_limit_is_classified_and_backed_off(agent_town, cli, stand
     is rate limited, spends no attempt, and the next one starts only after that delay."""
     standin.rate_limit(retry_after=1)
     town = opencode_town(agent_town, cli, standin)
-    town.wait(lambda: town.results(), 90, "the first session's result")
-    standin.rate_limit(0)
-    first = town.results()[0]
-    assert first["status"] == "rate_limited", town.report()
-    assert first["retry_after"] == pytest.approx(1)  # from the error event's response headers
+    # the delay from the error event's response headers; the limit is lifted once the first
+    # session gave up
+    rate_limited_then_merged(town, retry_after=1, timeout=90, after_first=lambda: standin.rate_limit(0))
     assert len([s for s in standin.main_requests() if s.status == 429]) == 6, town.report()
-    until = backoff_until(town)
-    assert until is not None and until.timestamp() == pytest.approx(first["ended_at"] + first["retry_after"], abs=2)
-    town.wait_merged()
-    sessions = [json.loads(p.read_text())["started"] for p in town.sessions()]
-    assert len(sessions) == 2 and sessions[1] >= until.timestamp() - 0.5, town.report()
-    assert int(town.bead_state().metadata.get("attempts", 0)) == 0  # a rate limit is not a failed attempt
 
 
 def test_opencode_resume_continues_the_earlier_conversation(agent_town, cli, standin):
     standin.hold(1)  # the model never answers after calc.py is written
     town = opencode_town(agent_town, cli, standin)
-    town.wait(standin.held.is_set, 90, "the first session to reach step 1")
-    first = town.sessions()[0]
-    os.kill(wrapper_pid(first), signal.SIGTERM)  # the Witness or a deleted pod stops it
-    town.wait(lambda: town.results(), 30, "the stopped session's result")
-    standin.hold(None)
-    town.wait_merged()
-    assert len(town.sessions()) == 2, town.report()
-    request = json.loads((town.sessions()[1].parent / "request.json").read_text())
-    assert request["request"]["polecat"] == json.loads(first.read_text())["request"]["polecat"]
     # the second session's first request carries the first one's conversation: its prompt and
     # the file it wrote, with the tool's result
-    second = [s for s in standin.main_requests() if s.conversation.says(town.prompt(1))]
-    assert second and second[0].conversation.says(town.prompt(0)), town.report()
-    assert second[0].conversation.says(json.dumps({"filePath": "calc.py", "content": CALC}))
-    assert second[0].conversation.tool_results >= 1
+    second = stopped_then_resumed(town, standin, hold_timeout=90)[0]
+    assert second.conversation.says(json.dumps({"filePath": "calc.py", "content": CALC}))
