@@ -234,6 +234,10 @@ def test_gt_sling_on_a_cluster_starts_the_polecat_it_names(kubeapi, operator, ri
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert f"{bead.id} hooked to polecat toast" in proc.stdout
+    # a paused rig starts nothing new, a slung bead's session neither, and says so
+    assert "the rig is paused by user alice: its session starts after that" in proc.stdout
+    with rig.ledger() as lg:
+        lg.apply(scheduler.SetPaused(False, "user alice"))
     wait_for(lambda: kubeapi.get("polecats", "default", "toast"), what="the Polecat toast")
     jobs = wait_for(lambda: kubeapi.list("jobs", "default", selector="gastown.dev/polecat=toast"), what="its Job")
     assert jobs[0]["metadata"]["labels"]["gastown.dev/bead"] == bead.id

@@ -178,7 +178,9 @@ def sling(bead_id: str, rig: str, polecat: str | None, town: Path | None) -> Non
                  f"{bead_id} stays queued and goes when a slot frees")
         polecat = polecat or scheduler.free_polecat(beads)
         ledger.apply(scheduler.Assign(bead_id, polecat, config.name, ledger.actor))
-        click.echo(f"{bead_id} hooked to polecat {polecat} on rig {config.name}")
+        waits = f" (the rig is {state.held(datetime.now(UTC))}: its session starts after that)" \
+            if state.held(datetime.now(UTC)) else ""
+        click.echo(f"{bead_id} hooked to polecat {polecat} on rig {config.name}{waits}")
 
 
 @click.group("scheduler")

@@ -134,7 +134,9 @@ def reconcile_rig(name: str, namespace: str, uid: str, spec: Mapping, body: kopf
     for quota in quotas(namespace, limits):
         ensure(quota)
     pods = quotas(namespace, limits)[0]["spec"]["hard"]["pods"]
-    set_conditions(namespace, "rigs", name, *reachable,
+    # the spec parsed: not Invalid, in the same write as Ready (admission may not have said so yet)
+    valid = Condition(type="Invalid", status="False", reason="SpecValid", message="", observed_generation=generation)
+    set_conditions(namespace, "rigs", name, valid, *reachable,
                    _condition("QuotaReady", True, "Applied",
                               f"{QUOTA_PODS}: {pods} agent pods in {namespace} (all rigs)", generation),
                    _condition("Ready", True, "Reconciled", "ledger, quota, policies and Dogs in place", generation),
