@@ -32,8 +32,8 @@ def rig(tmp_path):
                                "shared.txt": "one\ntwo\nthree\n"})
 
 
-def make_port(rig, tmp_path, gate_delay=0.0, **queue):
-    gates = [("test", [sys.executable, "check.py", str(gate_delay)])]
+def make_port(rig, tmp_path, gate_delay=0.0, gates=None, **queue):
+    gates = gates or [("test", [sys.executable, "check.py", str(gate_delay)])]
     settings = QueueSettings(fill_window=0, **queue)
     config = RigConfig(rig.name, str(rig.remote), gates=gates, queue=settings, verify_timeout=120)
     backend = LocalBackend(tmp_path / "town", cache_dir=tmp_path / "town-cache")
@@ -158,6 +158,29 @@ def test_red_target_rejects_nobody_and_files_a_bug(rig, tmp_path):
         report = refinery.step(ledger.snapshot().beads(), datetime.now(UTC))
         assert not report.opened
     assert sum(b.type == BeadType.MERGE_BATCH for b in ledger.beads().values()) == 1
+    ledger.close()
+
+
+# fails the first time it runs, passes after: each run leaves a line in the marker file
+FLAKY = "import pathlib, sys; m = pathlib.Path(sys.argv[1]); n = len(m.read_text().splitlines()) if m.exists() " \
+        "else 0; m.write_text('run\\n' * (n + 1)); print('flaky run', n + 1); sys.exit(1 if n == 0 else 0)"
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_retry_flaky_runs_the_failed_batch_again_and_it_merges(rig, tmp_path, count):
+    marker = tmp_path / "flaky-runs"
+    port, ledger, settings = make_port(rig, tmp_path, gates=[("test", [sys.executable, "-c", FLAKY, str(marker)])],
+                                       retry_flaky=True)
+    mrs = [push_mr(rig, tmp_path, f"m{i}", "fine\n") for i in range(count)]
+    beads = settle(Refinery(ledger, port, settings), ledger, idle)
+
+    assert marker.read_text().splitlines() == ["run", "run"]  # the gate ran twice: failed, then retried
+    assert main_mods(rig) == {f"m{i}" for i in range(count)}
+    assert all(beads[m].status == Status.CLOSED and not beads[m].metadata.get("rejections") for m in mrs)
+    batch = next(b for b in beads.values() if b.type == BeadType.MERGE_BATCH)
+    runs = batch.metadata["runs"].values()
+    assert batch.metadata["total_runs"] == 2 and sorted(r["result"] for r in runs) == ["fail", "pass"]
+    assert all(r["group"] == mrs and r["prefix"] == [] for r in runs)  # the same group, no target-only run
     ledger.close()
 
 

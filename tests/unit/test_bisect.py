@@ -99,6 +99,16 @@ def test_one_flaky_failure_is_retried_before_bisecting():
     assert b.accepted == names(6) and b.runs == 2 and b.retried
 
 
+@pytest.mark.parametrize("count", [1, 6])
+def test_the_retry_is_a_run_of_its_own(count):
+    outcomes = iter(["fail", "pass"])
+    b, rounds = drive(names(count), lambda run: next(outcomes), retry_flaky=True, persist=True)
+    (first,), (again,) = rounds
+    assert again.stack == first.stack and again.retry == 1 and again.key != first.key
+    assert Run.from_dict(json.loads(json.dumps(again.to_dict()))) == again
+    assert b.accepted == names(count) and b.runs == 2
+
+
 def test_without_retry_a_flaky_failure_bisects():
     outcomes = iter(["fail"])
     b, rounds = drive(names(6), lambda run: next(outcomes, "pass"), retry_flaky=False)

@@ -14,7 +14,7 @@ from gastown.kube.mergequeues import (
 )
 from gastown.ledger import Bead, BeadType, Status
 from gastown.refinery import RefineryReport
-from gastown.refinery.bisect import Run
+from gastown.refinery.bisect import Run, run_id
 from gastown.refinery.verify import Verification
 from gastown.runtimes.kubernetes import VerifyRequest, verification_job
 
@@ -26,6 +26,7 @@ RIG = RigSpec.model_validate({
 OWNER = {"apiVersion": "gastown.dev/v1alpha1", "kind": "MergeQueue", "name": "webapp", "uid": "mq-1",
          "controller": True, "blockOwnerDeletion": True}
 RUN = Run(("gt-aaa",), ("gt-bbb", "gt-ccc"))
+IDENT = f"{run_id('gt-0batch0000', RUN, 0)}-0"  # the run's ID: its batch, attempt and stack
 
 
 def job(attempt=0, rig=RIG):
@@ -42,7 +43,7 @@ def test_the_job_runs_gt_mq_verify_with_the_rigs_gates():
     assert container["command"] == ["gt", "mq", "verify"] and container["image"] == "node:22-slim"
     assert json.loads(env["GT_GATES"]) == [["lint", ["npm", "run", "lint"]], ["test", ["npm", "test"]]]
     assert json.loads(env["GT_RUN"]) == {"prefix": ["gt-aaa"], "group": ["gt-bbb", "gt-ccc"]}
-    assert env["GT_VERIFY_REF"] == f"refs/gastown/verify/gt-0batch0000/{RUN.key}-0" and env["GT_ATTEMPT"] == "0"
+    assert env["GT_VERIFY_REF"] == f"refs/gastown/verify/gt-0batch0000/{IDENT}" and env["GT_ATTEMPT"] == "0"
     assert env["GT_RIG"] == RIG.git_url and env["GT_VERIFY_TIMEOUT"] == "600"
     assert {"GIT_USERNAME", "GIT_PASSWORD"} <= set(env)  # from the rig's Secret, by reference
     assert all("secretKeyRef" in e["valueFrom"] for e in container["env"] if e["name"] in ("GIT_USERNAME",
@@ -56,7 +57,7 @@ def test_the_job_is_owned_by_the_queue_and_has_no_api_access():
     assert j["metadata"]["ownerReferences"] == [OWNER]
     labels = j["metadata"]["labels"]
     assert labels["app.kubernetes.io/component"] == "verification" and labels["gastown.dev/rig"] == "webapp"
-    assert labels["gastown.dev/verification"] == f"{RUN.key}-0" and labels["gastown.dev/batch"] == "gt-0batch0000"
+    assert labels["gastown.dev/verification"] == IDENT and labels["gastown.dev/batch"] == "gt-0batch0000"
     pod = j["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False and pod["restartPolicy"] == "Never"
     assert pod["securityContext"]["runAsNonRoot"] is True

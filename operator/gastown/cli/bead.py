@@ -23,11 +23,19 @@ from ..ledger import (
 )
 from ..ledger.ledger import default_cache_dir
 from ..ledger.model import PREFIX_PATTERN
-from .common import emit, fail, json_option
+from ..ledger.ops import check_title
+from .common import emit, fail, json_option, town_option
 
 STATUSES = [s.value for s in Status]
 TYPES = [t.value for t in BeadType if t != BeadType.MERGE_BATCH]
 DEP_TYPES = [d.value for d in DepType]
+
+
+def _check_title(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    try:
+        return value if value is None else check_title(value)
+    except LedgerError as e:
+        fail(e)
 
 
 def _check_prefix(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -37,8 +45,10 @@ def _check_prefix(_ctx: click.Context, _param: click.Parameter, value: str | Non
 
 
 @click.group()
-@click.option("--rig", envvar="GT_RIG", default=".", show_default=True, metavar="PATH|URL",
-              help="The rig's git repository: a local path or a clone URL (env GT_RIG).")
+@click.option("--rig", envvar="GT_RIG", default=".", show_default=True, metavar="NAME|PATH|URL",
+              help="A rig of the town by name, or the rig's git repository: a local path or a clone URL "
+                   "(env GT_RIG).")
+@town_option
 @click.option("--actor", envvar="GT_ACTOR", metavar="WHO",
               help="Who is acting, recorded as the commit author (env GT_ACTOR; "
                    "default: user NAME@HOST).")
@@ -48,26 +58,31 @@ def _check_prefix(_ctx: click.Context, _param: click.Parameter, value: str | Non
               help="Where the local cache of ledgers lives (env GT_CACHE_DIR; "
                    "default ~/.cache/gastown/ledgers).")
 @click.pass_context
-def bead(ctx: click.Context, rig: str, actor: str | None, prefix: str | None,
+def bead(ctx: click.Context, rig: str, town: Path | None, actor: str | None, prefix: str | None,
          cache_dir: Path | None) -> None:
     """Beads: the tracked work items of a rig, stored as commits on its ledger branch.
 
     Every write is one commit on the branch gastown/ledger of the rig's repository; the
     branch is created on the first write. Read commands take --json.
     """
-    ctx.obj = {"rig": rig, "actor": actor, "prefix": prefix, "cache_dir": cache_dir}
+    ctx.obj = {"rig": rig, "town": town, "actor": actor, "prefix": prefix, "cache_dir": cache_dir}
 
 
 def ledger_command(fn: Callable) -> Callable:
     """Open the rig's ledger for the command; turn ledger errors into one line on stderr."""
 
+    @click.option("--rig", "rig_here", metavar="NAME|PATH|URL",
+                  help="The rig, as `gt bead --rig` takes it (either place works).")
+    @click.option("--town", "town_here", type=click.Path(path_type=Path, file_okay=False),
+                  help="The town whose rig names --rig takes (as `gt bead --town`).")
     @functools.wraps(fn)
     @click.pass_context
-    def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> None:
+    def wrapper(ctx: click.Context, *args: Any, rig_here: str | None = None, town_here: Path | None = None,
+                **kwargs: Any) -> None:
         o = ctx.obj
+        remote, cache = _where(rig_here or o["rig"], town_here or o["town"], o["cache_dir"])
         try:
-            ledger = Ledger(o["rig"], cache_dir=_cache_dir(o["cache_dir"], o["rig"]),
-                            prefix=o["prefix"] or "gt", actor=o["actor"])
+            ledger = Ledger(remote, cache_dir=cache, prefix=o["prefix"] or "gt", actor=o["actor"])
         except LedgerError as e:
             fail(e)
         try:
@@ -84,6 +99,23 @@ def ledger_command(fn: Callable) -> Callable:
 
 def _cache_dir(given: Path | None, rig: str) -> Path | None:
     return None if given is None else Path(given) / default_cache_dir(rig).name
+
+
+def _where(rig: str, town: Path | None, cache_dir: Path | None) -> tuple[str, Path | None]:
+    """The rig's remote and ledger cache: a town rig by name (the town's cache), else a path or URL."""
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", rig):  # a name (a path would need a / to be a bare word)
+        from ..local.town import Town, TownError
+
+        try:
+            t = Town(town)
+            config = t.rig(rig)  # the town's rig of that name, else an existing directory of that name
+        except TownError as e:
+            if not Path(rig).exists():
+                fail(e)
+        else:
+            if config.remote != rig:
+                return config.remote, _cache_dir(cache_dir, config.remote) if cache_dir else t.ledger_cache(rig)
+    return rig, _cache_dir(cache_dir, rig)
 
 
 def _dump(b: Bead) -> dict:
@@ -132,7 +164,7 @@ def _meta(values: tuple[str, ...]) -> dict[str, Any]:
 
 
 @bead.command()
-@click.argument("title")
+@click.argument("title", callback=_check_title)
 @click.option("-d", "--description", default="", help="What the work is.")
 @click.option("-a", "--acceptance", default="", help="How to tell it is done.")
 @click.option("-t", "--type", "type_", type=click.Choice(TYPES), default="task", show_default=True,
@@ -200,7 +232,7 @@ def list_(ledger: Ledger, statuses: tuple[str, ...], show_all: bool, label: str 
 
 @bead.command()
 @click.argument("bead_id", metavar="ID")
-@click.option("--title", help="New title.")
+@click.option("--title", callback=_check_title, help="New title.")
 @click.option("-d", "--description", help="New description.")
 @click.option("-a", "--acceptance", help="New acceptance criteria.")
 @click.option("--notes", help="New notes.")

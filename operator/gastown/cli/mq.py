@@ -142,7 +142,7 @@ def verify(rig: str, batch: str, run_json: str, ref: str, attempt: int | None, g
     Exit code 0 when every gate passed, 1 when one failed, 2 when it could not run.
     """
     from ..ledger import Ledger, LedgerError
-    from ..refinery.verify import checkout, run_gates
+    from ..refinery.verify import Verification, checkout, run_gates
 
     try:
         run = Run.from_dict(json.loads(run_json))
@@ -160,5 +160,6 @@ def verify(rig: str, batch: str, run_json: str, ref: str, attempt: int | None, g
     with Ledger(rig, cache_dir=cache_dir, actor="refinery verifier") as ledger:
         ledger.apply(RecordRun(batch, run, "pass" if result.ok else "fail", tip, result.gate,
                                f"{result.log}\n(verified in {took:.1f}s)", ledger.actor, attempt=attempt))
-    click.echo(f"run {run.key}: {'pass' if result.ok else f'fail ({result.gate})'} in {took:.1f}s", err=not result.ok)
+    ident = Verification(batch, run, attempt or 0).ident
+    click.echo(f"run {ident}: {'pass' if result.ok else f'fail ({result.gate})'} in {took:.1f}s", err=not result.ok)
     sys.exit(0 if result.ok else 1)

@@ -16,7 +16,8 @@ from ..escalation import open_escalations
 from ..ledger import Ledger, LedgerError, default_actor
 from ..local import daemon
 from ..local.apply import apply as apply_document
-from ..local.apply import documents
+from ..local.apply import check, documents
+from ..local.rigcheck import check_rig
 from ..local.town import Town, TownError, git_url
 from ..refinery import queue as mq
 from ..scheduler import in_flight
@@ -44,12 +45,13 @@ def up(town: Path | None, foreground: bool, verbose: bool, metrics_port: int) ->
         except (TownError, OSError) as e:
             fail(e)
         return
-    was = daemon.running(t)
     try:
+        specs = t.specs()  # a town.json it cannot read: said here, and nothing starts
+        was = daemon.running(t)
         pid = daemon.start(t, metrics_port=metrics_port)
-    except TownError as e:
+    except (TownError, OSError) as e:
         fail(e)
-    rigs = ", ".join(sorted(t.specs())) or "none yet: gt rig add NAME URL"
+    rigs = ", ".join(sorted(specs)) or "none yet: gt rig add NAME URL"
     click.echo(f"town {t.root}: daemon {'already running' if was else 'up'} (pid {pid}); rigs: {rigs}")
     click.echo(f"log: {daemon.log_file(t)}")
 
@@ -126,54 +128,131 @@ def rig() -> None:
     """The town's rigs: the repositories its agents work on."""
 
 
+def _rig_options(add: bool):
+    """The options of `gt rig add` (with its defaults) and of `gt rig set` (none: only what is given changes)."""
+    def default(value: object) -> dict:
+        return {"default": value, "show_default": True} if add else {}
+
+    options = [
+        click.option("--max-polecats", type=click.IntRange(1, 100), **default(3),
+                     help="Most agent sessions at once on this rig."),
+        click.option("--runtime", **default("claude"), help="The agent runtime (gt config agent list)."),
+        click.option("--model", help="The model, for runtimes that take one" + ("." if add else " ('' clears it).")),
+        click.option("--agent-arg", "agent_args", multiple=True, metavar="ARG",
+                     help="An argument for the runtime (repeat); the `script` runtime's command line."
+                          + ("" if add else " Given, they replace the rig's.")),
+        click.option("--branch", **default("main"), help="The branch work is merged into."),
+        click.option("--gate", "gates", multiple=True, metavar="NAME=COMMAND",
+                     help=f"A verification gate of the merge queue, NAME one of {', '.join(GATES)} (repeat); "
+                          "COMMAND is split like a shell would but never run by one."
+                          + ("" if add else " Given, it replaces that gate.")),
+        click.option("--deadline", type=click.IntRange(60, 86400), **default(3600),
+                     help="Seconds an agent session may run."),
+        click.option("--webhook-url", help="Where webhook-routed escalations are posted (kept in town.json)."),
+    ]
+    if not add:
+        options += [click.option("--url", help="The rig's repository (a path works too)."),
+                    click.option("--remove-gate", "remove_gates", multiple=True, type=click.Choice(GATES),
+                                 help="Remove this gate (repeat).")]
+
+    def decorate(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+    return decorate
+
+
 @rig.command("add")
 @click.argument("name")
 @click.argument("url")
 @town_option
-@click.option("--max-polecats", type=click.IntRange(1, 100), default=3, show_default=True,
-              help="Most agent sessions at once on this rig.")
-@click.option("--runtime", default="claude", show_default=True, help="The agent runtime (gt config agent list).")
-@click.option("--model", help="The model, for runtimes that take one.")
-@click.option("--agent-arg", "agent_args", multiple=True, metavar="ARG",
-              help="An argument for the runtime (repeat); the `script` runtime's command line.")
-@click.option("--branch", default="main", show_default=True, help="The branch work is merged into.")
-@click.option("--gate", "gates", multiple=True, metavar="NAME=COMMAND",
-              help=f"A verification gate of the merge queue, NAME one of {', '.join(GATES)} (repeat); "
-                   "COMMAND is split like a shell would but never run by one.")
-@click.option("--deadline", type=click.IntRange(60, 86400), default=3600, show_default=True,
-              help="Seconds an agent session may run.")
-@click.option("--webhook-url", help="Where webhook-routed escalations are posted (kept in town.json).")
+@_rig_options(add=True)
 def rig_add(name: str, url: str, town: Path | None, max_polecats: int, runtime: str, model: str | None,
             agent_args: tuple[str, ...], branch: str, gates: tuple[str, ...], deadline: int,
             webhook_url: str | None) -> None:
-    """Add the rig NAME, the git repository at URL (a path works too), to the town."""
+    """Add the rig NAME, the git repository at URL (a path works too), to the town.
+
+    Nothing is saved unless the rig can be driven: NAME is a valid name, the runtime is known,
+    the gates parse, the repository answers, has a commit on the branch and accepts pushes to it.
+    """
+    t = Town(town)
+    try:
+        exists = name in t.specs()
+    except TownError as e:
+        fail(e)
+    if exists:
+        fail(f"rig {name} exists already: change it with gt rig set {name} --OPTION VALUE, "
+             f"or remove it first with gt rig rm {name}")
     raw = {"gitUrl": git_url(url), "defaultBranch": branch, "maxPolecats": max_polecats,
            "sessionDeadlineSeconds": deadline,
            "runtime": {"preset": runtime, **({"model": model} if model else {}), "args": list(agent_args)},
            "verification": {"gates": dict(_gate(g) for g in gates)}}
-    _put_rig(Town(town), name, raw, webhook_url)
+    _put_rig(t, name, raw, webhook_url, added=True)
+
+
+@rig.command("set")
+@click.argument("name")
+@town_option
+@_rig_options(add=False)
+def rig_set(name: str, town: Path | None, max_polecats: int | None, runtime: str | None, model: str | None,
+            agent_args: tuple[str, ...], branch: str | None, gates: tuple[str, ...], deadline: int | None,
+            webhook_url: str | None, url: str | None, remove_gates: tuple[str, ...]) -> None:
+    """Change the rig NAME: only the options given change, the rest of it stays as it is."""
+    t = Town(town)
+    try:
+        specs = t.specs()
+    except TownError as e:
+        fail(e)
+    if name not in specs:
+        fail(f"no rig {name!r} in {t.root}; rigs: {', '.join(sorted(specs)) or 'none yet (gt rig add NAME URL)'}")
+    raw = specs[name][0].wire()
+    changes = {"gitUrl": url and git_url(url), "defaultBranch": branch, "maxPolecats": max_polecats,
+               "sessionDeadlineSeconds": deadline}
+    raw.update({k: v for k, v in changes.items() if v is not None})
+    runtime_raw = raw.setdefault("runtime", {})
+    if runtime is not None:
+        runtime_raw["preset"] = runtime
+    if model is not None:
+        runtime_raw.pop("model", None)
+        runtime_raw.update({"model": model} if model else {})
+    if agent_args:
+        runtime_raw["args"] = list(agent_args)
+    gate_raw = raw.setdefault("verification", {}).setdefault("gates", {})
+    for gate in remove_gates:
+        gate_raw.pop(gate, None)
+    gate_raw.update(dict(_gate(g) for g in gates))
+    if raw == specs[name][0].wire() and webhook_url is None:
+        click.echo(f"rig {name} unchanged")
+        return
+    _put_rig(t, name, raw, webhook_url, added=False, repository=bool(url or branch))
 
 
 def _gate(text: str) -> tuple[str, list[str]]:
     name, sep, command = text.partition("=")
     if not sep or name not in GATES or not command.strip():
         fail(f"--gate {text!r}: use NAME=COMMAND with NAME one of {', '.join(GATES)}")
-    return name, shlex.split(command)
+    try:
+        return name, shlex.split(command)
+    except ValueError as e:  # an unbalanced quote
+        fail(f"--gate {text!r}: the command does not parse ({e}): close the quote, or quote the whole "
+             f"--gate argument for your shell")
 
 
-def _put_rig(t: Town, name: str, raw: dict, webhook_url: str | None = None) -> None:
+def _put_rig(t: Town, name: str, raw: dict, webhook_url: str | None, added: bool, repository: bool = True) -> None:
+    """Check the rig, create its ledger, and only then save it in town.json."""
     try:
         spec = parse_spec(RigSpec, raw)
     except Invalid as e:
         fail(str(e).replace("spec.", "--"))
     try:
-        existed = name in t.specs()
+        check_rig(name, spec, repository)
+        if repository:
+            with Ledger(spec.git_url, cache_dir=t.ledger_cache(name), actor=default_actor()) as ledger:
+                ledger.ensure()
         t.put_rig(name, spec, webhook_url)
-        with Ledger(spec.git_url, cache_dir=t.ledger_cache(name), actor=default_actor()) as ledger:
-            ledger.ensure()
     except (TownError, LedgerError) as e:
         fail(e)
-    click.echo(f"rig {name} {'updated' if existed else 'added'}: {spec.git_url}, up to {spec.max_polecats} polecats "
+    click.echo(f"rig {name} {'added' if added else 'updated'}: {spec.git_url}, up to {spec.max_polecats} polecats "
                f"({spec.runtime.preset})" + ("" if daemon.running(t) else "; start the town with: gt up"))
 
 
@@ -214,13 +293,21 @@ def apply_(files: tuple[str, ...], town: Path | None) -> None:
     """Apply the manifests you would `kubectl apply` to the local town instead."""
     t = Town(town)
     actor = default_actor()
+    docs = []
     for name in files:
         try:
             text = sys.stdin.read() if name == "-" else Path(name).read_text()
         except OSError as e:
             fail(f"{name}: {e.strerror}")
+        except UnicodeDecodeError:
+            fail(f"{name}: not a text file (expected YAML)")
         try:
-            for doc in documents(text, name):
-                click.echo(apply_document(t, doc, actor))
-        except (LedgerError, ValueError) as e:  # ValueError: TownError, FormulaError, a plan that does not hold
+            docs += documents(text, name)
+        except ValueError as e:
             fail(e)
+    try:
+        check(t, docs)  # every document, before any is applied
+        for doc in docs:
+            click.echo(apply_document(t, doc, actor))
+    except (LedgerError, ValueError) as e:  # ValueError: TownError, FormulaError, a plan that does not hold
+        fail(e)

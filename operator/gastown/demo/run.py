@@ -182,7 +182,7 @@ class Demo:
                     f"{sum(1 for m in mrs if m.metadata.get('merged_commit'))} merge requests merged.",
                 "", "Where to look:",
                 f"  the project:   git -C {self.remote} log --oneline --graph main",
-                f"  the ledger:    git -C {self.remote} log --oneline gastown/ledger   (or gt bead list --rig {RIG})",
+                f"  the ledger:    git -C {self.remote} log --oneline gastown/ledger   (or GT_TOWN={self.town} gt bead list --rig {RIG})",
                 f"  session logs:  {self.town}/sessions/*/",
                 f"  verification:  {self.town}/verify/",
                 f"  the daemon:    {self.town}/daemon.log",

@@ -76,6 +76,9 @@ class Tx:
         self.lines.append(line)
 
     def put(self, bead: Bead, line: str, actor: str) -> Bead:
+        before = self.get(bead.id)
+        if before is None or before.title != bead.title:  # every front door writes through here
+            check_title(bead.title)
         self.changes[bead.id] = bead
         self.archive.discard(bead.id)
         self.lines.append(f"bead {bead.id}: {line} ({actor})")
@@ -100,6 +103,15 @@ class Operation(Protocol):
     actor: str
 
     def apply(self, tx: Tx) -> Any: ...
+
+
+def check_title(title: str) -> str:
+    """A title a bead may have: not blank, no NUL byte (git, the shells and the agents choke on it)."""
+    if "\0" in title:
+        raise InvalidOperation(f"title {title!r}: contains a NUL byte")
+    if not title.strip():
+        raise InvalidOperation(f"title {title!r}: is blank")
+    return title
 
 
 def _check_id(bead_id: str) -> None:

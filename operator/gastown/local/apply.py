@@ -1,8 +1,9 @@
 """`gt apply -f`: the manifests `kubectl apply` takes (Rig, MergeQueue, Polecat, Convoy), for a town.
 
-Each document is checked against the same models as the CRDs; a bad one is reported with its
-place in the file and changes nothing, while the documents before it stay applied (as
-kubectl does). Applying the same file twice changes nothing the second time.
+Every document is checked before any is applied: against the same models as the CRDs, and a
+Rig as `gt rig add` checks one (its name, runtime and repository); a bad one is reported with
+its place in the file and nothing is applied. Applying the same file twice changes nothing the
+second time.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import yaml
 from .. import convoy as convoys
 from ..api import GROUP, ConvoySpec, Invalid, MergeQueueSpec, PolecatSpec, RigSpec
 from ..api.validation import parse_spec
-from ..ledger import Ledger
-from ..ledger.ops import Together
+from ..ledger import InvalidOperation, Ledger
+from ..ledger.ops import Together, check_title
 from ..polecats import EnsureAgent, agent_id
 from ..rigloop import rig_formula_sources
 from .driver import RigConfig
+from .rigcheck import check_name, check_rig
 from .town import Town, TownError
 
 KINDS = ("Rig", "MergeQueue", "Polecat", "Convoy")
@@ -56,18 +58,50 @@ def documents(text: str, source: str = "-") -> list[dict[str, Any]]:
     return docs
 
 
-def apply(town: Town, doc: dict[str, Any], actor: str) -> Applied:
+def _spec(doc: dict[str, Any]) -> Any:
     kind, name = doc["kind"], str(doc["metadata"]["name"])
     spec_of = {"Rig": RigSpec, "MergeQueue": MergeQueueSpec, "Polecat": PolecatSpec, "Convoy": ConvoySpec}[kind]
     try:
-        spec = parse_spec(spec_of, doc.get("spec"))
+        return parse_spec(spec_of, doc.get("spec"))
     except Invalid as e:
         raise TownError(f"{kind.lower()}/{name}: {e}") from None
+
+
+def check(town: Town, docs: list[dict[str, Any]]) -> None:
+    """Check every document before any is applied: a bad one anywhere applies nothing."""
+    known = dict(town.specs())
+    rigs = set(known) | {str(d["metadata"]["name"]) for d in docs if d["kind"] == "Rig"}
+    for doc in docs:
+        kind, name = doc["kind"], str(doc["metadata"]["name"])
+        spec = _spec(doc)
+        try:
+            check_name(name, kind.lower())
+            if kind == "Rig":
+                current = known.get(name, (None,))[0]
+                same_repo = current is not None and (current.git_url, current.default_branch) == \
+                    (spec.git_url, spec.default_branch)
+                check_rig(name, spec, repository=not same_repo)
+            if kind == "Convoy":  # the titles its beads will have, checked as the ledger will
+                for i, text in [(f"beads[{i}].title", b.title) for i, b in enumerate(spec.beads or [])] \
+                        + ([("goal", spec.goal)] if spec.goal is not None else []):
+                    try:
+                        check_title(text)
+                    except InvalidOperation as e:
+                        raise TownError(f"spec.{i}: {e}") from None
+        except TownError as e:
+            raise TownError(f"{kind.lower()}/{name}: {e}") from None
+        if kind != "Rig" and spec.rig not in rigs:
+            raise TownError(f"{kind.lower()}/{name}: no rig {spec.rig!r} in {town.root} (apply the Rig first)")
+
+
+def apply(town: Town, doc: dict[str, Any], actor: str) -> Applied:
+    kind, name = doc["kind"], str(doc["metadata"]["name"])
+    spec = _spec(doc)
     if kind == "Rig":
         existed = name in town.specs()
-        changed = town.put_rig(name, spec)
         with Ledger(spec.git_url, cache_dir=town.ledger_cache(name), actor=actor) as ledger:
-            ledger.ensure()  # an unreachable remote or a missing branch is said now, not in the daemon log
+            ledger.ensure()  # before it is saved: a rig whose ledger cannot be written is not kept
+        changed = town.put_rig(name, spec)
         return Applied(kind, name, "configured" if existed and changed else "created" if not existed else "unchanged")
     if kind == "MergeQueue":
         new = spec.rig in town.specs() and town.specs()[spec.rig][1] is None

@@ -112,19 +112,41 @@ def log_file(town: Town) -> Path:
     return town.root / "daemon.log"
 
 
+def _start_time(pid: int) -> str | None:
+    """When the process ``pid`` started (clock ticks after boot, /proc/PID/stat field 22); None when
+    there is no such process or it is a zombie (dead, not yet reaped); "" where there is no /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None if Path("/proc/self/stat").exists() else ""
+    except OSError:
+        return ""
+    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state is field 3, starttime 22
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
 def running(town: Town) -> int | None:
-    """The pid of the town's daemon, when it runs."""
+    """The pid of the town's daemon, when it runs: the pid in the pid file, started when the pid
+    file says (a pid reused by another process, or a zombie, is not the daemon)."""
     try:
-        pid = int(pid_file(town).read_text().split()[0])
-    except (FileNotFoundError, ValueError, IndexError):
+        pid, *rest = pid_file(town).read_text().split()
+        pid_ = int(pid)
+    except (FileNotFoundError, ValueError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    recorded = next((r.removeprefix("start=") for r in rest if r.startswith("start=")), None)
+    started = _start_time(pid_)
+    if started is None:
         return None
-    except PermissionError:
-        return pid
-    return pid
+    if started and recorded is not None and started != recorded:
+        return None  # the pid was reused
+    if not started:  # no /proc: whether some process has the pid
+        try:
+            os.kill(pid_, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid_
+    return pid_
 
 
 def serve(town: Town, poll: float = 0.2, metrics_port: int = 0) -> None:
@@ -132,13 +154,14 @@ def serve(town: Town, poll: float = 0.2, metrics_port: int = 0) -> None:
     other = running(town)
     if other is not None and other != os.getpid():
         raise TownError(f"the town at {town.root} has a daemon already (pid {other}); gt down first")
+    town.specs()  # a town.json it cannot read stops it before it starts (TownError)
     town.root.mkdir(parents=True, exist_ok=True)
     if metrics_port:
         metrics.serve(metrics_port, "127.0.0.1")  # a laptop's daemon: not for the network
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    pid_file(town).write_text(f"{os.getpid()} {time.time():.0f}\n")
+    pid_file(town).write_text(f"{os.getpid()} start={_start_time(os.getpid()) or ''} {time.time():.0f}\n")
     log.info("town %s: daemon %d up", town.root, os.getpid())
     try:
         TownDaemon(town, poll).run(stop)
@@ -156,6 +179,7 @@ def start(town: Town, timeout: float = 15.0, metrics_port: int = 0) -> int:
         return pid
     town.root.mkdir(parents=True, exist_ok=True)
     with log_file(town).open("ab") as out:
+        offset = out.tell()
         proc = subprocess.Popen([sys.executable, "-m", "gastown.cli.main", "up", "--foreground",
                                  "--town", str(town.root), "--metrics-port", str(metrics_port)],
                                 stdout=out, stderr=subprocess.STDOUT,
@@ -165,10 +189,22 @@ def start(town: Town, timeout: float = 15.0, metrics_port: int = 0) -> int:
         if running(town) == proc.pid:
             return proc.pid
         if proc.poll() is not None:
-            tail = log_file(town).read_text(errors="replace").splitlines()[-5:]
-            raise TownError(f"the daemon exited at once (code {proc.returncode}): " + " | ".join(tail))
+            raise TownError(f"the daemon did not start: {_why(town, offset, proc.returncode)}")
         time.sleep(0.05)
-    raise TownError(f"the daemon did not come up within {timeout:.0f}s; see {log_file(town)}")
+    with contextlib.suppress(ProcessLookupError):  # nothing is left running
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    raise TownError(f"the daemon did not come up within {timeout:.0f}s (stopped); see {log_file(town)}")
+
+
+def _why(town: Town, offset: int, code: int) -> str:
+    """The daemon's own last word in its log (what it wrote from ``offset`` on): its one-line error."""
+    with log_file(town).open("rb") as f:
+        f.seek(offset)
+        lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+    said = next((ln.removeprefix("gt: error: ") for ln in reversed(lines) if ln.startswith("gt: error: ")),
+                lines[-1] if lines else f"it exited with code {code}")
+    return f"{said} (see {log_file(town)})"
 
 
 def stop(town: Town, timeout: float = 30.0) -> int | None:

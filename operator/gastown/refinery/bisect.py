@@ -6,9 +6,9 @@ resumes the bisection exactly where it was. A *run* verifies ``group`` stacked o
 once; the next round is planned when all of them have a result.
 
 - Round 1 verifies the whole batch. Green: done, in one run.
-- Red: retried once when flaky retries are on, then split in halves, and both halves are
-  verified in parallel on the accepted prefix. A half that passes joins the prefix; a half
-  that fails is split again.
+- Red: retried once when flaky retries are on (a run of its own: ``Run.retry``), then split in
+  halves, and both halves are verified in parallel on the accepted prefix. A half that passes
+  joins the prefix; a half that fails is split again.
 - A failing pair is not run as two singles: its first MR runs alone, and when it passes the
   second is the bad one (the pair failed without it failing), so it is rejected without a run
   of its own. Seconds whose first also failed are verified together in the next round.
@@ -36,10 +36,12 @@ Result = Literal["pass", "fail", "conflict"]
 class Run:
     prefix: tuple[str, ...]  # accepted MRs, stacked first
     group: tuple[str, ...]  # the MRs under test; () verifies the prefix alone (the target when empty)
+    retry: int = 0  # a flaky retry of the same stack is a run of its own, with a result of its own
 
     @property
     def key(self) -> str:
-        text = "\0".join([*self.prefix, "|", *self.group])
+        """The run's key within its batch (where its result is recorded)."""
+        text = "\0".join([*self.prefix, "|", *self.group, *([f"retry {self.retry}"] if self.retry else [])])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
@@ -49,14 +51,20 @@ class Run:
     def describe(self) -> str:
         if not self.group:
             return f"the {len(self.prefix)} accepted together" if self.prefix else "the target"
-        return f"{len(self.group)} MR(s) on {len(self.prefix)} accepted"
+        again = f" (retry {self.retry})" if self.retry else ""
+        return f"{len(self.group)} MR(s) on {len(self.prefix)} accepted{again}"
 
-    def to_dict(self) -> dict[str, list[str]]:
-        return {"prefix": list(self.prefix), "group": list(self.group)}
+    def to_dict(self) -> dict[str, Any]:
+        return {"prefix": list(self.prefix), "group": list(self.group), **({"retry": self.retry} if self.retry else {})}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Run:
-        return cls(tuple(data["prefix"]), tuple(data["group"]))
+        return cls(tuple(data["prefix"]), tuple(data["group"]), int(data.get("retry", 0)))
+
+
+def run_id(batch: str, run: Run, attempt: int = 0) -> str:
+    """A run's ID: unique per batch, the batch's rebase ``attempt`` and the run (its retry included)."""
+    return hashlib.sha256(f"{batch}\0{attempt}\0{run.key}".encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -92,7 +100,7 @@ class Bisection:
             return []
         prefix = tuple(self.accepted)
         groups = self.pending[:1] if self.sequential else self.pending
-        runs = [Run(prefix, tuple(g)) for g in groups]
+        runs = [Run(prefix, tuple(g), retry=int(self.retried and not prefix and g == self.mrs)) for g in groups]
         if not self.pending and not self.verified:
             runs.append(Run(prefix, ()))
         if self.target_check:  # last: when slots are short, a passing group makes it moot
@@ -117,6 +125,9 @@ class Bisection:
                 self.target_green = True
                 if group[0] in self.deferred:
                     self.rejected[self.deferred.pop(group[0])] = "inferred"
+            elif result == "fail" and self.retry_flaky and not self.retried and group == self.mrs:
+                self.retried = True  # the whole batch once more, as a run of its own (Run.retry)
+                self.pending.append(group)
             elif len(group) == 1:
                 second = self.deferred.pop(group[0], None)
                 if second is not None:
@@ -125,9 +136,6 @@ class Bisection:
                     self.rejected[group[0]] = "conflict"
                 else:
                     self.held.append(group[0])  # rejected once the target is known to be green
-            elif self.retry_flaky and not self.retried and len(group) == len(self.mrs):
-                self.retried = True
-                self.pending.append(group)
             elif len(group) == 2 and not self.sequential:
                 self.pending.append(group[:1])
                 self.deferred[group[0]] = group[1]

@@ -17,7 +17,7 @@ from ..ledger.ids import stable_id
 from ..ledger.model import Dependency, DepType
 from ..ledger.ops import Tx, merged, revise
 from ..polecats import agent_of
-from .bisect import Bisection, Run
+from .bisect import Bisection, Run, run_id
 
 MAX_ROUNDS = 3  # rejections or conflicts of one MR before a person is asked
 LOG_LIMIT = 6000  # characters of gate output kept in a record
@@ -209,7 +209,7 @@ class RecordRun:
         runs[self.run.key] = {**self.run.to_dict(), "result": self.result, "tip": self.tip, "gate": self.gate,
                               "log": tail(self.log), "conflicts": list(self.conflicts), "at": tx.now.isoformat()}
         return tx.put(revise(batch, tx, metadata=merged(batch.metadata, {"runs": runs})),
-                      f"run {self.run.key}: {self.run.describe()}: {self.result}"
+                      f"run {run_id(batch.id, self.run, attempt_of(batch))}: {self.run.describe()}: {self.result}"
                       + (f" ({self.gate})" if self.gate else ""), self.actor)
 
 
@@ -274,16 +274,16 @@ class SettleRound:
         gate = run.get("gate") or "verification"
         if why == "inferred":
             reason = (f"gate {gate} failed on the pair holding it, and passed without it "
-                      f"(run {_key(run)} in {batch.id})")
+                      f"(run {_key(batch, run)} in {batch.id})")
         else:
-            reason = f"gate {gate} failed with it alone on the verified prefix (run {_key(run)} in {batch.id})"
+            reason = f"gate {gate} failed with it alone on the verified prefix (run {_key(batch, run)} in {batch.id})"
         Reject(mr, reason, run.get("log", ""), self.actor, batch.id).apply(tx)
 
 
-def _key(run: Mapping[str, Any]) -> str:
+def _key(batch: Bead, run: Mapping[str, Any]) -> str:
     if not run:
         return "?"
-    return Run(tuple(run["prefix"]), tuple(run["group"])).key
+    return run_id(batch.id, Run.from_dict(run), attempt_of(batch))
 
 
 def verified_tip(batch: Bead) -> str | None:

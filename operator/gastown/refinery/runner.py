@@ -178,7 +178,7 @@ class Refinery:
         verification = Verification(batch.id, run, attempt_of(batch))
         self.branches.push_ref(tip, verification.ref)
         self.port.start_verification(verification)
-        log.info("refinery: %s run %s: %s at %s", batch.id, run.key, run.describe(), tip[:12])
+        log.info("refinery: %s run %s: %s at %s", batch.id, verification.ident, run.describe(), tip[:12])
 
     def _report_rejections(self, batch: Bead, before: Mapping[str, str], report: RefineryReport) -> None:
         beads = self.ledger.snapshot(refresh=False).beads()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..ledger.worktree import git
-from .bisect import Run
+from .bisect import Run, run_id
 
 VERIFY_REFS = "refs/gastown/verify"
 
@@ -30,7 +30,8 @@ class Verification:
 
     @property
     def ident(self) -> str:
-        return f"{self.run.key}-{self.attempt}"
+        """The run's ID: unique per batch, attempt and run (a flaky retry included)."""
+        return f"{run_id(self.batch, self.run, self.attempt)}-{self.attempt}"
 
     @property
     def ref(self) -> str:
