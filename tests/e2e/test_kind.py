@@ -3,13 +3,18 @@
 It installs the chart (release gastown-e2e, watching one fresh namespace), starts a git server
 in that namespace holding a sample rig, applies a Rig, a MergeQueue and a Convoy of explicit
 beads worked by the `script` runtime, and waits until the merge queue merged them to main and
-the convoy is Done. Everything it made is removed at the end. Skipped, with the reason, when no
-cluster answers. The images must be in the cluster: GT_E2E_IMAGE_TAG (default dev, as
+the convoy is Done. Everything it made is removed at the end, in the order the README's uninstall
+section gives: gastown's custom resources while the operator still runs, then the release, then
+the namespace, which must be gone within a minute. A second test installs another release, leaves
+a Rig in place, uninstalls first and follows the README's sequence for an operator that is gone:
+the finalizers are patched away and the namespace goes within a minute. Skipped, with the reason,
+when no cluster answers. The images must be in the cluster: GT_E2E_IMAGE_TAG (default dev, as
 `make kind-load` builds them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -47,24 +52,113 @@ def api():
     return found
 
 
-@pytest.fixture(scope="module")
-def namespace(api):
+PLURALS = ("convoys", "mergequeues", "rigs", "polecats")  # gastown's namespaced kinds, the order to delete them
+FINALIZER = "gastown.dev/finalizer"
+HELM = str(ROOT / ".venv" / "bin" / "helm")
+
+
+def _install(api, release: str) -> str:
+    """A fresh namespace under the restricted profile, and a release watching just it."""
     from kubernetes import client
 
     name = f"gastown-e2e-{uuid.uuid4().hex[:6]}"
-    core = client.CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": name, "labels": {
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": name, "labels": {
         "pod-security.kubernetes.io/enforce": "restricted"}}})  # agent pods must pass the restricted profile
-    helm = str(ROOT / ".venv" / "bin" / "helm")
-    subprocess.run([helm, "upgrade", "--install", "gastown-e2e", str(ROOT / "charts" / "gastown"),
-                    "--namespace", name, "--set", f"watchNamespaces={{{name}}}", "--set", f"image.tag={TAG}",
-                    "--set", f"agentImage.tag={TAG}", "--set", "peering.enabled=false", "--wait",
-                    "--timeout", "5m"], check=True)
+    try:
+        subprocess.run([HELM, "upgrade", "--install", release, str(ROOT / "charts" / "gastown"),
+                        "--namespace", name, "--set", f"watchNamespaces={{{name}}}", "--set", f"image.tag={TAG}",
+                        "--set", f"agentImage.tag={TAG}", "--set", "peering.enabled=false", "--wait",
+                        "--timeout", "5m"], check=True)
+    except BaseException:
+        subprocess.run([HELM, "uninstall", release, "--namespace", name], check=False)
+        client.CoreV1Api(api).delete_namespace(name)
+        raise
+    return name
+
+
+def _gastown_objects(api, ns: str) -> list[tuple[str, dict]]:
+    from kubernetes import client
+
+    objects = client.CustomObjectsApi(api)
+    return [(plural, item) for plural in PLURALS
+            for item in objects.list_namespaced_custom_object(GROUP, VERSION, ns, plural)["items"]]
+
+
+def _delete_gastown_objects(api, ns: str, timeout: float = 180) -> None:
+    """Step 1 of the uninstall, the operator still running: delete every Convoy, MergeQueue and Rig
+    (a Rig's Polecats, Jobs, CronJobs, claims and RBAC go with it) and wait until they are gone."""
+    from kubernetes import client
+
+    objects = client.CustomObjectsApi(api)
+    for plural in PLURALS:
+        objects.delete_collection_namespaced_custom_object(GROUP, VERSION, ns, plural)
+    _wait(lambda: not _gastown_objects(api, ns), timeout, f"gastown's objects in {ns} to be deleted by the operator")
+
+
+def _remove_finalizers(api, ns: str) -> list[str]:
+    """The README's loop for an operator that is gone: a merge patch that drops every finalizer of
+    gastown's objects in ``ns`` (kubectl patch --type=merge -p '{"metadata":{"finalizers":null}}')."""
+    from kubernetes import client
+
+    objects, patched = client.CustomObjectsApi(api), []
+    for plural, obj in _gastown_objects(api, ns):
+        if obj["metadata"].get("finalizers"):
+            objects.patch_namespaced_custom_object(GROUP, VERSION, ns, plural, obj["metadata"]["name"],
+                                                   {"metadata": {"finalizers": None}})
+            patched.append(f"{plural}/{obj['metadata']['name']}")
+    return patched
+
+
+def _uninstall(api, release: str, ns: str) -> None:
+    """`helm uninstall --wait`, then wait until the operator's pod has stopped too."""
+    from kubernetes import client
+
+    subprocess.run([HELM, "uninstall", release, "--namespace", ns, "--cascade", "foreground", "--wait",
+                    "--timeout", "2m"], check=True)
+    selector = f"app.kubernetes.io/instance={release},app.kubernetes.io/component=operator"
+    _wait(lambda: not client.CoreV1Api(api).list_namespaced_pod(ns, label_selector=selector).items, 120,
+          f"the operator of {release} to stop")
+
+
+def _namespace_gone(api, ns: str) -> bool:
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    try:
+        client.CoreV1Api(api).read_namespace(ns)
+    except ApiException as e:
+        if e.status == 404:
+            return True
+        raise
+    return False
+
+
+def _delete_namespace_within_a_minute(api, ns: str) -> None:
+    from kubernetes import client
+
+    client.CoreV1Api(api).delete_namespace(ns)
+    try:
+        _wait(lambda: _namespace_gone(api, ns), 60, f"the namespace {ns} to be deleted")
+    except AssertionError:
+        left = [(p, o["metadata"]["name"], o["metadata"].get("finalizers")) for p, o in _gastown_objects(api, ns)]
+        raise AssertionError(f"namespace {ns} still Terminating after 60s; gastown objects left: {left}") from None
+
+
+@pytest.fixture(scope="module")
+def namespace(api):
+    name = _install(api, "gastown-e2e")
     try:
         yield name
     finally:
-        subprocess.run([helm, "uninstall", "gastown-e2e", "--namespace", name, "--wait"], check=False)
-        core.delete_namespace(name)
+        # the README's uninstall: custom resources first, while the operator removes its finalizers
+        try:
+            _delete_gastown_objects(api, name)
+        finally:
+            try:
+                _uninstall(api, "gastown-e2e", name)
+            finally:
+                _remove_finalizers(api, name)  # none, unless a step above failed: even then no namespace leaks
+                _delete_namespace_within_a_minute(api, name)
 
 
 GIT_SERVER = """\
@@ -149,3 +243,32 @@ def test_a_convoy_of_explicit_beads_is_merged_on_a_real_cluster(api, namespace):
     batch.create_namespaced_job(namespace, job)
     _wait(lambda: (batch.read_namespaced_job("gt-dog-sample-prune-e2e", namespace).status.succeeded or 0) >= 1,
           300, "a run of the prune Dog to succeed")
+
+
+def test_uninstalling_first_then_removing_the_finalizers_frees_the_namespace_within_a_minute(api):
+    """The README's sequence for an operator that is already gone: `helm uninstall` with a Rig
+    (and its finalizer) still in place, then the finalizers patched away, then the namespace."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    objects = client.CustomObjectsApi(api)
+    release = "gastown-e2e-uninstall"
+    ns = _install(api, release)
+    try:
+        objects.create_namespaced_custom_object(GROUP, VERSION, ns, "rigs", {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "Rig", "metadata": {"name": "orphan"},
+            "spec": {"gitUrl": f"git://nowhere.{ns}.svc/none.git", "maxPolecats": 1, "network": {"policy": False},
+                     "runtime": {"preset": "script", "args": ["true"]}}})
+        # the operator takes the Rig: from here on nothing but the operator (or the patch below) frees it
+        _wait(lambda: FINALIZER in (objects.get_namespaced_custom_object(GROUP, VERSION, ns, "rigs", "orphan")
+                                    ["metadata"].get("finalizers") or []), 120, "the operator's finalizer on the Rig")
+        _uninstall(api, release, ns)
+        assert [o["metadata"]["name"] for p, o in _gastown_objects(api, ns) if p == "rigs"] == ["orphan"]
+        assert "rigs/orphan" in _remove_finalizers(api, ns)
+        _delete_namespace_within_a_minute(api, ns)
+    finally:
+        if not _namespace_gone(api, ns):  # a failure above: leave nothing behind
+            subprocess.run([HELM, "uninstall", release, "--namespace", ns], check=False)
+            _remove_finalizers(api, ns)
+            with contextlib.suppress(ApiException):  # 409 when already Terminating
+                client.CoreV1Api(api).delete_namespace(ns)

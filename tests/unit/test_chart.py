@@ -110,9 +110,71 @@ def test_the_operator_deployment():
     assert "--all-namespaces" in container["args"] and "--peering-name=gastown" in container["args"]
     assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["GT_AGENT_IMAGE"] == "gastown/agent:0.1.0" and env["GT_RUNTIMES_CONFIGMAP"] == "gastown-runtimes"
+    assert env["GT_AGENT_IMAGE"] == "gastown/agent:0.1.0" and env["GT_RUNTIMES_CONFIGMAP"] == "gt-gastown-runtimes"
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert {"/var/cache/gastown", "/tmp", "/home/gastown", "/etc/gastown/runtimes"} <= mounts
+
+
+def test_the_operator_is_ready_when_kopf_answers_on_the_liveness_endpoint():
+    (deployment,) = by_kind(render(), "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    probe = container["readinessProbe"]
+    assert probe["httpGet"] == container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
+    assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]  # what kopf serves, where the probe asks
+    assert probe["periodSeconds"] > 0 and probe["timeoutSeconds"] <= probe["periodSeconds"]
+
+
+def test_the_runtimes_configmap_named_to_the_operator_is_the_releases_own():
+    for release in ("gt", "other"):
+        proc = subprocess.run([helm(), "template", release, str(CHART), "--namespace", "ns",
+                               "--kube-version", KUBE_VERSION], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+        (configmap,) = by_kind(docs, "ConfigMap")
+        (deployment,) = by_kind(docs, "Deployment")
+        pod = deployment["spec"]["template"]["spec"]
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+        assert env["GT_RUNTIMES_CONFIGMAP"] == configmap["metadata"]["name"] == f"{release}-gastown-runtimes"
+        assert {"name": "runtimes", "configMap": {"name": configmap["metadata"]["name"]}} in pod["volumes"]
+
+
+def names_written(release: str, *args: str) -> set[tuple[str, str | None, str]]:
+    """(kind, namespace, name) of every object a release of that name would own (helm template
+    leaves out crds/: those are shared by design), its `helm test` hook included."""
+    proc = subprocess.run([helm(), "template", release, str(CHART), "--namespace", "gastown-system",
+                           "--kube-version", KUBE_VERSION, *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    assert not by_kind(docs, "CustomResourceDefinition")
+    return {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs}
+
+
+@pytest.mark.parametrize("first,second", [
+    ((), ("--set", "peering.create=false", "--set", "peering.priority=-1")),  # a standby joining the peering
+    (("--set", "watchNamespaces={team-a}"), ("--set", "watchNamespaces={team-b}")),  # two towns
+    (("--set", "watchNamespaces={team-a}", "--set", "peering.enabled=false"),
+     ("--set", "watchNamespaces={team-a}", "--set", "peering.enabled=false")),  # standalone, the e2e layout
+], ids=["standby", "two-towns", "standalone"])
+def test_two_releases_side_by_side_write_no_object_of_the_same_name(first, second):
+    ours, theirs = names_written("gastown", *first), names_written("other", *second)
+    cluster_scoped = {k for k, ns, _ in ours if ns is None}
+    assert {"ClusterRole", "ClusterRoleBinding"} <= cluster_scoped  # the check covers them
+    assert ours & theirs == set()
+
+
+def test_two_releases_with_every_default_share_only_the_peering_object():
+    """Two cluster-wide releases are a primary and its standby: they share one peering object,
+    which only one of them may create (`peering.create=false` in the other, as the README says)."""
+    shared = names_written("gastown") & names_written("other")
+    assert shared == {("ClusterKopfPeering", None, "gastown")}
+
+
+def test_only_peering_create_false_leaves_the_peering_object_out():
+    assert by_kind(render(), "ClusterKopfPeering")
+    assert by_kind(render("--set", "peering.create=null"), "ClusterKopfPeering")  # --reuse-values of an older release
+    assert not by_kind(render("--set", "peering.create=false"), "ClusterKopfPeering")
+    assert not by_kind(render("--set", "peering.create=false", "--set", "watchNamespaces={a}"), "KopfPeering")
 
 
 def test_standalone_debug_and_custom_runtimes():
