@@ -1,15 +1,18 @@
 """Merge-queue arithmetic: verification runs and rounds to settle a batch, by strategy.
 
-A batch of n MRs with k bad ones at random positions (several seeds); a run fails when its
-stack holds a bad MR; every run lasts the same time, so a round (runs verified at once) is
-one gate duration of wall time. Strategies:
+A batch of n MRs with k bad ones at random positions (several seeds; k = n is an all-bad
+batch); a run fails when its stack holds a bad MR; every run lasts the same time, so a round
+(runs verified at once) is one gate duration of wall time. Strategies, per cell (n, k, parallel):
 
-  one-at-a-time    each MR verified alone on the target: n runs, n rounds
-  sequential       bors-ng: a red batch is split in halves, queued, run one after another
-  gastown p=P      gastown.refinery.bisect, the Refinery's engine, with P parallel runs
+  one-at-a-time    each MR verified on the last, then merged: n runs, n rounds
+  bors-ng          sequential bisection: a red batch is split in halves, queued, run one after another
+  gastown          gastown.refinery.bisect, the Refinery's engine, with ``parallel`` runs at once
 
-Targets (issue #6): k = 0 -> 1 run; rounds <= ceil(log2 n) + 2 for k <= 2; runs no more than
-sequential bisection's. Prints figures; asserts nothing about time.
+Targets (issues #6 and #19), checked on every seed and printed beside the figures:
+  k = 0 -> 1 run; runs (mean) no more than bors-ng's in every cell, and on an all-bad batch
+  no more than bors-ng's on any seed; rounds <= ceil(log2 n) + 2 for k <= 2 and parallel >= 4;
+  n = 32: rounds <= 4 for k = 1 with parallel >= 8, rounds <= 6 for k = 4 with parallel 8.
+Prints figures; asserts nothing about time. Exits 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import math
 import random
 import statistics
+import sys
 
 from gastown.refinery.bisect import Bisection, Run
 
@@ -32,6 +36,7 @@ def gastown(mrs: list[str], bad: set[str], parallel: int) -> tuple[int, int, set
 
 
 def sequential(mrs: list[str], bad: set[str]) -> tuple[int, int]:
+    """bors-ng: runs and rounds (the same: one run at a time)."""
     runs, queue = 0, [mrs]
     while queue:
         group = queue.pop(0)
@@ -42,48 +47,68 @@ def sequential(mrs: list[str], bad: set[str]) -> tuple[int, int]:
     return runs, runs
 
 
+def one_at_a_time(mrs: list[str], bad: set[str]) -> tuple[int, int]:
+    return len(mrs), len(mrs)
+
+
+def targets(n: int, k: int, parallel: int) -> list[tuple[str, str, int]]:
+    """The targets of one cell: (text, "runs" | "rounds" | "runs<=bors" | "runs<=bors each", bound)."""
+    out: list[tuple[str, str, int]] = [("runs <= bors-ng", "runs<=bors", 0)]
+    if k == 0:
+        out.append(("runs = 1", "runs", 1))
+    if k == n:
+        out.append(("all-bad: runs <= bors-ng each seed", "runs<=bors each", 0))
+    if 0 < k <= 2 and parallel >= 4:
+        out.append((f"rounds <= {math.ceil(math.log2(n)) + 2}", "rounds", math.ceil(math.log2(n)) + 2))
+    if n == 32 and k == 1 and parallel >= 8:
+        out.append(("rounds <= 4", "rounds", 4))
+    if n == 32 and k == 4 and parallel == 8:
+        out.append(("rounds <= 6", "rounds", 6))
+    return out
+
+
+def figure(values: list[int]) -> str:
+    return f"{statistics.mean(values):6.2f} ({max(values):>2})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", type=int, default=32)
+    parser.add_argument("-n", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("-k", type=int, nargs="+", default=[0, 1, 2, 4, 8],
+                        help="bad MRs per batch (an all-bad batch, k = n, is added for each n)")
     parser.add_argument("--seeds", type=int, default=200)
-    parser.add_argument("--parallel", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--parallel", type=int, nargs="+", default=[1, 2, 4, 8])
     args = parser.parse_args()
-    n = args.n
-    mrs = [f"mr-{i:02d}" for i in range(n)]
-    target = math.ceil(math.log2(n)) + 2
-    print(f"refinery: n = {n} MRs, {args.seeds} seeds; runs and rounds as mean (max); "
-          f"rounds target <= {target} for k <= 2")
-    print(f"{'k':>3} {'strategy':<16} {'runs':>14} {'rounds':>14}  vs sequential (mean; seeds with more runs)")
-    missed = []
-    for k in (0, 1, 2, 4):
-        rows: dict[str, list[tuple[int, int]]] = {}
-        for seed in range(args.seeds):
-            bad = set(random.Random(seed).sample(mrs, k))
-            rows.setdefault("one-at-a-time", []).append((n, n))
-            rows.setdefault("sequential", []).append(sequential(mrs, bad))
+    print(f"refinery: {args.seeds} seeds per cell; runs and rounds as mean (max)")
+    print(f"{'n':>3} {'k':>3} {'par':>3} | {'one-at-a-time':^13} | {'bors-ng runs=rounds':^19} | "
+          f"{'gastown runs':^12} {'gastown rounds':^14} | targets")
+    missed: list[str] = []
+    for n in args.n:
+        mrs = [f"mr-{i:02d}" for i in range(n)]
+        for k in sorted({k for k in args.k if k < n} | {n}):
+            bads = [set(random.Random(seed).sample(mrs, k)) for seed in range(args.seeds if 0 < k < n else 1)]
+            single = [one_at_a_time(mrs, bad) for bad in bads]
+            bors = [sequential(mrs, bad)[0] for bad in bads]
             for p in args.parallel:
-                runs, rounds, _ = gastown(mrs, bad, p)
-                rows.setdefault(f"gastown p={p}", []).append((runs, rounds))
-        seq = rows["sequential"]
-        seq_runs, seq_rounds = statistics.mean(r for r, _ in seq), statistics.mean(d for _, d in seq)
-        for name, figures in rows.items():
-            runs, rounds = [r for r, _ in figures], [d for _, d in figures]
-            more = sum(r > s for (r, _), (s, _) in zip(figures, seq, strict=True))
-            print(f"{k:>3} {name:<16} {statistics.mean(runs):>8.2f} ({max(runs):>3}) "
-                  f"{statistics.mean(rounds):>8.2f} ({max(rounds):>3})  runs x{statistics.mean(runs) / seq_runs:.2f}, "
-                  f"rounds x{statistics.mean(rounds) / seq_rounds:.2f}; {more} seed(s) with more runs")
-            if name.startswith("gastown"):
-                if k == 0 and max(runs) != 1:
-                    missed.append(f"k=0 {name}: {max(runs)} runs")
-                if k <= 2 and max(rounds) > target and name == f"gastown p={max(args.parallel)}":
-                    missed.append(f"k={k} {name}: {max(rounds)} rounds")
-                if statistics.mean(runs) > seq_runs:
-                    missed.append(f"k={k} {name}: more runs than sequential bisection")
+                ours = [gastown(mrs, bad, p)[:2] for bad in bads]
+                runs, rounds = [r for r, _ in ours], [d for _, d in ours]
+                marks = []
+                for text, kind, bound in targets(n, k, p):
+                    ok = {"runs<=bors": statistics.mean(runs) <= statistics.mean(bors),
+                          "runs<=bors each": all(r <= s for r, s in zip(runs, bors, strict=True)),
+                          "runs": max(runs) <= bound, "rounds": max(rounds) <= bound}[kind]
+                    marks.append(f"{text} {'ok' if ok else 'MISSED'}")
+                    if not ok:
+                        missed.append(f"n={n} k={k} parallel={p}: {text}")
+                print(f"{n:>3} {k:>3} {p:>3} | {single[0][0]:>4} / {single[0][1]:<6} | {figure(bors):^19} | "
+                      f"{figure(runs):>12} {figure(rounds):>14} | {'; '.join(marks)}")
     print("targets:", "all met" if not missed else "MISSED " + "; ".join(missed))
+    if missed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
     main()
 
 
-__all__ = ["Run", "gastown", "sequential"]
+__all__ = ["Run", "gastown", "one_at_a_time", "sequential", "targets"]

@@ -6,12 +6,21 @@ resumes the bisection exactly where it was. A *run* verifies ``group`` stacked o
 once; the next round is planned when all of them have a result.
 
 - Round 1 verifies the whole batch. Green: done, in one run.
-- Red: retried once when flaky retries are on (a run of its own: ``Run.retry``), then split in
-  halves, and both halves are verified in parallel on the accepted prefix. A half that passes
-  joins the prefix; a half that fails is split again.
-- A failing pair is not run as two singles: its first MR runs alone, and when it passes the
+- Red: retried once when flaky retries are on (a run of its own: ``Run.retry``), then split,
+  and the parts are verified in parallel on the accepted prefix. A part that passes joins the
+  prefix; a part that fails is split again.
+- A failed group is split when the next round is planned (``next_round``), to use the
+  round's verification slots. A group of more than four goes into its quarters (the halves of
+  its halves) at once: the quarters cost the four runs that two levels of halves cost at worst
+  (bors-ng runs both halves of every red group), so they never cost more runs than halves, and
+  they save a round. Never finer than quarters: eighths would cost more runs than they save.
+  A group of three or four goes into halves, or into singles when the round has slots free.
+  The parts are always nodes of the tree of halves, and the split depends only on the state
+  and ``parallel``, so planning a round again (after a restart) gives the same runs.
+- A failing pair, when the round has a slot free for each and fewer than three groups to
+  split, is run as two singles. Otherwise its first MR runs alone, and when it passes the
   second is the bad one (the pair failed without it failing), so it is rejected without a run
-  of its own. Seconds whose first also failed are verified together in the next round.
+  of its own; a second whose first also failed runs alone in the next round.
 - Two groups passing in the same round were each verified on the prefix, never together: the
   next round's runs are stacked on both, and when no round follows, the prefix is verified
   alone before anything merges. If that fails (the MRs interact), the accepted MRs are bisected
@@ -72,6 +81,7 @@ class Bisection:
     mrs: list[str]
     retry_flaky: bool = False
     pending: list[list[str]] = field(default_factory=list)
+    failed: list[list[str]] = field(default_factory=list)  # failed groups, split when the next round is planned
     deferred: dict[str, str] = field(default_factory=dict)  # first of a failed pair -> its second
     accepted: list[str] = field(default_factory=list)
     rejected: dict[str, str] = field(default_factory=dict)  # MR -> "fail" | "inferred" | "conflict"
@@ -91,13 +101,18 @@ class Bisection:
 
     @property
     def done(self) -> bool:
-        return self.target_red or not (self.pending or self.deferred or self.target_check or self.held
+        return self.target_red or not (self.pending or self.failed or self.deferred or self.target_check or self.held
                                        or (self.accepted and not self.verified))
 
     def next_round(self, parallel: int) -> list[Run]:
-        """The runs to verify now (at most ``parallel``); empty when the bisection is done."""
+        """The runs to verify now (at most ``parallel``); empty when the bisection is done.
+
+        Splits the groups that failed last round into the parts these runs verify (deterministic:
+        called again, on this state or on the one saved before it, it gives the same runs)."""
         if self.done:
             return []
+        if self.failed:
+            self._split(max(1, parallel))
         prefix = tuple(self.accepted)
         groups = self.pending[:1] if self.sequential else self.pending
         runs = [Run(prefix, tuple(g), retry=int(self.retried and not prefix and g == self.mrs)) for g in groups]
@@ -112,7 +127,6 @@ class Bisection:
         self.rounds += 1
         self.runs += len(results)
         passed = 0
-        unknown: list[str] = []
         for run, result in results.items():
             if not run.group:
                 passed += self._settle_alone(run, result)
@@ -131,19 +145,13 @@ class Bisection:
             elif len(group) == 1:
                 second = self.deferred.pop(group[0], None)
                 if second is not None:
-                    unknown.append(second)
+                    self.pending.append([second])  # unknown: its first failed too
                 if result == "conflict":
                     self.rejected[group[0]] = "conflict"
                 else:
                     self.held.append(group[0])  # rejected once the target is known to be green
-            elif len(group) == 2 and not self.sequential:
-                self.pending.append(group[:1])
-                self.deferred[group[0]] = group[1]
             else:
-                half = len(group) // 2
-                self.pending += [group[:half], group[half:]]
-        if unknown:
-            self.pending.append(unknown)
+                self.failed.append(group)  # split by next_round, to the slots it has
         if self.held and self.target_green:
             self.rejected.update({mr: "fail" for mr in self.held})
             self.held = []
@@ -156,6 +164,31 @@ class Bisection:
         if self.target_green:
             self.target_check = False
         order = {mr: i for i, mr in enumerate(self.mrs)}
+        self.pending.sort(key=lambda g: order[g[0]])
+
+    def _split(self, parallel: int) -> None:
+        """Split the failed groups into the parts the next round verifies (see the module's
+        docstring): more than four into quarters; fewer into halves (a pair into its first MR,
+        its second deferred), then, in order, into singles while the round has slots free."""
+        order = {mr: i for i, mr in enumerate(self.mrs)}
+        failed = sorted(self.failed, key=lambda g: order[g[0]])
+        self.failed = []
+        if self.sequential:  # one group at a time: halves, and no inference from a pair
+            self.pending += [part for g in failed for part in _halves(g)]
+            return
+        parts = [_quarters(g) if len(g) > 4 else [g[:1]] if len(g) == 2 else _halves(g) for g in failed]
+        free = parallel - len(self.pending) - sum(len(p) for p in parts)
+        for i, g in enumerate(failed):
+            finer = _quarters(g)
+            if len(g) == 2 and len(failed) > 2:
+                continue  # three or more red groups: a pair's inference saves more runs than its singles save rounds
+            if len(finer) - len(parts[i]) <= free:
+                free -= len(finer) - len(parts[i])
+                parts[i] = finer
+        for g, p in zip(failed, parts, strict=True):
+            if len(g) == 2 and len(p) == 1:
+                self.deferred[g[0]] = g[1]
+            self.pending += p
         self.pending.sort(key=lambda g: order[g[0]])
 
     def _settle_alone(self, run: Run, result: Result) -> int:
@@ -178,5 +211,17 @@ class Bisection:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Bisection:
+        # (a state saved before ``failed`` existed has none: the default is right for it)
         return cls(**{k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v)
                       for k, v in data.items()})
+
+
+def _halves(group: list[str]) -> list[list[str]]:
+    """A group's halves (the first the smaller); a single MR is its own only part."""
+    half = len(group) // 2
+    return [group[:half], group[half:]] if half else [group]
+
+
+def _quarters(group: list[str]) -> list[list[str]]:
+    """The halves of a group's halves: nodes of the same tree as the halves, a level down."""
+    return [quarter for half in _halves(group) for quarter in _halves(half)]
