@@ -8,12 +8,21 @@ those; months and weekdays may be named (jan, sun); weekday 7 is Sunday as 0 is.
 day fields are restricted a day matches either one, as in every cron since Vixie's.
 The local daemon fires its Dogs with this; on a cluster the same text goes into CronJobs, so
 a schedule that parses here is one Kubernetes accepts.
+
+The schedule arithmetic (what a field means, when it next fires) is cronsim's
+(https://github.com/cuu508/cronsim). This module adds what cronsim leaves out: the macros,
+exactly five fields, none of cronsim's extensions (``L``, ``W`` and ``#``, which Kubernetes
+refuses, and ``?``, refused here as before), and an error that names the field and the
+offending value.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cronsim import CronSim, CronSimError
 
 MACROS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@weekly": "0 0 * * 0",
           "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *"}
@@ -22,60 +31,65 @@ DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
 # (name, lowest, highest, names counted from the lowest)
 FIELDS = [("minute", 0, 59, []), ("hour", 0, 23, []), ("day of month", 1, 31, []),
           ("month", 1, 12, MONTHS), ("day of week", 0, 7, DAYS)]
-SEARCH_DAYS = 366 * 5  # a valid schedule fires within four years (29 February)
+_SYNTAX = re.compile(r"^(\*|[0-9a-z]+(-[0-9a-z]+)?)(/[0-9a-z]*)?$")
 
 
 class ScheduleError(ValueError):
     pass
 
 
-def _value(text: str, name: str, low: int, high: int, names: list[str]) -> int:
-    if text.lower() in names:
-        return names.index(text.lower()) + low
-    if not text.isdigit():
-        raise ScheduleError(f"{name}: {text!r} is not a number" + (f" or a name ({', '.join(names)})" if names else ""))
-    n = int(text)
-    if not low <= n <= high:
-        raise ScheduleError(f"{name}: {n} is outside {low}-{high}")
-    return n
+def _explain(text: str, name: str, low: int, high: int, names: list[str]) -> str:
+    """Why cronsim refused one field, in words that name the field and the offending value."""
+    def value(token: str) -> str | None:
+        if token.lower() in names:
+            return None
+        if not token.isdigit():
+            return f"{name}: {token!r} is not a number" + (f" or a name ({', '.join(names)})" if names else "")
+        if not low <= int(token) <= high:
+            return f"{name}: {int(token)} is outside {low}-{high}"
+        return None
 
-
-def _field(text: str, name: str, low: int, high: int, names: list[str]) -> frozenset[int]:
-    out: set[int] = set()
     for part in text.split(","):
-        rng, _, step_text = part.partition("/")
-        step = 1
-        if step_text:
-            if not step_text.isdigit() or int(step_text) == 0:
-                raise ScheduleError(f"{name}: step {step_text!r} must be a positive number")
-            step = int(step_text)
-        if rng == "*":
-            first, last = low, high
-        elif "-" in rng:
-            a, b = rng.split("-", 1)
-            first, last = _value(a, name, low, high, names), _value(b, name, low, high, names)
+        if not _SYNTAX.match(part.lower()):
+            return f"{name}: {part!r} is not a number, a range a-b or *, optionally with a step /n"
+        rng, _, step = part.partition("/")
+        if "/" in part and (not step.isdigit() or int(step) == 0):
+            return f"{name}: step {step!r} must be a positive number"
+        bounds = [] if rng == "*" else rng.split("-", 1)
+        for token in bounds:
+            if problem := value(token):
+                return problem
+        if len(bounds) == 2:
+            first, last = (names.index(t.lower()) + low if t.lower() in names else int(t) for t in bounds)
             if first > last:
-                raise ScheduleError(f"{name}: range {rng} runs backwards")
-        else:
-            first = _value(rng, name, low, high, names)
-            last = high if step_text else first
-        out.update(range(first, last + 1, step))
-    return frozenset(out)
+                return f"{name}: range {rng} runs backwards"
+    return f"{name}: {text!r} is not a valid field"
+
+
+def _check_field(index: int, text: str) -> None:
+    name, low, high, names = FIELDS[index]
+    lowered = text.lower()
+    # cronsim also takes L, W and # (a Kubernetes CronJob does not) and ?: the syntax check comes first
+    if (all(_SYNTAX.match(part) for part in lowered.split(","))
+            and all(word in names for word in re.findall(r"[a-z]+", lowered))):
+        probe = ["*"] * 5
+        probe[index] = lowered
+        try:
+            CronSim(" ".join(probe), datetime(2000, 1, 1))
+            return
+        except CronSimError:
+            pass
+    raise ScheduleError(_explain(text, name, low, high, names))
 
 
 @dataclass(frozen=True)
 class Schedule:
     text: str
-    minutes: frozenset[int]
-    hours: frozenset[int]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]  # 0 = Sunday
-    any_day: bool  # day of month is "*"
-    any_weekday: bool  # day of week is "*"
+    expression: str = field(default="", compare=False)  # the five fields (a macro expanded)
 
     @classmethod
     def parse(cls, text: str) -> Schedule:
+        """Check each field (a schedule may parse and still never fire: see ``check``)."""
         expanded = MACROS.get(text.strip().lower(), text) if text.strip().startswith("@") else text
         if expanded.startswith("@"):
             raise ScheduleError(f"unknown macro {text!r} (one of {', '.join(MACROS)})")
@@ -83,33 +97,16 @@ class Schedule:
         if len(parts) != 5:
             raise ScheduleError(f"{text!r} has {len(parts)} fields; a schedule has 5: "
                                 "minute hour day-of-month month day-of-week")
-        sets = [_field(p, *spec) for p, spec in zip(parts, FIELDS, strict=True)]
-        weekdays = frozenset(d % 7 for d in sets[4])
-        return cls(text, sets[0], sets[1], sets[2], sets[3], weekdays, parts[2] == "*", parts[4] == "*")
-
-    def _day_matches(self, when: datetime) -> bool:
-        in_month = when.day in self.days
-        in_week = (when.isoweekday() % 7) in self.weekdays
-        if self.any_day or self.any_weekday:
-            return in_month and in_week
-        return in_month or in_week
+        for i, part in enumerate(parts):
+            _check_field(i, part)
+        return cls(text, " ".join(parts).lower())
 
     def next_after(self, when: datetime) -> datetime:
         """The first time strictly after ``when`` (to the minute) that the schedule fires."""
-        t = when.replace(second=0, microsecond=0) + timedelta(minutes=1)
-        end = t + timedelta(days=SEARCH_DAYS)
-        while t < end:
-            if t.month not in self.months:
-                t = (t.replace(day=1, hour=0, minute=0) + timedelta(days=32)).replace(day=1)
-            elif not self._day_matches(t):
-                t = t.replace(hour=0, minute=0) + timedelta(days=1)
-            elif t.hour not in self.hours:
-                t = t.replace(minute=0) + timedelta(hours=1)
-            elif t.minute not in self.minutes:
-                t += timedelta(minutes=1)
-            else:
-                return t
-        raise ScheduleError(f"{self.text!r} never fires (no such date)")
+        try:
+            return next(CronSim(self.expression, when))
+        except CronSimError as e:  # each field is valid, so together they name no date (31 Feb)
+            raise ScheduleError(f"{self.text!r} never fires (no such date)") from e
 
 
 def check(text: str) -> Schedule:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -61,3 +62,38 @@ def test_a_schedule_that_never_fires_is_refused():
 def test_timezone_is_kept():
     nxt = Schedule.parse("0 3 * * *").next_after(at("2026-11-24 05:00:00"))
     assert nxt.tzinfo is UTC and nxt == at("2026-11-25 03:00:00")
+
+
+@pytest.mark.parametrize("expr, message", [
+    ("0 0 L * *", "day of month: 'L' is not a number"),  # cronsim's extensions Kubernetes refuses
+    ("0 0 * * 5#2", "day of week: '5#2' is not a number, a range"),
+    ("0 0 15W * *", "day of month: '15W' is not a number"),
+    ("0 0 ? * *", "day of month: '?' is not a number, a range"),
+    ("0 0 * * 5L", "day of week: '5L' is not a number or a name"),
+    ("0 0 1-2-3 * *", "day of month: '1-2-3' is not a number, a range"),
+    ("5/ * * * *", "minute: step '' must be a positive number"),
+    ("0 0 * * sat-sun", "day of week: range sat-sun runs backwards"),
+    ("0 0 * 1,13 *", "month: 13 is outside 1-12"),
+    ("0 0 * * * *", "has 6 fields"),  # cronsim takes a seconds field: a CronJob does not
+])
+def test_what_kubernetes_refuses_is_refused_with_the_field_named(expr, message):
+    with pytest.raises(ScheduleError, match=re.escape(message)):
+        Schedule.parse(expr)
+
+
+@pytest.mark.parametrize("expr, after, expected", [
+    ("0 4 * JAN,Jul SUN", "2026-11-24 00:00:00", "2027-01-03 04:00:00"),  # names in any case
+    ("@DAILY", "2026-11-24 10:00:00", "2026-11-25 00:00:00"),
+    ("0 0 31 2 mon", "2026-11-24 00:00:00", "2027-02-01 00:00:00"),  # 31 Feb OR a Monday: it fires
+    ("*/20 9-17/4 * * 1-5", "2026-11-27 17:40:00", "2026-11-30 09:00:00"),
+])
+def test_next_after_more(expr, after, expected):
+    assert check(expr).next_after(at(after)) == at(expected)
+
+
+def test_every_field_value_in_range_parses():
+    for minute in range(60):
+        Schedule.parse(f"{minute} * * * *")
+    for day in range(8):
+        Schedule.parse(f"0 0 * * {day}")
+    assert Schedule.parse("17 * * * *") == Schedule.parse("17 * * * *")
