@@ -27,12 +27,12 @@ $(HELM): scripts/fetch_helm.py | $(STAMP)
 
 venv: $(STAMP) $(HELM) ## Create .venv with gastown, the test tools and helm
 
-AGENT_WORKERS ?= 4
+AGENT_WORKERS ?= 6
 
 test: $(STAMP) $(HELM) agents ## Lint, check generated files, the chart, run every test (e2e only with a cluster)
 	$(MAKE) --no-print-directory lint crds-check chart-lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
-	$(BIN)/python -m pytest tests/agents -n $(AGENT_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/agents -n $(AGENT_WORKERS) --dist load $(PYTEST_ARGS)
 
 chart-lint: $(HELM) ## helm lint --strict, with the default values and with every option on
 	$(HELM) lint --strict charts/gastown
@@ -43,7 +43,7 @@ agents: $(STAMP) ## Install the agent CLIs the contract suite runs (pinned, from
 	$(BIN)/python scripts/fetch_agents.py
 
 agent-contract: $(STAMP) agents ## The agent contract suite only: each real agent CLI against a model stand-in
-	$(BIN)/python -m pytest tests/agents -n $(AGENT_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/agents -n $(AGENT_WORKERS) --dist load $(PYTEST_ARGS)
 
 unit: $(STAMP) ## Unit tests only
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
