@@ -6,7 +6,8 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..api import GROUP, VERSION, Condition, set_condition
+from ..api import API_VERSION, GROUP, VERSION, Condition, set_condition
+from ..names import MANAGED_BY
 from .admission import current_conditions
 
 
@@ -109,10 +110,10 @@ def post_event(namespace: str, kind: str, name: str, reason: str, message: str, 
     now = datetime.now(UTC)
     client.CoreV1Api(api_client()).create_namespaced_event(namespace, client.CoreV1Event(
         metadata=client.V1ObjectMeta(generate_name=f"{name}-", namespace=namespace),
-        involved_object=client.V1ObjectReference(api_version=f"{GROUP}/{VERSION}", kind=kind, name=name,
+        involved_object=client.V1ObjectReference(api_version=API_VERSION, kind=kind, name=name,
                                                  namespace=namespace),
         reason=reason, message=message[:1000], type=type_, first_timestamp=now, last_timestamp=now, count=1,
-        source=client.V1EventSource(component="gastown-operator")))
+        source=client.V1EventSource(component=MANAGED_BY)))
 
 
 def read_secret(namespace: str, name: str) -> dict[str, str]:

@@ -15,6 +15,7 @@ from ..api import GROUP, VERSION, Condition, ConvoySpec, Invalid
 from ..api.validation import parse_spec
 from ..ledger import Bead, LedgerError
 from ..ledger.ops import Together
+from ..names import OPERATOR_ACTOR
 from ..rigloop import rig_formula_sources
 from .client import set_conditions
 from .sessions import ledgers, require_rig
@@ -60,11 +61,11 @@ def plan_convoy(name: str, namespace: str, spec: Mapping, body: kopf.Body, memo:
     written = {}
     try:
         for part_rig, (part_info, part_plan) in parts.items():
-            ops: list[Any] = [convoys.OpenConvoy(part_info, "gastown operator")]
+            ops: list[Any] = [convoys.OpenConvoy(part_info, OPERATOR_ACTOR)]
             if part_plan is not None:
-                ops.append(convoys.PlanConvoy(key, tuple(part_plan), "gastown operator", planned_by=info.source))
+                ops.append(convoys.PlanConvoy(key, tuple(part_plan), OPERATOR_ACTOR, planned_by=info.source))
             ledger = ledgers(memo).for_rig(namespace, part_rig, specs[part_rig])
-            written[part_rig] = ledger.apply(Together(tuple(ops), "gastown operator"))
+            written[part_rig] = ledger.apply(Together(tuple(ops), OPERATOR_ACTOR))
     except LedgerError as e:
         raise kopf.TemporaryError(f"rig {convoy.rig}: {e}", delay=30) from e
     bead = written[convoy.rig]

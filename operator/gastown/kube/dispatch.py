@@ -22,13 +22,14 @@ from kubernetes import client
 
 from .. import convoy as convoys
 from .. import escalation, notify, witness
-from ..api import GROUP, VERSION, Condition, Invalid, PolecatSpec, RigSpec
+from ..api import API_VERSION, GROUP, VERSION, Condition, Invalid, PolecatSpec, RigSpec
 from ..api.validation import parse_spec
 from ..deacon import DEACON_SECONDS, Deacon
 from ..dogs import Kennel, Timers
 from ..escalation import Routes
 from ..ledger import Bead, BeadType, Ledger, LedgerError, Status, counts_by_status
 from ..local.driver import parts_done
+from ..names import APP_MANAGED_BY, MANAGED_BY, OPERATOR_ACTOR, RIG_LABEL
 from ..polecats import agent_id, hooked_to
 from ..refinery.verify import Verification
 from ..rigloop import RigPass
@@ -51,7 +52,6 @@ log = logging.getLogger("gastown.dispatch")
 POLL_SECONDS = 2.0
 # a pass at least this often: heartbeats go stale and escalations age without events
 PATROL_SECONDS = float(os.environ.get("GT_PATROL_SECONDS", "30"))
-ACTOR = "gastown operator"
 
 
 class KubePort:
@@ -76,13 +76,13 @@ class KubePort:
         return {p for p in self.known if any(s["active"] for s in self.sessions.get((self.namespace, p), []))}
 
     def _owner(self, kind: str, name: str, uid: str, controller: bool = False) -> dict:
-        return {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "name": name, "uid": uid,
+        return {"apiVersion": API_VERSION, "kind": kind, "name": name, "uid": uid,
                 "blockOwnerDeletion": True, **({"controller": True} if controller else {})}
 
     def add_polecat(self, name: str) -> None:
-        ensure({"apiVersion": f"{GROUP}/{VERSION}", "kind": "Polecat",
+        ensure({"apiVersion": API_VERSION, "kind": "Polecat",
                 "metadata": {"name": name, "namespace": self.namespace,
-                             "labels": {"app.kubernetes.io/managed-by": "gastown-operator", "gastown.dev/rig": self.rig_name},
+                             "labels": {APP_MANAGED_BY: MANAGED_BY, RIG_LABEL: self.rig_name},
                              "ownerReferences": [self._owner("Rig", self.rig_name, self.rig_uid)]},
                 "spec": {"rig": self.rig_name}})
         log.info("rig %s/%s: new polecat %s", self.namespace, self.rig_name, name)
@@ -173,7 +173,7 @@ class KubePort:
     def patrol(self, ledger: Ledger) -> None:
         """The Deacon's round for this rig: ledger heals, and orphaned Jobs and pods deleted
         (each gets SIGTERM and its grace period: a session wrapper pushes its work); each an Event."""
-        heals = Deacon(ledger, ACTOR).patrol(list(self.known), self.busy(), self.rig.default_branch)
+        heals = Deacon(ledger, OPERATOR_ACTOR).patrol(list(self.known), self.busy(), self.rig.default_branch)
         for heal in heals:
             post_event(self.namespace, "Rig", self.rig_name, heal.kind, f"{heal.subject}: {heal.message}", "Warning")
         orphans = self.orphan_jobs()
@@ -274,7 +274,7 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, stopped: kopf.D
             if fingerprint != seen or time.monotonic() - last_pass > PATROL_SECONDS:
                 last_pass = time.monotonic()
                 ref = rig.runtime.api_key_secret  # rigs on one Secret key share its rate limits
-                report = RigPass(name, ledger, port, rig.max_polecats, rig.runtime.preset, ACTOR,
+                report = RigPass(name, ledger, port, rig.max_polecats, rig.runtime.preset, OPERATOR_ACTOR,
                                  Routes.from_spec(rig.escalation), witness.Thresholds.from_spec(rig.witness),
                                  settings, key=f"secret:{namespace}/{ref.name}/{ref.key}" if ref else None,
                                  backoffs=memo["backoffs"]).run(fresh=False)
@@ -305,7 +305,7 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, stopped: kopf.D
 def _gc(namespace: str, name: str, ledger: Ledger, rig: RigSpec) -> None:
     """The gc Dog, on the operator's own cache of the rig (in the background: it may take a while)."""
     try:
-        Kennel(ledger, rig.default_branch, rig.dogs.retain_days, ACTOR).run("gc")
+        Kennel(ledger, rig.default_branch, rig.dogs.retain_days, OPERATOR_ACTOR).run("gc")
         metrics.observe_dog(namespace, name, "gc", True)
     except LedgerError as e:
         log.warning("the gc Dog of %s: %s", ledger.remote, e)

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..api import RigSpec
 from ..ledger import Ledger
 from ..ledger.credentials import GitCredentials
+from ..names import OPERATOR_ACTOR
 from .client import read_secret
 
 SECRET_TTL = 60.0  # seconds a Secret's content is trusted before it is read again
@@ -45,7 +46,7 @@ class RigLedgers:
             if current is not None:
                 current[0].close()
             ledger = Ledger(spec.git_url, cache_dir=self.root / "ledgers" / namespace / rig,
-                            prefix=spec.beads_prefix, actor="gastown operator",
+                            prefix=spec.beads_prefix, actor=OPERATOR_ACTOR,
                             env=creds.env(home) if creds else None)
             self._ledgers[(namespace, rig)] = (ledger, identity)
             return ledger

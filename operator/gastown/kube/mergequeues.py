@@ -15,13 +15,14 @@ import kopf
 from ..api import GROUP, VERSION, Condition, Invalid, MergeQueueSpec
 from ..api.validation import parse_spec
 from ..ledger import Bead
+from ..names import APP_COMPONENT, BATCH_LABEL, RIG_LABEL, VERIFICATION_LABEL
 from ..refinery import QueueSettings, RefineryReport
 from ..refinery import queue as q
 from ..runtimes.kubernetes import VERIFICATION
 from .admission import current_conditions
 from .client import put_status, set_conditions
 
-VERIFY_LABELS = {"app.kubernetes.io/component": VERIFICATION}
+VERIFY_LABELS = {APP_COMPONENT: VERIFICATION}
 
 
 @kopf.index(GROUP, VERSION, "mergequeues")
@@ -35,8 +36,8 @@ def mergequeues_by_rig(namespace: str, name: str, uid: str, spec: Mapping, meta:
 @kopf.index("batch", "v1", "jobs", labels=VERIFY_LABELS)
 def verifications_by_rig(namespace: str, name: str, labels: Mapping, status: Mapping, meta: Mapping,
                          **_: Any) -> dict:
-    return {(namespace, labels.get("gastown.dev/rig")): {
-        "name": name, "batch": labels.get("gastown.dev/batch"), "ident": labels.get("gastown.dev/verification"),
+    return {(namespace, labels.get(RIG_LABEL)): {
+        "name": name, "batch": labels.get(BATCH_LABEL), "ident": labels.get(VERIFICATION_LABEL),
         "ended": verification_ended(name, status), "owned": bool(meta.get("ownerReferences"))}}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..api import API_VERSION
 from .client import api_client
 
 PLURALS = {
@@ -16,7 +17,7 @@ PLURALS = {
     ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
     ("batch/v1", "Job"): "jobs",
     ("batch/v1", "CronJob"): "cronjobs",
-    ("gastown.dev/v1alpha1", "Polecat"): "polecats",
+    (API_VERSION, "Polecat"): "polecats",
 }
 
 

@@ -11,9 +11,10 @@ from typing import Any
 import kopf
 from kubernetes.client.rest import ApiException
 
-from ..api import GROUP, VERSION, Condition, Invalid, RigSpec
+from ..api import API_VERSION, GROUP, VERSION, Condition, Invalid, RigSpec
 from ..api.validation import parse_spec
 from ..ledger import LedgerError
+from ..names import APP_COMPONENT, APP_MANAGED_BY, APP_NAME, MANAGED_BY, RIG_LABEL
 from ..runtimes.config import config_file
 from ..runtimes.kubernetes import COMPONENT, DOG, VERIFICATION, agent_service_account, dog_cronjob
 from .client import set_conditions
@@ -21,14 +22,14 @@ from .objects import ensure, remove
 from .sessions import ledgers
 
 log = logging.getLogger("gastown.rigs")
-MANAGED = {"app.kubernetes.io/name": "gastown", "app.kubernetes.io/managed-by": "gastown-operator"}
+MANAGED = {APP_NAME: "gastown", APP_MANAGED_BY: MANAGED_BY}
 HEADROOM = 7  # per rig, besides its polecats: the default 4 parallel verification runs, the Mayor, 2 Dogs
 QUOTA_PODS, QUOTA_JOBS = "gastown-agent-pods", "gastown-jobs"
 CRON_DOGS = ("prune", "compact")  # the gc Dog runs in the operator: the caches it cleans are its own
 
 
 def _owner(name: str, uid: str) -> list[dict]:
-    return [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "Rig", "name": name, "uid": uid,
+    return [{"apiVersion": API_VERSION, "kind": "Rig", "name": name, "uid": uid,
              "controller": True, "blockOwnerDeletion": True}]
 
 
@@ -45,7 +46,7 @@ def runtimes_configmap(namespace: str, configmap: str | None, runtimes_file: Pat
 def rig_objects(namespace: str, name: str, uid: str, spec: RigSpec) -> list[dict]:
     """The ServiceAccount, Role and RoleBinding of the rig's pods, and their NetworkPolicy. Pure."""
     sa = agent_service_account(name)
-    labels = {**MANAGED, "gastown.dev/rig": name}
+    labels = {**MANAGED, RIG_LABEL: name}
     meta = {"name": sa, "namespace": namespace, "labels": labels, "ownerReferences": _owner(name, uid)}
     out: list[dict] = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta, "automountServiceAccountToken": False},
@@ -67,8 +68,8 @@ def rig_objects(namespace: str, name: str, uid: str, spec: RigSpec) -> list[dict
         out.append({
             "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": {**meta, "name": f"gastown-{name}"},
-            "spec": {"podSelector": {"matchLabels": {"gastown.dev/rig": name},
-                                     "matchExpressions": [{"key": "app.kubernetes.io/component", "operator": "In",
+            "spec": {"podSelector": {"matchLabels": {RIG_LABEL: name},
+                                     "matchExpressions": [{"key": APP_COMPONENT, "operator": "In",
                                                            "values": [COMPONENT, VERIFICATION, "mayor", DOG]}]},
                      "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": egress},
         })

@@ -13,14 +13,25 @@ from .. import witness
 from ..api import GROUP, VERSION, Condition, Invalid, PolecatSpec, RigSpec
 from ..api.validation import parse_spec
 from ..ledger import LedgerError
+from ..names import (
+    APP_COMPONENT,
+    APP_MANAGED_BY,
+    BEAD_LABEL,
+    MANAGED_BY,
+    OPERATOR_ACTOR,
+    POLECAT_LABEL,
+    RIG_LABEL,
+    SESSION_COUNT_ANNOTATION,
+    SESSION_LABEL,
+)
 from ..polecats import EnsureAgent, branch_for
-from ..runtimes.kubernetes import COMPONENT, MANAGED_BY
+from ..runtimes.kubernetes import COMPONENT
 from .admission import current_conditions
 from .client import get_object, patch_status, post_event, set_conditions
 from .ledgers import RigLedgers
 
 log = logging.getLogger("gastown.sessions")
-SESSION_LABELS = {"app.kubernetes.io/component": COMPONENT}
+SESSION_LABELS = {APP_COMPONENT: COMPONENT}
 
 
 def ledgers(memo: kopf.Memo) -> RigLedgers:
@@ -44,12 +55,12 @@ def polecats_by_rig(namespace: str, name: str, uid: str, spec: Mapping, **_: Any
 @kopf.index("batch", "v1", "jobs", labels=SESSION_LABELS)
 def sessions_by_polecat(namespace: str, name: str, labels: Mapping, status: Mapping, meta: Mapping,
                         **_: Any) -> dict:
-    return {(namespace, labels.get("gastown.dev/polecat")): {
+    return {(namespace, labels.get(POLECAT_LABEL)): {
         "name": name, "active": not job_finished(status), "created": meta.get("creationTimestamp") or "",
-        "rig": labels.get("gastown.dev/rig"), "owned": bool(meta.get("ownerReferences"))}}
+        "rig": labels.get(RIG_LABEL), "owned": bool(meta.get("ownerReferences"))}}
 
 
-@kopf.index("coordination.k8s.io", "v1", "leases", labels={"app.kubernetes.io/component": "heartbeat"})
+@kopf.index("coordination.k8s.io", "v1", "leases", labels={APP_COMPONENT: "heartbeat"})
 def heartbeats_by_session(namespace: str, name: str, spec: Mapping, **_: Any) -> dict:
     """A session's Lease is named after it; its renewTime is the session's last heartbeat."""
     return {(namespace, name): spec.get("renewTime")}
@@ -60,14 +71,14 @@ def session_starts(namespace: str, labels: Mapping, status: Mapping, **_: Any) -
     """When the session's agent container started running (None while the pod is still starting)."""
     started = next((cs["state"]["running"].get("startedAt") for cs in status.get("containerStatuses") or []
                     if cs.get("name") == "agent" and (cs.get("state") or {}).get("running")), None)
-    return {(namespace, labels.get("gastown.dev/session")): started}
+    return {(namespace, labels.get(SESSION_LABEL)): started}
 
 
-@kopf.index("", "v1", "pods", labels={"app.kubernetes.io/managed-by": MANAGED_BY},
+@kopf.index("", "v1", "pods", labels={APP_MANAGED_BY: MANAGED_BY},
             when=lambda meta, **_: not meta.get("ownerReferences"))
 def ownerless_pods(namespace: str, name: str, labels: Mapping, **_: Any) -> dict:
     """gastown's pods with no owner (a Job's pods have it): the Deacon deletes them."""
-    return {(namespace, labels.get("gastown.dev/rig")): name}
+    return {(namespace, labels.get(RIG_LABEL)): name}
 
 
 def session_signals(namespace: str, polecats: Iterable[str], sessions: Mapping, starts: Mapping,
@@ -104,12 +115,12 @@ def polecat_status_for_job(job: Mapping, deleted: bool = False) -> dict:
     """The Polecat status a session Job implies. Pure."""
     meta, status = job.get("metadata") or {}, job.get("status") or {}
     labels = meta.get("labels") or {}
-    count = int((meta.get("annotations") or {}).get("gastown.dev/session-count", 0))
+    count = int((meta.get("annotations") or {}).get(SESSION_COUNT_ANNOTATION, 0))
     if deleted or job_finished(status):
         return {"phase": "Idle", "currentBead": None, "branch": None, "session": None, "sessionCount": count}
-    bead = labels.get("gastown.dev/bead")
+    bead = labels.get(BEAD_LABEL)
     phase = "Working" if (status.get("ready") or 0) > 0 else "Spawning"
-    return {"phase": phase, "currentBead": bead, "branch": branch_for(labels.get("gastown.dev/polecat", ""), bead),
+    return {"phase": phase, "currentBead": bead, "branch": branch_for(labels.get(POLECAT_LABEL, ""), bead),
             "session": {"name": meta.get("name"), "started": status.get("startTime")},
             "sessionCount": count}
 
@@ -135,7 +146,7 @@ def polecat_identity(name: str, namespace: str, spec: Mapping, body: kopf.Body, 
     runtime = (polecat.runtime or rig.runtime).preset
     ledger = ledgers(memo).for_rig(namespace, polecat.rig, rig)
     try:
-        ledger.apply(EnsureAgent(name, polecat.rig, "gastown operator", runtime))
+        ledger.apply(EnsureAgent(name, polecat.rig, OPERATOR_ACTOR, runtime))
     except LedgerError as e:
         kopf.warn(body, reason="LedgerUnavailable", message=f"ledger of rig {polecat.rig}: {e}")
         raise kopf.TemporaryError(f"ledger of rig {polecat.rig}: {e}", delay=30) from e
@@ -146,19 +157,19 @@ def session_job_event(event: Mapping, **_: Any) -> None:
     """Project a session Job onto its Polecat's status."""
     job = event.get("object") or {}
     meta = job.get("metadata") or {}
-    polecat = (meta.get("labels") or {}).get("gastown.dev/polecat")
+    polecat = (meta.get("labels") or {}).get(POLECAT_LABEL)
     if not polecat:
         return
     patch_status(meta["namespace"], "polecats", polecat,
                  polecat_status_for_job(job, deleted=event.get("type") == "DELETED"))
 
 
-@kopf.on.event("coordination.k8s.io", "v1", "leases", labels={"app.kubernetes.io/component": "heartbeat"})
+@kopf.on.event("coordination.k8s.io", "v1", "leases", labels={APP_COMPONENT: "heartbeat"})
 def session_heartbeat(event: Mapping, **_: Any) -> None:
     """A session renewed its Lease: that is the polecat's last heartbeat."""
     lease = event.get("object") or {}
     meta = lease.get("metadata") or {}
-    polecat = (meta.get("labels") or {}).get("gastown.dev/polecat")
+    polecat = (meta.get("labels") or {}).get(POLECAT_LABEL)
     renewed = (lease.get("spec") or {}).get("renewTime")
     if polecat and renewed and event.get("type") != "DELETED":
         patch_status(meta["namespace"], "polecats", polecat, {"lastHeartbeat": renewed})
@@ -220,7 +231,7 @@ def session_pod_event(event: Mapping, **_: Any) -> None:
     pod = event.get("object") or {}
     meta = pod.get("metadata") or {}
     labels = meta.get("labels") or {}
-    polecat = labels.get("gastown.dev/polecat")
+    polecat = labels.get(POLECAT_LABEL)
     if not polecat or event.get("type") == "DELETED":
         return
     trouble = pod_trouble(pod)
@@ -231,7 +242,7 @@ def session_pod_event(event: Mapping, **_: Any) -> None:
     if obj is None:
         return
     current = next((c for c in current_conditions(obj) if c.type == "SessionHealthy"), None)
-    session = labels.get("gastown.dev/session", meta.get("name"))
+    session = labels.get(SESSION_LABEL, meta.get("name"))
     if trouble is None:
         if current is not None and current.status == "False":
             set_conditions(meta["namespace"], "polecats", polecat, Condition(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..api import GROUP
+from ..names import MANAGED_BY
 
 if TYPE_CHECKING:
     import kopf
@@ -43,7 +44,7 @@ def configure(settings: kopf.OperatorSettings, opts: OperatorOptions) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration", ignored_fields=["status"])
-    settings.posting.reporting_component = "gastown-operator"
+    settings.posting.reporting_component = MANAGED_BY
     settings.posting.reporting_instance = os.environ.get("POD_NAME") or socket.gethostname()
     settings.posting.level = 20  # INFO and above become Events
     # The API server ends each watch after server_timeout; the client gives up a bit later,

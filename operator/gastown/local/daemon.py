@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..ledger import Ledger, LedgerError
+from ..names import DAEMON_ACTOR
 from ..runtimes.local import LocalBackend
 from ..scheduler import SharedBackoffs
 from ..telemetry import metrics
@@ -60,7 +61,7 @@ class TownDaemon:
                 self._start(config)
 
     def _start(self, config: RigConfig) -> None:
-        ledger = Ledger(config.remote, cache_dir=self.backend.ledger_cache(config.name), actor="gastown daemon")
+        ledger = Ledger(config.remote, cache_dir=self.backend.ledger_cache(config.name), actor=DAEMON_ACTOR)
         driver = RigDriver(config, self.backend, ledger, peers=self.peer, backoffs=self.backoffs)
         stop = threading.Event()
         thread = threading.Thread(target=self._drive, args=(driver, stop), name=f"rig-{config.name}", daemon=True)

@@ -24,6 +24,7 @@ from ..escalation import Routes
 from ..ledger import Bead, Ledger, LedgerError, Status
 from ..ledger.worktree import commit_leftovers, current_branch, last_commit_age, push_branch
 from ..mayor import MayorRun, PlanInvalid
+from ..names import DAEMON_ACTOR
 from ..polecats import branch_for
 from ..refinery import QueueSettings
 from ..refinery.verify import Verification
@@ -34,7 +35,6 @@ from ..scheduler import SharedBackoffs
 from ..telemetry import metrics
 
 log = logging.getLogger("gastown.local")
-ACTOR = "gastown daemon"
 LOCAL = "local"  # the namespace label of a town's metrics
 
 
@@ -111,9 +111,9 @@ class LocalPort:
         try:
             plan = run.plan(goal, self.config.name)
         except (PlanInvalid, OSError) as e:
-            self.ledger.apply(convoys.FailPlan(key, str(e), ACTOR))
+            self.ledger.apply(convoys.FailPlan(key, str(e), DAEMON_ACTOR))
             return
-        self.ledger.apply(convoys.PlanConvoy(key, tuple(convoys.planned_from_list(plan.beads)), ACTOR,
+        self.ledger.apply(convoys.PlanConvoy(key, tuple(convoys.planned_from_list(plan.beads)), DAEMON_ACTOR,
                                              planned_by="mayor"))
 
     def session_signals(self) -> dict[str, witness.SessionSignal]:
@@ -201,7 +201,7 @@ class LocalPort:
         return removed
 
     def run_dog(self, name: str) -> DogReport:
-        kennel = Kennel(self.ledger, self.config.target, self.config.dogs.retain_days, ACTOR)
+        kennel = Kennel(self.ledger, self.config.target, self.config.dogs.retain_days, DAEMON_ACTOR)
         local: dict[str, dict] = {"prune": {"worktrees": self.stale_worktrees},
                                   "gc": {"repos": [self.backend.town / "rigs" / self.config.name / "repo"]}}
         return kennel.run(name, **local.get(name, {}))
@@ -238,7 +238,7 @@ class RigDriver:
 
     def step(self, now: datetime | None = None, fresh: bool = True) -> PassReport:
         return RigPass(self.config.name, self.ledger, self.port, self.config.max_polecats,
-                       self.config.runtime.preset, ACTOR, Routes.from_spec(self.config.escalation),
+                       self.config.runtime.preset, DAEMON_ACTOR, Routes.from_spec(self.config.escalation),
                        self.config.thresholds, self.config.queue_settings, key=self.key,
                        backoffs=self.backoffs).run(now, fresh)
 

@@ -18,16 +18,33 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..api import API_VERSION
 from ..api.common import RuntimeSpec
 from ..api.rig import RigSpec
 from ..ledger.credentials import CREDENTIAL_HELPER, ssh_command
+from ..names import (
+    APP_COMPONENT,
+    APP_MANAGED_BY,
+    APP_NAME,
+    BATCH_LABEL,
+    BEAD_LABEL,
+    CONVOY_LABEL,
+    DOG_LABEL,
+    MANAGED_BY,
+    POLECAT_LABEL,
+    RIG_LABEL,
+    RUN_ANNOTATION,
+    RUNTIME_ANNOTATION,
+    SESSION_COUNT_ANNOTATION,
+    SESSION_LABEL,
+    VERIFICATION_LABEL,
+)
 from .config import ConfigError, resolve
 from .presets import Runtime
 
 DEFAULT_AGENT_IMAGE = os.environ.get("GT_AGENT_IMAGE", f"gastown/agent:{__version__}")
 COMPONENT = "agent-session"
 VERIFICATION = "verification"
-MANAGED_BY = "gastown-operator"
 WORKSPACE, SESSION_DIR, CACHE_DIR, HOME = "/workspace", "/var/run/gastown", "/var/cache/gastown", "/home/agent"
 STATE_DIR = f"{HOME}/.gastown/state"  # `gt session run --state-dir`: inside the polecat's own HOME
 HOME_COMPONENT = "agent-home"
@@ -93,16 +110,16 @@ class JobRequest:
 
 def labels(req: JobRequest) -> dict[str, str]:
     out = {
-        "app.kubernetes.io/name": "gastown",
-        "app.kubernetes.io/component": req.component,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        "gastown.dev/rig": req.rig,
-        "gastown.dev/session": req.name,
+        APP_NAME: "gastown",
+        APP_COMPONENT: req.component,
+        APP_MANAGED_BY: MANAGED_BY,
+        RIG_LABEL: req.rig,
+        SESSION_LABEL: req.name,
     }
     if not req.mayor_for:
-        out.update({"gastown.dev/polecat": req.polecat, "gastown.dev/bead": req.bead})
+        out.update({POLECAT_LABEL: req.polecat, BEAD_LABEL: req.bead})
     if req.convoy:
-        out["gastown.dev/convoy"] = req.convoy
+        out[CONVOY_LABEL] = req.convoy
     return out
 
 
@@ -173,11 +190,11 @@ def session_job(req: JobRequest, runtime: Runtime | None = None) -> dict:
         mounts.append({"name": "runtimes", "mountPath": RUNTIMES_DIR, "readOnly": True})
     if req.mayor_for:
         command = ["gt", "mayor", "plan", "--convoy", req.mayor_for[0]]
-        owner = {"apiVersion": "gastown.dev/v1alpha1", "kind": "Convoy", "name": req.mayor_for[1],
+        owner = {"apiVersion": API_VERSION, "kind": "Convoy", "name": req.mayor_for[1],
                  "uid": req.mayor_for[2], "controller": True, "blockOwnerDeletion": True}
     else:
         command = ["gt", "session", "run", "--state-dir", STATE_DIR]
-        owner = {"apiVersion": "gastown.dev/v1alpha1", "kind": "Polecat", "name": req.polecat,
+        owner = {"apiVersion": API_VERSION, "kind": "Polecat", "name": req.polecat,
                  "uid": req.polecat_uid, "controller": True, "blockOwnerDeletion": True}
     if req.runtime.args:
         command += ["--", *req.runtime.args]
@@ -213,8 +230,8 @@ def session_job(req: JobRequest, runtime: Runtime | None = None) -> dict:
         }],
         "volumes": volumes,
     }
-    annotations = {"gastown.dev/bead": req.bead, "gastown.dev/runtime": req.runtime.preset,
-                   "gastown.dev/session-count": str(req.count)}
+    annotations = {BEAD_LABEL: req.bead, RUNTIME_ANNOTATION: req.runtime.preset,
+                   SESSION_COUNT_ANNOTATION: str(req.count)}
     # room for the clone and `gt done`
     return _job(req.name, req.namespace, labels(req), annotations, owner, deadline + 600, pod)
 
@@ -236,10 +253,10 @@ def state_claim(req: JobRequest) -> dict | None:
         "kind": "PersistentVolumeClaim",
         "metadata": {
             "name": req.home_claim, "namespace": req.namespace,
-            "labels": {"app.kubernetes.io/name": "gastown", "app.kubernetes.io/component": HOME_COMPONENT,
-                       "app.kubernetes.io/managed-by": MANAGED_BY, "gastown.dev/rig": req.rig,
-                       "gastown.dev/polecat": req.polecat},
-            "ownerReferences": [{"apiVersion": "gastown.dev/v1alpha1", "kind": "Polecat", "name": req.polecat,
+            "labels": {APP_NAME: "gastown", APP_COMPONENT: HOME_COMPONENT,
+                       APP_MANAGED_BY: MANAGED_BY, RIG_LABEL: req.rig,
+                       POLECAT_LABEL: req.polecat},
+            "ownerReferences": [{"apiVersion": API_VERSION, "kind": "Polecat", "name": req.polecat,
                                  "uid": req.polecat_uid, "controller": True, "blockOwnerDeletion": True}],
         },
         "spec": spec,
@@ -304,9 +321,9 @@ class VerifyRequest:
 def verification_job(req: VerifyRequest) -> dict:
     """The Job that runs `gt mq verify` for one run: no API access, the same pod rules as sessions."""
     spec, verification = req.rig_spec, req.rig_spec.verification
-    job_labels = {"app.kubernetes.io/name": "gastown", "app.kubernetes.io/component": VERIFICATION,
-                  "app.kubernetes.io/managed-by": MANAGED_BY, "gastown.dev/rig": req.rig,
-                  "gastown.dev/batch": req.batch, "gastown.dev/verification": req.ident}
+    job_labels = {APP_NAME: "gastown", APP_COMPONENT: VERIFICATION,
+                  APP_MANAGED_BY: MANAGED_BY, RIG_LABEL: req.rig,
+                  BATCH_LABEL: req.batch, VERIFICATION_LABEL: req.ident}
     env = [
         {"name": "GT_RIG", "value": spec.git_url},
         {"name": "GT_BATCH", "value": req.batch},
@@ -339,7 +356,7 @@ def verification_job(req: VerifyRequest) -> dict:
         }],
         "volumes": _volumes(spec, "workspace", "home", "tmp", "cache"),
     }
-    annotations = {"gastown.dev/run": json.dumps(req.run)}
+    annotations = {RUN_ANNOTATION: json.dumps(req.run)}
     return _job(req.name, req.namespace, job_labels, annotations, req.owner, verification.timeout_seconds + 600, pod)
 
 
@@ -355,8 +372,8 @@ def dog_cronjob(namespace: str, rig: str, rig_uid: str, spec: RigSpec, dog: str,
                 image: str = DEFAULT_AGENT_IMAGE) -> dict:
     """The CronJob of one of the rig's Dogs (prune or compact): `gt dog run` on the schedule of
     spec.dogs, in UTC, never two at once, with no API access and the session pods' rules."""
-    job_labels = {"app.kubernetes.io/name": "gastown", "app.kubernetes.io/component": DOG,
-                  "app.kubernetes.io/managed-by": MANAGED_BY, "gastown.dev/rig": rig, "gastown.dev/dog": dog}
+    job_labels = {APP_NAME: "gastown", APP_COMPONENT: DOG,
+                  APP_MANAGED_BY: MANAGED_BY, RIG_LABEL: rig, DOG_LABEL: dog}
     dogs = spec.dogs
     command = ["gt", "dog", "run", dog, "--rig", spec.git_url, "--target", spec.default_branch,
                "--retain-days", str(dogs.retain_days)]
@@ -376,7 +393,7 @@ def dog_cronjob(namespace: str, rig: str, rig_uid: str, spec: RigSpec, dog: str,
         }],
         "volumes": _volumes(spec, "home", "tmp", "cache"),
     }
-    owner = {"apiVersion": "gastown.dev/v1alpha1", "kind": "Rig", "name": rig, "uid": rig_uid,
+    owner = {"apiVersion": API_VERSION, "kind": "Rig", "name": rig, "uid": rig_uid,
              "controller": True, "blockOwnerDeletion": True}
     job = _job(dog_name(rig, dog), namespace, job_labels, {}, owner, 1800, pod)
     job_spec = job["spec"]

@@ -34,6 +34,7 @@ from ..ledger.worktree import (
     rescue_prefix,
     rescue_unpushed,
 )
+from ..names import BEAD_LABEL, POLECAT_LABEL
 from ..polecats import Done, DoneStatus, EndSession, RecordRescue, StartSession, branch_for
 from ..scheduler import ClearStrikes, RateLimitStrike
 from ..spend import RecordUsage
@@ -152,7 +153,7 @@ def session_env(spec: SessionSpec, prompt_file: Path, branch: str, runtime_env: 
 def run_session(spec: SessionSpec) -> Outcome:
     spec.session_dir.mkdir(parents=True, exist_ok=True)
     started, started_at = time.monotonic(), time.time()
-    labels = {"gastown.dev/polecat": spec.polecat, "gastown.dev/bead": spec.bead}
+    labels = {POLECAT_LABEL: spec.polecat, BEAD_LABEL: spec.bead}
     # the heartbeat covers the whole session, `gt done` included: a session busy pushing its
     # work is alive, never a zombie
     with Heartbeat(spec.heartbeat, spec.session, spec.heartbeat_interval, labels), \
