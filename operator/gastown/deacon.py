@@ -11,14 +11,13 @@ because a process died at the worst moment, or a person removed something by han
   finished convoy        every bead of a one-rig convoy is closed, yet the convoy is open: closed
 
 Each heal is a ledger record (its commit says what and why) and, on a cluster, an Event. The
-drivers run it every DEACON_SECONDS; on a cluster the Deacon also deletes gastown's Jobs and pods that
+rig loop runs it every Settings.deacon_seconds; on a cluster the Deacon also deletes gastown's Jobs and pods that
 have lost their owner (kube/dispatch.py).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,10 +29,10 @@ from .ledger.model import Comment
 from .ledger.ops import Tx, merged, revise
 from .ledger.worktree import DONE_REFS
 from .polecats import Done, branch_for
+from .settings import Settings
 
 log = logging.getLogger("gastown.deacon")
-DEACON_SECONDS = float(os.environ.get("GT_DEACON_SECONDS", "60"))
-ORPHAN_GRACE = timedelta(seconds=float(os.environ.get("GT_ORPHAN_GRACE_SECONDS", "120")))
+ORPHAN_GRACE = timedelta(seconds=Settings.orphan_grace_seconds)  # the default; GT_ORPHAN_GRACE_SECONDS sets it
 WORK = (BeadType.TASK, BeadType.BUG, BeadType.FEATURE)
 
 
@@ -82,8 +81,8 @@ def finished_convoys(beads: Mapping[str, Bead]) -> list[Bead]:
 
 
 class Deacon:
-    def __init__(self, ledger: Ledger, actor: str = "deacon"):
-        self.ledger, self.actor = ledger, actor
+    def __init__(self, ledger: Ledger, actor: str = "deacon", grace: timedelta = ORPHAN_GRACE):
+        self.ledger, self.actor, self.grace = ledger, actor, grace
         self.branches = Branches(ledger.store)
 
     def patrol(self, polecats: Iterable[str] | None, busy: Iterable[str], target: str,
@@ -96,7 +95,7 @@ class Deacon:
             and b.metadata.get("state") != "retired"}
         running = set(busy)
         heals = self._done_refs(beads, running, target)
-        for bead in orphaned(beads, names, now or datetime.now(UTC)):
+        for bead in orphaned(beads, names, now or datetime.now(UTC), self.grace):
             why = f"reopened by the Deacon: polecat {bead.assignee} no longer exists"
             self.ledger.apply(Reopen(bead.id, why, self.actor))
             heals.append(Heal("Reopened", bead.id, why))

@@ -55,8 +55,8 @@ def _check_prefix(_ctx: click.Context, _param: click.Parameter, value: str | Non
 @click.option("--prefix", callback=_check_prefix, metavar="PREFIX",
               help="Bead ID prefix for a new ledger (default gt); must match an existing ledger's.")
 @click.option("--cache-dir", envvar="GT_CACHE_DIR", type=click.Path(path_type=Path),
-              help="Where the local cache of ledgers lives (env GT_CACHE_DIR; "
-                   "default ~/.cache/gastown/ledgers).")
+              help="gastown's cache root; ledger caches go under its ledgers/ (env GT_CACHE_DIR; "
+                   "default $XDG_CACHE_HOME/gastown, else ~/.cache/gastown).")
 @click.pass_context
 def bead(ctx: click.Context, rig: str, town: Path | None, actor: str | None, prefix: str | None,
          cache_dir: Path | None) -> None:
@@ -98,7 +98,7 @@ def ledger_command(fn: Callable) -> Callable:
 
 
 def _cache_dir(given: Path | None, rig: str) -> Path | None:
-    return None if given is None else Path(given) / default_cache_dir(rig).name
+    return None if given is None else default_cache_dir(rig, Path(given))
 
 
 def _where(rig: str, town: Path | None, cache_dir: Path | None) -> tuple[str, Path | None]:

@@ -12,6 +12,27 @@ from typing import Any, NoReturn
 import click
 
 from ..ledger import Ledger, LedgerError
+from ..ledger.gitstore import set_git_timeout
+from ..settings import Settings, SettingsError
+
+SETTINGS = "gastown.settings"  # where the process's Settings live in click's context
+
+
+def load_settings() -> Settings:
+    """The settings of this `gt` process, from its environment; a bad value is a usage error."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError as e:
+        raise click.UsageError(str(e)) from None
+    set_git_timeout(settings.git_timeout)
+    return settings
+
+
+def settings() -> Settings:
+    """The settings loaded when this `gt` command started."""
+    ctx = click.get_current_context(silent=True)
+    found = ctx.meta.get(SETTINGS) if ctx is not None else None
+    return found if found is not None else load_settings()
 
 
 def fail(err: object) -> NoReturn:

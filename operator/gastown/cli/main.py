@@ -6,6 +6,7 @@ import click
 
 from .. import __version__
 from .bead import bead
+from .common import SETTINGS, load_settings
 from .config import config
 from .convoy import convoy, scheduler_group, sling
 from .dog import dog
@@ -20,7 +21,8 @@ from .town import apply_, down, rig, status, up
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="gt")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Gas Town: run a town of AI coding agents, with git as the database.
 
     On one machine: `gt rig add`, `gt up`, then `gt convoy create` or `gt apply -f`
@@ -29,6 +31,7 @@ def cli() -> None:
     command that reads or writes beads works against a rig: a town rig by name, or a
     git repository by path or URL.
     """
+    ctx.meta[SETTINGS] = load_settings()
 
 
 for _command in (apply_, bead, config, convoy, dog, done, down, escalate, formula, mayor, mq, operator, rig,

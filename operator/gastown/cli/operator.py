@@ -46,10 +46,11 @@ def run(namespaces: tuple[str, ...], all_namespaces: bool, standalone: bool, pri
     if all_namespaces and namespaces:
         raise click.UsageError("give either --namespace or --all-namespaces, not both")
     from ..kube.run import run as run_operator
+    from .common import settings
 
     opts = OperatorOptions(namespaces=namespaces, all_namespaces=all_namespaces,
                            standalone=standalone, priority=priority, peering_name=peering_name,
                            liveness=liveness or None, metrics_port=metrics_port,
                            server_timeout=server_timeout,
                            client_timeout=client_timeout, workers=workers)
-    run_operator(opts, verbose=verbose)
+    run_operator(opts, settings(), verbose=verbose)

@@ -22,7 +22,7 @@ from ..local.town import Town, TownError, git_url
 from ..refinery import queue as mq
 from ..scheduler import in_flight
 from ..spend import describe
-from .common import emit, fail, json_option, town_option
+from .common import emit, fail, json_option, settings, town_option
 
 GATES = ("setup", "lint", "typecheck", "build", "test")
 
@@ -41,7 +41,7 @@ def up(town: Path | None, foreground: bool, verbose: bool, metrics_port: int) ->
         logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stdout,
                             format="%(asctime)s %(name)-18s %(levelname)-7s %(message)s")
         try:
-            daemon.serve(t, metrics_port=metrics_port)
+            daemon.serve(t, metrics_port=metrics_port, settings=settings())
         except (TownError, OSError) as e:
             fail(e)
         return

@@ -2,7 +2,7 @@
 
 One kopf daemon per Rig. It wakes when the ledger moves (one ls-remote per poll for the
 whole rig), when kopf's indexes of the rig's Polecats, Jobs, Convoys and MergeQueues change,
-and every PATROL_SECONDS for what only time changes (the Witness's heartbeat ages, escalation
+and every Settings.patrol_seconds for what only time changes (the Witness's heartbeat ages, escalation
 bumps); it never polls the Kubernetes API. After each pass it projects the ledger onto the status of
 the Rig, its Polecats (restarts) and its Convoys.
 """
@@ -10,11 +10,10 @@ the Rig, its Polecats (restarts) and its Convoys.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
@@ -24,7 +23,7 @@ from .. import convoy as convoys
 from .. import escalation, notify, witness
 from ..api import API_VERSION, GROUP, VERSION, Condition, Invalid, PolecatSpec, RigSpec
 from ..api.validation import parse_spec
-from ..deacon import DEACON_SECONDS, Deacon
+from ..deacon import Deacon
 from ..dogs import Kennel, Timers
 from ..escalation import Routes
 from ..ledger import Bead, BeadType, Ledger, LedgerError, Status, counts_by_status
@@ -41,27 +40,27 @@ from ..runtimes.kubernetes import (
     state_claim,
     verification_job,
 )
+from ..settings import Settings
 from ..telemetry import metrics
 from .client import api_client, post_event, put_status, read_secret, set_conditions
 from .convoys import convoy_status
 from .mergequeues import active_queue, project_queues, queue_settings
 from .objects import ensure
 from .sessions import ledgers, rig_spec, session_signals
+from .sessions import settings as operator_settings
 
 log = logging.getLogger("gastown.dispatch")
 POLL_SECONDS = 2.0
-# a pass at least this often: heartbeats go stale and escalations age without events
-PATROL_SECONDS = float(os.environ.get("GT_PATROL_SECONDS", "30"))
 
 
 class KubePort:
     def __init__(self, namespace: str, rig_name: str, rig_uid: str, rig: RigSpec, prefix: str,
                  polecats: Mapping[str, dict], sessions: kopf.Index, convoy_refs: Mapping[str, dict],
-                 backend: KubernetesBackend,
+                 backend: KubernetesBackend, settings: Settings,
                  peers: Callable[[str], Ledger | None] | None = None, queue: dict | None = None,
                  verification_jobs: list[dict] | None = None, starts: Mapping | None = None,
                  heartbeats: Mapping | None = None, ownerless_pods: list[str] | None = None):
-        self.peers = peers or (lambda rig: None)
+        self.peers, self.settings = peers or (lambda rig: None), settings
         self.queue, self.verification_jobs = queue, verification_jobs or []
         self.starts, self.heartbeats = starts or {}, heartbeats or {}
         self.ownerless_pods = sorted(set(ownerless_pods or []))
@@ -98,12 +97,15 @@ class KubePort:
         req = JobRequest(
             namespace=self.namespace, rig=self.rig_name, rig_spec=self.rig, polecat=polecat, polecat_uid=ref["uid"],
             bead=bead, count=count, runtime=pspec.runtime or self.rig.runtime, resources=resources,
-            convoy=(beads[bead].metadata.get("convoy") if bead in beads else None))
+            convoy=(beads[bead].metadata.get("convoy") if bead in beads else None), **self._images())
         job = session_job(req)
         self.backend.ensure_claim(state_claim(req))  # the polecat's HOME, before its first session
         self.backend.start(job)
         log.info("rig %s/%s: session %s for %s on %s", self.namespace, self.rig_name, job["metadata"]["name"],
                  polecat, bead)
+
+    def _images(self) -> dict[str, Any]:
+        return {"image": self.settings.agent_image, "runtimes_configmap": self.settings.runtimes_configmap}
 
     def plan_with_mayor(self, key: str, goal: str) -> None:
         ref = self.convoy_refs.get(key)
@@ -111,7 +113,7 @@ class KubePort:
             return
         job = session_job(JobRequest(
             namespace=self.namespace, rig=self.rig_name, rig_spec=self.rig, polecat="mayor", polecat_uid="",
-            bead=key, count=1, runtime=self.rig.runtime, mayor_for=(key, ref["name"], ref["uid"])))
+            bead=key, count=1, runtime=self.rig.runtime, mayor_for=(key, ref["name"], ref["uid"]), **self._images()))
         self.backend.start(job)  # one Mayor Job per convoy: a second start finds it there
 
     # -- the Refinery ---------------------------------------------------------------------
@@ -122,7 +124,7 @@ class KubePort:
         job = verification_job(VerifyRequest(
             namespace=self.namespace, rig=self.rig_name, rig_spec=self.rig, batch=verification.batch,
             run=verification.run.to_dict(), ident=verification.ident, attempt=verification.attempt,
-            ref=verification.ref, owner=owner))
+            ref=verification.ref, owner=owner, image=self.settings.agent_image))
         self.backend.start(job)
         log.info("rig %s/%s: verification %s (%s)", self.namespace, self.rig_name, job["metadata"]["name"],
                  verification.run.describe())
@@ -173,7 +175,8 @@ class KubePort:
     def patrol(self, ledger: Ledger) -> None:
         """The Deacon's round for this rig: ledger heals, and orphaned Jobs and pods deleted
         (each gets SIGTERM and its grace period: a session wrapper pushes its work); each an Event."""
-        heals = Deacon(ledger, OPERATOR_ACTOR).patrol(list(self.known), self.busy(), self.rig.default_branch)
+        grace = timedelta(seconds=self.settings.orphan_grace_seconds)
+        heals = Deacon(ledger, OPERATOR_ACTOR, grace).patrol(list(self.known), self.busy(), self.rig.default_branch)
         for heal in heals:
             post_event(self.namespace, "Rig", self.rig_name, heal.kind, f"{heal.subject}: {heal.message}", "Warning")
         orphans = self.orphan_jobs()
@@ -230,6 +233,7 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, stopped: kopf.D
         return ledgers(memo).for_rig(namespace, other, other_spec) if other_spec else None
 
     backend = KubernetesBackend(api_client())
+    config = operator_settings(memo)
     seen: object = None
     last_pass = last_patrol = 0.0
     projected: dict[str, Any] = {}
@@ -264,14 +268,14 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, stopped: kopf.D
         try:
             tip = ledger.refresh()
             port = KubePort(namespace, name, uid, rig, ledger.prefix, polecats, sessions_by_polecat, refs, backend,
-                            peer, queue, jobs, session_starts, heartbeats_by_session,
+                            config, peer, queue, jobs, session_starts, heartbeats_by_session,
                             list(ownerless_pods.get((namespace, name), [])))
             # the parts of this rig's convoys on other rigs move other ledgers: their tips wake us too
             peer_tips = tuple((r, other.refresh()) for r in sorted(peer_rigs) if (other := peer(r)) is not None)
             fingerprint = (tip, tuple(sorted((p, p in port.busy()) for p in polecats)), tuple(sorted(refs)), peer_tips,
                            settings, tuple(sorted((m["name"], len(m["conditions"])) for m in queues)),
                            tuple(sorted((j["ident"] or "", j["ended"] or "") for j in jobs)))
-            if fingerprint != seen or time.monotonic() - last_pass > PATROL_SECONDS:
+            if fingerprint != seen or time.monotonic() - last_pass > config.patrol_seconds:
                 last_pass = time.monotonic()
                 ref = rig.runtime.api_key_secret  # rigs on one Secret key share its rate limits
                 report = RigPass(name, ledger, port, rig.max_polecats, rig.runtime.preset, OPERATOR_ACTOR,
@@ -288,7 +292,7 @@ def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, stopped: kopf.D
                 seen = fingerprint if not (report.acted or filling) else None
                 peer_rigs = {r for c in convoys.open_convoys(report.beads or {}) if convoys.is_home(c, name)
                              for r in convoys.other_rigs(c)}
-            if time.monotonic() - last_patrol > DEACON_SECONDS:
+            if time.monotonic() - last_patrol > config.deacon_seconds:
                 last_patrol = time.monotonic()
                 port.patrol(ledger)
             if (gc is None or not gc.is_alive()) and gc_timer and gc_timer.due(datetime.now(UTC)):

@@ -11,6 +11,7 @@ from ..scheduler import SharedBackoffs
 from .admission import judge
 from .client import update_conditions
 from .ledgers import RigLedgers
+from .sessions import settings as gastown_settings
 from .settings import OperatorOptions, configure
 
 log = logging.getLogger("gastown.operator")
@@ -25,8 +26,8 @@ def cleanup(memo: kopf.Memo, **_) -> None:
 @kopf.on.startup()
 def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     opts = memo.get("options") or OperatorOptions()
-    configure(settings, opts)
-    memo["ledgers"] = RigLedgers()
+    configure(settings, opts, gastown_settings(memo).pod_name)
+    memo["ledgers"] = RigLedgers(gastown_settings(memo).cache_dir)
     memo["backoffs"] = SharedBackoffs()  # one per operator: every rig loop sees the same
     log.info("gastown operator starting (%s)",
              "all namespaces" if opts.clusterwide else "namespaces " + ",".join(opts.namespaces))

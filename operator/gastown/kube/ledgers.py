@@ -3,7 +3,6 @@ and the rig's git credentials (from its Secret) in the environment of its git co
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -18,8 +17,8 @@ SECRET_TTL = 60.0  # seconds a Secret's content is trusted before it is read aga
 
 
 class RigLedgers:
-    def __init__(self, root: Path | None = None):
-        self.root = Path(root or os.environ.get("GT_CACHE_DIR") or Path.home() / ".cache" / "gastown")
+    def __init__(self, root: Path):
+        self.root = root  # Settings.cache_dir
         self._ledgers: dict[tuple[str, str], tuple[Ledger, object]] = {}
         self._secrets: dict[tuple[str, str], tuple[float, GitCredentials]] = {}
         self._lock = threading.Lock()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from ..runtimes.config import config_file
 from ..runtimes.kubernetes import COMPONENT, DOG, VERIFICATION, agent_service_account, dog_cronjob
 from .client import set_conditions
 from .objects import ensure, remove
-from .sessions import ledgers
+from .sessions import ledgers, settings
 
 log = logging.getLogger("gastown.rigs")
 MANAGED = {APP_NAME: "gastown", APP_MANAGED_BY: MANAGED_BY}
@@ -118,11 +117,11 @@ def reconcile_rig(name: str, namespace: str, uid: str, spec: Mapping, body: kopf
         raise kopf.TemporaryError(message, delay=min(10 * 2 ** retry, 300)) from e
     reachable = [_condition("GitReachable", True, "Reachable", rig.git_url, generation),
                  _condition("LedgerReady", True, "Ready", f"gastown/ledger at {head[:12]}", generation)]
-    runtimes = runtimes_configmap(namespace, os.environ.get("GT_RUNTIMES_CONFIGMAP"), config_file())
+    runtimes = runtimes_configmap(namespace, settings(memo).runtimes_configmap, config_file())
     for obj in [*rig_objects(namespace, name, uid, rig), *([runtimes] if runtimes else [])]:
         ensure(obj)
     for dog in CRON_DOGS:
-        cronjob = dog_cronjob(namespace, name, uid, rig, dog)
+        cronjob = dog_cronjob(namespace, name, uid, rig, dog, image=settings(memo).agent_image)
         if getattr(rig.dogs, dog).enabled:
             ensure(cronjob)
         else:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import kopf
 
+from ..settings import Settings
 from .settings import OperatorOptions
 
 
-def run(opts: OperatorOptions, verbose: bool = False) -> None:
+def run(opts: OperatorOptions, settings: Settings, verbose: bool = False) -> None:
     from . import convoys, dispatch, handlers, mergequeues, rigs, sessions  # noqa: F401  (registers the handlers)
 
     kopf.configure(verbose=verbose)
@@ -23,5 +24,5 @@ def run(opts: OperatorOptions, verbose: bool = False) -> None:
         standalone=opts.standalone,
         priority=opts.priority,
         liveness_endpoint=opts.liveness or None,
-        memo=kopf.Memo(options=opts),
+        memo=kopf.Memo(options=opts, settings=settings),
     )

@@ -26,6 +26,7 @@ from ..names import (
 )
 from ..polecats import EnsureAgent, branch_for
 from ..runtimes.kubernetes import COMPONENT
+from ..settings import Settings
 from .admission import current_conditions
 from .client import get_object, patch_status, post_event, set_conditions
 from .ledgers import RigLedgers
@@ -37,6 +38,11 @@ SESSION_LABELS = {APP_COMPONENT: COMPONENT}
 def ledgers(memo: kopf.Memo) -> RigLedgers:
     """The operator's rig ledgers (made once, by the startup handler)."""
     return memo["ledgers"]
+
+
+def settings(memo: kopf.Memo) -> Settings:
+    """The operator's settings (loaded by `gt operator run`)."""
+    return memo.get("settings") or Settings()
 
 
 # --- what the operator knows without asking the API (kopf keeps these from its watches) ---------

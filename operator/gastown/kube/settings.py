@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -36,7 +34,7 @@ class OperatorOptions:
 FINALIZER = f"{GROUP}/finalizer"
 
 
-def configure(settings: kopf.OperatorSettings, opts: OperatorOptions) -> None:
+def configure(settings: kopf.OperatorSettings, opts: OperatorOptions, instance: str) -> None:
     """Apply ``opts`` to kopf's settings (called from the startup handler)."""
     import kopf  # here, so that `gt` commands that are not the operator start fast
 
@@ -45,7 +43,7 @@ def configure(settings: kopf.OperatorSettings, opts: OperatorOptions) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration", ignored_fields=["status"])
     settings.posting.reporting_component = MANAGED_BY
-    settings.posting.reporting_instance = os.environ.get("POD_NAME") or socket.gethostname()
+    settings.posting.reporting_instance = instance  # Settings.pod_name
     settings.posting.level = 20  # INFO and above become Events
     # The API server ends each watch after server_timeout; the client gives up a bit later,
     # so a silently dropped connection (a load balancer, a NAT) is noticed and re-opened.

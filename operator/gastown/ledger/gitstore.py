@@ -35,7 +35,16 @@ CACHE_REF = "refs/gastown/remote"
 CONFIG_FILE = "ledger.json"
 ARCHIVE_DIR = "archive"  # compacted records: kept, read on demand, never loaded with the live ones
 FORMAT = 1
-GIT_TIMEOUT = float(os.environ.get("GT_GIT_TIMEOUT", "120"))
+_timeout = {"git": 120.0}  # seconds one git command may take: Settings.git_timeout, set at start-up
+
+
+def set_git_timeout(seconds: float) -> None:
+    """Called once at start-up with the process's Settings.git_timeout."""
+    _timeout["git"] = seconds
+
+
+def git_timeout() -> float:
+    return _timeout["git"]
 
 _FILE, _TREE = 0o100644, 0o040000
 
@@ -51,8 +60,9 @@ def git_env() -> dict[str, str]:
 
 
 def run_git(args: list[str], cwd: Path | None = None, input: bytes | None = None,
-            timeout: float = GIT_TIMEOUT, check: bool = True,
+            timeout: float | None = None, check: bool = True,
             env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
+    timeout = git_timeout() if timeout is None else timeout
     try:
         proc = subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True,
                               timeout=timeout, env={**git_env(), **(env or {})})

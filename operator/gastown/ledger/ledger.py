@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..settings import cache_root
 from . import ops, query
 from .errors import NotFound
 from .gitstore import ARCHIVE_DIR, GitSnapshot, GitStore, Signature, normalise_remote
@@ -25,9 +26,9 @@ def default_actor() -> str:
     return os.environ.get("GT_ACTOR") or f"user {getpass.getuser()}@{socket.gethostname()}"
 
 
-def default_cache_dir(remote: str) -> Path:
-    base = Path(os.environ.get("GT_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME")
-                or Path.home() / ".cache") / "gastown" / "ledgers")
+def default_cache_dir(remote: str, root: Path | None = None) -> Path:
+    """Where the ledger of ``remote`` is cached: under ``ledgers/`` of the cache root."""
+    base = (root or cache_root()) / "ledgers"
     key = hashlib.sha256(normalise_remote(remote).encode()).hexdigest()[:20]
     return base / key
 

@@ -7,10 +7,11 @@ import time
 from pathlib import Path
 
 from .errors import Unavailable
-from .gitstore import GIT_TIMEOUT, git_env
+from .gitstore import git_env, git_timeout
 
 
-def git(workdir: Path, *args: str, check: bool = True, timeout: float = GIT_TIMEOUT) -> str:
+def git(workdir: Path, *args: str, check: bool = True, timeout: float | None = None) -> str:
+    timeout = git_timeout() if timeout is None else timeout
     try:
         proc = subprocess.run(["git", *args], cwd=workdir, capture_output=True, text=True,
                               timeout=timeout, env=git_env())

@@ -25,6 +25,7 @@ from ..ledger import Ledger, LedgerError
 from ..names import DAEMON_ACTOR
 from ..runtimes.local import LocalBackend
 from ..scheduler import SharedBackoffs
+from ..settings import Settings
 from ..telemetry import metrics
 from .driver import RigConfig, RigDriver
 from .town import Town, TownError
@@ -41,8 +42,9 @@ class _Rig:
 
 
 class TownDaemon:
-    def __init__(self, town: Town, poll: float = 0.2, heartbeat_interval: float = 2.0):
-        self.town, self.poll = town, poll
+    def __init__(self, town: Town, poll: float = 0.2, heartbeat_interval: float = 2.0,
+                 settings: Settings | None = None):
+        self.town, self.poll, self.settings = town, poll, settings or Settings()
         self.backend = LocalBackend(town.root, cache_dir=town.root / "cache", heartbeat_interval=heartbeat_interval)
         self.rigs: dict[str, _Rig] = {}
         self.backoffs = SharedBackoffs()  # rigs on one API key wait out its rate limits together
@@ -62,7 +64,8 @@ class TownDaemon:
 
     def _start(self, config: RigConfig) -> None:
         ledger = Ledger(config.remote, cache_dir=self.backend.ledger_cache(config.name), actor=DAEMON_ACTOR)
-        driver = RigDriver(config, self.backend, ledger, peers=self.peer, backoffs=self.backoffs)
+        driver = RigDriver(config, self.backend, ledger, peers=self.peer, backoffs=self.backoffs,
+                           settings=self.settings)
         stop = threading.Event()
         thread = threading.Thread(target=self._drive, args=(driver, stop), name=f"rig-{config.name}", daemon=True)
         self.rigs[config.name] = _Rig(config, ledger, stop, thread)
@@ -150,7 +153,7 @@ def running(town: Town) -> int | None:
     return pid_
 
 
-def serve(town: Town, poll: float = 0.2, metrics_port: int = 0) -> None:
+def serve(town: Town, poll: float = 0.2, metrics_port: int = 0, settings: Settings | None = None) -> None:
     """Run the daemon in this process until SIGTERM or SIGINT (`gt up --foreground`)."""
     other = running(town)
     if other is not None and other != os.getpid():
@@ -165,7 +168,7 @@ def serve(town: Town, poll: float = 0.2, metrics_port: int = 0) -> None:
     pid_file(town).write_text(f"{os.getpid()} start={_start_time(os.getpid()) or ''} {time.time():.0f}\n")
     log.info("town %s: daemon %d up", town.root, os.getpid())
     try:
-        TownDaemon(town, poll).run(stop)
+        TownDaemon(town, poll, settings=settings).run(stop)
     finally:
         with contextlib.suppress(FileNotFoundError, ValueError, IndexError):
             if int(pid_file(town).read_text().split()[0]) == os.getpid():

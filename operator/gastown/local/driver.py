@@ -12,13 +12,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from .. import convoy as convoys
 from .. import escalation, notify, witness
 from ..api.common import RuntimeSpec
 from ..api.rig import Dogs, EscalationSpec
-from ..deacon import DEACON_SECONDS, Deacon
+from ..deacon import Deacon
 from ..dogs import DogReport, Kennel, Timers, stale_polecats
 from ..escalation import Routes
 from ..ledger import Bead, Ledger, LedgerError, Status
@@ -32,6 +32,7 @@ from ..rigloop import PassReport, RigPass, parts_done
 from ..runtimes import ConfigError, resolve
 from ..runtimes.local import LocalBackend, LocalSession, SessionRequest
 from ..scheduler import SharedBackoffs
+from ..settings import Settings
 from ..telemetry import metrics
 
 log = logging.getLogger("gastown.local")
@@ -226,8 +227,10 @@ class RigDriver:
     def __init__(self, config: RigConfig, backend: LocalBackend, ledger: Ledger,
                  on_session: Callable[[LocalSession], None] | None = None,
                  announce: Callable[[Bead, convoys.ConvoyProgress], None] | None = None,
-                 peers: Callable[[str], Ledger | None] | None = None, backoffs: SharedBackoffs | None = None):
+                 peers: Callable[[str], Ledger | None] | None = None, backoffs: SharedBackoffs | None = None,
+                 settings: Settings | None = None):
         self.config, self.backend, self.ledger = config, backend, ledger
+        self.settings = settings or Settings()
         self.backoffs = backoffs
         rt = config.runtime
         try:
@@ -254,7 +257,7 @@ class RigDriver:
     def run(self, stop: threading.Event, poll: float = 0.1, idle_step: float = 2.0,
             clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         """Step whenever the ledger moves or a session ends, and every ``idle_step`` seconds; the
-        Deacon patrols every DEACON_SECONDS."""
+        Deacon patrols every Settings.deacon_seconds."""
         last_tip: object = None
         last_step = last_patrol = 0.0
         timers = Timers(self.config.dogs, clock())
@@ -274,9 +277,10 @@ class RigDriver:
                     report = self.step(fresh=False)
                     metrics.observe_pass(LOCAL, self.config.name, report, time.monotonic() - started)
                     last_tip, last_step = self.ledger.tip, time.monotonic()
-                if time.monotonic() - last_patrol > DEACON_SECONDS:
+                if time.monotonic() - last_patrol > self.settings.deacon_seconds:
                     last_patrol = time.monotonic()
-                    heals = Deacon(self.ledger).patrol(None, self.port.busy(), self.config.target)
+                    grace = timedelta(seconds=self.settings.orphan_grace_seconds)
+                    heals = Deacon(self.ledger, grace=grace).patrol(None, self.port.busy(), self.config.target)
                     metrics.observe_heals(LOCAL, self.config.name, [h.kind for h in heals])
             except LedgerError as e:
                 log.warning("rig %s: %s", self.config.name, e)

@@ -11,7 +11,6 @@ conversations are there to resume.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +41,7 @@ from ..names import (
 from .config import ConfigError, resolve
 from .presets import Runtime
 
-DEFAULT_AGENT_IMAGE = os.environ.get("GT_AGENT_IMAGE", f"gastown/agent:{__version__}")
+DEFAULT_AGENT_IMAGE = f"gastown/agent:{__version__}"  # the operator passes Settings.agent_image
 COMPONENT = "agent-session"
 VERIFICATION = "verification"
 WORKSPACE, SESSION_DIR, CACHE_DIR, HOME = "/workspace", "/var/run/gastown", "/var/cache/gastown", "/home/agent"
@@ -88,7 +87,7 @@ class JobRequest:
     resources: dict[str, Any] = field(default_factory=dict)
     convoy: str | None = None
     image: str = DEFAULT_AGENT_IMAGE
-    runtimes_configmap: str | None = os.environ.get("GT_RUNTIMES_CONFIGMAP")  # custom runtimes
+    runtimes_configmap: str | None = None  # custom runtimes (Settings.runtimes_configmap)
     # The Mayor: a Job owned by its Convoy that plans the convoy's goal instead of working a bead.
     mayor_for: tuple[str, str, str] | None = None  # (convoy key, Convoy name, Convoy uid)
 

@@ -1,0 +1,101 @@
+"""Every tunable of gastown, in one place: loaded and validated once at start-up, then passed down.
+
+A process reads its settings when it starts (``gt operator run``, the town daemon, any ``gt``
+command) with ``Settings.from_env``; nothing else reads these variables. A bad value stops
+the start with a message that names the variable.
+
+    variable                  default                          what
+    GT_PATROL_SECONDS         30                               operator: a rig pass at least this often (heartbeats
+                                                               age and escalations bump without any event)
+    GT_DEACON_SECONDS         60                               both drivers: the Deacon's patrol period
+    GT_ORPHAN_GRACE_SECONDS   120                              the Deacon leaves a bead held by an unknown polecat
+                                                               alone this long (a new polecat may not be seen yet)
+    GT_GIT_TIMEOUT            120                              seconds one git command may take
+    GT_CACHE_DIR              $XDG_CACHE_HOME/gastown,         the cache root; ledger caches are under ledgers/
+                              else ~/.cache/gastown
+    GT_AGENT_IMAGE            gastown/agent:<version>          operator: the image of session, verification and
+                                                               Dog pods
+    GT_RUNTIMES_CONFIGMAP     (none)                           operator: the ConfigMap of custom runtimes
+    POD_NAME                  the host name                    operator: the instance named on its Events
+
+Read where they are used, at the time they are used, because they name a place or a person rather
+than tune the engine: GT_TOWN (the local town), GT_ACTOR (who a `gt` command signs as),
+GT_FORMULAS_DIR and GT_RUNTIMES_FILE (extra formulas and runtimes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__
+
+
+class SettingsError(ValueError):
+    """A setting's value is not valid; the message names the variable."""
+
+
+def cache_root(env: Mapping[str, str] | None = None) -> Path:
+    """The one rule for where gastown caches: GT_CACHE_DIR, else $XDG_CACHE_HOME/gastown, else
+    ~/.cache/gastown. Ledger caches live under its ``ledgers/``."""
+    env = os.environ if env is None else env
+    if env.get("GT_CACHE_DIR"):
+        return Path(env["GT_CACHE_DIR"])
+    return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gastown"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    patrol_seconds: float = 30.0
+    deacon_seconds: float = 60.0
+    orphan_grace_seconds: float = 120.0
+    git_timeout: float = 120.0
+    cache_dir: Path = field(default_factory=cache_root)
+    agent_image: str = f"gastown/agent:{__version__}"
+    runtimes_configmap: str | None = None
+    pod_name: str = field(default_factory=socket.gethostname)
+
+    _ENV = {"patrol_seconds": "GT_PATROL_SECONDS", "deacon_seconds": "GT_DEACON_SECONDS",
+            "orphan_grace_seconds": "GT_ORPHAN_GRACE_SECONDS", "git_timeout": "GT_GIT_TIMEOUT",
+            "agent_image": "GT_AGENT_IMAGE", "runtimes_configmap": "GT_RUNTIMES_CONFIGMAP",
+            "pod_name": "POD_NAME"}
+
+    def __post_init__(self) -> None:
+        for name in ("patrol_seconds", "deacon_seconds", "git_timeout"):
+            _positive(self._ENV[name], getattr(self, name))
+        if not math.isfinite(self.orphan_grace_seconds) or self.orphan_grace_seconds < 0:
+            raise SettingsError(f"GT_ORPHAN_GRACE_SECONDS must be 0 or more seconds, not {self.orphan_grace_seconds}")
+        if not self.agent_image.strip():
+            raise SettingsError("GT_AGENT_IMAGE must name an image")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **given: object) -> Settings:
+        """The settings of this process: ``given`` (flags), else the environment, else the defaults."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {"cache_dir": cache_root(env)}
+        for name, var in cls._ENV.items():
+            raw = env.get(var)
+            if not raw:
+                continue
+            if isinstance(getattr(cls, name, None), float):
+                try:
+                    values[name] = float(raw)
+                except ValueError:
+                    raise SettingsError(f"{var} must be a number of seconds, not {raw!r}") from None
+            else:
+                values[name] = raw
+        values.update({k: v for k, v in given.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _positive(var: str, value: float) -> None:
+    if not math.isfinite(value) or value <= 0:
+        raise SettingsError(f"{var} must be a positive number of seconds, not {value}")

@@ -1,0 +1,45 @@
+"""The settings of a gastown process: read once from the environment, validated, one cache rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gastown import __version__
+from gastown.ledger.ledger import default_cache_dir
+from gastown.settings import Settings, SettingsError, cache_root
+
+
+def test_defaults_without_any_variable(tmp_path):
+    s = Settings.from_env({"HOME": str(tmp_path)})
+    assert (s.patrol_seconds, s.deacon_seconds, s.orphan_grace_seconds, s.git_timeout) == (30, 60, 120, 120)
+    assert s.agent_image == f"gastown/agent:{__version__}" and s.runtimes_configmap is None
+
+
+def test_the_environment_sets_each_tunable():
+    s = Settings.from_env({"GT_PATROL_SECONDS": "1", "GT_DEACON_SECONDS": "2.5", "GT_ORPHAN_GRACE_SECONDS": "0",
+                           "GT_GIT_TIMEOUT": "9", "GT_AGENT_IMAGE": "reg/agent:1", "GT_RUNTIMES_CONFIGMAP": "rt",
+                           "POD_NAME": "op-0", "GT_CACHE_DIR": "/var/cache/gt"})
+    assert (s.patrol_seconds, s.deacon_seconds, s.orphan_grace_seconds, s.git_timeout) == (1, 2.5, 0, 9)
+    assert (s.agent_image, s.runtimes_configmap, s.pod_name) == ("reg/agent:1", "rt", "op-0")
+    assert s.cache_dir == Path("/var/cache/gt")
+
+
+@pytest.mark.parametrize(("var", "value", "says"), [
+    ("GT_PATROL_SECONDS", "soon", "must be a number of seconds"),
+    ("GT_DEACON_SECONDS", "0", "must be a positive number"),
+    ("GT_GIT_TIMEOUT", "-1", "must be a positive number"),
+    ("GT_ORPHAN_GRACE_SECONDS", "-5", "must be 0 or more"),
+    ("GT_PATROL_SECONDS", "nan", "must be a positive number"),
+])
+def test_a_bad_value_names_its_variable(var, value, says):
+    with pytest.raises(SettingsError, match=f"{var} {says}"):
+        Settings.from_env({var: value})
+
+
+def test_one_cache_rule_for_every_ledger_cache(tmp_path):
+    assert cache_root({"GT_CACHE_DIR": "/c"}) == Path("/c")
+    assert cache_root({"XDG_CACHE_HOME": "/x"}) == Path("/x/gastown")
+    assert cache_root({}) == Path.home() / ".cache" / "gastown"
+    assert default_cache_dir("/some/repo", tmp_path).parent == tmp_path / "ledgers"
