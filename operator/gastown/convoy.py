@@ -12,13 +12,25 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from . import spend
 from .escalation import raise_in
 from .graph import topo_order
-from .ledger import Bead, BeadType, Comment, Dependency, DepType, InvalidOperation, Status, query
+from .ledger import (
+    Bead,
+    BeadType,
+    Comment,
+    Dependency,
+    DepType,
+    InvalidOperation,
+    Ledger,
+    Status,
+    query,
+)
 from .ledger.ids import child_id, new_id, stable_id
+from .ledger.merge import Branches
 from .ledger.ops import Tx, merged, revise
 from .polecats import MAX_ATTEMPTS
 
@@ -428,3 +440,16 @@ def plan_from_spec(spec: Any, sources: list[Any]) -> list[PlannedBead] | None:
         molecule = formulas.instantiate(formulas.find(spec.formula.name, sources), spec.formula.vars)
         return planned_from_molecule(molecule, poured=spec.formula.mode == "poured")
     return None
+
+
+def rig_formula_sources(ledger: Ledger, target: str, workdir: Path) -> list[Any]:
+    """Where a convoy of this rig finds its formula: the rig's own formulas (from its target branch,
+    copied into ``workdir``), then the operator's, then the built-ins."""
+    from . import formulas
+
+    branches = Branches(ledger.store)
+    tip = branches.fetch(target).get(target)
+    files = branches.files(tip, ".gastown/formulas") if tip else {}
+    for name, data in files.items():
+        (workdir / name).write_bytes(data)
+    return formulas.default_sources(workdir if files else None)

@@ -1,275 +1,164 @@
-"""One pass over a rig: the engine's decisions, carried out through a driver's ports.
+"""The rig loop: the one cycle that drives a rig, for the local daemon and for the operator.
 
-The same pass runs in the local daemon and in the operator; only the ports differ (local
-subprocesses and threads, or Polecat resources and Jobs). Each pass reads the ledger and,
-in order: heals (the Witness), plans convoys, merges what `direct` convoys finished, moves
-the merge queue on (the Refinery), keeps convoys (skip, stall, close, announce), routes
-escalations, dispatches ready beads under the rig's limit, and starts the sessions that
-are due. Everything is re-derived from the ledger and the ports each time,
-so a driver that is killed and started again carries on where it was.
+Each tick the driver says what the rig is now (its ledger, its ports, its spec: a ``Round``);
+the loop refreshes the ledger and runs the rig pass (rigpass.py) when something moved: the
+ledger's tip, or what the driver watches besides (``Driver.wake_key``: sessions, resources,
+other rigs' ledgers), and at least every ``period`` seconds for what only time changes
+(heartbeats age, escalations bump). After a pass the driver projects it (statuses on a
+cluster). Every ``deacon_seconds`` the Deacon patrols; the Dogs due by their schedules walk in a
+background thread, so that a long `git gc` never stalls the rig. Metrics are observed here, once
+for both drivers.
+
+A driver provides ``Driver`` (the round, what wakes it, what to do after a pass) and, in each
+round, a ``DriverPort``: the rig pass's ``Port`` plus the Deacon's and the Dogs' parts.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+import threading
+import time
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
-from . import convoy as convoys
-from . import escalation, formulas, scheduler, witness
-from .ledger import Bead, BeadType, Ledger, LedgerError, Status
-from .ledger.gitstore import Signature
-from .ledger.merge import Branches
-from .polecats import sessions_to_start
-from .refinery import (
-    QueueSettings,
-    RecordConflict,
-    RecordMerge,
-    Refinery,
-    RefineryReport,
-    VerifyPort,
-)
-from .refinery.queue import is_direct
+from .deacon import Deacon, Heal
+from .dogs import Timers
+from .ledger import Ledger, LedgerError
+from .rigpass import PassConfig, PassReport, Port, RigPass
+from .scheduler import SharedBackoffs
+from .settings import Settings
+from .telemetry import metrics
 
 log = logging.getLogger("gastown.rig")
 
 
-def rig_formula_sources(ledger: Ledger, target: str, workdir: Path) -> list[formulas.Source]:
-    """The rig's own formulas (from its target branch, copied into ``workdir``), then the
-    operator's, then the built-ins."""
-    branches = Branches(ledger.store)
-    tip = branches.fetch(target).get(target)
-    files = branches.files(tip, ".gastown/formulas") if tip else {}
-    for name, data in files.items():
-        (workdir / name).write_bytes(data)
-    return formulas.default_sources(workdir if files else None)
+class DriverPort(Port, Protocol):
+    """The rig pass's ports, and what the Deacon and the Dogs need of a driver."""
+
+    def deacon_scope(self) -> list[str] | None:
+        """The polecats that exist, for the Deacon (None: every agent of the ledger)."""
+
+    def after_patrol(self, heals: Sequence[Heal]) -> list[str]:
+        """Carry out the driver's part of a patrol (say what was healed, delete what lost its
+        owner); the kinds of the heals it did itself."""
+
+    def run_dog(self, name: str) -> object:
+        """Walk one Dog (prune, gc, compact) for this rig."""
 
 
-def parts_done(peers: Callable[[str], Ledger | None], key: str, rigs: list[str]) -> bool:
-    """The parts of convoy ``key`` on ``rigs`` are all closed (a rig we cannot read: not yet)."""
-    for rig in rigs:
-        ledger = peers(rig)
-        if ledger is None:
-            return False
-        snap = ledger.snapshot()
-        part = snap.get(convoys.convoy_id(snap.prefix, key))
-        if part is None or part.status != Status.CLOSED:
-            return False
-    return True
+@dataclass(frozen=True, kw_only=True)
+class Round:
+    """What the rig is at one tick of the loop."""
+
+    ledger: Ledger
+    port: DriverPort
+    config: PassConfig
 
 
-class Port(VerifyPort, Protocol):
-    """What a driver provides to the rig pass (and, as a VerifyPort, to the Refinery)."""
+class Driver(Protocol):
+    def round(self) -> Round | float:
+        """This tick's round; a number of seconds instead when there is nothing to drive yet
+        (no valid spec, no credentials): the loop waits that long and asks again."""
 
-    def polecats(self) -> tuple[list[str], set[str]]:
-        """The rig's polecats as the driver knows them, and which of them are retired."""
+    def wake_key(self, round: Round) -> Hashable:
+        """What, besides the ledger's tip, makes a pass due when it changes."""
 
-    def busy(self) -> set[str]:
-        """Polecats with a session running now."""
+    def passed(self, round: Round, report: PassReport) -> bool:
+        """After a pass (project it); True when the next tick should pass again regardless."""
 
-    def add_polecat(self, name: str) -> None:
-        """A new polecat joins (a resource on a cluster; nothing to do locally)."""
-
-    def start_session(self, polecat: str, bead: str, beads: Mapping[str, Bead]) -> None: ...
-
-    def plan_with_mayor(self, key: str, goal: str) -> None:
-        """Have the Mayor plan a goal convoy (asynchronously); called again until it is planned."""
-
-    def announce(self, convoy: Bead, progress: convoys.ConvoyProgress) -> None: ...
-
-    def parts_done(self, key: str, rigs: list[str]) -> bool:
-        """Whether the parts of a convoy on the other ``rigs`` are all closed."""
-
-    def session_signals(self) -> Mapping[str, witness.SessionSignal] | None:
-        """Polecat -> its current session, for the Witness; None when the driver cannot tell."""
-
-    def salvage(self, polecat: str, bead: str) -> None:
-        """Push whatever the polecat's session left unpushed, where it can still be reached."""
-
-    def stop_session(self, polecat: str) -> None: ...
-
-    def deliver(self, esc: Bead, route: str) -> bool:
-        """Send an escalation along ``route``; False when the route is not set up here yet (it
-        stays pending, and goes out once it is). Raising leaves it for the next pass."""
+    def git(self, error: str | None) -> None:
+        """The rig's git remote failed (``error``) or answers (None), after each tick."""
 
 
-@dataclass
-class PassReport:
-    mayors: int = 0
-    merged: int = 0
-    conflicts: int = 0
-    upkeep: int = 0
-    assigned: int = 0
-    started: int = 0
-    escalations: int = 0
-    healed: int = 0
-    held: str | None = None
-    beads: Mapping[str, Bead] | None = None
-    refinery: RefineryReport | None = None
+@dataclass(frozen=True, kw_only=True)
+class Cadence:
+    """How often the loop does what."""
 
-    @property
-    def acted(self) -> bool:
-        return any((self.mayors, self.merged, self.conflicts, self.upkeep, self.assigned, self.started,
-                    self.escalations, self.healed, self.refinery and self.refinery.acted))
+    poll: float  # seconds between ticks
+    period: float  # a pass at least this often
+    deacon_seconds: float = Settings.deacon_seconds
+    orphan_grace: timedelta = timedelta(seconds=Settings.orphan_grace_seconds)
+    error_pause: float = 0.0  # more seconds to wait after a git error
+
+    @classmethod
+    def of(cls, settings: Settings, *, poll: float, period: float, error_pause: float = 0.0) -> Cadence:
+        return cls(poll=poll, period=period, deacon_seconds=settings.deacon_seconds,
+                   orphan_grace=timedelta(seconds=settings.orphan_grace_seconds), error_pause=error_pause)
 
 
-class RigPass:
-    def __init__(self, rig: str, ledger: Ledger, port: Port, limit: int, runtime: str = "",
-                 actor: str = "gastown", routes: escalation.Routes | None = None,
-                 thresholds: witness.Thresholds | None = None, queue: QueueSettings | None = None,
-                 *, key: str | None = None, backoffs: scheduler.SharedBackoffs | None = None):
-        self.key, self.backoffs = key, backoffs  # the rig's API key's identity, and the town's backoffs on keys
-        self.thresholds = thresholds or witness.Thresholds()
-        self.queue = queue or QueueSettings()
-        self.rig, self.ledger, self.port, self.limit, self.runtime, self.actor = rig, ledger, port, limit, runtime, actor
-        self.routes = routes or escalation.Routes()
-        self.branches = Branches(ledger.store)
+class RigLoop:
+    """Drives one rig until stopped. ``label`` is the metrics' namespace label ("local" in a town)."""
 
-    def run(self, now: datetime | None = None, fresh: bool = True) -> PassReport:
-        """One pass. ``fresh=False`` when the caller has just refreshed the ledger itself."""
-        now = now or datetime.now(UTC)
-        report = PassReport()
-        snap = self.ledger.snapshot(refresh=fresh)
-        beads = snap.beads()
-        state = scheduler.state_of(beads, snap.prefix)
-        if state.limit != self.limit:
-            self.ledger.apply(scheduler.SetLimit(self.limit, self.actor))
-        report.healed = self._witness(beads, now)
-        if report.healed:
-            beads = self.ledger.snapshot(refresh=False).beads()
-        report.mayors = self._mayors(beads)
-        report.merged, report.conflicts = self._merge_direct(beads)
-        report.refinery = Refinery(self.ledger, self.port, self.queue, self.actor).step(beads, now)
-        if report.merged or report.conflicts or report.refinery.acted:
-            beads = self.ledger.snapshot(refresh=False).beads()
-        upkeep = [op for c in convoys.open_convoys(beads)
-                  for op in convoys.upkeep(c, beads, now, self.actor, self._others_done(c))]
-        if upkeep:
-            self._apply_all(upkeep)
-            report.upkeep = len(upkeep)
-            beads = self.ledger.snapshot(refresh=False).beads()
-        for convoy in beads.values():
-            if convoy.type == BeadType.CONVOY and convoy.status == Status.CLOSED and not convoy.metadata.get("notified"):
-                if convoys.is_home(convoy, self.rig):  # the other rigs' parts close quietly
-                    self.port.announce(convoy, convoys.progress(convoy, beads))
-                self.ledger.apply(convoys.MarkNotified(convoy.metadata["key"], self.actor))
-        report.escalations = self._escalations(beads, now)
-        if report.escalations:
-            beads = self.ledger.snapshot(refresh=False).beads()
-        known, retired = self.port.polecats()
-        shared = self._key_backoff(beads, snap.prefix, now)
-        decision = scheduler.plan(beads, snap.prefix, self.limit, known, retired, now=now)
-        if shared and not decision.held:  # another rig on the same key hit its limit: wait with it
-            decision.held, decision.assign, decision.new_polecats = shared, [], []
-        report.held = decision.held
-        for name in decision.new_polecats:
-            self.port.add_polecat(name)
-        if decision.assign:
-            self._apply_all([scheduler.Assign(b, p, self.rig, self.actor, self.runtime) for b, p in decision.assign])
-            report.assigned = len(decision.assign)
-            beads = self.ledger.snapshot(refresh=False).beads()
-        known, retired = self.port.polecats()
-        names = set(scheduler.known_polecats(beads, known))
-        # hooked work waits out a rate-limit backoff too (a new session would only hit it again),
-        # and a pause: nothing new starts, what runs finishes
-        state = scheduler.state_of(beads, snap.prefix)
-        waiting = state.paused or state.backing_off(now) or bool(shared)
-        for polecat, bead in [] if waiting else sessions_to_start(beads, names - retired, self.port.busy(),
-                                                                     self.limit):
-            if polecat not in known:  # hooked by hand (`gt sling`) to a polecat the driver has not met
-                self.port.add_polecat(polecat)
-            self.port.start_session(polecat, bead, beads)
-            report.started += 1
-        report.beads = beads
-        return report
+    def __init__(self, *, rig: str, label: str, driver: Driver, actor: str, cadence: Cadence,
+                 peers: Callable[[str], Ledger | None] | None = None, backoffs: SharedBackoffs | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self.rig, self.label, self.driver, self.actor, self.cadence = rig, label, driver, actor, cadence
+        self.peers, self.backoffs, self.clock = peers, backoffs, clock  # backoffs: the town's, on API keys
+        self._seen: Hashable = None
+        self._last_pass = self._last_patrol = 0.0
+        self._config: PassConfig | None = None
+        self._timers: Timers | None = None
+        self._walker: threading.Thread | None = None
 
-    def _key_backoff(self, beads: Mapping[str, Bead], prefix: str, now: datetime) -> str | None:
-        """Note this rig's backoff under its key; why the key holds it now (another rig's backoff)."""
-        if self.backoffs is None or not self.key:
-            return None
-        self.backoffs.note(self.key, self.rig, scheduler.state_of(beads, prefix).backoff_until)
-        return self.backoffs.held(self.key, now)
+    def step(self, round: Round, now: datetime | None = None, fresh: bool = True) -> PassReport:
+        """One rig pass: the one place where a driver's rig pass runs."""
+        return RigPass(rig=self.rig, ledger=round.ledger, port=round.port, config=round.config, actor=self.actor,
+                       peers=self.peers, backoffs=self.backoffs).run(now, fresh)
 
-    def _apply_all(self, ops: list[Any]) -> None:
-        """Submitted together, so group commit puts them in as few commits as it can."""
-        futures = [self.ledger.submit(op) for op in ops]
-        for f in futures:
+    def run(self, stopped: Callable[[], bool], wait: Callable[[float], object]) -> None:
+        while not stopped():
+            wait(self.tick())
+
+    def tick(self) -> float:
+        """One turn of the loop; the seconds to wait before the next."""
+        round = self.driver.round()
+        if not isinstance(round, Round):
+            return round
+        if round.config != self._config:
+            self._config, self._seen = round.config, None
+            self._timers = Timers(round.config.dogs, self.clock(), only=round.config.dog_names)
+        self._walk_dogs(round)
+        try:
+            tip = round.ledger.refresh()
+            key = (tip, self.driver.wake_key(round))
+            if key != self._seen or time.monotonic() - self._last_pass > self.cadence.period:
+                self._last_pass = time.monotonic()
+                report = self.step(round, fresh=False)
+                metrics.observe_pass(self.label, self.rig, report, time.monotonic() - self._last_pass)
+                again = self.driver.passed(round, report)
+                self._seen = None if again else (round.ledger.tip, key[1])
+            if time.monotonic() - self._last_patrol > self.cadence.deacon_seconds:
+                self._last_patrol = time.monotonic()
+                self._patrol(round)
+            self.driver.git(None)
+        except LedgerError as e:
+            log.warning("rig %s: %s", self.rig, e)
+            self.driver.git(str(e))
+            return self.cadence.poll + self.cadence.error_pause
+        return self.cadence.poll
+
+    def _patrol(self, round: Round) -> None:
+        heals = Deacon(round.ledger, self.actor, self.cadence.orphan_grace).patrol(
+            round.port.deacon_scope(), round.port.busy(), round.config.target)
+        done = round.port.after_patrol(heals)
+        metrics.observe_heals(self.label, self.rig, [h.kind for h in heals] + done)
+
+    def _walk_dogs(self, round: Round) -> None:
+        if self._walker is not None and self._walker.is_alive():
+            return
+        due = self._timers.due(self.clock()) if self._timers else []
+        if due:  # in the background: a git gc of a big repository must not stall the rig
+            self._walker = threading.Thread(target=self._walk, args=(round.port, due), daemon=True,
+                                            name=f"dogs-{self.label}-{self.rig}")
+            self._walker.start()
+
+    def _walk(self, port: DriverPort, dogs: list[str]) -> None:
+        for name in dogs:
             try:
-                f.result()
+                port.run_dog(name)
+                metrics.observe_dog(self.label, self.rig, name, True)
             except LedgerError as e:
-                log.warning("rig %s: %s", self.rig, e)
-
-    def _witness(self, beads: Mapping[str, Bead], now: datetime) -> int:
-        """Judge the polecats that hold work; stop what hangs or lingers, record what vanished."""
-        signals = self.port.session_signals()
-        if signals is None:
-            return 0
-        judgements = witness.patrol(beads, signals, self.thresholds, now)
-        ops, stop = witness.remedies(judgements, beads, self.actor)
-        for j in judgements:
-            if j.verdict != "healthy":
-                log.warning("rig %s: polecat %s on %s is %s: %s", self.rig, j.polecat, j.bead, j.verdict, j.reason)
-            if j.verdict in ("hung", "stalled"):
-                self.port.salvage(j.polecat, j.bead)  # work first: nothing unpushed is thrown away
-        if ops:  # recorded before the stop, so that the session's own last words do not replace the verdict
-            self._apply_all(ops)
-        for polecat in stop:
-            self.port.stop_session(polecat)
-        return len(ops) + len(stop)
-
-    def _others_done(self, convoy: Bead) -> bool:
-        others = convoys.other_rigs(convoy)
-        if not others or not convoys.is_home(convoy, self.rig):
-            return True
-        return self.port.parts_done(convoy.metadata["key"], others)
-
-    def _escalations(self, beads: Mapping[str, Bead], now: datetime) -> int:
-        """Bump what went unacknowledged too long, then route what is not yet routed."""
-        bumps = escalation.upkeep(beads, self.routes, now, self.actor)
-        if bumps:
-            self._apply_all(bumps)
-            beads = self.ledger.snapshot(refresh=False).beads()
-        delivered = []
-        for esc in escalation.open_escalations(beads.values()):
-            for route in self.routes.pending(esc):
-                try:
-                    sent = self.port.deliver(esc, route)
-                except Exception as e:  # noqa: BLE001 (a failed delivery is retried next pass)
-                    log.warning("rig %s: escalation %s via %s: %s", self.rig, esc.id, route, e)
-                    continue
-                if sent:  # a route with nowhere to go yet (no webhook URL) stays pending until it has one
-                    delivered.append(escalation.Delivered(esc.id, route, self.actor))
-        if delivered:
-            self._apply_all(delivered)
-        return len(bumps) + len(delivered)
-
-    def _mayors(self, beads: Mapping[str, Bead]) -> int:
-        asked = 0
-        for convoy in convoys.open_convoys(beads):
-            meta = convoy.metadata
-            if meta.get("source") == "goal" and not meta.get("planned") and not meta.get("plan_error"):
-                self.port.plan_with_mayor(meta["key"], convoy.description)
-                asked += 1
-        return asked
-
-    def _merge_direct(self, beads: Mapping[str, Bead]) -> tuple[int, int]:
-        merged = conflicts = 0
-        open_mrs = sorted((b for b in beads.values() if b.type == BeadType.MERGE_REQUEST and b.status == Status.OPEN),
-                          key=lambda b: (b.priority, b.created_at))
-        for mr in open_mrs:
-            if not is_direct(mr, beads):
-                continue  # the Refinery's
-            source = beads[mr.metadata["source"]]
-            result = self.branches.merge_into(mr.metadata["branch"], mr.metadata["target"],
-                                              f"Merge {mr.metadata['branch']} ({source.id}: {source.title})",
-                                              Signature.of(self.actor))
-            if result.clean:
-                self.ledger.apply(RecordMerge(mr.id, result.commit, self.actor))
-                merged += 1
-            else:
-                self.ledger.apply(RecordConflict(mr.id, tuple(result.conflicts), self.actor))
-                conflicts += 1
-        return merged, conflicts
+                log.warning("rig %s: the %s Dog: %s", self.rig, name, e)
+                metrics.observe_dog(self.label, self.rig, name, False)

@@ -16,7 +16,6 @@ from ..api.validation import parse_spec
 from ..ledger import Bead, LedgerError
 from ..ledger.ops import Together
 from ..names import OPERATOR_ACTOR
-from ..rigloop import rig_formula_sources
 from .client import set_conditions
 from .sessions import ledgers, require_rig
 
@@ -45,7 +44,7 @@ def plan_convoy(name: str, namespace: str, spec: Mapping, body: kopf.Body, memo:
     key = convoy_key(namespace, name)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            plan = convoys.plan_from_spec(convoy, rig_formula_sources(ledger, rig.default_branch, Path(tmp)))
+            plan = convoys.plan_from_spec(convoy, convoys.rig_formula_sources(ledger, rig.default_branch, Path(tmp)))
     except formulas.FormulaError as e:
         message = f"spec.formula: {e}. Fix the formula or its vars and apply the Convoy again."
         set_conditions(namespace, "convoys", name, Condition(type="PlanInvalid", status="True", reason="FormulaInvalid",

@@ -1,19 +1,18 @@
-"""The rig loop on a cluster: the rig pass with Polecat resources and Jobs as its ports.
+"""The rig loop on a cluster: one kopf daemon per Rig runs the engine's RigLoop, with Polecat
+resources and Jobs as its ports.
 
-One kopf daemon per Rig. It wakes when the ledger moves (one ls-remote per poll for the
-whole rig), when kopf's indexes of the rig's Polecats, Jobs, Convoys and MergeQueues change,
-and every Settings.patrol_seconds for what only time changes (the Witness's heartbeat ages, escalation
-bumps); it never polls the Kubernetes API. After each pass it projects the ledger onto the status of
-the Rig, its Polecats (restarts) and its Convoys.
+The loop wakes when the ledger moves (one ls-remote per poll for the whole rig), when kopf's
+indexes of the rig's Polecats, Jobs, Convoys and MergeQueues change, and every
+Settings.patrol_seconds for what only time changes (the Witness's heartbeat ages, escalation
+bumps); it never polls the Kubernetes API. After each pass the driver projects the ledger onto
+the status of the Rig, its Polecats (restarts) and its Convoys.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -23,15 +22,15 @@ from .. import convoy as convoys
 from .. import escalation, notify, witness
 from ..api import API_VERSION, GROUP, VERSION, Condition, Invalid, PolecatSpec, RigSpec
 from ..api.validation import parse_spec
-from ..deacon import Deacon
-from ..dogs import Kennel, Timers
+from ..deacon import Heal
+from ..dogs import DogReport, Kennel
 from ..escalation import Routes
-from ..ledger import Bead, BeadType, Ledger, LedgerError, Status, counts_by_status
-from ..local.driver import parts_done
+from ..ledger import Bead, BeadType, Ledger, Status, counts_by_status
 from ..names import APP_MANAGED_BY, MANAGED_BY, OPERATOR_ACTOR, RIG_LABEL
 from ..polecats import agent_id, hooked_to
 from ..refinery.verify import Verification
-from ..rigloop import RigPass
+from ..rigloop import Cadence, RigLoop, Round
+from ..rigpass import PassConfig, PassReport
 from ..runtimes.kubernetes import (
     JobRequest,
     KubernetesBackend,
@@ -46,25 +45,26 @@ from .client import api_client, post_event, put_status, read_secret, set_conditi
 from .convoys import convoy_status
 from .mergequeues import active_queue, project_queues, queue_settings
 from .objects import ensure
-from .sessions import ledgers, rig_spec, session_signals
-from .sessions import settings as operator_settings
+from .sessions import ledgers, rig_spec, session_signals, settings
 
 log = logging.getLogger("gastown.dispatch")
-POLL_SECONDS = 2.0
+POLL_SECONDS = 2.0  # between two ticks of a rig's loop
 
 
 class KubePort:
-    def __init__(self, namespace: str, rig_name: str, rig_uid: str, rig: RigSpec, prefix: str,
+    """The rig loop's ports on a cluster, over kopf's indexes as they are at one round."""
+
+    def __init__(self, *, namespace: str, rig_name: str, rig_uid: str, rig: RigSpec, ledger: Ledger,
                  polecats: Mapping[str, dict], sessions: kopf.Index, convoy_refs: Mapping[str, dict],
-                 backend: KubernetesBackend, settings: Settings,
-                 peers: Callable[[str], Ledger | None] | None = None, queue: dict | None = None,
-                 verification_jobs: list[dict] | None = None, starts: Mapping | None = None,
-                 heartbeats: Mapping | None = None, ownerless_pods: list[str] | None = None):
-        self.peers, self.settings = peers or (lambda rig: None), settings
-        self.queue, self.verification_jobs = queue, verification_jobs or []
+                 backend: KubernetesBackend, settings: Settings, queue: dict | None = None,
+                 queues: list[dict] | None = None, verification_jobs: list[dict] | None = None,
+                 starts: Mapping | None = None, heartbeats: Mapping | None = None,
+                 ownerless_pods: list[str] | None = None):
+        self.ledger, self.prefix, self.settings = ledger, ledger.prefix, settings
+        self.queue, self.queues, self.verification_jobs = queue, queues or [], verification_jobs or []
         self.starts, self.heartbeats = starts or {}, heartbeats or {}
         self.ownerless_pods = sorted(set(ownerless_pods or []))
-        self.namespace, self.rig_name, self.rig_uid, self.rig, self.prefix = namespace, rig_name, rig_uid, rig, prefix
+        self.namespace, self.rig_name, self.rig_uid, self.rig = namespace, rig_name, rig_uid, rig
         self.known, self.sessions, self.convoy_refs, self.backend = polecats, sessions, convoy_refs, backend
 
     def polecats(self) -> tuple[list[str], set[str]]:
@@ -152,10 +152,6 @@ class KubePort:
             except Exception as e:  # noqa: BLE001 (a failed announcement must not stop the rig)
                 log.warning("convoy %s: could not notify %s: %s", name, target.get("type"), e)
 
-
-    def parts_done(self, key: str, rigs: list[str]) -> bool:
-        return parts_done(self.peers, key, rigs)
-
     def session_signals(self) -> dict[str, witness.SessionSignal]:
         return session_signals(self.namespace, self.known, self.sessions, self.starts, self.heartbeats,
                                datetime.now(UTC))
@@ -172,16 +168,16 @@ class KubePort:
                     if j.get("rig") == self.rig_name]
         return sorted({j["name"] for j in [*sessions, *self.verification_jobs] if not j.get("owned", True)})
 
-    def patrol(self, ledger: Ledger) -> None:
-        """The Deacon's round for this rig: ledger heals, and orphaned Jobs and pods deleted
-        (each gets SIGTERM and its grace period: a session wrapper pushes its work); each an Event."""
-        grace = timedelta(seconds=self.settings.orphan_grace_seconds)
-        heals = Deacon(ledger, OPERATOR_ACTOR, grace).patrol(list(self.known), self.busy(), self.rig.default_branch)
+    def deacon_scope(self) -> list[str]:
+        return list(self.known)
+
+    def after_patrol(self, heals: Sequence[Heal]) -> list[str]:
+        """Each of the Deacon's heals an Event; orphaned Jobs and pods deleted (each gets SIGTERM
+        and its grace period: a session wrapper pushes its work), each an Event too."""
         for heal in heals:
             post_event(self.namespace, "Rig", self.rig_name, heal.kind, f"{heal.subject}: {heal.message}", "Warning")
         orphans = self.orphan_jobs()
-        metrics.observe_heals(self.namespace, self.rig_name,
-                              [h.kind for h in heals] + ["OrphanDeleted"] * (len(orphans) + len(self.ownerless_pods)))
+        deleted = ["OrphanDeleted"] * (len(orphans) + len(self.ownerless_pods))
         for job in orphans:
             self.backend.stop(self.namespace, job)
             post_event(self.namespace, "Rig", self.rig_name, "OrphanDeleted",
@@ -190,6 +186,11 @@ class KubePort:
             self.backend.delete_pod(self.namespace, pod)
             post_event(self.namespace, "Rig", self.rig_name, "OrphanDeleted",
                        f"Pod {pod} was gastown's but had no owner: deleted", "Warning")
+        return deleted
+
+    def run_dog(self, name: str) -> DogReport:
+        """The gc Dog, on the operator's own cache of the rig (the other Dogs are the Rig's CronJobs)."""
+        return Kennel(self.ledger, self.rig.default_branch, self.rig.dogs.retain_days, OPERATOR_ACTOR).run(name)
 
     def stop_session(self, polecat: str) -> None:
         jobs = [j for j in self.sessions.get((self.namespace, polecat), []) if j["active"]]
@@ -197,15 +198,14 @@ class KubePort:
             self.backend.stop(self.namespace, job["name"])
             log.info("rig %s/%s: stopped session %s of %s", self.namespace, self.rig_name, job["name"], polecat)
 
+    def webhook_url(self) -> str | None:
+        ref = self.rig.escalation.webhook_secret
+        return None if ref is None else read_secret(self.namespace, ref.name)[ref.key]
+
     def deliver(self, esc: Bead, route: str) -> bool:
         body = escalation.message(esc)
         severity = esc.metadata.get("severity", "P2")
-        if route == "webhook":
-            ref = self.rig.escalation.webhook_secret
-            if ref is None:
-                return False
-            notify.webhook(read_secret(self.namespace, ref.name)[ref.key], body["text"], body["fields"])
-        elif route == "event":
+        if route == "event":
             source = esc.metadata.get("source") or {}
             kind, name = (("Convoy", source["convoy"]) if source.get("convoy") in {r["name"] for r in self.convoy_refs.values()}
                           else ("Polecat", source["polecat"]) if source.get("polecat") in self.known
@@ -221,99 +221,93 @@ class KubePort:
         return True
 
 
-@kopf.daemon(GROUP, VERSION, "rigs", id="dispatch", cancellation_timeout=10)
+class KubeRig:
+    """The operator's ``Driver`` of the rig loop for one Rig: each round a KubePort over kopf's indexes."""
+
+    def __init__(self, *, name: str, namespace: str, uid: str, spec: Mapping, memo: kopf.Memo,
+                 indexes: Mapping[str, kopf.Index]):
+        self.name, self.namespace, self.uid, self.spec, self.memo = name, namespace, uid, spec, memo
+        self.indexes, self.settings = indexes, settings(memo)
+        self.backend = KubernetesBackend(api_client())
+        self.rig: RigSpec | None = None
+        self.port: KubePort | None = None
+        self.projected: dict[str, Any] = {}
+        self.git_error: str | None = None
+        self.peer_rigs: set[str] = set()  # the other rigs of this rig's open convoys
+
+    def peer(self, other: str) -> Ledger | None:
+        """Another rig's ledger (for the parts of this rig's convoys that live there)."""
+        other_spec = rig_spec(self.indexes["rigs_by_name"], self.namespace, other)
+        return ledgers(self.memo).for_rig(self.namespace, other, other_spec) if other_spec else None
+
+    def round(self) -> Round | float:
+        try:  # ``spec`` is a live view: kopf keeps it up to date as the Rig changes
+            self.rig = parse_spec(RigSpec, self.spec)
+        except Invalid:
+            pass  # admission reports what is wrong; the last good spec goes on
+        rig, ns, name, ix = self.rig, self.namespace, self.name, self.indexes
+        if rig is None:
+            return POLL_SECONDS
+        try:
+            ledger = ledgers(self.memo).for_rig(ns, name, rig)  # follows credential changes
+        except client.ApiException as e:
+            log.warning("rig %s/%s: credentials Secret: %s", ns, name, e.reason)
+            return POLL_SECONDS * 5
+        queues = list(ix["mergequeues_by_rig"].get((ns, name), []))
+        queue = active_queue(queues)
+        self.port = port = KubePort(
+            namespace=ns, rig_name=name, rig_uid=self.uid, rig=rig, ledger=ledger,
+            polecats={p["name"]: p for p in ix["polecats_by_rig"].get((ns, name), [])},
+            sessions=ix["sessions_by_polecat"], convoy_refs={c["key"]: c for c in ix["convoys_by_rig"].get((ns, name), [])},
+            backend=self.backend, settings=self.settings, queue=queue, queues=queues,
+            verification_jobs=list(ix["verifications_by_rig"].get((ns, name), [])), starts=ix["session_starts"],
+            heartbeats=ix["heartbeats_by_session"], ownerless_pods=list(ix["ownerless_pods"].get((ns, name), [])))
+        ref = rig.runtime.api_key_secret  # rigs on one Secret key share its rate limits
+        config = PassConfig(limit=rig.max_polecats, runtime=rig.runtime.preset, target=rig.default_branch,
+                            routes=Routes.from_spec(rig.escalation), thresholds=witness.Thresholds.from_spec(rig.witness),
+                            queue=queue_settings(queue, rig.default_branch), dogs=rig.dogs, dog_names=("gc",),
+                            key=f"secret:{ns}/{ref.name}/{ref.key}" if ref else None)
+        return Round(ledger=ledger, port=port, config=config)
+
+    def wake_key(self, round: Round) -> Hashable:
+        port = self.port
+        assert port is not None
+        # the parts of this rig's convoys on other rigs move other ledgers: their tips wake us too
+        peer_tips = tuple((r, other.refresh()) for r in sorted(self.peer_rigs) if (other := self.peer(r)) is not None)
+        return (tuple(sorted((p, p in port.busy()) for p in port.known)), tuple(sorted(port.convoy_refs)), peer_tips,
+                tuple(sorted((m["name"], len(m["conditions"])) for m in port.queues)),
+                tuple(sorted((j["ident"] or "", j["ended"] or "") for j in port.verification_jobs)))
+
+    def passed(self, round: Round, report: PassReport) -> bool:
+        port, ns, name, beads = self.port, self.namespace, self.name, report.beads or {}
+        assert port is not None
+        project(ns, name, round.ledger.prefix, round.ledger.tip, beads, port.convoy_refs, port.known, self.projected,
+                report.held, self.peer)
+        project_queues(ns, name, port.queues, beads, round.config.queue.target, report.refinery, self.projected)
+        self.peer_rigs = {r for c in convoys.open_convoys(beads) if convoys.is_home(c, name) for r in convoys.other_rigs(c)}
+        # a filling queue forms its batch when the window ends: that is time, not an event
+        filling = report.refinery is not None and report.refinery.phase == "Filling"
+        return report.acted or filling
+
+    def git(self, error: str | None) -> None:
+        self.git_error = report_git(self.namespace, self.name, error, self.git_error)
+
+
+@kopf.daemon(GROUP, VERSION, "rigs", id="dispatch", cancellation_timeout=10)  # type: ignore[arg-type]  # kopf's kwargs
 def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, stopped: kopf.DaemonStopped,
              memo: kopf.Memo, polecats_by_rig: kopf.Index, sessions_by_polecat: kopf.Index,
              convoys_by_rig: kopf.Index, rigs_by_name: kopf.Index, mergequeues_by_rig: kopf.Index,
              verifications_by_rig: kopf.Index, session_starts: kopf.Index, heartbeats_by_session: kopf.Index,
              ownerless_pods: kopf.Index, **_: Any) -> None:
-    def peer(other: str) -> Ledger | None:
-        """Another rig's ledger (for the parts of this rig's convoys that live there)."""
-        other_spec = rig_spec(rigs_by_name, namespace, other)
-        return ledgers(memo).for_rig(namespace, other, other_spec) if other_spec else None
-
-    backend = KubernetesBackend(api_client())
-    config = operator_settings(memo)
-    seen: object = None
-    last_pass = last_patrol = 0.0
-    projected: dict[str, Any] = {}
-    git_error: str | None = None
-    peer_rigs: set[str] = set()
-    rig: RigSpec | None = None
-    gc_timer: Timers | None = None
-    gc: threading.Thread | None = None
-    while not stopped:
-        try:  # ``spec`` is a live view: kopf keeps it up to date as the Rig changes
-            changed = parse_spec(RigSpec, spec)
-        except Invalid:
-            changed = rig  # admission reports what is wrong; the last good spec goes on
-        if changed is None:
-            stopped.wait(POLL_SECONDS)
-            continue
-        if changed != rig:
-            rig, seen = changed, None
-            gc_timer = Timers(rig.dogs, datetime.now(UTC), only=("gc",))  # the other Dogs are the Rig's CronJobs
-        try:
-            ledger = ledgers(memo).for_rig(namespace, name, rig)  # follows credential changes
-        except client.ApiException as e:
-            log.warning("rig %s/%s: credentials Secret: %s", namespace, name, e.reason)
-            stopped.wait(POLL_SECONDS * 5)
-            continue
-        polecats = {p["name"]: p for p in polecats_by_rig.get((namespace, name), [])}
-        refs = {c["key"]: c for c in convoys_by_rig.get((namespace, name), [])}
-        queues = list(mergequeues_by_rig.get((namespace, name), []))
-        queue = active_queue(queues)
-        settings = queue_settings(queue, rig.default_branch)
-        jobs = list(verifications_by_rig.get((namespace, name), []))
-        try:
-            tip = ledger.refresh()
-            port = KubePort(namespace, name, uid, rig, ledger.prefix, polecats, sessions_by_polecat, refs, backend,
-                            config, peer, queue, jobs, session_starts, heartbeats_by_session,
-                            list(ownerless_pods.get((namespace, name), [])))
-            # the parts of this rig's convoys on other rigs move other ledgers: their tips wake us too
-            peer_tips = tuple((r, other.refresh()) for r in sorted(peer_rigs) if (other := peer(r)) is not None)
-            fingerprint = (tip, tuple(sorted((p, p in port.busy()) for p in polecats)), tuple(sorted(refs)), peer_tips,
-                           settings, tuple(sorted((m["name"], len(m["conditions"])) for m in queues)),
-                           tuple(sorted((j["ident"] or "", j["ended"] or "") for j in jobs)))
-            if fingerprint != seen or time.monotonic() - last_pass > config.patrol_seconds:
-                last_pass = time.monotonic()
-                ref = rig.runtime.api_key_secret  # rigs on one Secret key share its rate limits
-                report = RigPass(name, ledger, port, rig.max_polecats, rig.runtime.preset, OPERATOR_ACTOR,
-                                 Routes.from_spec(rig.escalation), witness.Thresholds.from_spec(rig.witness),
-                                 settings, key=f"secret:{namespace}/{ref.name}/{ref.key}" if ref else None,
-                                 backoffs=memo["backoffs"]).run(fresh=False)
-                metrics.observe_pass(namespace, name, report, time.monotonic() - last_pass)
-                project(namespace, name, ledger.prefix, ledger.tip, report.beads or {}, refs, polecats, projected,
-                        report.held, peer)
-                project_queues(namespace, name, queues, report.beads or {}, settings.target, report.refinery,
-                               projected)
-                # a filling queue forms its batch when the window ends: that is time, not an event
-                filling = report.refinery is not None and report.refinery.phase == "Filling"
-                seen = fingerprint if not (report.acted or filling) else None
-                peer_rigs = {r for c in convoys.open_convoys(report.beads or {}) if convoys.is_home(c, name)
-                             for r in convoys.other_rigs(c)}
-            if time.monotonic() - last_patrol > config.deacon_seconds:
-                last_patrol = time.monotonic()
-                port.patrol(ledger)
-            if (gc is None or not gc.is_alive()) and gc_timer and gc_timer.due(datetime.now(UTC)):
-                gc = threading.Thread(target=_gc, args=(namespace, name, ledger, rig), daemon=True, name=f"gc-{namespace}-{name}")
-                gc.start()
-            git_error = report_git(namespace, name, None, git_error)
-        except LedgerError as e:
-            log.warning("rig %s/%s: %s", namespace, name, e)
-            git_error = report_git(namespace, name, str(e), git_error)
-        stopped.wait(POLL_SECONDS)
+    indexes = {"polecats_by_rig": polecats_by_rig, "sessions_by_polecat": sessions_by_polecat,
+               "convoys_by_rig": convoys_by_rig, "rigs_by_name": rigs_by_name, "mergequeues_by_rig": mergequeues_by_rig,
+               "verifications_by_rig": verifications_by_rig, "session_starts": session_starts,
+               "heartbeats_by_session": heartbeats_by_session, "ownerless_pods": ownerless_pods}
+    driver = KubeRig(name=name, namespace=namespace, uid=uid, spec=spec, memo=memo, indexes=indexes)
+    cadence = Cadence.of(driver.settings, poll=POLL_SECONDS, period=driver.settings.patrol_seconds)
+    RigLoop(rig=name, label=namespace, driver=driver, actor=OPERATOR_ACTOR, cadence=cadence,
+            peers=driver.peer, backoffs=memo["backoffs"]).run(lambda: bool(stopped), stopped.wait)
     metrics.forget(namespace, name)
-
-
-def _gc(namespace: str, name: str, ledger: Ledger, rig: RigSpec) -> None:
-    """The gc Dog, on the operator's own cache of the rig (in the background: it may take a while)."""
-    try:
-        Kennel(ledger, rig.default_branch, rig.dogs.retain_days, OPERATOR_ACTOR).run("gc")
-        metrics.observe_dog(namespace, name, "gc", True)
-    except LedgerError as e:
-        log.warning("the gc Dog of %s: %s", ledger.remote, e)
-        metrics.observe_dog(namespace, name, "gc", False)
 
 
 def report_git(namespace: str, rig: str, error: str | None, last: str | None) -> str | None:
@@ -346,14 +340,14 @@ def project(namespace: str, rig: str, prefix: str, tip: str | None, beads: Mappi
         reason=("Paused" if held.startswith("paused") else "RateLimited") if held else "Dispatching",
         message=held or "ready beads go to polecats as slots free"))
     for polecat in polecats:
-        held = hooked_to(beads, polecat) or next(
+        holding = hooked_to(beads, polecat) or next(
             (b for b in work if b.assignee == polecat and b.status == Status.IN_PROGRESS), None)
-        put("polecats", polecat, {"restartCount": int(held.metadata.get("attempts", 0)) if held else 0})
+        put("polecats", polecat, {"restartCount": int(holding.metadata.get("attempts", 0)) if holding else 0})
     for key, ref in refs.items():
         convoy = beads.get(convoys.convoy_id(prefix, key))
         if convoy is None or not convoys.is_home(convoy, rig):
             continue  # the Convoy's status is its home rig's to write
-        parts = []
+        parts: list[tuple[Bead, Mapping[str, Bead]]] = []
         for other in convoys.other_rigs(convoy):
             ledger = peer(other) if peer else None
             if ledger is not None:

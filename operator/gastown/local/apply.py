@@ -22,7 +22,6 @@ from ..api.validation import parse_spec
 from ..ledger import InvalidOperation, Ledger
 from ..ledger.ops import Together, check_title
 from ..polecats import EnsureAgent, agent_id
-from ..rigloop import rig_formula_sources
 from .driver import RigConfig
 from .rigcheck import check_name, check_rig
 from .town import Town, TownError
@@ -132,7 +131,7 @@ def create_convoy(town: Town, name: str, spec: ConvoySpec, actor: str, home_rig:
         if convoys.convoy_id(home.prefix, name) in home.beads():
             return False
         info = convoys.info_from_spec(name, name, spec.model_copy(update={"rig": config.name}))
-        plan = convoys.plan_from_spec(spec, rig_formula_sources(home, config.target, Path(tmp)))
+        plan = convoys.plan_from_spec(spec, convoys.rig_formula_sources(home, config.target, Path(tmp)))
         parts = convoys.split(info, plan)
         ledgers = {config.name: home} | {r: ledger_of(r) for r in parts if r != config.name}  # all known first
         for rig, (part_info, part_plan) in parts.items():

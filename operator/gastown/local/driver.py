@@ -1,4 +1,4 @@
-"""The local driver of one rig: the rig pass with local subprocesses and threads as its ports."""
+"""The local driver of one rig: the rig loop with local subprocesses and threads as its ports."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from .. import convoy as convoys
-from .. import escalation, notify, witness
+from .. import escalation, witness
 from ..api.common import RuntimeSpec
 from ..api.rig import Dogs, EscalationSpec
-from ..deacon import Deacon
-from ..dogs import DogReport, Kennel, Timers, stale_polecats
+from ..deacon import Heal
+from ..dogs import DogReport, Kennel, stale_polecats
 from ..escalation import Routes
 from ..ledger import Bead, Ledger, LedgerError, Status
 from ..ledger.worktree import commit_leftovers, current_branch, last_commit_age, push_branch
@@ -28,12 +28,12 @@ from ..names import DAEMON_ACTOR
 from ..polecats import branch_for
 from ..refinery import QueueSettings
 from ..refinery.verify import Verification
-from ..rigloop import PassReport, RigPass, parts_done
+from ..rigloop import Cadence, RigLoop, Round
+from ..rigpass import PassConfig, PassReport
 from ..runtimes import ConfigError, resolve
 from ..runtimes.local import LocalBackend, LocalSession, SessionRequest
 from ..scheduler import SharedBackoffs
 from ..settings import Settings
-from ..telemetry import metrics
 
 log = logging.getLogger("gastown.local")
 LOCAL = "local"  # the namespace label of a town's metrics
@@ -65,11 +65,9 @@ class LocalPort:
 
     def __init__(self, config: RigConfig, backend: LocalBackend, ledger: Ledger,
                  on_session: Callable[[LocalSession], None] | None = None,
-                 announce: Callable[[Bead, convoys.ConvoyProgress], None] | None = None,
-                 peers: Callable[[str], Ledger | None] | None = None):
+                 announce: Callable[[Bead, convoys.ConvoyProgress], None] | None = None):
         self.config, self.backend, self.ledger = config, backend, ledger
         self.on_session = on_session
-        self.peers = peers or (lambda rig: None)
         self._announce = announce
         self.sessions: dict[str, LocalSession] = {
             s.request.polecat: s for s in backend.sessions() if s.request.rig == config.name and s.running()}
@@ -138,19 +136,19 @@ class LocalPort:
         if session is not None:
             self.backend.stop(session)
 
-    def parts_done(self, key: str, rigs: list[str]) -> bool:
-        return parts_done(self.peers, key, rigs)
+    def webhook_url(self) -> str | None:
+        return self.config.webhook_url  # a local town keeps it in town.json
 
     def deliver(self, esc: Bead, route: str) -> bool:
-        body = escalation.message(esc)
-        if route == "webhook":
-            if not self.config.webhook_url:
-                return False
-            notify.webhook(self.config.webhook_url, body["text"], body["fields"])
-            return True
         # no cluster here: an Event or a condition is a log line
-        log.warning("escalation %s", body["text"])
+        log.warning("escalation %s", escalation.message(esc)["text"])
         return True
+
+    def deacon_scope(self) -> None:
+        return None  # locally a polecat is its identity in the ledger
+
+    def after_patrol(self, heals: Sequence[Heal]) -> list[str]:
+        return []  # the heals are the ledger's records and the Deacon's log lines
 
     def start_verification(self, verification: Verification) -> None:
         batch = verification.batch
@@ -224,65 +222,53 @@ def _alive(pid: int) -> bool:
 
 
 class RigDriver:
-    def __init__(self, config: RigConfig, backend: LocalBackend, ledger: Ledger,
+    """The local ``Driver`` of the rig loop: one persistent LocalPort; a pass when the ledger moves, a
+    session ends, and every ``idle_step`` seconds."""
+
+    def __init__(self, config: RigConfig, backend: LocalBackend, ledger: Ledger, *,
                  on_session: Callable[[LocalSession], None] | None = None,
                  announce: Callable[[Bead, convoys.ConvoyProgress], None] | None = None,
                  peers: Callable[[str], Ledger | None] | None = None, backoffs: SharedBackoffs | None = None,
                  settings: Settings | None = None):
         self.config, self.backend, self.ledger = config, backend, ledger
         self.settings = settings or Settings()
-        self.backoffs = backoffs
+        self.port = LocalPort(config, backend, ledger, on_session, announce)
+        self.peers, self.backoffs = peers, backoffs
         rt = config.runtime
         try:
             self.key = resolve(rt.preset).key_identity(rt.model, os.environ)
         except ConfigError:
             self.key = None
-        self.port = LocalPort(config, backend, ledger, on_session, announce, peers)
+
+    def pass_config(self) -> PassConfig:
+        c = self.config
+        return PassConfig(limit=c.max_polecats, runtime=c.runtime.preset, target=c.target,
+                          routes=Routes.from_spec(c.escalation), thresholds=c.thresholds, queue=c.queue_settings,
+                          dogs=c.dogs, key=self.key)
+
+    def round(self) -> Round:
+        return Round(ledger=self.ledger, port=self.port, config=self.pass_config())
+
+    def wake_key(self, round: Round) -> Hashable:
+        return frozenset(p for p, s in self.port.sessions.items() if s.running())  # a session ended
+
+    def passed(self, round: Round, report: PassReport) -> bool:
+        return False
+
+    def git(self, error: str | None) -> None:
+        pass  # said by the loop's log line
+
+    def loop(self, poll: float = 0.1, idle_step: float = 2.0,
+             clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> RigLoop:
+        return RigLoop(rig=self.config.name, label=LOCAL, driver=self, actor=DAEMON_ACTOR,
+                       cadence=Cadence.of(self.settings, poll=poll, period=idle_step, error_pause=1.0),
+                       peers=self.peers, backoffs=self.backoffs, clock=clock)
 
     def step(self, now: datetime | None = None, fresh: bool = True) -> PassReport:
-        return RigPass(self.config.name, self.ledger, self.port, self.config.max_polecats,
-                       self.config.runtime.preset, DAEMON_ACTOR, Routes.from_spec(self.config.escalation),
-                       self.config.thresholds, self.config.queue_settings, key=self.key,
-                       backoffs=self.backoffs).run(now, fresh)
-
-    def _walk(self, dogs: list[str]) -> None:
-        for name in dogs:
-            try:
-                self.port.run_dog(name)
-                metrics.observe_dog(LOCAL, self.config.name, name, True)
-            except LedgerError as e:
-                log.warning("rig %s: the %s Dog: %s", self.config.name, name, e)
-                metrics.observe_dog(LOCAL, self.config.name, name, False)
+        """One rig pass now (what the loop runs when the rig moves)."""
+        return self.loop().step(self.round(), now, fresh)
 
     def run(self, stop: threading.Event, poll: float = 0.1, idle_step: float = 2.0,
             clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        """Step whenever the ledger moves or a session ends, and every ``idle_step`` seconds; the
-        Deacon patrols every Settings.deacon_seconds."""
-        last_tip: object = None
-        last_step = last_patrol = 0.0
-        timers = Timers(self.config.dogs, clock())
-        walker: threading.Thread | None = None
-        while not stop.is_set():
-            if walker is None or not walker.is_alive():
-                due = timers.due(clock())
-                if due:  # in the background: a git gc of a big repository must not stall the rig
-                    walker = threading.Thread(target=self._walk, args=(due,), daemon=True,
-                                              name=f"dogs-{self.config.name}")
-                    walker.start()
-            try:
-                tip = self.ledger.refresh()
-                ended = any(not s.running() for s in self.port.sessions.values())
-                if tip != last_tip or ended or time.monotonic() - last_step > idle_step:
-                    started = time.monotonic()
-                    report = self.step(fresh=False)
-                    metrics.observe_pass(LOCAL, self.config.name, report, time.monotonic() - started)
-                    last_tip, last_step = self.ledger.tip, time.monotonic()
-                if time.monotonic() - last_patrol > self.settings.deacon_seconds:
-                    last_patrol = time.monotonic()
-                    grace = timedelta(seconds=self.settings.orphan_grace_seconds)
-                    heals = Deacon(self.ledger, grace=grace).patrol(None, self.port.busy(), self.config.target)
-                    metrics.observe_heals(LOCAL, self.config.name, [h.kind for h in heals])
-            except LedgerError as e:
-                log.warning("rig %s: %s", self.config.name, e)
-                stop.wait(1.0)
-            stop.wait(poll)
+        """Drive the rig until ``stop`` is set."""
+        self.loop(poll, idle_step, clock).run(stop.is_set, stop.wait)

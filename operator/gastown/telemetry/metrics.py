@@ -13,7 +13,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from .. import spend
 from ..ledger import Bead, BeadType, Status
-from ..rigloop import PassReport
+from ..rigpass import PassReport
 
 RIG = ("namespace", "rig")
 STATUSES = tuple(str(s) for s in Status)

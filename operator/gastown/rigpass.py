@@ -1,0 +1,290 @@
+"""One pass over a rig: the engine's decisions, carried out through a driver's ports.
+
+The rig loop (rigloop.py) runs it for both drivers, the local daemon and the operator; only
+the ports differ (local subprocesses and threads, or Polecat resources and Jobs). Each pass reads the ledger and,
+in order: heals (the Witness), plans convoys, merges what `direct` convoys finished, moves
+the merge queue on (the Refinery), keeps convoys (skip, stall, close, announce), routes
+escalations, dispatches ready beads under the rig's limit, and starts the sessions that
+are due. Everything is re-derived from the ledger and the ports each time,
+so a driver that is killed and started again carries on where it was.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from . import convoy as convoys
+from . import escalation, notify, scheduler, witness
+from .api.rig import Dogs
+from .dogs import NAMES as DOG_NAMES
+from .ledger import Bead, BeadType, Ledger, LedgerError, Status
+from .ledger.gitstore import Signature
+from .ledger.merge import Branches
+from .polecats import sessions_to_start
+from .refinery import (
+    QueueSettings,
+    RecordConflict,
+    RecordMerge,
+    Refinery,
+    RefineryReport,
+    VerifyPort,
+)
+from .refinery.queue import is_direct
+
+log = logging.getLogger("gastown.rig")
+
+
+def parts_done(peers: Callable[[str], Ledger | None], key: str, rigs: list[str]) -> bool:
+    """The parts of convoy ``key`` on ``rigs`` are all closed (a rig we cannot read: not yet)."""
+    for rig in rigs:
+        ledger = peers(rig)
+        if ledger is None:
+            return False
+        snap = ledger.snapshot()
+        part = snap.get(convoys.convoy_id(snap.prefix, key))
+        if part is None or part.status != Status.CLOSED:
+            return False
+    return True
+
+
+class Port(VerifyPort, Protocol):
+    """What a driver provides to the rig pass (and, as a VerifyPort, to the Refinery)."""
+
+    def polecats(self) -> tuple[list[str], set[str]]:
+        """The rig's polecats as the driver knows them, and which of them are retired."""
+
+    def busy(self) -> set[str]:
+        """Polecats with a session running now."""
+
+    def add_polecat(self, name: str) -> None:
+        """A new polecat joins (a resource on a cluster; nothing to do locally)."""
+
+    def start_session(self, polecat: str, bead: str, beads: Mapping[str, Bead]) -> None: ...
+
+    def plan_with_mayor(self, key: str, goal: str) -> None:
+        """Have the Mayor plan a goal convoy (asynchronously); called again until it is planned."""
+
+    def announce(self, convoy: Bead, progress: convoys.ConvoyProgress) -> None: ...
+
+    def session_signals(self) -> Mapping[str, witness.SessionSignal] | None:
+        """Polecat -> its current session, for the Witness; None when the driver cannot tell."""
+
+    def salvage(self, polecat: str, bead: str) -> None:
+        """Push whatever the polecat's session left unpushed, where it can still be reached."""
+
+    def stop_session(self, polecat: str) -> None: ...
+
+    def webhook_url(self) -> str | None:
+        """Where webhook-routed escalations go; None while the rig has none."""
+
+    def deliver(self, esc: Bead, route: str) -> bool:
+        """Send an escalation along ``route`` (any but the webhook, which the pass sends itself);
+        False when the route is not set up here yet (it stays pending, and goes out once it is).
+        Raising leaves it for the next pass."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PassConfig:
+    """What a pass (and the rig loop around it) takes from the rig's spec; the same for both drivers."""
+
+    limit: int
+    runtime: str = ""
+    target: str = "main"
+    routes: escalation.Routes = field(default_factory=escalation.Routes)
+    thresholds: witness.Thresholds = field(default_factory=witness.Thresholds)
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    dogs: Dogs = field(default_factory=Dogs)
+    dog_names: tuple[str, ...] = DOG_NAMES  # the Dogs the rig loop walks (on a cluster the others are CronJobs)
+    key: str | None = None  # the identity of the rig's API key, whose rate-limit backoff rigs share
+
+
+@dataclass
+class PassReport:
+    mayors: int = 0
+    merged: int = 0
+    conflicts: int = 0
+    upkeep: int = 0
+    assigned: int = 0
+    started: int = 0
+    escalations: int = 0
+    healed: int = 0
+    held: str | None = None
+    beads: Mapping[str, Bead] | None = None
+    refinery: RefineryReport | None = None
+
+    @property
+    def acted(self) -> bool:
+        return any((self.mayors, self.merged, self.conflicts, self.upkeep, self.assigned, self.started,
+                    self.escalations, self.healed, self.refinery and self.refinery.acted))
+
+
+class RigPass:
+    def __init__(self, *, rig: str, ledger: Ledger, port: Port, config: PassConfig, actor: str,
+                 peers: Callable[[str], Ledger | None] | None = None,
+                 backoffs: scheduler.SharedBackoffs | None = None):
+        self.rig, self.ledger, self.port, self.actor = rig, ledger, port, actor
+        self.key, self.backoffs = config.key, backoffs  # the rig's API key's identity, and the town's backoffs on keys
+        self.limit, self.runtime, self.routes = config.limit, config.runtime, config.routes
+        self.thresholds, self.queue = config.thresholds, config.queue
+        self.peers = peers or (lambda rig: None)  # the other rigs' ledgers, for the parts of this rig's convoys
+        self.branches = Branches(ledger.store)
+
+    def run(self, now: datetime | None = None, fresh: bool = True) -> PassReport:
+        """One pass. ``fresh=False`` when the caller has just refreshed the ledger itself."""
+        now = now or datetime.now(UTC)
+        report = PassReport()
+        snap = self.ledger.snapshot(refresh=fresh)
+        beads = snap.beads()
+        state = scheduler.state_of(beads, snap.prefix)
+        if state.limit != self.limit:
+            self.ledger.apply(scheduler.SetLimit(self.limit, self.actor))
+        report.healed = self._witness(beads, now)
+        if report.healed:
+            beads = self.ledger.snapshot(refresh=False).beads()
+        report.mayors = self._mayors(beads)
+        report.merged, report.conflicts = self._merge_direct(beads)
+        report.refinery = Refinery(self.ledger, self.port, self.queue, self.actor).step(beads, now)
+        if report.merged or report.conflicts or report.refinery.acted:
+            beads = self.ledger.snapshot(refresh=False).beads()
+        upkeep = [op for c in convoys.open_convoys(beads)
+                  for op in convoys.upkeep(c, beads, now, self.actor, self._others_done(c))]
+        if upkeep:
+            self._apply_all(upkeep)
+            report.upkeep = len(upkeep)
+            beads = self.ledger.snapshot(refresh=False).beads()
+        for convoy in beads.values():
+            if convoy.type == BeadType.CONVOY and convoy.status == Status.CLOSED and not convoy.metadata.get("notified"):
+                if convoys.is_home(convoy, self.rig):  # the other rigs' parts close quietly
+                    self.port.announce(convoy, convoys.progress(convoy, beads))
+                self.ledger.apply(convoys.MarkNotified(convoy.metadata["key"], self.actor))
+        report.escalations = self._escalations(beads, now)
+        if report.escalations:
+            beads = self.ledger.snapshot(refresh=False).beads()
+        known, retired = self.port.polecats()
+        shared = self._key_backoff(beads, snap.prefix, now)
+        decision = scheduler.plan(beads, snap.prefix, self.limit, known, retired, now=now)
+        if shared and not decision.held:  # another rig on the same key hit its limit: wait with it
+            decision.held, decision.assign, decision.new_polecats = shared, [], []
+        report.held = decision.held
+        for name in decision.new_polecats:
+            self.port.add_polecat(name)
+        if decision.assign:
+            self._apply_all([scheduler.Assign(b, p, self.rig, self.actor, self.runtime) for b, p in decision.assign])
+            report.assigned = len(decision.assign)
+            beads = self.ledger.snapshot(refresh=False).beads()
+        known, retired = self.port.polecats()
+        names = set(scheduler.known_polecats(beads, known))
+        # hooked work waits out a rate-limit backoff too (a new session would only hit it again),
+        # and a pause: nothing new starts, what runs finishes
+        state = scheduler.state_of(beads, snap.prefix)
+        waiting = state.paused or state.backing_off(now) or bool(shared)
+        for polecat, bead in [] if waiting else sessions_to_start(beads, names - retired, self.port.busy(),
+                                                                     self.limit):
+            if polecat not in known:  # hooked by hand (`gt sling`) to a polecat the driver has not met
+                self.port.add_polecat(polecat)
+            self.port.start_session(polecat, bead, beads)
+            report.started += 1
+        report.beads = beads
+        return report
+
+    def _key_backoff(self, beads: Mapping[str, Bead], prefix: str, now: datetime) -> str | None:
+        """Note this rig's backoff under its key; why the key holds it now (another rig's backoff)."""
+        if self.backoffs is None or not self.key:
+            return None
+        self.backoffs.note(self.key, self.rig, scheduler.state_of(beads, prefix).backoff_until)
+        return self.backoffs.held(self.key, now)
+
+    def _apply_all(self, ops: list[Any]) -> None:
+        """Submitted together, so group commit puts them in as few commits as it can."""
+        futures = [self.ledger.submit(op) for op in ops]
+        for f in futures:
+            try:
+                f.result()
+            except LedgerError as e:
+                log.warning("rig %s: %s", self.rig, e)
+
+    def _witness(self, beads: Mapping[str, Bead], now: datetime) -> int:
+        """Judge the polecats that hold work; stop what hangs or lingers, record what vanished."""
+        signals = self.port.session_signals()
+        if signals is None:
+            return 0
+        judgements = witness.patrol(beads, signals, self.thresholds, now)
+        ops, stop = witness.remedies(judgements, beads, self.actor)
+        for j in judgements:
+            if j.verdict != "healthy":
+                log.warning("rig %s: polecat %s on %s is %s: %s", self.rig, j.polecat, j.bead, j.verdict, j.reason)
+            if j.verdict in ("hung", "stalled"):
+                self.port.salvage(j.polecat, j.bead)  # work first: nothing unpushed is thrown away
+        if ops:  # recorded before the stop, so that the session's own last words do not replace the verdict
+            self._apply_all(ops)
+        for polecat in stop:
+            self.port.stop_session(polecat)
+        return len(ops) + len(stop)
+
+    def _others_done(self, convoy: Bead) -> bool:
+        others = convoys.other_rigs(convoy)
+        if not others or not convoys.is_home(convoy, self.rig):
+            return True
+        return parts_done(self.peers, convoy.metadata["key"], others)
+
+    def _escalations(self, beads: Mapping[str, Bead], now: datetime) -> int:
+        """Bump what went unacknowledged too long, then route what is not yet routed."""
+        bumps = escalation.upkeep(beads, self.routes, now, self.actor)
+        if bumps:
+            self._apply_all(bumps)
+            beads = self.ledger.snapshot(refresh=False).beads()
+        delivered = []
+        for esc in escalation.open_escalations(beads.values()):
+            for route in self.routes.pending(esc):
+                try:
+                    sent = self._deliver(esc, route)
+                except Exception as e:  # noqa: BLE001 (a failed delivery is retried next pass)
+                    log.warning("rig %s: escalation %s via %s: %s", self.rig, esc.id, route, e)
+                    continue
+                if sent:  # a route with nowhere to go yet (no webhook URL) stays pending until it has one
+                    delivered.append(escalation.Delivered(esc.id, route, self.actor))
+        if delivered:
+            self._apply_all(delivered)
+        return len(bumps) + len(delivered)
+
+    def _deliver(self, esc: Bead, route: str) -> bool:
+        if route != "webhook":
+            return self.port.deliver(esc, route)
+        url = self.port.webhook_url()
+        if not url:
+            return False
+        body = escalation.message(esc)
+        notify.webhook(url, body["text"], body["fields"])
+        return True
+
+    def _mayors(self, beads: Mapping[str, Bead]) -> int:
+        asked = 0
+        for convoy in convoys.open_convoys(beads):
+            meta = convoy.metadata
+            if meta.get("source") == "goal" and not meta.get("planned") and not meta.get("plan_error"):
+                self.port.plan_with_mayor(meta["key"], convoy.description)
+                asked += 1
+        return asked
+
+    def _merge_direct(self, beads: Mapping[str, Bead]) -> tuple[int, int]:
+        merged = conflicts = 0
+        open_mrs = sorted((b for b in beads.values() if b.type == BeadType.MERGE_REQUEST and b.status == Status.OPEN),
+                          key=lambda b: (b.priority, b.created_at))
+        for mr in open_mrs:
+            if not is_direct(mr, beads):
+                continue  # the Refinery's
+            source = beads[mr.metadata["source"]]
+            result = self.branches.merge_into(mr.metadata["branch"], mr.metadata["target"],
+                                              f"Merge {mr.metadata['branch']} ({source.id}: {source.title})",
+                                              Signature.of(self.actor))
+            if result.commit is not None:  # clean
+                self.ledger.apply(RecordMerge(mr.id, result.commit, self.actor))
+                merged += 1
+            else:
+                self.ledger.apply(RecordConflict(mr.id, tuple(result.conflicts), self.actor))
+                conflicts += 1
+        return merged, conflicts
