@@ -51,8 +51,10 @@ unit: $(STAMP) ## Unit tests only
 integration: $(STAMP) ## Integration tests only (real git, real subprocesses, API test double)
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff, the import contracts (the layers) and mypy (the ports' Protocols)
 	$(BIN)/ruff check operator tests bench scripts
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 fmt: $(STAMP) ## Fix what ruff can fix
 	$(BIN)/ruff check --fix operator tests bench

@@ -29,7 +29,7 @@ from ..ledger import Bead, BeadType, Ledger, Status, counts_by_status
 from ..names import APP_MANAGED_BY, MANAGED_BY, OPERATOR_ACTOR, RIG_LABEL
 from ..polecats import agent_id, hooked_to
 from ..refinery.verify import Verification
-from ..rigloop import Cadence, RigLoop, Round
+from ..rigloop import Cadence, Driver, DriverPort, RigLoop, Round
 from ..rigpass import PassConfig, PassReport
 from ..runtimes.kubernetes import (
     JobRequest,
@@ -357,3 +357,8 @@ def project(namespace: str, rig: str, prefix: str, tip: str | None, beads: Mappi
                     parts.append((part, snap.beads()))
         fields, conditions = convoy_status(convoy, beads, parts)
         put("convoys", ref["name"], fields, *conditions)
+
+
+# The rig loop's Protocols, checked by mypy in `make lint`: a port that drifts fails there.
+_port: type[DriverPort] = KubePort
+_driver: type[Driver] = KubeRig

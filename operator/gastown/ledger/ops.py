@@ -100,7 +100,8 @@ class Tx:
 
 
 class Operation(Protocol):
-    actor: str
+    @property
+    def actor(self) -> str: ...  # read-only: operations are frozen dataclasses
 
     def apply(self, tx: Tx) -> Any: ...
 

@@ -28,7 +28,7 @@ from ..names import DAEMON_ACTOR
 from ..polecats import branch_for
 from ..refinery import QueueSettings
 from ..refinery.verify import Verification
-from ..rigloop import Cadence, RigLoop, Round
+from ..rigloop import Cadence, Driver, DriverPort, RigLoop, Round
 from ..rigpass import PassConfig, PassReport
 from ..runtimes import ConfigError, resolve
 from ..runtimes.local import LocalBackend, LocalSession, SessionRequest
@@ -272,3 +272,8 @@ class RigDriver:
             clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         """Drive the rig until ``stop`` is set."""
         self.loop(poll, idle_step, clock).run(stop.is_set, stop.wait)
+
+
+# The rig loop's Protocols, checked by mypy in `make lint`: a port that drifts fails there.
+_port: type[DriverPort] = LocalPort
+_driver: type[Driver] = RigDriver
