@@ -12,7 +12,7 @@ because a process died at the worst moment, or a person removed something by han
 
 Each heal is a ledger record (its commit says what and why) and, on a cluster, an Event. The
 rig loop runs it every Settings.deacon_seconds; on a cluster the Deacon also deletes gastown's Jobs and pods that
-have lost their owner (kube/dispatch.py).
+have lost their owner (kube/rigloop_daemon.py).
 """
 
 from __future__ import annotations

@@ -226,21 +226,21 @@ def plan(beads: Mapping[str, Bead], prefix: str, limit: int, polecats: Iterable[
     reused first, new names are taken from the pool while fewer than ``limit`` are active.
     """
     out = Dispatch()
-    flying = in_flight(beads)
-    out.in_flight = len(flying)
+    under_way = in_flight(beads)
+    out.in_flight = len(under_way)
     ready = [b for b in query.ready(beads) if dispatchable(b, beads)]
     out.queued = len(ready)
     state = state_of(beads, prefix)
     out.held = state.held(now) if now else ("paused" if state.paused else None)
     if out.held or not ready:
         return out
-    slots = limit - len(flying)
+    slots = limit - len(under_way)
     retired_set = set(retired)
     known = known_polecats(beads, polecats)
-    busy = {b.assignee for b in flying}
+    busy = {b.assignee for b in under_way}
     idle = [p for p in known if p not in busy and p not in retired_set]
     active = len([p for p in known if p not in retired_set])
-    per_convoy = Counter(b.metadata.get("convoy") for b in flying)
+    per_convoy = Counter(b.metadata.get("convoy") for b in under_way)
     for bead in ready:
         if slots <= 0:
             break

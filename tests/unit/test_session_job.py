@@ -6,7 +6,7 @@ import pytest
 
 from gastown.api import RigSpec
 from gastown.api.common import RuntimeSpec, SecretKeyRef
-from gastown.kube.sessions import polecat_status_for_job
+from gastown.kube.polecat_handlers import polecat_status_for_job
 from gastown.runtimes import PRESETS, Runtime
 from gastown.runtimes.kubernetes import (
     HOME,

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from gastown.api import RigSpec
-from gastown.kube.mergequeues import (
+from gastown.kube.mergequeue_handlers import (
     active_queue,
     mergequeue_status,
     queue_settings,

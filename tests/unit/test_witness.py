@@ -65,7 +65,7 @@ def test_a_session_that_lingers_long_after_its_result_is_cleaned_up():
 
 
 def test_cluster_signals_come_from_the_newest_job_its_pod_and_its_lease():
-    from gastown.kube.sessions import session_signals
+    from gastown.kube.polecat_handlers import session_signals
 
     now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
     sessions = {("ns", "furiosa"): [{"name": "gt-furiosa-gt-abc-1", "active": False, "created": "2026-11-24T11:00:00Z"},

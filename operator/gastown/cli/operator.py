@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..kube.settings import OperatorOptions
+from ..kube.options import OperatorOptions
 
 
 @click.group()

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import importlib
+
 import kopf
 
 from ..settings import Settings
-from .settings import OperatorOptions
+from .options import OperatorOptions
+
+# kopf runs an object's handlers in the order they were registered: a Polecat's identity (its
+# agent bead) and a Convoy's plan come before their admission's status, and a Rig's admission
+# before its reconciliation.
+HANDLERS = ("polecat_handlers", "convoy_handlers", "mergequeue_handlers", "rigloop_daemon", "startup",
+            "admission_handlers", "rig_handlers")
 
 
 def run(opts: OperatorOptions, settings: Settings, verbose: bool = False) -> None:
-    from . import convoys, dispatch, handlers, mergequeues, rigs, sessions  # noqa: F401  (registers the handlers)
+    for module in HANDLERS:  # importing a module registers its handlers
+        importlib.import_module(f"{__package__}.{module}")
 
     kopf.configure(verbose=verbose)
     if opts.metrics_port:

@@ -4,12 +4,12 @@
 - ``queue``: queue order, batch formation, counters (pure)
 - ``records``: the ledger operations (batches, runs, merges, rejections, conflicts)
 - ``verify``: one verification run (checkout and gates), in a Job's pod or a subprocess
-- ``runner``: one step of the queue, run by every rig pass
+- ``refinery``: the Refinery, the merge queue itself: one step of it per rig pass
 """
 
 from .queue import QueueSettings
 from .records import RecordConflict, RecordMerge, Reject, Requeue
-from .runner import Refinery, RefineryReport, VerifyPort
+from .refinery import Refinery, RefineryReport, VerifyPort
 
 __all__ = ["QueueSettings", "RecordConflict", "RecordMerge", "Refinery", "RefineryReport", "Reject", "Requeue",
            "VerifyPort"]

@@ -17,8 +17,8 @@ from ..names import APP_COMPONENT, APP_MANAGED_BY, APP_NAME, MANAGED_BY, RIG_LAB
 from ..runtimes.config import config_file
 from ..runtimes.kubernetes import COMPONENT, DOG, VERIFICATION, agent_service_account, dog_cronjob
 from .client import set_conditions
+from .memo import ledgers, settings
 from .objects import ensure, remove
-from .sessions import ledgers, settings
 
 log = logging.getLogger("gastown.rigs")
 MANAGED = {APP_NAME: "gastown", APP_MANAGED_BY: MANAGED_BY}

@@ -1,6 +1,6 @@
 """The Refinery on a cluster: which MergeQueue configures a rig, its verification Jobs, its status.
 
-The Refinery itself runs in the rig loop (dispatch); here is what the loop knows about the
+The Refinery itself runs in the rig loop (rigloop_daemon); here is what the loop knows about the
 cluster without asking the API (kopf's indexes) and what it writes back (the MergeQueue's
 status, projected from the ledger).
 """

@@ -10,7 +10,7 @@ from typing import Any
 import kopf
 
 from .. import witness
-from ..api import GROUP, VERSION, Condition, Invalid, PolecatSpec, RigSpec
+from ..api import GROUP, VERSION, Condition, Invalid, PolecatSpec
 from ..api.validation import parse_spec
 from ..ledger import LedgerError
 from ..names import (
@@ -26,31 +26,16 @@ from ..names import (
 )
 from ..polecats import EnsureAgent, branch_for
 from ..runtimes.kubernetes import COMPONENT
-from ..settings import Settings
 from .admission import current_conditions
 from .client import get_object, patch_status, post_event, set_conditions
-from .ledgers import RigLedgers
+from .memo import ledgers
+from .rig_index import require_rig
 
 log = logging.getLogger("gastown.sessions")
 SESSION_LABELS = {APP_COMPONENT: COMPONENT}
 
 
-def ledgers(memo: kopf.Memo) -> RigLedgers:
-    """The operator's rig ledgers (made once, by the startup handler)."""
-    return memo["ledgers"]
-
-
-def settings(memo: kopf.Memo) -> Settings:
-    """The operator's settings (loaded by `gt operator run`)."""
-    return memo.get("settings") or Settings()
-
-
 # --- what the operator knows without asking the API (kopf keeps these from its watches) ---------
-
-
-@kopf.index(GROUP, VERSION, "rigs")
-def rigs_by_name(namespace: str, name: str, spec: Mapping, **_: Any) -> dict:
-    return {(namespace, name): dict(spec)}
 
 
 @kopf.index(GROUP, VERSION, "polecats")
@@ -179,25 +164,6 @@ def session_heartbeat(event: Mapping, **_: Any) -> None:
     renewed = (lease.get("spec") or {}).get("renewTime")
     if polecat and renewed and event.get("type") != "DELETED":
         patch_status(meta["namespace"], "polecats", polecat, {"lastHeartbeat": renewed})
-
-
-def require_rig(rigs_by_name: kopf.Index, namespace: str, rig: str, body: kopf.Body) -> RigSpec:
-    """The spec of the rig ``body`` names; until it exists: a Warning Event and a retry."""
-    spec = rig_spec(rigs_by_name, namespace, rig)
-    if spec is None:
-        message = f"rig {rig} does not exist (yet) in {namespace}; retrying until it does"
-        kopf.warn(body, reason="RigNotFound", message=message)
-        raise kopf.TemporaryError(message, delay=10)
-    return spec
-
-
-def rig_spec(rigs_by_name: kopf.Index, namespace: str, rig: str) -> RigSpec | None:
-    for spec in rigs_by_name.get((namespace, rig), []):
-        try:
-            return parse_spec(RigSpec, spec)
-        except Invalid:
-            return None
-    return None
 
 
 # --- pods: what their containers say about a session -----------------------------------------------

@@ -42,10 +42,12 @@ from ..runtimes.kubernetes import (
 from ..settings import Settings
 from ..telemetry import metrics
 from .client import api_client, post_event, put_status, read_secret, set_conditions
-from .convoys import convoy_status
-from .mergequeues import active_queue, project_queues, queue_settings
+from .convoy_handlers import convoy_status
+from .memo import ledgers, settings
+from .mergequeue_handlers import active_queue, project_queues, queue_settings
 from .objects import ensure
-from .sessions import ledgers, rig_spec, session_signals, settings
+from .polecat_handlers import session_signals
+from .rig_index import rig_spec
 
 log = logging.getLogger("gastown.dispatch")
 POLL_SECONDS = 2.0  # between two ticks of a rig's loop

@@ -17,7 +17,8 @@ from ..ledger import Bead, LedgerError
 from ..ledger.ops import Together
 from ..names import OPERATOR_ACTOR
 from .client import set_conditions
-from .sessions import ledgers, require_rig
+from .memo import ledgers
+from .rig_index import require_rig
 
 
 def convoy_key(namespace: str, name: str) -> str:

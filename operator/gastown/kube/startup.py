@@ -1,0 +1,30 @@
+"""The operator's start-up and clean-up: kopf's settings, the rig ledgers in kopf's memo."""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+
+from ..scheduler import SharedBackoffs
+from .ledgers import RigLedgers
+from .memo import settings as gastown_settings
+from .options import OperatorOptions, configure
+
+log = logging.getLogger("gastown.operator")
+
+
+@kopf.on.cleanup()
+def cleanup(memo: kopf.Memo, **_) -> None:
+    if "ledgers" in memo:
+        memo["ledgers"].close()
+
+
+@kopf.on.startup()
+def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
+    opts = memo.get("options") or OperatorOptions()
+    configure(settings, opts, gastown_settings(memo).pod_name)
+    memo["ledgers"] = RigLedgers(gastown_settings(memo).cache_dir)
+    memo["backoffs"] = SharedBackoffs()  # one per operator: every rig loop sees the same
+    log.info("gastown operator starting (%s)",
+             "all namespaces" if opts.clusterwide else "namespaces " + ",".join(opts.namespaces))
