@@ -8,6 +8,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 HELM   := $(BIN)/helm
 PYTEST_ARGS ?=
+# where a function takes at most four positional arguments (the rest keyword-only): `make lint`
+KEYWORD_ONLY := operator/gastown/rigloop.py operator/gastown/rigpass.py operator/gastown/settings.py \
+                operator/gastown/names.py operator/gastown/kube operator/gastown/local
 
 .PHONY: help venv test agents agent-contract chart-lint unit integration lint fmt crds crds-check run bench demo clean \
         kind-up image kind-load deploy e2e kind-down
@@ -53,6 +56,7 @@ integration: $(STAMP) ## Integration tests only (real git, real subprocesses, AP
 
 lint: $(STAMP) ## ruff, the import contracts (the layers) and mypy (the ports' Protocols)
 	$(BIN)/ruff check operator tests bench scripts
+	$(BIN)/ruff check --preview --select PLR0917 $(KEYWORD_ONLY)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
 

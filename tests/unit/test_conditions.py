@@ -79,11 +79,11 @@ def test_admission_sets_the_initial_phase_only_where_the_controller_has_not_set_
     stale = rig.get("rigs", "default", "r")  # the event's body: no phase yet
     rig.patch("rigs", "default", "r", {"status": {"phase": "Ready"}}, subresource="status")  # the controller was first
     verdict = judge(kind, stale)
-    kube.update_conditions("default", "rigs", "r", verdict.conditions, verdict.status)
+    kube.update_conditions("default", "rigs", "r", verdict.conditions, fields=verdict.status)
     assert rig.get("rigs", "default", "r")["status"]["phase"] == "Ready"
     assert rig.get("rigs", "default", "r")["status"]["observedGeneration"] == stale["metadata"]["generation"]
     bad = judge(kind, {**stale, "spec": {"gitUrl": "file:///nowhere", "maxPolecats": 0}})
-    kube.update_conditions("default", "rigs", "r", bad.conditions, bad.status)
+    kube.update_conditions("default", "rigs", "r", bad.conditions, fields=bad.status)
     assert rig.get("rigs", "default", "r")["status"]["phase"] == "Invalid"
-    kube.update_conditions("default", "rigs", "r", verdict.conditions, verdict.status)  # fixed again
+    kube.update_conditions("default", "rigs", "r", verdict.conditions, fields=verdict.status)  # fixed again
     assert rig.get("rigs", "default", "r")["status"]["phase"] == kind.initial_phase

@@ -73,7 +73,8 @@ def test_cluster_signals_come_from_the_newest_job_its_pod_and_its_lease():
                 ("ns", "nux"): [{"name": "gt-nux-gt-def-1", "active": True, "created": "2026-11-24T11:00:00Z"}]}
     starts = {("ns", "gt-furiosa-gt-abc-2"): ["2026-11-24T11:55:00Z"], ("ns", "gt-nux-gt-def-1"): [None]}
     beats = {("ns", "gt-furiosa-gt-abc-2"): ["2026-11-24T11:59:30.000000Z"]}
-    signals = session_signals("ns", ["furiosa", "nux", "capable"], sessions, starts, beats, now)
+    signals = session_signals("ns", ["furiosa", "nux", "capable"], sessions=sessions, starts=starts, heartbeats=beats,
+                              now=now)
     assert signals["furiosa"] == SessionSignal("gt-furiosa-gt-abc-2", True, 300.0, 30.0)
     # a pod still pulling its image an hour on is starting, not hung (its trouble is a condition)
     assert signals["nux"] == SessionSignal("gt-nux-gt-def-1", True, 0.0, None)

@@ -67,7 +67,7 @@ def create(town: Path | None, rig: str, name: str | None, goal: str | None, bead
     name = name or _default_name(goal, beads_file, formula)
     try:
         home = Town(town).rig(rig)
-        if not create_convoy(Town(town), name, spec.model_copy(update={"rig": home.name}), default_actor(), home):
+        if not create_convoy(Town(town), name, spec.model_copy(update={"rig": home.name}), default_actor(), home_rig=home):
             fail(f"rig {home.name} has a convoy {name} already: gt convoy show {name} --rig {rig}")
     except (TownError, LedgerError, formulas.FormulaError) as e:
         fail(e)

@@ -13,7 +13,7 @@ from .client import update_conditions
 def _admit(kind: Kind):
     def admit(name: str, namespace: str, body: kopf.Body, **_) -> None:
         verdict = judge(kind, body)
-        update_conditions(namespace, kind.plural, name, verdict.conditions, verdict.status)
+        update_conditions(namespace, kind.plural, name, verdict.conditions, fields=verdict.status)
         if verdict.warning:
             kopf.warn(body, reason="InvalidSpec", message=verdict.warning)
 

@@ -35,7 +35,7 @@ def patch_status(namespace: str, plural: str, name: str, status: dict) -> None:
             raise
 
 
-def put_status(namespace: str, plural: str, name: str, status: dict, last: dict[str, Any]) -> None:
+def put_status(namespace: str, plural: str, name: str, status: dict, *, last: dict[str, Any]) -> None:
     """``patch_status`` only when ``status`` differs from what was last written (``last`` remembers)."""
     if last.get(f"{plural}/{name}") != status:
         patch_status(namespace, plural, name, status)
@@ -58,7 +58,7 @@ CONFLICT_RETRIES = 8
 
 
 def update_conditions(namespace: str, plural: str, name: str,
-                      change: Callable[[list[Condition]], list[Condition]],
+                      change: Callable[[list[Condition]], list[Condition]], *,
                       fields: Callable[[Mapping], dict] | None = None) -> None:
     """Rewrite the conditions of one of gastown's objects with ``change``, keeping what others wrote,
     and write the status ``fields`` that go with them (computed from the current status) in the
@@ -98,10 +98,10 @@ def update_conditions(namespace: str, plural: str, name: str,
 def set_conditions(namespace: str, plural: str, name: str, *conditions: Condition, status: dict | None = None) -> None:
     """Set these conditions (and ``status`` fields) on one of gastown's objects, keeping the other conditions."""
     update_conditions(namespace, plural, name, lambda current: functools.reduce(set_condition, conditions, current),
-                      lambda _: status or {})
+                      fields=lambda _: status or {})
 
 
-def post_event(namespace: str, kind: str, name: str, reason: str, message: str, type_: str = "Normal") -> None:
+def post_event(namespace: str, kind: str, name: str, reason: str, *, message: str, type_: str = "Normal") -> None:
     """A core/v1 Event on one of gastown's objects, from the operator."""
     from datetime import UTC, datetime
 

@@ -33,7 +33,7 @@ def convoys_by_rig(namespace: str, name: str, uid: str, spec: Mapping, **_: Any)
 @kopf.on.create(GROUP, VERSION, "convoys", id="plan")
 @kopf.on.resume(GROUP, VERSION, "convoys", id="plan")
 @kopf.on.update(GROUP, VERSION, "convoys", id="plan")
-def plan_convoy(name: str, namespace: str, spec: Mapping, body: kopf.Body, memo: kopf.Memo,
+def plan_convoy(*, name: str, namespace: str, spec: Mapping, body: kopf.Body, memo: kopf.Memo,
                 rigs_by_name: kopf.Index, **_: Any) -> None:
     try:
         convoy = parse_spec(ConvoySpec, spec)

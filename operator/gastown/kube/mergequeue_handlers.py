@@ -26,7 +26,7 @@ VERIFY_LABELS = {APP_COMPONENT: VERIFICATION}
 
 
 @kopf.index(GROUP, VERSION, "mergequeues")
-def mergequeues_by_rig(namespace: str, name: str, uid: str, spec: Mapping, meta: Mapping, status: Mapping,
+def mergequeues_by_rig(*, namespace: str, name: str, uid: str, spec: Mapping, meta: Mapping, status: Mapping,
                        **_: Any) -> dict:
     return {(namespace, spec.get("rig")): {"name": name, "uid": uid, "spec": dict(spec),
                                            "created": meta.get("creationTimestamp") or "",
@@ -34,7 +34,7 @@ def mergequeues_by_rig(namespace: str, name: str, uid: str, spec: Mapping, meta:
 
 
 @kopf.index("batch", "v1", "jobs", labels=VERIFY_LABELS)
-def verifications_by_rig(namespace: str, name: str, labels: Mapping, status: Mapping, meta: Mapping,
+def verifications_by_rig(*, namespace: str, name: str, labels: Mapping, status: Mapping, meta: Mapping,
                          **_: Any) -> dict:
     return {(namespace, labels.get(RIG_LABEL)): {
         "name": name, "batch": labels.get(BATCH_LABEL), "ident": labels.get(VERIFICATION_LABEL),
@@ -86,7 +86,7 @@ def mergequeue_status(beads: Mapping[str, Bead], target: str, report: RefineryRe
                          "verificationRuns": c["verification_runs"]}}
 
 
-def project_queues(namespace: str, rig: str, queues: list[dict], beads: Mapping[str, Bead], target: str,
+def project_queues(namespace: str, rig: str, *, queues: list[dict], beads: Mapping[str, Bead], target: str,
                    report: RefineryReport | None, last: dict[str, Any]) -> None:
     """Write the ledger's view onto the rig's MergeQueues: the status on the one that runs, a
     Ready=False (Duplicate) condition on any other. A queue with an invalid spec is admission's."""
@@ -104,7 +104,7 @@ def project_queues(namespace: str, rig: str, queues: list[dict], beads: Mapping[
             ready = Condition(type="Ready", status="False", reason="Duplicate",
                               message=f"rig {rig} is merged by MergeQueue {active['name']}; delete this one "  # type: ignore[index]
                                       "or move its settings there")
-        put_status(namespace, "mergequeues", queue["name"], status, last)  # first: a reader of Ready sees it
+        put_status(namespace, "mergequeues", queue["name"], status, last=last)  # first: a reader of Ready sees it
         if not any(c.type == "Ready" and c.reason == ready.reason for c in conditions):
             # (whenever the watched object lacks it: a no-op when the object has it already)
             set_conditions(namespace, "mergequeues", queue["name"], ready)

@@ -44,7 +44,7 @@ def polecats_by_rig(namespace: str, name: str, uid: str, spec: Mapping, **_: Any
 
 
 @kopf.index("batch", "v1", "jobs", labels=SESSION_LABELS)
-def sessions_by_polecat(namespace: str, name: str, labels: Mapping, status: Mapping, meta: Mapping,
+def sessions_by_polecat(*, namespace: str, name: str, labels: Mapping, status: Mapping, meta: Mapping,
                         **_: Any) -> dict:
     return {(namespace, labels.get(POLECAT_LABEL)): {
         "name": name, "active": not job_finished(status), "created": meta.get("creationTimestamp") or "",
@@ -72,7 +72,7 @@ def ownerless_pods(namespace: str, name: str, labels: Mapping, **_: Any) -> dict
     return {(namespace, labels.get(RIG_LABEL)): name}
 
 
-def session_signals(namespace: str, polecats: Iterable[str], sessions: Mapping, starts: Mapping,
+def session_signals(namespace: str, polecats: Iterable[str], *, sessions: Mapping, starts: Mapping,
                     heartbeats: Mapping, now: datetime) -> dict[str, witness.SessionSignal]:
     """What the Witness needs to know of each polecat's newest session Job, from kopf's indexes. Pure.
 
@@ -122,7 +122,7 @@ def polecat_status_for_job(job: Mapping, deleted: bool = False) -> dict:
 @kopf.on.create(GROUP, VERSION, "polecats", id="identity")
 @kopf.on.resume(GROUP, VERSION, "polecats", id="identity")
 @kopf.on.update(GROUP, VERSION, "polecats", id="identity")
-def polecat_identity(name: str, namespace: str, spec: Mapping, body: kopf.Body, patch: kopf.Patch,
+def polecat_identity(*, name: str, namespace: str, spec: Mapping, body: kopf.Body, patch: kopf.Patch,
                      memo: kopf.Memo, rigs_by_name: kopf.Index, **_: Any) -> None:
     """The polecat's identity is an agent bead in its rig's ledger: make sure it exists."""
     try:
@@ -226,4 +226,4 @@ def session_pod_event(event: Mapping, **_: Any) -> None:
         return  # already said
     set_conditions(meta["namespace"], "polecats", polecat, Condition(
         type="SessionHealthy", status="False", reason=reason, message=text))
-    post_event(meta["namespace"], "Polecat", polecat, reason, text, "Warning")
+    post_event(meta["namespace"], "Polecat", polecat, reason, message=text, type_="Warning")

@@ -90,7 +90,7 @@ def quotas(namespace: str, limits: Iterable[int]) -> list[dict]:
     ]
 
 
-def _condition(type_: str, ok: bool, reason: str, message: str, generation: int | None) -> Condition:
+def _condition(type_: str, ok: bool, reason: str, message: str, *, generation: int | None) -> Condition:
     return Condition(type=type_, status="True" if ok else "False", reason=reason, message=message,
                      observed_generation=generation)
 
@@ -98,7 +98,7 @@ def _condition(type_: str, ok: bool, reason: str, message: str, generation: int 
 @kopf.on.create(GROUP, VERSION, "rigs", id="reconcile")
 @kopf.on.resume(GROUP, VERSION, "rigs", id="reconcile")
 @kopf.on.update(GROUP, VERSION, "rigs", id="reconcile")
-def reconcile_rig(name: str, namespace: str, uid: str, spec: Mapping, body: kopf.Body,
+def reconcile_rig(*, name: str, namespace: str, uid: str, spec: Mapping, body: kopf.Body,
                   memo: kopf.Memo, retry: int, rigs_by_name: kopf.Index, **_: Any) -> None:
     try:
         rig = parse_spec(RigSpec, spec)
@@ -110,13 +110,13 @@ def reconcile_rig(name: str, namespace: str, uid: str, spec: Mapping, body: kopf
     except (LedgerError, ApiException) as e:
         what = f"Secret {rig.credentials_secret.name}: {e.reason}" if isinstance(e, ApiException) else str(e)
         message = f"{what}. Check spec.gitUrl and the credentials Secret; retrying."
-        set_conditions(namespace, "rigs", name, *(_condition(t, False, "GitError", message, generation)
+        set_conditions(namespace, "rigs", name, *(_condition(t, False, "GitError", message, generation=generation)
                                                    for t in ("GitReachable", "LedgerReady", "Ready")),
                        status={"phase": "Error"})
         kopf.warn(body, reason="GitUnreachable", message=message)
         raise kopf.TemporaryError(message, delay=min(10 * 2 ** retry, 300)) from e
-    reachable = [_condition("GitReachable", True, "Reachable", rig.git_url, generation),
-                 _condition("LedgerReady", True, "Ready", f"gastown/ledger at {head[:12]}", generation)]
+    reachable = [_condition("GitReachable", True, "Reachable", rig.git_url, generation=generation),
+                 _condition("LedgerReady", True, "Ready", f"gastown/ledger at {head[:12]}", generation=generation)]
     runtimes = runtimes_configmap(namespace, settings(memo).runtimes_configmap, config_file())
     for obj in [*rig_objects(namespace, name, uid, rig), *([runtimes] if runtimes else [])]:
         ensure(obj)
@@ -138,6 +138,7 @@ def reconcile_rig(name: str, namespace: str, uid: str, spec: Mapping, body: kopf
     valid = Condition(type="Invalid", status="False", reason="SpecValid", message="", observed_generation=generation)
     set_conditions(namespace, "rigs", name, valid, *reachable,
                    _condition("QuotaReady", True, "Applied",
-                              f"{QUOTA_PODS}: {pods} agent pods in {namespace} (all rigs)", generation),
-                   _condition("Ready", True, "Reconciled", "ledger, quota, policies and Dogs in place", generation),
+                              f"{QUOTA_PODS}: {pods} agent pods in {namespace} (all rigs)", generation=generation),
+                   _condition("Ready", True, "Reconciled", "ledger, quota, policies and Dogs in place",
+                              generation=generation),
                    status={"phase": "Ready", "ledgerHead": head, "observedGeneration": generation})

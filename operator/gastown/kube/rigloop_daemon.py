@@ -136,7 +136,7 @@ class KubePort:
 
     def refinery_event(self, reason: str, message: str, warning: bool = False) -> None:
         kind, name = ("MergeQueue", self.queue["name"]) if self.queue else ("Rig", self.rig_name)
-        post_event(self.namespace, kind, name, reason, message, "Warning" if warning else "Normal")
+        post_event(self.namespace, kind, name, reason, message=message, type_="Warning" if warning else "Normal")
 
     def announce(self, convoy: Bead, progress: convoys.ConvoyProgress) -> None:
         name = convoy.metadata["name"]
@@ -148,15 +148,15 @@ class KubePort:
                     notify.webhook(read_secret(self.namespace, ref["name"])[ref["key"]], text,
                                    {"rig": self.rig_name, "convoy": name, "progress": progress.text})
                 elif target.get("type") == "event":
-                    post_event(self.namespace, "Convoy", name, "ConvoyDone", text)
+                    post_event(self.namespace, "Convoy", name, "ConvoyDone", message=text)
                 else:
                     log.info("%s", text)
             except Exception as e:  # noqa: BLE001 (a failed announcement must not stop the rig)
                 log.warning("convoy %s: could not notify %s: %s", name, target.get("type"), e)
 
     def session_signals(self) -> dict[str, witness.SessionSignal]:
-        return session_signals(self.namespace, self.known, self.sessions, self.starts, self.heartbeats,
-                               datetime.now(UTC))
+        return session_signals(self.namespace, self.known, sessions=self.sessions, starts=self.starts,
+                               heartbeats=self.heartbeats, now=datetime.now(UTC))
 
     def salvage(self, polecat: str, bead: str) -> None:
         """Nothing to do from here: a session pod saves its own work when it is stopped (its wrapper
@@ -177,17 +177,18 @@ class KubePort:
         """Each of the Deacon's heals an Event; orphaned Jobs and pods deleted (each gets SIGTERM
         and its grace period: a session wrapper pushes its work), each an Event too."""
         for heal in heals:
-            post_event(self.namespace, "Rig", self.rig_name, heal.kind, f"{heal.subject}: {heal.message}", "Warning")
+            post_event(self.namespace, "Rig", self.rig_name, heal.kind, message=f"{heal.subject}: {heal.message}",
+                       type_="Warning")
         orphans = self.orphan_jobs()
         deleted = ["OrphanDeleted"] * (len(orphans) + len(self.ownerless_pods))
         for job in orphans:
             self.backend.stop(self.namespace, job)
             post_event(self.namespace, "Rig", self.rig_name, "OrphanDeleted",
-                       f"Job {job} was gastown's but had no owner: deleted", "Warning")
+                       message=f"Job {job} was gastown's but had no owner: deleted", type_="Warning")
         for pod in self.ownerless_pods:
             self.backend.delete_pod(self.namespace, pod)
             post_event(self.namespace, "Rig", self.rig_name, "OrphanDeleted",
-                       f"Pod {pod} was gastown's but had no owner: deleted", "Warning")
+                       message=f"Pod {pod} was gastown's but had no owner: deleted", type_="Warning")
         return deleted
 
     def run_dog(self, name: str) -> DogReport:
@@ -212,8 +213,8 @@ class KubePort:
             kind, name = (("Convoy", source["convoy"]) if source.get("convoy") in {r["name"] for r in self.convoy_refs.values()}
                           else ("Polecat", source["polecat"]) if source.get("polecat") in self.known
                           else ("Rig", self.rig_name))
-            post_event(self.namespace, kind, name, f"Escalation{severity}", body["text"],
-                       "Warning" if severity in ("P0", "P1") else "Normal")
+            post_event(self.namespace, kind, name, f"Escalation{severity}", message=body["text"],
+                       type_="Warning" if severity in ("P0", "P1") else "Normal")
         elif route == "condition":
             set_conditions(self.namespace, "rigs", self.rig_name, Condition(
                 type="Escalated", status="True", reason=f"Escalation{severity}",
@@ -283,9 +284,10 @@ class KubeRig:
     def passed(self, round: Round, report: PassReport) -> bool:
         port, ns, name, beads = self.port, self.namespace, self.name, report.beads or {}
         assert port is not None
-        project(ns, name, round.ledger.prefix, round.ledger.tip, beads, port.convoy_refs, port.known, self.projected,
-                report.held, self.peer)
-        project_queues(ns, name, port.queues, beads, round.config.queue.target, report.refinery, self.projected)
+        project(ns, name, prefix=round.ledger.prefix, tip=round.ledger.tip, beads=beads, refs=port.convoy_refs,
+                polecats=port.known, last=self.projected, held=report.held, peer=self.peer)
+        project_queues(ns, name, queues=port.queues, beads=beads, target=round.config.queue.target,
+                       report=report.refinery, last=self.projected)
         self.peer_rigs = {r for c in convoys.open_convoys(beads) if convoys.is_home(c, name) for r in convoys.other_rigs(c)}
         # a filling queue forms its batch when the window ends: that is time, not an event
         filling = report.refinery is not None and report.refinery.phase == "Filling"
@@ -296,7 +298,7 @@ class KubeRig:
 
 
 @kopf.daemon(GROUP, VERSION, "rigs", id="dispatch", cancellation_timeout=10)  # type: ignore[arg-type]  # kopf's kwargs
-def rig_loop(name: str, namespace: str, uid: str, spec: Mapping, stopped: kopf.DaemonStopped,
+def rig_loop(*, name: str, namespace: str, uid: str, spec: Mapping, stopped: kopf.DaemonStopped,
              memo: kopf.Memo, polecats_by_rig: kopf.Index, sessions_by_polecat: kopf.Index,
              convoys_by_rig: kopf.Index, rigs_by_name: kopf.Index, mergequeues_by_rig: kopf.Index,
              verifications_by_rig: kopf.Index, session_starts: kopf.Index, heartbeats_by_session: kopf.Index,
@@ -320,16 +322,16 @@ def report_git(namespace: str, rig: str, error: str | None, last: str | None) ->
         type="GitReachable", status="False" if error else "True", reason="GitError" if error else "Reachable",
         message=f"{error}; retrying" if error else "the remote answers again"))
     if error:
-        post_event(namespace, "Rig", rig, "GitUnreachable", error, "Warning")
+        post_event(namespace, "Rig", rig, "GitUnreachable", message=error, type_="Warning")
     return error
 
 
-def project(namespace: str, rig: str, prefix: str, tip: str | None, beads: Mapping[str, Bead], refs: Mapping[str, dict],
-            polecats: Mapping[str, dict], last: dict[str, Any], held: str | None = None,
+def project(namespace: str, rig: str, *, prefix: str, tip: str | None, beads: Mapping[str, Bead],
+            refs: Mapping[str, dict], polecats: Mapping[str, dict], last: dict[str, Any], held: str | None = None,
             peer: Callable[[str], Ledger | None] | None = None) -> None:
     """Write what the ledger says onto the Rig, Polecat and Convoy statuses; only what changed."""
     def put(plural: str, obj: str, status: dict, *conditions: Condition) -> None:
-        put_status(namespace, plural, obj, status, last)
+        put_status(namespace, plural, obj, status, last=last)
         if conditions and last.get(f"{plural}/{obj}#conditions") != conditions:
             set_conditions(namespace, plural, obj, *conditions)
             last[f"{plural}/{obj}#conditions"] = conditions

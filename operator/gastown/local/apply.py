@@ -118,7 +118,7 @@ def apply(town: Town, doc: dict[str, Any], actor: str) -> Applied:
     return Applied(kind, name, "created" if created else "unchanged")
 
 
-def create_convoy(town: Town, name: str, spec: ConvoySpec, actor: str, home_rig: RigConfig | None = None) -> bool:
+def create_convoy(town: Town, name: str, spec: ConvoySpec, actor: str, *, home_rig: RigConfig | None = None) -> bool:
     """Open (and, for explicit beads or a formula, plan) the convoy on its rigs; False when it
     was there already. ``home_rig``: the rig when it is not the town's (given by path or URL)."""
     config = home_rig or town.rig(spec.rig)

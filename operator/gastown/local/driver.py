@@ -63,7 +63,7 @@ class RigConfig:
 class LocalPort:
     """Sessions are subprocesses, the Mayor a thread, announcements log lines (or a callback)."""
 
-    def __init__(self, config: RigConfig, backend: LocalBackend, ledger: Ledger,
+    def __init__(self, config: RigConfig, backend: LocalBackend, ledger: Ledger, *,
                  on_session: Callable[[LocalSession], None] | None = None,
                  announce: Callable[[Bead, convoys.ConvoyProgress], None] | None = None):
         self.config, self.backend, self.ledger = config, backend, ledger
@@ -232,7 +232,7 @@ class RigDriver:
                  settings: Settings | None = None):
         self.config, self.backend, self.ledger = config, backend, ledger
         self.settings = settings or Settings()
-        self.port = LocalPort(config, backend, ledger, on_session, announce)
+        self.port = LocalPort(config, backend, ledger, on_session=on_session, announce=announce)
         self.peers, self.backoffs = peers, backoffs
         rt = config.runtime
         try:
