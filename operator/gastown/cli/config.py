@@ -80,6 +80,10 @@ def agent_show(name: str) -> None:
     click.echo(f"  model args:  {shlex.join(rt.model_args)}")
     click.echo(f"  resume args: {shlex.join(rt.resume_args)}")
     click.echo(f"  API keys in: {', '.join(rt.api_key_env) or '-'}")
+    if rt.package:
+        click.echo(f"  package:     {rt.package}" + (f"@{rt.version}" if rt.version else ""))
+    if rt.verified:
+        click.echo(f"  verified:    {rt.verified}")
 
 
 @agent.command("rm")

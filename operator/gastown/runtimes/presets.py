@@ -122,6 +122,10 @@ PRESETS: dict[str, Runtime] = {r.name: r for r in (
         model_args=("--model", "{model}"), resume_args=("--continue",),
         api_key_env=("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"),
         package="@anthropic-ai/claude-code", version="2.1.332", output="claude",
+        verified="tests/agents/test_claude.py: the real CLI, as root, against an Anthropic Messages stand-in "
+                 "completes a bead with its own Write and Bash tools (usage and cost from its result event), "
+                 "a 429 ends rate limited with the server's delay, --continue resumes a stopped conversation, "
+                 "the Mayor's plan is read from its stream-json, and the demo runs on it",
         description="Claude Code"),
     Runtime(
         "codex", ("codex", "exec"),
@@ -160,7 +164,9 @@ PRESETS: dict[str, Runtime] = {r.name: r for r in (
         "cursor", ("cursor-agent",),
         args=("--print", "--force", "--output-format", "text", "{prompt}"),
         model_args=("--model", "{model}"), resume_args=("--continue",), api_key_env=("CURSOR_API_KEY",),
-        package=None, description="Cursor CLI (installed by Cursor's installer, not from npm)"),
+        package=None, verified="unverified: Cursor's CLI is not on the npm registry (the npm package "
+                               "cursor-agent is an unrelated library), so no test runs it",
+        description="Cursor CLI (installed by Cursor's installer, not from npm)"),
     Runtime(
         "auggie", ("auggie",),
         # text mode: its retry lines ("Rate limit reached. Retrying in 3s…") stream to the log,
