@@ -165,10 +165,8 @@ class RigPass:
         if report.escalations:
             beads = self.ledger.snapshot(refresh=False).beads()
         known, retired = self.port.polecats()
-        shared = self._key_backoff(beads, snap.prefix, now)
-        decision = scheduler.plan(beads, snap.prefix, self.limit, known, retired, now=now)
-        if shared and not decision.held:  # another rig on the same key hit its limit: wait with it
-            decision.held, decision.assign, decision.new_polecats = shared, [], []
+        decision = scheduler.plan(beads, snap.prefix, self.limit, known, retired, now=now,
+                                  held=self._key_backoff(beads, snap.prefix, now))
         report.held = decision.held
         for name in decision.new_polecats:
             self.port.add_polecat(name)
@@ -178,12 +176,11 @@ class RigPass:
             beads = self.ledger.snapshot(refresh=False).beads()
         known, retired = self.port.polecats()
         names = set(scheduler.known_polecats(beads, known))
-        # hooked work waits out a rate-limit backoff too (a new session would only hit it again),
-        # and a pause: nothing new starts, what runs finishes
-        state = scheduler.state_of(beads, snap.prefix)
-        waiting = state.paused or state.backing_off(now) or bool(shared)
-        for polecat, bead in [] if waiting else sessions_to_start(beads, names - retired, self.port.busy(),
-                                                                     self.limit):
+        # while dispatch is held (a pause, a rate-limit backoff of the rig or of its key), hooked
+        # work waits too: nothing new starts (a new session would only hit the limit again), what
+        # runs finishes
+        for polecat, bead in [] if decision.held else sessions_to_start(beads, names - retired, self.port.busy(),
+                                                                           self.limit):
             if polecat not in known:  # hooked by hand (`gt sling`) to a polecat the driver has not met
                 self.port.add_polecat(polecat)
             self.port.start_session(polecat, bead, beads)

@@ -38,9 +38,6 @@ class SchedulerState:
     strikes: int = 0
     limit: int | None = None  # the rig's maxPolecats, as its controller last wrote it
 
-    def backing_off(self, now: datetime) -> bool:
-        return bool(self.backoff_until and now < self.backoff_until)
-
     def held(self, now: datetime) -> str | None:
         """Why dispatch waits now, or None."""
         if self.paused:
@@ -219,11 +216,12 @@ def free_polecat(beads: Mapping[str, Bead], retired: Iterable[str] = ()) -> str:
 
 
 def plan(beads: Mapping[str, Bead], prefix: str, limit: int, polecats: Iterable[str],
-         retired: Iterable[str] = (), now: datetime | None = None) -> Dispatch:
+         retired: Iterable[str] = (), now: datetime | None = None, held: str | None = None) -> Dispatch:
     """Which ready beads to hook to which polecats now.
 
     ``polecats`` are the names known on the rig (resources and identities); the idle ones are
     reused first, new names are taken from the pool while fewer than ``limit`` are active.
+    ``held`` is a reason from outside the rig to hold (the backoff of the API key it shares).
     """
     out = Dispatch()
     under_way = in_flight(beads)
@@ -231,7 +229,7 @@ def plan(beads: Mapping[str, Bead], prefix: str, limit: int, polecats: Iterable[
     ready = [b for b in query.ready(beads) if dispatchable(b, beads)]
     out.queued = len(ready)
     state = state_of(beads, prefix)
-    out.held = state.held(now) if now else ("paused" if state.paused else None)
+    out.held = (state.held(now) if now else ("paused" if state.paused else None)) or held
     if out.held or not ready:
         return out
     slots = limit - len(under_way)
