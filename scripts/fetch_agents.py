@@ -4,7 +4,8 @@
 
 Each goes into DIR/<preset>-<version> (default DIR: $GT_AGENTS_DIR, or
 ~/.cache/gastown/agents), with what it needs to run beside it (omp: bun). An install that
-is already there is kept. Without npm it says so once and exits 0: the suite then skips.
+is already there is kept. Without npm it says so once and exits 0: the suite then skips. With
+npm, a failed install fails (exit 1).
 """
 
 from __future__ import annotations
@@ -46,9 +47,11 @@ def main(argv: list[str]) -> int:
     root.mkdir(parents=True, exist_ok=True)
     wanted = {folder: spec for name in names or sorted(PRESETS) for folder, spec in folders(name).items()}
     with ThreadPoolExecutor(max_workers=4) as pool:
-        for line in pool.map(lambda item: install(root, *item), wanted.items()):
-            print(f"fetch_agents: {line}")
-    return 0
+        lines = list(pool.map(lambda item: install(root, *item), wanted.items()))
+    for line in lines:
+        print(f"fetch_agents: {line}")
+    # npm is there but an install failed: fail, rather than let the suite skip what it could run
+    return 1 if any("FAILED" in line for line in lines) else 0
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .packages import npm_specs
 from .presets import PRESETS
 
 
@@ -23,14 +24,15 @@ def agents_dir() -> Path:
 
 
 def folders(preset: str) -> dict[str, str]:
-    """Install folder -> npm spec, for the preset's pinned CLI and what it needs."""
+    """Install folder -> npm spec, for the preset's pinned CLI and what it needs (the same specs
+    the agent image installs: packages.npm_specs)."""
     rt = PRESETS[preset]
     if not (rt.package and rt.version):
         return {}
-    out = {f"{preset}-{rt.version}": f"{rt.package}@{rt.version}"}
-    for need in rt.needs:
-        package, _, version = need.rpartition("@")
-        out[f"{package}-{version}"] = need
+    out = {}
+    for spec in npm_specs([preset]):
+        package, _, version = spec.rpartition("@")
+        out[f"{preset if package == rt.package else package}-{version}"] = spec
     return out
 
 

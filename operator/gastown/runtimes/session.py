@@ -198,7 +198,8 @@ def _run(spec: SessionSpec, ledger: Ledger, started: float) -> Outcome:
     env = session_env(spec, prompt_file, branch, runtime.session_env(spec.state_dir))
     exit_code, cut = _execute(spec, argv, runtime.stdin(prompt), env)
     seconds = time.monotonic() - started
-    report = output.read(runtime.output, _tail(spec.log_path, 1024 * 1024), env)
+    log = _tail(spec.log_path)
+    report = output.read(runtime.output, log, env)
 
     marker = _read_done(spec)
     if marker is not None:  # the agent ran `gt done` itself
@@ -225,8 +226,8 @@ def _run(spec: SessionSpec, ledger: Ledger, started: float) -> Outcome:
     elif exit_code == 127:
         outcome = Outcome("failed", f"runtime binary not found: {argv[0]}", exit_code, seconds)
     else:
-        tail = output.strip_ansi(_tail(spec.log_path))
-        last = report.error or next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "")[:300]
+        lines = output.strip_ansi(log).splitlines()
+        last = report.error or next((ln for ln in reversed(lines) if ln.strip()), "")[:300]
         outcome = Outcome("failed", f"{runtime.name} exited with code {exit_code}: {last}", exit_code, seconds)
     outcome.usage = report.usage()
     outcome.commit = _save_work(spec, branch, outcome)
@@ -323,7 +324,8 @@ def _stop(proc: subprocess.Popen) -> None:
             continue
 
 
-def _tail(path: Path, size: int = 64 * 1024) -> str:
+def _tail(path: Path, size: int = 1024 * 1024) -> str:
+    """The end of the session log: what the output readers need (a CLI's result is its last line)."""
     try:
         with path.open("rb") as fh:
             fh.seek(max(0, path.stat().st_size - size))
