@@ -9,6 +9,10 @@ cluster). Every ``deacon_seconds`` the Deacon patrols; the Dogs due by their sch
 background thread, so that a long `git gc` never stalls the rig. Metrics are observed here, once
 for both drivers.
 
+Before anything else each tick, the loop holds the ledger's driver claim (ledger/claim.py): one
+driver per ledger, whatever town or operator it is. While another holds a live claim, the loop
+does nothing but tell its driver (``Driver.claim``) and ask again; a clean stop releases it.
+
 A driver provides ``Driver`` (the round, what wakes it, what to do after a pass) and, in each
 round, a ``DriverPort``: the rig pass's ``Port`` plus the Deacon's and the Dogs' parts.
 """
@@ -71,6 +75,10 @@ class Driver(Protocol):
     def git(self, error: str | None) -> None:
         """The rig's git remote failed (``error``) or answers (None), after each tick."""
 
+    def claim(self, holder: str | None) -> None:
+        """Another driver holds the rig's ledger (``holder``: who, and how fresh its claim is), or
+        this one drives it (None), after each tick that reached the remote."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class Cadence:
@@ -81,20 +89,25 @@ class Cadence:
     deacon_seconds: float = Settings.deacon_seconds
     orphan_grace: timedelta = timedelta(seconds=Settings.orphan_grace_seconds)
     error_pause: float = 0.0  # more seconds to wait after a git error
+    lease: float = Settings.lease_seconds  # the driver claim's lease
 
     @classmethod
     def of(cls, settings: Settings, *, poll: float, period: float, error_pause: float = 0.0) -> Cadence:
         return cls(poll=poll, period=period, deacon_seconds=settings.deacon_seconds,
-                   orphan_grace=timedelta(seconds=settings.orphan_grace_seconds), error_pause=error_pause)
+                   orphan_grace=timedelta(seconds=settings.orphan_grace_seconds), error_pause=error_pause,
+                   lease=settings.lease_seconds)
 
 
 class RigLoop:
-    """Drives one rig until stopped. ``label`` is the metrics' namespace label ("local" in a town)."""
+    """Drives one rig until stopped. ``label`` is the metrics' namespace label ("local" in a town);
+    ``holder`` names this driver on the ledger's claim (the same after a restart, unique per rig)."""
 
-    def __init__(self, *, rig: str, label: str, driver: Driver, actor: str, cadence: Cadence,
+    def __init__(self, *, rig: str, label: str, driver: Driver, actor: str, cadence: Cadence, holder: str,
                  peers: Callable[[str], Ledger | None] | None = None, backoffs: SharedBackoffs | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.rig, self.label, self.driver, self.actor, self.cadence = rig, label, driver, actor, cadence
+        self.holder = holder
+        self._held: Ledger | None = None  # the ledger whose claim this loop holds
         self.peers, self.backoffs, self.clock = peers, backoffs, clock  # backoffs: the town's, on API keys
         self._seen: Hashable = None
         self._last_pass = self._last_patrol = 0.0
@@ -108,8 +121,20 @@ class RigLoop:
                        peers=self.peers, backoffs=self.backoffs).run(now, fresh)
 
     def run(self, stopped: Callable[[], bool], wait: Callable[[float], object]) -> None:
-        while not stopped():
-            wait(self.tick())
+        try:
+            while not stopped():
+                wait(self.tick())
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Give up the ledger's claim (a clean stop): the next driver need not wait out the lease."""
+        ledger, self._held = self._held, None
+        if ledger is not None:
+            try:
+                ledger.claims.release(self.holder)
+            except LedgerError as e:
+                log.warning("rig %s: could not release the ledger's driver claim: %s", self.rig, e)
 
     def tick(self) -> float:
         """One turn of the loop; the seconds to wait before the next."""
@@ -122,6 +147,15 @@ class RigLoop:
         self._walk_dogs(round)
         try:
             tip = round.ledger.refresh()
+            drive = round.ledger.claims.drive(self.holder, self.cadence.lease)
+            if not drive.ok:
+                self._held = None
+                self.driver.claim(drive.claim.describe(self.clock()) if drive.claim else "another driver")
+                self.driver.git(None)
+                return max(self.cadence.poll, self.cadence.lease / 6)
+            if self._held is not round.ledger:
+                self._held = round.ledger
+                self.driver.claim(None)
             key = (tip, self.driver.wake_key(round))
             if key != self._seen or time.monotonic() - self._last_pass > self.cadence.period:
                 self._last_pass = time.monotonic()

@@ -11,6 +11,9 @@ the start with a message that names the variable.
     GT_ORPHAN_GRACE_SECONDS   120                              the Deacon leaves a bead held by an unknown polecat
                                                                alone this long (a new polecat may not be seen yet)
     GT_GIT_TIMEOUT            120                              seconds one git command may take
+    GT_LEASE_SECONDS          120                              both drivers: the lease of a driver's claim on a rig's
+                                                               ledger; a crashed driver's claim is taken over this
+                                                               long after its last renewal (by itself: at once)
     GT_CACHE_DIR              $XDG_CACHE_HOME/gastown,         the cache root; ledger caches are under ledgers/
                               else ~/.cache/gastown
     GT_AGENT_IMAGE            gastown/agent:<version>          operator: the image of session, verification and
@@ -55,6 +58,7 @@ class Settings:
     deacon_seconds: float = 60.0
     orphan_grace_seconds: float = 120.0
     git_timeout: float = 120.0
+    lease_seconds: float = 120.0
     cache_dir: Path = field(default_factory=cache_root)
     agent_image: str = f"gastown/agent:{__version__}"
     runtimes_configmap: str | None = None
@@ -62,11 +66,12 @@ class Settings:
 
     _ENV = {"patrol_seconds": "GT_PATROL_SECONDS", "deacon_seconds": "GT_DEACON_SECONDS",
             "orphan_grace_seconds": "GT_ORPHAN_GRACE_SECONDS", "git_timeout": "GT_GIT_TIMEOUT",
+            "lease_seconds": "GT_LEASE_SECONDS",
             "agent_image": "GT_AGENT_IMAGE", "runtimes_configmap": "GT_RUNTIMES_CONFIGMAP",
             "pod_name": "POD_NAME"}
 
     def __post_init__(self) -> None:
-        for name in ("patrol_seconds", "deacon_seconds", "git_timeout"):
+        for name in ("patrol_seconds", "deacon_seconds", "git_timeout", "lease_seconds"):
             _positive(self._ENV[name], getattr(self, name))
         if not math.isfinite(self.orphan_grace_seconds) or self.orphan_grace_seconds < 0:
             raise SettingsError(f"GT_ORPHAN_GRACE_SECONDS must be 0 or more seconds, not {self.orphan_grace_seconds}")

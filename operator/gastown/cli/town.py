@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shlex
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -17,7 +18,8 @@ from ..ledger import Ledger, LedgerError, default_actor
 from ..local import daemon
 from ..local.apply import apply as apply_document
 from ..local.apply import check, documents
-from ..local.rigcheck import check_rig
+from ..local.driver import town_holder
+from ..local.rigcheck import check_claim, check_rig
 from ..local.town import Town, TownError, git_url
 from ..refinery import queue as mq
 from ..scheduler import in_flight
@@ -85,10 +87,14 @@ def status(town: Path | None, as_json: bool) -> None:
         try:
             with Ledger(config.remote, cache_dir=t.ledger_cache(name)) as ledger:
                 beads = ledger.beads()
+                claim = ledger.claims.current(fresh=False)
         except LedgerError as e:
             row["error"] = str(e)
             out["rigs"].append(row)
             continue
+        now = datetime.now(UTC)
+        if claim is not None and claim.holder != town_holder(t.root, name) and not claim.stale(now):
+            row["drivenBy"] = claim.describe(now)
         target = config.queue_settings.target
         batch = mq.active_batch(beads, target)
         row.update(
@@ -112,6 +118,8 @@ def status(town: Path | None, as_json: bool) -> None:
         if "error" in r:
             click.echo(f"  error: {r['error']}")
             continue
+        if "drivenBy" in r:
+            click.echo(f"  not driven by this town: its ledger is driven by {r['drivenBy']}")
         q = r["mergeQueue"]
         click.echo(f"  polecats: {r['inFlight']} of {r['maxPolecats']} working;  merge queue: {q['waiting']} waiting"
                    + (f", batch {q['batch']} verifying" if q["batch"] else "")
@@ -245,9 +253,10 @@ def _put_rig(t: Town, name: str, raw: dict, webhook_url: str | None, added: bool
     except Invalid as e:
         fail(str(e).replace("spec.", "--"))
     try:
-        check_rig(name, spec, repository)
+        check_rig(name, spec, repository, others={n: s for n, (s, _q, _w) in t.specs().items()})
         if repository:
             with Ledger(spec.git_url, cache_dir=t.ledger_cache(name), actor=default_actor()) as ledger:
+                check_claim(ledger, town_holder(t.root, name))
                 ledger.ensure()
         t.put_rig(name, spec, webhook_url)
     except (TownError, LedgerError) as e:

@@ -236,6 +236,7 @@ class KubeRig:
         self.port: KubePort | None = None
         self.projected: dict[str, Any] = {}
         self.git_error: str | None = None
+        self.holder: str | None = ""  # who holds the ledger, as last said ("": not said yet)
         self.peer_rigs: set[str] = set()  # the other rigs of this rig's open convoys
 
     def peer(self, other: str) -> Ledger | None:
@@ -296,6 +297,14 @@ class KubeRig:
     def git(self, error: str | None) -> None:
         self.git_error = report_git(self.namespace, self.name, error, self.git_error)
 
+    def claim(self, holder: str | None) -> None:
+        self.holder = report_claim(self.namespace, self.name, holder, self.holder)
+
+    def claimant(self) -> str:
+        """How this Rig signs its ledger's driver claim: the same from any replica, another after a
+        reinstall (a new uid) or from another cluster."""
+        return f"operator rig {self.namespace}/{self.name} (uid {self.uid})"
+
 
 @kopf.daemon(GROUP, VERSION, "rigs", id="dispatch", cancellation_timeout=10)  # type: ignore[arg-type]  # kopf's kwargs
 def rig_loop(*, name: str, namespace: str, uid: str, spec: Mapping, stopped: kopf.DaemonStopped,
@@ -309,7 +318,7 @@ def rig_loop(*, name: str, namespace: str, uid: str, spec: Mapping, stopped: kop
                "heartbeats_by_session": heartbeats_by_session, "ownerless_pods": ownerless_pods}
     driver = KubeRig(name=name, namespace=namespace, uid=uid, spec=spec, memo=memo, indexes=indexes)
     cadence = Cadence.of(driver.settings, poll=POLL_SECONDS, period=driver.settings.patrol_seconds)
-    RigLoop(rig=name, label=namespace, driver=driver, actor=OPERATOR_ACTOR, cadence=cadence,
+    RigLoop(rig=name, label=namespace, driver=driver, actor=OPERATOR_ACTOR, cadence=cadence, holder=driver.claimant(),
             peers=driver.peer, backoffs=memo["backoffs"]).run(lambda: bool(stopped), stopped.wait)
     metrics.forget(namespace, name)
 
@@ -324,6 +333,20 @@ def report_git(namespace: str, rig: str, error: str | None, last: str | None) ->
     if error:
         post_event(namespace, "Rig", rig, "GitUnreachable", message=error, type_="Warning")
     return error
+
+
+def report_claim(namespace: str, rig: str, holder: str | None, last: str | None) -> str | None:
+    """Flip Driving when another driver holds the rig's ledger, or this operator takes it."""
+    if holder == last:
+        return last
+    set_conditions(namespace, "rigs", rig, Condition(
+        type="Driving", status="False" if holder else "True", reason="LedgerClaimed" if holder else "Driving",
+        message=(f"the ledger is driven by {holder}: this Rig waits (stop that driver, or let its claim go stale)"
+                 if holder else "this operator drives the rig's ledger")))
+    if holder:
+        post_event(namespace, "Rig", rig, "LedgerClaimed", message=f"the ledger is driven by {holder}",
+                   type_="Warning")
+    return holder
 
 
 def project(namespace: str, rig: str, *, prefix: str, tip: str | None, beads: Mapping[str, Bead],

@@ -32,6 +32,7 @@ from .model import Bead, bead_path
 LEDGER_BRANCH = "gastown/ledger"
 LEDGER_REF = f"refs/heads/{LEDGER_BRANCH}"
 CACHE_REF = "refs/gastown/remote"
+CLAIM_REF = "refs/gastown/driver"  # who drives the ledger (ledger/claim.py)
 CONFIG_FILE = "ledger.json"
 ARCHIVE_DIR = "archive"  # compacted records: kept, read on demand, never loaded with the live ones
 FORMAT = 1
@@ -47,6 +48,8 @@ def git_timeout() -> float:
     return _timeout["git"]
 
 _FILE, _TREE = 0o100644, 0o040000
+# git's words for a lost race: another writer moved the ref, or holds its lock right now
+_LOST_RACE = ("non-fast-forward", "fetch first", "stale info", "failed to update ref", "failed to lock", "cannot lock")
 
 
 class GitTimeout(Unavailable):
@@ -160,6 +163,7 @@ class GitStore:
         self._beads: OrderedDict[bytes, Bead] = OrderedDict()
         self._snapshots: OrderedDict[str | None, GitSnapshot] = OrderedDict()
         self._config_blob: bytes | None = None
+        self.claim_seen: str | None = None  # the driver claim's commit, as the last ls-remote saw it
 
     # --- cache repository ----------------------------------------------------------
 
@@ -188,12 +192,15 @@ class GitStore:
     # --- remote ---------------------------------------------------------------------
 
     def remote_tip(self) -> str | None:
-        """The remote ledger tip, asked of the remote (one round trip, no objects moved)."""
-        proc = run_git(["ls-remote", "--", self.remote, LEDGER_REF], cwd=self.cache, check=False, env=self.env)
+        """The remote ledger tip, asked of the remote (one round trip, no objects moved); the
+        driver claim's commit is read in the same round trip (``claim_seen``)."""
+        proc = run_git(["ls-remote", "--", self.remote, LEDGER_REF, CLAIM_REF], cwd=self.cache, check=False,
+                       env=self.env)
         if proc.returncode != 0:
             raise Unavailable(f"cannot reach the rig repository {self.remote}: {_first_line(proc.stderr)}")
-        out = proc.stdout.decode().split()
-        return out[0] if out else None
+        refs = {ref: sha for sha, ref in (ln.split("\t", 1) for ln in proc.stdout.decode().splitlines() if "\t" in ln)}
+        self.claim_seen = refs.get(CLAIM_REF)
+        return refs.get(LEDGER_REF)
 
     def has(self, commit: str) -> bool:
         return run_git(["cat-file", "-e", f"{commit}^{{commit}}"], cwd=self.cache, check=False).returncode == 0
@@ -239,12 +246,26 @@ class GitStore:
             return True
         if status and status[0].startswith("!"):
             summary = status[0].rsplit("\t", 1)[-1]
-            # a lost race: another writer moved the tip, or holds the ref lock right now
-            if any(w in summary for w in ("non-fast-forward", "fetch first", "stale info",
-                                          "failed to update ref", "failed to lock", "cannot lock")):
+            if any(w in summary for w in _LOST_RACE):
                 return False
             raise Unavailable(f"the remote refused the ledger update: {summary}")
         raise Unavailable(f"cannot push the ledger to {self.remote}: {_first_line(proc.stderr)}")
+
+    def swap_ref(self, ref: str, commit: str | None, expected: str | None) -> bool:
+        """Compare-and-swap ``ref`` on the remote, from ``expected`` (None: absent) to ``commit``
+        (None: delete it); False when the ref was not at ``expected``."""
+        try:
+            proc = run_git(["push", "--porcelain", "--quiet", f"--force-with-lease={ref}:{expected or ''}", self.remote,
+                            f"{commit or ''}:{ref}"], cwd=self.cache, check=False, env=self.env)
+        except GitTimeout as e:
+            raise UnknownOutcome(str(e)) from e
+        if proc.returncode == 0:
+            return True
+        status = [ln for ln in proc.stdout.decode(errors="replace").splitlines() if "\t" in ln]
+        if status and status[0].startswith("!") and any(w in status[0] for w in _LOST_RACE):
+            return False
+        raise Unavailable(f"cannot push {ref} to {self.remote}: "
+                          f"{status[0].rsplit(chr(9), 1)[-1] if status else _first_line(proc.stderr)}")
 
     def is_ancestor(self, commit: str, tip: str) -> bool:
         return run_git(["merge-base", "--is-ancestor", commit, tip], cwd=self.cache,

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..settings import cache_root
 from . import ops, query
+from .claim import ClaimStore
 from .errors import NotFound
 from .gitstore import ARCHIVE_DIR, GitSnapshot, GitStore, Signature, normalise_remote
 from .model import Bead, BeadType, Dependency, DepType, Status, bead_path
@@ -56,6 +57,7 @@ class Ledger:
         self.remote = normalise_remote(remote)
         self.actor = actor or default_actor()
         self.store = GitStore(self.remote, cache_dir or default_cache_dir(remote), prefix, env)
+        self.claims = ClaimStore(self.store)  # who drives this ledger
         self.max_batch = max_batch
         self._tip: str | None = None
         self._known = False

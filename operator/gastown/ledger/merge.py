@@ -94,18 +94,7 @@ class Branches:
 
     def push(self, commit: str, branch: str, expected: str | None) -> bool:
         """Move ``branch`` to ``commit`` if it is still at ``expected``; False when it moved."""
-        lease = f"--force-with-lease=refs/heads/{branch}:{expected or ''}"
-        proc = run_git(["push", "--porcelain", "--quiet", lease, self.store.remote, f"{commit}:refs/heads/{branch}"],
-                       cwd=self.store.cache, check=False, env=self.store.env)
-        if proc.returncode == 0:
-            return True
-        status = [ln for ln in proc.stdout.decode(errors="replace").splitlines() if "\t" in ln]
-        if status and status[0].startswith("!") and any(
-                w in status[0] for w in ("stale info", "non-fast-forward", "fetch first", "failed to update ref",
-                                         "failed to lock", "cannot lock")):
-            return False
-        raise Unavailable(f"cannot push {branch} to {self.store.remote}: "
-                          f"{status[0].rsplit(chr(9), 1)[-1] if status else _first_line(proc.stderr)}")
+        return self.store.swap_ref(f"refs/heads/{branch}", commit, expected)
 
     def push_ref(self, commit: str, ref: str) -> None:
         """Publish ``commit`` as ``ref`` (a scratch ref outside refs/heads) on the remote."""

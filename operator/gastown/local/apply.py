@@ -22,8 +22,8 @@ from ..api.validation import parse_spec
 from ..ledger import InvalidOperation, Ledger
 from ..ledger.ops import Together, check_title
 from ..polecats import EnsureAgent, agent_id
-from .driver import RigConfig
-from .rigcheck import check_name, check_rig
+from .driver import RigConfig, town_holder
+from .rigcheck import check_claim, check_name, check_rig
 from .town import Town, TownError
 
 KINDS = ("Rig", "MergeQueue", "Polecat", "Convoy")
@@ -79,7 +79,12 @@ def check(town: Town, docs: list[dict[str, Any]]) -> None:
                 current = known.get(name, (None,))[0]
                 same_repo = current is not None and (current.git_url, current.default_branch) == \
                     (spec.git_url, spec.default_branch)
-                check_rig(name, spec, repository=not same_repo)
+                check_rig(name, spec, repository=not same_repo,
+                          others={**{n: k[0] for n, k in known.items()},
+                                  **{str(d["metadata"]["name"]): _spec(d) for d in docs if d["kind"] == "Rig"}})
+                if not same_repo:
+                    with Ledger(spec.git_url, cache_dir=town.ledger_cache(name)) as ledger:
+                        check_claim(ledger, town_holder(town.root, name))
             if kind == "Convoy":  # the titles its beads will have, checked as the ledger will
                 for i, text in [(f"beads[{i}].title", b.title) for i, b in enumerate(spec.beads or [])] \
                         + ([("goal", spec.goal)] if spec.goal is not None else []):

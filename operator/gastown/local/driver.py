@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -13,6 +14,7 @@ import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from .. import convoy as convoys
 from .. import escalation, witness
@@ -37,6 +39,11 @@ from ..settings import Settings
 
 log = logging.getLogger("gastown.local")
 LOCAL = "local"  # the namespace label of a town's metrics
+
+
+def town_holder(town: Path, rig: str) -> str:
+    """How a town's rig signs the driver claim of its ledger: this machine, this town, this rig."""
+    return f"town {socket.gethostname()}:{town} rig {rig}"
 
 
 @dataclass
@@ -234,6 +241,7 @@ class RigDriver:
         self.settings = settings or Settings()
         self.port = LocalPort(config, backend, ledger, on_session=on_session, announce=announce)
         self.peers, self.backoffs = peers, backoffs
+        self._claim: str | None = ""  # who holds the ledger, as last said ("": not said yet)
         rt = config.runtime
         try:
             self.key = resolve(rt.preset).key_identity(rt.model, os.environ)
@@ -258,9 +266,19 @@ class RigDriver:
     def git(self, error: str | None) -> None:
         pass  # said by the loop's log line
 
+    def claim(self, holder: str | None) -> None:
+        if holder != self._claim:
+            if holder is None:
+                log.info("rig %s: driving the ledger of %s", self.config.name, self.config.remote)
+            else:
+                log.warning("rig %s: not driven: the ledger of %s is driven by %s (gt status; it is taken over "
+                            "when that claim goes stale)", self.config.name, self.config.remote, holder)
+        self._claim = holder
+
     def loop(self, poll: float = 0.1, idle_step: float = 2.0,
              clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> RigLoop:
         return RigLoop(rig=self.config.name, label=LOCAL, driver=self, actor=DAEMON_ACTOR,
+                       holder=town_holder(self.backend.town, self.config.name),
                        cadence=Cadence.of(self.settings, poll=poll, period=idle_step, error_pause=1.0),
                        peers=self.peers, backoffs=self.backoffs, clock=clock)
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from ..api import RigSpec
 from ..api.common import DNS_LABEL
+from ..ledger import Ledger
 from ..runtimes.config import ConfigError, resolve
 from .town import TownError
 
@@ -103,9 +106,30 @@ def _check_push_accepted(path: Path, url: str, branch: str) -> None:
                     f"let it update its work tree: git -C {path} config receive.denyCurrentBranch updateInstead")
 
 
-def check_rig(name: str, spec: RigSpec, repository: bool = True) -> None:
-    """Everything a town checks before it saves the rig ``name`` (``repository``: the remote too)."""
+def check_one_rig(name: str, spec: RigSpec, others: Mapping[str, RigSpec]) -> None:
+    """One rig per repository in a town: a ledger has one driver."""
+    url = spec.git_url.rstrip("/")
+    for other, their in sorted(others.items()):
+        if other != name and their.git_url.rstrip("/") == url:
+            raise TownError(f"{spec.git_url} is the repository of rig {other} already: a rig's ledger has one driver, "
+                            f"so a repository has one rig (change that one with gt rig set {other} ...)")
+
+
+def check_claim(ledger: Ledger, holder: str) -> None:
+    """No other town or operator drives the repository's ledger now (a stale claim is taken over)."""
+    claim = ledger.claims.current()
+    now = datetime.now(UTC)
+    if claim is not None and claim.holder != holder and not claim.stale(now):
+        raise TownError(f"the ledger of {ledger.remote} is driven by {claim.describe(now)}: one driver per ledger. "
+                        "Stop that driver (gt down in that town, or delete that Rig) and add this rig again; a "
+                        "driver that died is taken over once its lease runs out")
+
+
+def check_rig(name: str, spec: RigSpec, repository: bool = True, others: Mapping[str, RigSpec] | None = None) -> None:
+    """Everything a town checks before it saves the rig ``name`` (``repository``: the remote too;
+    ``others``: the town's other rigs)."""
     check_name(name)
     check_runtime(spec)
+    check_one_rig(name, spec, others or {})
     if repository:
         check_repository(spec.git_url, spec.default_branch)
