@@ -219,3 +219,24 @@ def test_a_checkout_is_never_reset_over_commits_neither_pushed_nor_rescued(rig, 
     prepare_branch(workdir, "polecat/furiosa/gt-x", "main")
     assert git("rev-parse", "HEAD", cwd=workdir) == git("rev-parse", "main", cwd=rig.remote)
     assert git("rev-parse", ref, cwd=rig.remote) == commit
+
+
+def test_a_session_whose_pid_was_never_recorded_is_found_by_its_environment(rig, backend, tmp_path):
+    """The daemon killed between starting a wrapper and writing its pid: the next daemon finds the
+    wrapper by the session name in its environment (and records it); a session directory with no
+    process at all is skipped, not a crash of `gt up` (found by the chaos test)."""
+    bead = rig.hooked_bead("Think forever")
+    first = start(backend, rig, bead, "hang")
+    try:
+        wait_for(lambda: (first.dir / "session.log").exists(), what="the wrapper at work")
+        (first.dir / "pid").unlink()
+        ghost = first.dir.parent / "furiosa-gt-zzz-20260101000000-0000"
+        ghost.mkdir()
+        (ghost / "request.json").write_text((first.dir / "request.json").read_text())
+        again = LocalBackend(tmp_path / "town", cache_dir=tmp_path / "town-cache")
+        found = {s.name: s for s in again.sessions()}
+        assert set(found) == {first.name}
+        assert found[first.name].pid == first.pid and found[first.name].running()
+        assert (first.dir / "pid").read_text() == str(first.pid)
+    finally:
+        backend.stop(first, grace=1)

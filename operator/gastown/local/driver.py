@@ -80,6 +80,7 @@ class LocalPort:
             s.request.polecat: s for s in backend.sessions() if s.request.rig == config.name and s.running()}
         self._mayors: dict[str, threading.Thread] = {}
         self._verifiers: dict[str, subprocess.Popen] = {}
+        self._said: set[tuple[str, object]] = set()  # the escalations logged (by id and version)
 
     def polecats(self) -> tuple[list[str], set[str]]:
         return [], set()  # locally a polecat is its identity in the ledger
@@ -147,8 +148,10 @@ class LocalPort:
         return self.config.webhook_url  # a local town keeps it in town.json
 
     def deliver(self, esc: Bead, route: str) -> bool:
-        # no cluster here: an Event or a condition is a log line
-        log.warning("escalation %s", escalation.message(esc)["text"])
+        # no cluster here: an Event or a condition is a log line, one for all of its routes
+        if (esc.id, esc.updated_at) not in self._said:
+            self._said.add((esc.id, esc.updated_at))
+            log.warning("escalation %s", escalation.message(esc)["text"])
         return True
 
     def deacon_scope(self) -> None:

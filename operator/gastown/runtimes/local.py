@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -88,26 +89,35 @@ class LocalSession:
         return [g for g in [self.pid, *agent] if group_alive(g, self.name)]
 
 
+def _live(session: str) -> Iterator[tuple[int, int]]:
+    """(pid, process group) of each live process of ``session`` (its environment names it; zombies
+    are not alive). Linux: it reads /proc."""
+    mark = f"GT_SESSION={session}".encode()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _, group = stat.read_text().rpartition(")")[2].split()[:3]
+            if state not in ("Z", "X") and mark in (stat.parent / "environ").read_bytes().split(b"\0"):
+                yield int(stat.parent.name), int(group)
+        except (OSError, ValueError):
+            continue
+
+
 def group_alive(pgid: int, session: str) -> bool:
-    """Process group ``pgid`` holds a live process of ``session`` (whose environment names it): a
-    group id reused by another program is not the session's, a group of zombies is not alive."""
+    """Process group ``pgid`` holds a live process of ``session``: a group id reused by another
+    program is not the session's, a group of zombies is not alive."""
     try:
         os.killpg(pgid, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    proc = Path("/proc")
-    if not (proc / "self" / "stat").exists():
+    if not Path("/proc/self/stat").exists():
         return True  # no /proc to look into (macOS): trust the record
-    mark = f"GT_SESSION={session}".encode()
-    for stat in proc.glob("[0-9]*/stat"):
-        try:
-            state, _, group = stat.read_text().rpartition(")")[2].split()[:3]
-            if int(group) == pgid and state not in ("Z", "X") \
-                    and mark in (stat.parent / "environ").read_bytes().split(b"\0"):
-                return True
-        except (OSError, ValueError):
-            continue
-    return False
+    return any(group == pgid for _pid, group in _live(session))
+
+
+def wrapper_pid(session: str) -> int | None:
+    """The live wrapper of ``session`` (it leads its own process group); None when there is none,
+    or no /proc to look in."""
+    return next((pid for pid, group in _live(session) if pid == group), None)
 
 
 def end_groups(groups: list[tuple[int, str]], grace: float = END_GRACE) -> list[int]:
@@ -239,7 +249,13 @@ class LocalBackend:
         for sdir in sorted((self.town / "sessions").glob("*/request.json")):
             data = json.loads(sdir.read_text())
             req = SessionRequest(**{**data["request"], "args": tuple(data["request"]["args"])})
-            pid = int((sdir.parent / "pid").read_text())
+            try:
+                pid = int((sdir.parent / "pid").read_text())
+            except (FileNotFoundError, ValueError):  # the daemon died between starting it and saying so
+                found = wrapper_pid(sdir.parent.name)
+                if found is None:
+                    continue  # it never ran, or is gone: its bead's Witness sees no session and restarts it
+                (sdir.parent / "pid").write_text(str(pid := found))
             out.append(LocalSession(sdir.parent.name, req, sdir.parent, pid, data.get("started", 0.0)))
         return sorted(out, key=lambda s: s.started)
 
