@@ -21,6 +21,9 @@ the start with a message that names the variable.
     GT_RUNTIMES_CONFIGMAP     (none)                           operator: the ConfigMap of custom runtimes
     POD_NAME                  the host name                    operator: the instance named on its Events
 
+A local town may also keep settings in its town.json, by camelCase name (``{"settings":
+{"leaseSeconds": 60, "gitTimeout": 300}}``): the environment wins over them, flags over both.
+
 Read where they are used, at the time they are used, because they name a place or a person rather
 than tune the engine: GT_TOWN (the local town), GT_ACTOR (who a `gt` command signs as),
 GT_FORMULAS_DIR and GT_RUNTIMES_FILE (extra formulas and runtimes).
@@ -79,26 +82,41 @@ class Settings:
             raise SettingsError("GT_AGENT_IMAGE must name an image")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **given: object) -> Settings:
-        """The settings of this process: ``given`` (flags), else the environment, else the defaults."""
+    def from_env(cls, env: Mapping[str, str] | None = None, config: Mapping[str, object] | None = None,
+                 **given: object) -> Settings:
+        """The settings of this process: ``given`` (flags), else the environment, else ``config``
+        (a local town's ``settings`` in town.json, by camelCase name), else the defaults."""
         env = os.environ if env is None else env
         values: dict[str, object] = {"cache_dir": cache_root(env)}
+        by_key = {_camel(name): name for name in cls._ENV if name != "pod_name"}
+        for key, raw in (config or {}).items():
+            if key not in by_key:
+                raise SettingsError(f"settings.{key} is not a setting; the settings are: {', '.join(sorted(by_key))}")
+            values[by_key[key]] = cls._parse(by_key[key], f"settings.{key}", raw)
         for name, var in cls._ENV.items():
-            raw = env.get(var)
-            if not raw:
-                continue
-            if isinstance(getattr(cls, name, None), float):
-                try:
-                    values[name] = float(raw)
-                except ValueError:
-                    raise SettingsError(f"{var} must be a number of seconds, not {raw!r}") from None
-            else:
-                values[name] = raw
+            if env.get(var):
+                values[name] = cls._parse(name, var, env[var])
         values.update({k: v for k, v in given.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
+    @classmethod
+    def _parse(cls, name: str, where: str, raw: object) -> object:
+        if not isinstance(getattr(cls, name, None), float):
+            return str(raw)
+        try:
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise SettingsError(f"{where} must be a number of seconds, not {raw!r}") from None
+
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(w.title() for w in rest)
 
 
 def _positive(var: str, value: float) -> None:

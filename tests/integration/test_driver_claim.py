@@ -3,6 +3,7 @@ town daemons on one repository, of which only one drives it."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -190,3 +191,22 @@ def test_a_rig_resource_on_a_repository_a_town_drives_waits_and_says_who(tmp_pat
              what="the operator to drive the ledger once the town let it go")
     with ledger(rig, "probe") as probe:
         assert "operator rig default/d1" in probe.claims.current().holder
+
+
+def test_a_towns_settings_reach_its_daemon_and_a_bad_one_starts_nothing(tmp_path):
+    rig = make_rig(tmp_path)
+    town = tmp_path / "town"
+    assert gt(town, "rig", "add", "d1", str(rig.remote), "--runtime", "script", "--agent-arg", "true").returncode == 0
+    config = json.loads((town / "town.json").read_text())
+    (town / "town.json").write_text(json.dumps({**config, "settings": {"leaseSecs": 9}}))
+    bad = gt(town, "up")
+    assert bad.returncode == 2 and "settings.leaseSecs is not a setting" in bad.stderr
+    assert not (town / "daemon.pid").exists()
+    (town / "town.json").write_text(json.dumps({**config, "settings": {"leaseSeconds": 9}}))
+    assert gt(town, "up").returncode == 0
+    try:
+        with ledger(rig, "probe") as probe:
+            claim = wait_for(lambda: probe.claims.current(), timeout=30, what="the daemon to claim the ledger")
+        assert claim.lease == 9
+    finally:
+        gt(town, "down")

@@ -43,3 +43,20 @@ def test_one_cache_rule_for_every_ledger_cache(tmp_path):
     assert cache_root({"XDG_CACHE_HOME": "/x"}) == Path("/x/gastown")
     assert cache_root({}) == Path.home() / ".cache" / "gastown"
     assert default_cache_dir("/some/repo", tmp_path).parent == tmp_path / "ledgers"
+
+
+def test_a_towns_settings_come_under_the_environment_and_flags():
+    config = {"leaseSeconds": 60, "gitTimeout": "300", "patrolSeconds": 5}
+    s = Settings.from_env({"GT_PATROL_SECONDS": "7"}, config=config, git_timeout=30.0)
+    assert (s.lease_seconds, s.git_timeout, s.patrol_seconds) == (60, 30, 7)
+
+
+@pytest.mark.parametrize(("config", "says"), [
+    ({"leaseSecs": 1}, "settings.leaseSecs is not a setting; the settings are: agentImage, deaconSeconds"),
+    ({"leaseSeconds": "soon"}, "settings.leaseSeconds must be a number of seconds"),
+    ({"leaseSeconds": True}, "settings.leaseSeconds must be a number of seconds"),
+    ({"leaseSeconds": 0}, "GT_LEASE_SECONDS must be a positive number"),
+])
+def test_a_bad_town_setting_says_which(config, says):
+    with pytest.raises(SettingsError, match=says):
+        Settings.from_env({}, config=config)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -18,10 +18,11 @@ from ..settings import Settings, SettingsError
 SETTINGS = "gastown.settings"  # where the process's Settings live in click's context
 
 
-def load_settings() -> Settings:
-    """The settings of this `gt` process, from its environment; a bad value is a usage error."""
+def load_settings(config: Mapping[str, object] | None = None) -> Settings:
+    """The settings of this `gt` process, from its environment (and a town's ``config``); a bad
+    value is a usage error."""
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(config=config)
     except SettingsError as e:
         raise click.UsageError(str(e)) from None
     set_git_timeout(settings.git_timeout)

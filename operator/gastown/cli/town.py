@@ -24,7 +24,7 @@ from ..local.town import Town, TownError, git_url
 from ..refinery import queue as mq
 from ..scheduler import in_flight
 from ..spend import describe
-from .common import emit, fail, json_option, settings, town_option
+from .common import emit, fail, json_option, load_settings, town_option
 
 GATES = ("setup", "lint", "typecheck", "build", "test")
 
@@ -39,11 +39,15 @@ GATES = ("setup", "lint", "typecheck", "build", "test")
 def up(town: Path | None, foreground: bool, verbose: bool, metrics_port: int) -> None:
     """Start the town's daemon: it drives every rig of the town until `gt down`."""
     t = Town(town)
+    try:
+        config = load_settings(t.settings())  # bad settings in town.json: said here, and nothing starts
+    except TownError as e:
+        fail(e)
     if foreground:
         logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stdout,
                             format="%(asctime)s %(name)-18s %(levelname)-7s %(message)s")
         try:
-            daemon.serve(t, metrics_port=metrics_port, settings=settings())
+            daemon.serve(t, metrics_port=metrics_port, settings=config)
         except (TownError, OSError) as e:
             fail(e)
         return

@@ -76,6 +76,13 @@ class Town:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
         tmp.replace(self.config_path)
 
+    def settings(self) -> dict[str, object]:
+        """The town's own settings (town.json's ``settings``, by camelCase name; see settings.py)."""
+        found = self._load().get("settings", {})
+        if not isinstance(found, dict):
+            raise TownError(f"{self.config_path}: settings must be an object, like {{\"leaseSeconds\": 60}}")
+        return found
+
     def specs(self) -> dict[str, tuple[RigSpec, MergeQueueSpec | None, str | None]]:
         """Each rig's spec, merge-queue spec and webhook URL, as town.json holds them."""
         out = {}
