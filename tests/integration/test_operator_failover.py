@@ -12,12 +12,17 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from test_refinery_operator import play
+
+from gastown.ledger import BeadType, Status
+from gastown.polecats import Done
 
 from conftest import GT, free_port, wait_for
-from rigs import make_rig
+from rigs import GATE_CHECK, git, make_rig
 
 NS = "gastown-system"
 LEASE = "gastown"
@@ -196,5 +201,93 @@ def test_readiness_before_connecting_and_after_losing_the_lease(kubeapi, replica
     wait_for(lambda: holder(kubeapi) == "gastown-1", timeout=20, what=f"the standby to take over\n{standby.output()}")
 
 
-def _sys():  # keeps sys imported for the slow test below
-    return sys.executable
+def session_jobs(kubeapi) -> list[dict]:
+    return [j for j in kubeapi.list("jobs", "default")
+            if j["metadata"]["labels"].get("app.kubernetes.io/component") == "agent-session"]
+
+
+def play_sessions(kubeapi, rig, tmp_path: Path, played: set[str]) -> None:
+    """Each new session Job does its bead's work as a polecat would: a branch adding mods/<bead>.txt,
+    pushed, then `gt done` in the ledger; the Job then completes."""
+    for job in session_jobs(kubeapi):
+        name, labels = job["metadata"]["name"], job["metadata"]["labels"]
+        if name in played:
+            continue
+        bead = labels["gastown.dev/bead"]
+        with rig.ledger() as lg:
+            polecat = lg.get(bead).assignee
+        work, branch = tmp_path / "sessions" / name, f"polecat/{polecat}/{bead}"
+        git("clone", "-q", str(rig.remote), str(work))
+        git("checkout", "-q", "-b", branch, cwd=work)
+        (work / "mods" / f"{bead}.txt").write_text(f"work of {bead}\n")
+        git("add", "-A", cwd=work)
+        git("-c", "user.name=p", "-c", "user.email=p@x", "commit", "-q", "-m", f"do {bead}", cwd=work)
+        git("push", "-q", "origin", branch, cwd=work)
+        with rig.ledger(actor=f"polecat {polecat}") as lg:
+            lg.apply(Done(bead, polecat, name, "completed", branch, "main", git("rev-parse", "HEAD", cwd=work), "",
+                          f"polecat {polecat}"))
+        kubeapi.patch("jobs", "default", name, {"status": {"active": 0, "succeeded": 1, "conditions": [
+            {"type": "Complete", "status": "True"}]}}, subresource="status")
+        played.add(name)
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_leader_during_a_merge_the_standby_finishes_the_convoy_merging_each_bead_once(
+        kubeapi, replicas, tmp_path):
+    rig = make_rig(tmp_path, {"README.md": "# tiny\n", "check.py": GATE_CHECK, "mods/.keep": ""})
+    first = replicas("gastown-0")
+    wait_for(lambda: holder(kubeapi) == "gastown-0", timeout=30, what="gastown-0 to lead")
+    pods = {"gastown-0": first, "gastown-1": replicas("gastown-1")}
+    wait_for(pods["gastown-1"].ready, timeout=30, what="the standby ready")
+    kubeapi.create({"apiVersion": "gastown.dev/v1alpha1", "kind": "Rig", "metadata": {"name": "webapp"},
+                    "spec": {"gitUrl": f"file://{rig.remote}", "maxPolecats": 4, "verification": {
+                        "gates": {"test": [sys.executable, "check.py"]}, "timeoutSeconds": 120}}})
+    kubeapi.create({"apiVersion": "gastown.dev/v1alpha1", "kind": "MergeQueue", "metadata": {"name": "webapp"},
+                    "spec": {"rig": "webapp", "fillWindowSeconds": 0}})
+    kubeapi.create({"apiVersion": "gastown.dev/v1alpha1", "kind": "Convoy", "metadata": {"name": "feature"},
+                    "spec": {"rig": "webapp", "beads": [{"key": f"b{i}", "title": f"Bead {i}"} for i in range(4)]}})
+    sessions: set[str] = set()
+    verified: dict[str, int] = {}
+    killed: dict[str, float] = {}
+
+    def kill_the_leader_as_it_merges() -> None:
+        """Once a verification has passed, wait for the merge to reach main (or 3 s) and kill -9 the leader
+        at once: the ledger has not recorded the merge yet, or has just."""
+        main = git("rev-parse", "main", cwd=rig.remote)
+        deadline = time.monotonic() + 3
+        while git("rev-parse", "main", cwd=rig.remote) == main and time.monotonic() < deadline:
+            time.sleep(0.01)
+        leader = holder(kubeapi)
+        pods[leader].proc.send_signal(signal.SIGKILL)
+        killed[leader] = time.time()
+        print(f"\nkilled {leader} {'just after its merge reached main' if git('rev-parse', 'main', cwd=rig.remote) != main else 'before its merge reached main'}")
+
+    def progress() -> str | None:
+        play_sessions(kubeapi, rig, tmp_path, sessions)
+        before = len(verified)
+        play(kubeapi, tmp_path, verified)
+        if not killed and any(code == 0 for code in verified.values()) and len(verified) > before:
+            kill_the_leader_as_it_merges()
+        status = (kubeapi.get("convoys", "default", "feature") or {}).get("status") or {}
+        return status.get("phase") == "Done" and killed and status
+
+    status = wait_for(progress, timeout=240, what="the convoy to be Done after the failover")
+    (dead, at), = killed.items()
+    survivor = next(name for name in pods if name != dead)
+    assert holder(kubeapi) == survivor
+    lease = kubeapi.get("leases", NS, LEASE, group="coordination.k8s.io")
+    took = datetime.fromisoformat(lease["spec"]["acquireTime"].replace("Z", "+00:00"))
+    print(f"\nkill -9 of leader {dead} during a merge: {survivor} took the Lease over {took.timestamp() - at:.2f}s "
+          f"later (the lease lasts 10 s)")
+    assert status["progress"] == "4/4"
+
+    # every bead merged exactly once, each by one session
+    with rig.ledger() as lg:
+        beads = [b for b in lg.beads().values() if b.type == BeadType.TASK]
+    assert len(beads) == 4
+    subjects = git("log", "main", "--merges", "--format=%s", cwd=rig.remote).splitlines()
+    for bead in beads:
+        assert bead.status == Status.CLOSED
+        assert sum(bead.metadata["mr"] in s for s in subjects) == 1, (bead.id, subjects)
+        assert rig.branch_file("main", f"mods/{bead.id}.txt") == f"work of {bead.id}"
+        assert len([j for j in session_jobs(kubeapi) if j["metadata"]["labels"]["gastown.dev/bead"] == bead.id]) == 1
