@@ -57,8 +57,8 @@ def wait_for_access(namespaces: tuple[str, ...], stopping: threading.Event) -> b
         except Exception as e:  # noqa: BLE001 (a 403, or no API server yet: both are retried)
             resource = f"{plural}.{group}" if group else plural
             where = f"in namespace {ns}" if ns else "in all namespaces"
-            log.error("%s", refusal("list", f"{resource} {where}", e, wait := backoff(),
-                                    f"list and watch on {resource} {where}"))
+            log.error("%s", refusal("list", f"{resource} {where}", e, retry=(wait := backoff()),
+                                    needs=f"list and watch on {resource} {where}"))
             stopping.wait(wait)
             continue
         pending.pop(0)

@@ -50,7 +50,7 @@ def own_namespace(given: str | None) -> str:
         return "default"
 
 
-def refusal(verb: str, what: str, error: Exception, retry: float, needs: str) -> str:
+def refusal(verb: str, what: str, error: Exception, *, retry: float, needs: str) -> str:
     """The log line for an API call that failed: a 403 names the permission that is missing."""
     status = getattr(error, "status", None)
     if status == 403:
@@ -211,8 +211,8 @@ class Elector:
                 wait = self.retry
             except Exception as e:  # noqa: BLE001 (every failure is retried; the log says which)
                 wait = backoff()
-                self.problem = refusal("get, create or update", f"the {self.what}", e, wait,
-                                       f"get, create and update on leases.coordination.k8s.io in namespace "
+                self.problem = refusal("get, create or update", f"the {self.what}", e, retry=wait,
+                                       needs=f"get, create and update on leases.coordination.k8s.io in namespace "
                                        f"{self.namespace}")
                 log.error("%s", self.problem)
             self.stopping.wait(wait)
@@ -248,8 +248,8 @@ class Elector:
             try:
                 self.renew()
             except Exception as e:  # noqa: BLE001 (the watchdog ends the leadership at the deadline)
-                self.problem = refusal("renew", f"the {self.what}", e, self.retry,
-                                       f"update on leases.coordination.k8s.io in namespace {self.namespace}")
+                self.problem = refusal("renew", f"the {self.what}", e, retry=self.retry,
+                                       needs=f"update on leases.coordination.k8s.io in namespace {self.namespace}")
                 log.warning("%s", self.problem)
 
     def _watchdog(self) -> None:
