@@ -40,7 +40,7 @@ test: $(STAMP) $(HELM) agents ## Lint, check generated files, the chart, run eve
 chart-lint: $(HELM) ## helm lint --strict, with the default values and with every option on
 	$(HELM) lint --strict charts/gastown
 	$(HELM) lint --strict charts/gastown --set 'watchNamespaces={team-a,team-b}' --set serviceMonitor.enabled=true \
-	  --set peering.enabled=false
+	  --set replicas=1 --set leaderElection.leaseDurationSeconds=15
 
 agents: $(STAMP) ## Install the agent CLIs the contract suite runs (pinned, from npm; skipped without npm)
 	$(BIN)/python scripts/fetch_agents.py
@@ -78,6 +78,7 @@ bench: $(STAMP) ## Benchmarks: print figures (never part of `make test`)
 	$(BIN)/python bench/refinery_bench.py
 	$(BIN)/python bench/dogs_bench.py
 	$(BIN)/python bench/witness_bench.py
+	$(BIN)/python bench/failover_bench.py
 
 demo: $(STAMP) ## A town on this machine builds a small library with scripted agents (DEMO_RUNTIME=claude: real ones)
 	$(BIN)/python -m gastown.demo

@@ -12,7 +12,9 @@ It implements what gastown and kopf use, with the semantics that matter to them:
 - the status subresource: the main endpoint ignores status, /status ignores the rest;
 - resourceVersion bumped on every write, generation bumped on spec changes, uid,
   creationTimestamp;
-- owner references with background garbage collection of dependents on delete.
+- owner references with background garbage collection of dependents on delete;
+- RBAC refusals on demand: a (verb, group, resource) put in ``forbidden`` answers 403 with the
+  real server's message until it is taken out again.
 
 kmock (by kopf's author) covers part of this; its 0.8 gaps (no resourceVersion bumps,
 no label selectors, 200 on create, no PUT) are exactly what the controllers rely on.
@@ -196,6 +198,7 @@ class KubeAPI:
     requests: list[tuple[str, str]] = field(default_factory=list)
     rv: int = 1000
     url: str = ""
+    forbidden: set[tuple[str, str, str]] = field(default_factory=set)  # (verb, group, resource): 403
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -406,6 +409,7 @@ class KubeAPI:
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         self.requests.append((request.method, request.path_qs))
         try:
+            self._authorize(request.method, request.path_qs)
             return await self._route(request)
         except ApiError as e:
             return e.response()
@@ -415,23 +419,33 @@ class KubeAPI:
     def verbs(self) -> set[tuple[str, str, str]]:
         """(verb, API group, resource or resource/subresource) of every API request served: what
         RBAC must allow. Discovery is left out (every authenticated client may read it)."""
-        out = set()
-        for method, path_qs in list(self.requests):
-            path, _, query = path_qs.partition("?")
-            if self._discovery(path) is not None:
-                continue
-            try:
-                parsed = self._parse(path)
-            except ApiError:
-                continue
-            if parsed is None:
-                continue
-            res, _ns, name, sub = parsed
-            watch = "watch=true" in query or "watch=1" in query
-            verb = {"GET": "watch" if watch else "get" if name else "list", "POST": "create", "PUT": "update",
-                    "PATCH": "patch", "DELETE": "delete"}[method]
-            out.add((verb, res.group, f"{res.plural}/{sub}" if sub else res.plural))
-        return out
+        return {c[:3] for method, path_qs in list(self.requests) if (c := self._rbac_call(method, path_qs))}
+
+    def _rbac_call(self, method: str, path_qs: str) -> tuple[str, str, str, str | None, str | None] | None:
+        """(verb, group, resource, namespace, name) of a request, as RBAC sees it; None for discovery."""
+        path, _, query = path_qs.partition("?")
+        try:
+            parsed = None if self._discovery(path) is not None else self._parse(path)
+        except ApiError:
+            return None
+        if parsed is None:
+            return None
+        res, ns, name, sub = parsed
+        watch = "watch=true" in query or "watch=1" in query
+        verb = {"GET": "watch" if watch else "get" if name else "list", "POST": "create", "PUT": "update",
+                "PATCH": "patch", "DELETE": "delete"}[method]
+        return verb, res.group, f"{res.plural}/{sub}" if sub else res.plural, ns, name
+
+    def _authorize(self, method: str, path_qs: str) -> None:
+        call = self._rbac_call(method, path_qs)
+        if call is None or call[:3] not in self.forbidden:
+            return
+        verb, group, resource, ns, name = call
+        where = f' in the namespace "{ns}"' if ns else " at the cluster scope"
+        subject = (f"{resource}.{group}" if group else resource) + (f' "{name}"' if name else "")
+        raise ApiError(403, "Forbidden", f'{subject} is forbidden: User '
+                                         f'"system:serviceaccount:gastown-system:gastown" cannot {verb} resource '
+                                         f'"{resource}" in API group "{group}"{where}')
 
     def _parse(self, path: str) -> tuple[Resource, str | None, str | None, str | None] | None:
         parts = [p for p in path.split("/") if p]

@@ -19,7 +19,9 @@ the start with a message that names the variable.
     GT_AGENT_IMAGE            gastown/agent:<version>          operator: the image of session, verification and
                                                                Dog pods
     GT_RUNTIMES_CONFIGMAP     (none)                           operator: the ConfigMap of custom runtimes
-    POD_NAME                  the host name                    operator: the instance named on its Events
+    POD_NAME                  the host name                    operator: the instance named on its Events, and
+                                                               the holder it writes in the leader Lease
+    POD_NAMESPACE             the pod's (or kubeconfig's)      operator: where its leader Lease is
 
 A local town may also keep settings in its town.json, by camelCase name (``{"settings":
 {"leaseSeconds": 60, "gitTimeout": 300}}``): the environment wins over them, flags over both.
@@ -66,12 +68,13 @@ class Settings:
     agent_image: str = f"gastown/agent:{__version__}"
     runtimes_configmap: str | None = None
     pod_name: str = field(default_factory=socket.gethostname)
+    pod_namespace: str | None = None
 
     _ENV = {"patrol_seconds": "GT_PATROL_SECONDS", "deacon_seconds": "GT_DEACON_SECONDS",
             "orphan_grace_seconds": "GT_ORPHAN_GRACE_SECONDS", "git_timeout": "GT_GIT_TIMEOUT",
             "lease_seconds": "GT_LEASE_SECONDS",
             "agent_image": "GT_AGENT_IMAGE", "runtimes_configmap": "GT_RUNTIMES_CONFIGMAP",
-            "pod_name": "POD_NAME"}
+            "pod_name": "POD_NAME", "pod_namespace": "POD_NAMESPACE"}
 
     def __post_init__(self) -> None:
         for name in ("patrol_seconds", "deacon_seconds", "git_timeout", "lease_seconds"):

@@ -18,7 +18,7 @@ from gastown.runtimes.config import RuntimeDef
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "gastown"
 KUBE_VERSION = "1.31.0"
-NOT_IN_CORE = {"ClusterKopfPeering", "KopfPeering", "ServiceMonitor"}  # CRDs: checked by hand below
+NOT_IN_CORE = {"ServiceMonitor"}  # a CRD: checked by hand below
 
 
 def helm() -> str:
@@ -45,7 +45,7 @@ def by_kind(docs: list[dict], kind: str) -> list[dict]:
 
 
 EVERYTHING = ("--set", "watchNamespaces={team-a,team-b}", "--set", "serviceMonitor.enabled=true",
-              "--set", "peering.enabled=false", "--set", "logLevel=debug", "--set", "image.tag=1.2.3",
+              "--set", "replicas=1", "--set", "logLevel=debug", "--set", "image.tag=1.2.3",
               "--set-json", 'runtimes={"mycli": {"command": ["mycli", "run"], "promptMode": "file"}}',
               "--set-json", 'extraEnv=[{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}]')
 
@@ -55,7 +55,7 @@ def test_rendered_manifests_are_valid_kubernetes(args):
     docs = render(*args)
     for doc in docs:
         if doc["kind"] in NOT_IN_CORE:
-            assert doc["apiVersion"] in ("kopf.dev/v1", "monitoring.coreos.com/v1") and doc["metadata"]["name"]
+            assert doc["apiVersion"] == "monitoring.coreos.com/v1" and doc["metadata"]["name"]
             continue
         kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
         labels = doc["metadata"]["labels"]
@@ -72,23 +72,21 @@ def test_watching_every_namespace_is_one_cluster_role_with_exactly_the_operators
     docs = render()
     (role,) = by_kind(docs, "ClusterRole")
     assert rules_of(role) == rbac.triples(rbac.NAMESPACED + rbac.CLUSTER)
-    assert not by_kind(docs, "Role")
     (binding,) = by_kind(docs, "ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gt-gastown", "namespace": "gastown-system"}]
     assert all("*" not in verb for rule in role["rules"] for verb in rule["verbs"] + rule["resources"])
-    (peering,) = by_kind(docs, "ClusterKopfPeering")
-    assert peering["metadata"]["name"] == "gastown"
+    assert [r["metadata"]["name"] for r in by_kind(docs, "Role")] == ["gt-gastown-leader"]  # the Lease's only
 
 
 def test_watching_some_namespaces_is_a_role_in_each_and_a_small_cluster_role():
     docs = render("--set", "watchNamespaces={team-a,team-b}")
     (cluster_role,) = by_kind(docs, "ClusterRole")
     assert rules_of(cluster_role) == rbac.triples(rbac.CLUSTER)
-    roles = by_kind(docs, "Role")
+    roles = [r for r in by_kind(docs, "Role") if r["metadata"]["name"] == "gt-gastown"]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert all(rules_of(r) == rbac.triples(rbac.NAMESPACED) for r in roles)
-    assert sorted(b["metadata"]["namespace"] for b in by_kind(docs, "RoleBinding")) == ["team-a", "team-b"]
-    assert sorted(p["metadata"]["namespace"] for p in by_kind(docs, "KopfPeering")) == ["team-a", "team-b"]
+    bindings = [b for b in by_kind(docs, "RoleBinding") if b["metadata"]["name"] == "gt-gastown"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     (deployment,) = by_kind(docs, "Deployment")
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args and "--all-namespaces" not in args
@@ -97,7 +95,7 @@ def test_watching_some_namespaces_is_a_role_in_each_and_a_small_cluster_role():
 def test_the_operator_deployment():
     (deployment,) = by_kind(render(), "Deployment")
     spec = deployment["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 2 and spec["strategy"] == {"type": "Recreate"}
     pod = spec["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["serviceAccountName"] == "gt-gastown"
     (container,) = pod["containers"]
@@ -107,22 +105,57 @@ def test_the_operator_deployment():
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["resources"]["limits"]["memory"] and container["resources"]["requests"]["cpu"]
-    assert "--all-namespaces" in container["args"] and "--peering-name=gastown" in container["args"]
+    assert "--all-namespaces" in container["args"] and "--lease-name=gt-gastown" in container["args"]
+    assert "--lease-duration=10" in container["args"] and "--standalone" not in container["args"]
     assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
     env = {e["name"]: e.get("value") for e in container["env"]}
+    refs = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"] if "valueFrom" in e}
+    assert refs == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}  # the Lease's holder and place
     assert env["GT_AGENT_IMAGE"] == "gastown/agent:0.1.0" and env["GT_RUNTIMES_CONFIGMAP"] == "gt-gastown-runtimes"
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert {"/var/cache/gastown", "/tmp", "/home/gastown", "/etc/gastown/runtimes"} <= mounts
 
 
-def test_the_operator_is_ready_when_kopf_answers_on_the_liveness_endpoint():
+def test_the_operator_is_ready_on_readyz_and_alive_on_healthz():
+    """/readyz answers 200 only on the leader once kopf runs, or on a standby that sees a live
+    leader (gastown.kube.health; tests/integration/test_operator_failover.py); /healthz as before."""
     (deployment,) = by_kind(render(), "Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     probe = container["readinessProbe"]
-    assert probe["httpGet"] == container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert probe["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
-    assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]  # what kopf serves, where the probe asks
+    assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]  # the server of both, on that port
     assert probe["periodSeconds"] > 0 and probe["timeoutSeconds"] <= probe["periodSeconds"]
+    # a lost Lease shows within the lease's duration (10 s): the replica exits then anyway
+    assert probe["periodSeconds"] * probe["failureThreshold"] <= 10
+
+
+def test_the_leader_lease_role_is_least_privilege_in_the_release_namespace():
+    docs = render("--set", "watchNamespaces={team-a}")
+    (role,) = [r for r in by_kind(docs, "Role") if r["metadata"]["name"] == "gt-gastown-leader"]
+    assert role["metadata"]["namespace"] == "gastown-system"
+    assert rules_of(role) == rbac.triples(rbac.LEADER)
+    # create cannot be limited to a name; get and update are, to the Lease the operator is given
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["gt-gastown"],
+         "verbs": ["get", "update"]}]
+    (binding,) = [b for b in by_kind(docs, "RoleBinding") if b["metadata"]["name"] == "gt-gastown-leader"]
+    assert binding["roleRef"]["name"] == "gt-gastown-leader" and binding["metadata"]["namespace"] == "gastown-system"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gt-gastown", "namespace": "gastown-system"}]
+    (deployment,) = by_kind(docs, "Deployment")
+    assert "--lease-name=gt-gastown" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_two_replicas_have_a_disruption_budget_of_one_and_one_replica_none():
+    docs = render()
+    (pdb,) = by_kind(docs, "PodDisruptionBudget")
+    (deployment,) = by_kind(docs, "Deployment")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert not by_kind(render("--set", "replicas=1"), "PodDisruptionBudget")
+    assert by_kind(render("--set", "replicas=1"), "Deployment")[0]["spec"]["replicas"] == 1
 
 
 def test_the_runtimes_configmap_named_to_the_operator_is_the_releases_own():
@@ -151,11 +184,11 @@ def names_written(release: str, *args: str) -> set[tuple[str, str | None, str]]:
 
 
 @pytest.mark.parametrize("first,second", [
-    ((), ("--set", "peering.create=false", "--set", "peering.priority=-1")),  # a standby joining the peering
+    ((), ()),  # every default: two cluster-wide releases, each with its own Lease
     (("--set", "watchNamespaces={team-a}"), ("--set", "watchNamespaces={team-b}")),  # two towns
-    (("--set", "watchNamespaces={team-a}", "--set", "peering.enabled=false"),
-     ("--set", "watchNamespaces={team-a}", "--set", "peering.enabled=false")),  # standalone, the e2e layout
-], ids=["standby", "two-towns", "standalone"])
+    (("--set", "watchNamespaces={team-a}", "--set", "replicas=1"),
+     ("--set", "watchNamespaces={team-a}", "--set", "replicas=1")),  # one replica each, the e2e layout
+], ids=["defaults", "two-towns", "single-replica"])
 def test_two_releases_side_by_side_write_no_object_of_the_same_name(first, second):
     ours, theirs = names_written("gastown", *first), names_written("other", *second)
     cluster_scoped = {k for k, ns, _ in ours if ns is None}
@@ -163,28 +196,24 @@ def test_two_releases_side_by_side_write_no_object_of_the_same_name(first, secon
     assert ours & theirs == set()
 
 
-def test_two_releases_with_every_default_share_only_the_peering_object():
-    """Two cluster-wide releases are a primary and its standby: they share one peering object,
-    which only one of them may create (`peering.create=false` in the other, as the README says)."""
-    shared = names_written("gastown") & names_written("other")
-    assert shared == {("ClusterKopfPeering", None, "gastown")}
+def test_the_values_of_kopf_peering_are_accepted_and_ignored():
+    """`helm upgrade --reuse-values` of a release from before the Lease carries its peering values."""
+    old = ("--set", "peering.enabled=true", "--set", "peering.name=gastown", "--set", "peering.priority=0",
+           "--set", "peering.create=true")
+    docs = render(*old)
+    assert not [d for d in docs if d["apiVersion"].startswith("kopf.dev")]
+    (deployment,) = by_kind(docs, "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [a for a in args if "peering" in a or "priority" in a] and "--lease-name=gt-gastown" in args
 
 
-def test_only_peering_create_false_leaves_the_peering_object_out():
-    assert by_kind(render(), "ClusterKopfPeering")
-    assert by_kind(render("--set", "peering.create=null"), "ClusterKopfPeering")  # --reuse-values of an older release
-    assert not by_kind(render("--set", "peering.create=false"), "ClusterKopfPeering")
-    assert not by_kind(render("--set", "peering.create=false", "--set", "watchNamespaces={a}"), "KopfPeering")
-
-
-def test_standalone_debug_and_custom_runtimes():
+def test_one_replica_debug_and_custom_runtimes():
     docs = render(*EVERYTHING)
     (deployment,) = by_kind(docs, "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert "--standalone" in container["args"] and "--verbose" in container["args"]
+    assert "--verbose" in container["args"] and deployment["spec"]["replicas"] == 1
     assert container["image"] == "gastown/operator:1.2.3"
     assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in container["env"]
-    assert not by_kind(docs, "KopfPeering") and not by_kind(docs, "ClusterKopfPeering")
     (configmap,) = by_kind(docs, "ConfigMap")
     runtimes = yaml.safe_load(configmap["data"]["runtimes.yaml"])["runtimes"]
     assert RuntimeDef.model_validate(runtimes["mycli"]).prompt_mode == "file"
@@ -207,7 +236,9 @@ def test_helm_test_hook_probes_the_service():
 
 @pytest.mark.parametrize("args,error", [
     (("--set", "workers=0"), "workers"),
-    (("--set", "replicas=3"), "Additional property replicas is not allowed"),
+    (("--set", "replicas=0"), "replicas"),
+    (("--set", "leaderElection.leaseDurationSeconds=1"), "leaseDurationSeconds"),
+    (("--set", "leader=true"), "Additional property leader is not allowed"),
     (("--set", "watchNamespaces={Team_A}"), "watchNamespaces"),
     (("--set", "service.type=Ingress"), "service.type"),
     (("--set", "logLevel=loud"), "logLevel"),
@@ -221,7 +252,9 @@ def test_the_values_schema_rejects_bad_values(args, error):
 def test_the_values_file_documents_every_key_the_schema_knows():
     schema = json.loads((CHART / "values.schema.json").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert set(values) == set(schema["properties"])
+    deprecated = {k for k, v in schema["properties"].items() if v.get("deprecated")}
+    assert deprecated == {"peering"}  # accepted for upgrades, ignored, not in values.yaml
+    assert set(values) == set(schema["properties"]) - deprecated
     lines = (CHART / "values.yaml").read_text().splitlines()
     starts = [n for n, line in enumerate(lines) if line[:1].isalpha()]
     for start, end in zip(starts, [*starts[1:], len(lines)], strict=True):  # a comment in its paragraph

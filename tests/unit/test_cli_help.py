@@ -35,9 +35,10 @@ def test_gt_help_runs_as_a_program():
     out = subprocess.run([GT, "--help"], capture_output=True, text=True, check=True).stdout
     assert "operator" in out
     out = subprocess.run([GT, "operator", "run", "--help"], capture_output=True, text=True, check=True).stdout
-    for option in ("--namespace", "--all-namespaces", "--standalone", "--priority", "--liveness",
-                   "--server-timeout", "--client-timeout", "--peering-name", "--workers", "--verbose"):
+    for option in ("--namespace", "--all-namespaces", "--standalone", "--lease-name", "--lease-namespace",
+                   "--lease-duration", "--liveness", "--server-timeout", "--client-timeout", "--workers", "--verbose"):
         assert option in out
+    assert "--peering-name" not in out and "--priority" not in out  # deprecated, ignored, hidden
 
 
 def test_namespace_and_all_namespaces_conflict():

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from gastown.api import KINDS, Invalid, parse_object
-from gastown.api.crdgen import crd, filename, main, peering_crds, render
+from gastown.api.crdgen import crd, filename, files, main, render
 
 from crdcheck import crd_errors
 
@@ -24,12 +24,10 @@ def test_committed_crds_match_the_models_in_both_places(kind, folder):
     assert path.read_text() == render(kind), f"{folder}/ drifted from gastown.api: run `make crds`"
 
 
-def test_the_peering_crds_are_kopfs_two_kinds():
-    docs = list(yaml.safe_load_all(peering_crds()))
-    assert [(d["spec"]["names"]["kind"], d["spec"]["scope"]) for d in docs] == [
-        ("ClusterKopfPeering", "Cluster"), ("KopfPeering", "Namespaced")]
+def test_no_kopf_peering_crds_ship_the_lease_elects_the_leader():
+    assert not any("kopf" in name for name in files())
     for folder in ("crds", "charts/gastown/crds"):
-        assert (ROOT / folder / "kopf.dev_peerings.yaml").read_text() == peering_crds()
+        assert not list((ROOT / folder).glob("kopf.dev_*"))
 
 
 def test_check_mode_detects_drift(tmp_path, capsys):

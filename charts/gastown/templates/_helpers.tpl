@@ -80,9 +80,21 @@ app.kubernetes.io/component: operator
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
   verbs: [create, patch]
-- apiGroups: [kopf.dev]
-  resources: [kopfpeerings]
-  verbs: [get, list, watch, patch]
+{{- end -}}
+
+{{/* The replicas' leader Lease: its name, and the rules on it (gastown.kube.rbac.LEADER). */}}
+{{- define "gastown.leaseName" -}}
+{{- include "gastown.fullname" . -}}
+{{- end -}}
+
+{{- define "gastown.leaderRules" -}}
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [create]
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  resourceNames: [{{ include "gastown.leaseName" . }}]
+  verbs: [get, update]
 {{- end -}}
 
 {{/* The cluster-scoped rules (gastown.kube.rbac.CLUSTER). */}}
@@ -93,7 +105,4 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: [namespaces]
   verbs: [list, watch]
-- apiGroups: [kopf.dev]
-  resources: [clusterkopfpeerings]
-  verbs: [get, list, watch, patch]
 {{- end -}}

@@ -1,7 +1,8 @@
 """Generate apiextensions.k8s.io/v1 CustomResourceDefinitions from the API models.
 
 Usage: ``python -m gastown.api.crdgen DIR...`` writes one YAML file per kind into each DIR
-(crds/ and the Helm chart's crds/), and the CRDs of kopf's peering objects;
+(crds/ and the Helm chart's crds/) (the operator's replicas elect their leader on a Lease:
+kopf's peering CRDs are not needed);
 ``--check`` exits 1 and names the files that differ instead of writing.
 """
 
@@ -144,25 +145,8 @@ def filename(kind: Kind) -> str:
     return f"{kind.group}_{kind.plural}.yaml"
 
 
-def peering_crds() -> str:
-    """kopf's peering resources (operators of one town elect the active one through them)."""
-    docs = []
-    for kind, scope in (("ClusterKopfPeering", "Cluster"), ("KopfPeering", "Namespaced")):
-        plural = f"{kind.lower()}s"
-        docs.append({
-            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-            "metadata": {"name": f"{plural}.kopf.dev"},
-            "spec": {"group": "kopf.dev", "scope": scope,
-                     "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
-                     "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                         "type": "object", "description": "Peers of the operators sharing this name.",
-                         "properties": {"status": {"type": "object",
-                                                   "x-kubernetes-preserve-unknown-fields": True}}}}}]}})
-    return HEADER + "---\n".join(yaml.safe_dump(d, sort_keys=False, width=100) for d in docs)
-
-
 def files() -> dict[str, str]:
-    return {**{filename(kind): render(kind) for kind in KINDS}, "kopf.dev_peerings.yaml": peering_crds()}
+    return {filename(kind): render(kind) for kind in KINDS}
 
 
 def main(argv: list[str] | None = None) -> int:

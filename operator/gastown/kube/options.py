@@ -1,4 +1,4 @@
-"""Operator-wide kopf settings: who we are, how we watch, how we peer."""
+"""Operator-wide kopf settings: who we are, how we watch; which Lease elects the acting replica."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ if TYPE_CHECKING:
 class OperatorOptions:
     namespaces: tuple[str, ...] = ()
     all_namespaces: bool = False
-    standalone: bool = False
-    priority: int = 0
-    peering_name: str = "gastown"
+    standalone: bool = False  # no leader election: act at once (one replica only)
+    lease_name: str = "gastown"
+    lease_namespace: str | None = None  # None: the pod's own ($POD_NAMESPACE), see leader.own_namespace
+    lease_seconds: int = 10
     liveness: str | None = "http://0.0.0.0:8080/healthz"
     metrics_port: int = 9090  # 0: no metrics endpoint
     server_timeout: int = 270
@@ -51,10 +52,9 @@ def configure(settings: kopf.OperatorSettings, opts: OperatorOptions, instance: 
     settings.watching.client_timeout = opts.client_timeout
     settings.watching.connect_timeout = opts.connect_timeout
     settings.networking.connect_timeout = opts.connect_timeout
-    settings.peering.name = opts.peering_name
-    settings.peering.priority = opts.priority
-    # Peering is used when its resources exist (the Helm chart installs them), so a standby
-    # operator with a lower priority waits while the active one runs.
-    settings.peering.standalone = opts.standalone
-    settings.peering.clusterwide = opts.clusterwide
+    # The Lease (kube/leader.py) decides which replica runs kopf at all. kopf's own peering would
+    # also switch itself on where an older release left its kopf.dev CRDs, and then pause every
+    # replica for as long as a crashed process's record stays fresh: it is always off.
+    settings.peering.standalone = True
+    settings.peering.mandatory = False
     settings.execution.max_workers = opts.workers

@@ -40,14 +40,18 @@ NAMESPACED = (
          "each rig's agent account and quota; the custom runtimes for session pods"),
     Rule("rbac.authorization.k8s.io", ("roles", "rolebindings"), ("create", "patch"), "each rig's agent Role"),
     Rule("networking.k8s.io", ("networkpolicies",), ("create", "patch"), "each rig's NetworkPolicy"),
-    Rule("kopf.dev", ("kopfpeerings",), ("get", "list", "watch", "patch"), "peering, when watching namespaces"),
 )
 
 # cluster-scoped: always a ClusterRole
 CLUSTER = (
     Rule("apiextensions.k8s.io", ("customresourcedefinitions",), ("list", "watch"), "kopf finds its resources"),
     Rule("", ("namespaces",), ("list", "watch"), "kopf follows the namespaces it watches"),
-    Rule("kopf.dev", ("clusterkopfpeerings",), ("get", "list", "watch", "patch"), "peering, when watching all"),
+)
+
+# the leader Lease: a Role in the release's namespace (get and update only on the Lease's own name)
+LEADER = (
+    Rule("coordination.k8s.io", ("leases",), ("get", "create", "update"),
+         "leader election between the operator's replicas (kube/leader.py)"),
 )
 
 

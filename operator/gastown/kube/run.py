@@ -1,19 +1,33 @@
-"""Start the operator: kopf with gastown's handlers and settings."""
+"""Start the operator: wait for the permissions, win the leader Lease, then run kopf with gastown's
+handlers and settings. The probes are served from the first moment, a standby's too."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import logging
+import os
+import signal
+import sys
+import threading
 
 import kopf
 
 from ..settings import Settings
+from .access import wait_for_access
+from .health import HealthServer
+from .leader import Elector, own_namespace
 from .options import OperatorOptions
+
+log = logging.getLogger("gastown.operator")
 
 # kopf runs an object's handlers in the order they were registered: a Polecat's identity (its
 # agent bead) and a Convoy's plan come before their admission's status, and a Rig's admission
 # before its reconciliation.
 HANDLERS = ("polecat_handlers", "convoy_handlers", "mergequeue_handlers", "rigloop_daemon", "startup",
             "admission_handlers", "rig_handlers")
+
+LOST_LEASE_EXIT = 3  # the exit status of a leader that lost its Lease (it restarts as a standby)
 
 
 def run(opts: OperatorOptions, settings: Settings, verbose: bool = False) -> None:
@@ -25,13 +39,61 @@ def run(opts: OperatorOptions, settings: Settings, verbose: bool = False) -> Non
         from ..telemetry.metrics import serve
 
         serve(opts.metrics_port)
-    # The peering name is set in the startup handler: given to kopf.run, it would make
-    # peering mandatory and pause every watch on clusters without kopf's peering CRDs.
-    kopf.run(
-        clusterwide=opts.clusterwide,
-        namespaces=() if opts.clusterwide else opts.namespaces,
-        standalone=opts.standalone,
-        priority=opts.priority,
-        liveness_endpoint=opts.liveness or None,
-        memo=kopf.Memo(options=opts, settings=settings),
-    )
+    asyncio.run(_operate(opts, settings))
+
+
+def _stop_acting(why: str) -> None:
+    """A leader that lost its Lease stops at once, whatever its handlers are doing: another
+    replica may take over as soon as the Lease expires."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stderr.flush()
+    os._exit(LOST_LEASE_EXIT)
+
+
+async def _operate(opts: OperatorOptions, settings: Settings) -> None:
+    loop = asyncio.get_running_loop()
+    elector = None if opts.standalone else Elector(
+        opts.lease_name, own_namespace(opts.lease_namespace or settings.pod_namespace), settings.pod_name,
+        lease_seconds=opts.lease_seconds, on_lost=_stop_acting)
+    stopping = elector.stopping if elector else threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    access = threading.Event()
+    kopf_ready = asyncio.Event()
+
+    def ready() -> tuple[bool, str]:
+        if not access.is_set():
+            return False, "waiting for the API server, and for leave to list what the operator watches"
+        why = "running standalone"
+        if elector is not None:
+            ok, why = elector.readiness()
+            if not ok or not elector.leading.is_set():
+                return ok, why
+        return (True, why) if kopf_ready.is_set() else (False, "starting: kopf's start-up handlers run")
+
+    health = HealthServer(opts.liveness, ready) if opts.liveness else None
+    if health is not None:
+        await health.start()
+    try:
+        if not await loop.run_in_executor(None, wait_for_access, () if opts.clusterwide else opts.namespaces,
+                                          stopping):
+            return
+        access.set()
+        if elector is not None:
+            elector.start()
+            if not await loop.run_in_executor(None, elector.wait_leading):
+                return
+        # from here on kopf's own handlers of SIGINT and SIGTERM stop it gracefully
+        await kopf.operator(
+            clusterwide=opts.clusterwide,
+            namespaces=() if opts.clusterwide else opts.namespaces,
+            standalone=True,
+            ready_flag=kopf_ready,
+            memo=kopf.Memo(options=opts, settings=settings),
+        )
+    finally:
+        if elector is not None:
+            await loop.run_in_executor(None, elector.release)  # after kopf stopped acting
+        if health is not None:
+            await health.stop()
