@@ -7,6 +7,8 @@ work bead and the agent bead together, in one commit, so they never disagree.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -34,6 +36,23 @@ def branch_for(polecat: str, bead_id: str) -> str:
 
 def agent_id(prefix: str, name: str) -> str:
     return stable_id(prefix, "agent", name)
+
+
+def dns_name(text: str, limit: int = 63) -> str:
+    """``text`` as a DNS label of at most ``limit`` characters; when it had to be cut, a hash of
+    the whole keeps two long names that share a beginning apart."""
+    out = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    if len(out) <= limit:
+        return out
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"{out[:limit - len(digest) - 1].rstrip('-')}-{digest}"
+
+
+def resource_name(rig: str, polecat: str) -> str:
+    """The name of the Polecat resource of ``polecat`` (a ledger name) on ``rig``: the rig's name
+    first, so that two rigs of a namespace never share one; a DNS label, so that it fits in a
+    label value and in the names made from it (session Jobs, HOME claims)."""
+    return dns_name(f"{rig}-{polecat}")
 
 
 def next_name(taken: Iterable[str]) -> str:

@@ -148,7 +148,8 @@ def test_convoy_is_planned_once_and_dispatched_under_the_limit(kubeapi, operator
     jobs = wait_for(lambda: len(kubeapi.list("jobs", "default")) == 2 and kubeapi.list("jobs", "default"),
                     what="two session Jobs")
     polecats = kubeapi.list("polecats", "default")
-    assert sorted(p["metadata"]["name"] for p in polecats) == ["furiosa", "nux"]
+    assert sorted(p["metadata"]["name"] for p in polecats) == ["webapp-furiosa", "webapp-nux"]  # <rig>-<polecat>
+    assert sorted(p["metadata"]["labels"]["gastown.dev/polecat"] for p in polecats) == ["furiosa", "nux"]
     assert all(p["metadata"]["ownerReferences"][0]["kind"] == "Rig" for p in polecats)
     assert {j["metadata"]["labels"]["gastown.dev/convoy"] for j in jobs} == {convoy.id}
     with rig.ledger() as lg:
@@ -238,7 +239,7 @@ def test_gt_sling_on_a_cluster_starts_the_polecat_it_names(kubeapi, operator, ri
     assert "the rig is paused by user alice: its session starts after that" in proc.stdout
     with rig.ledger() as lg:
         lg.apply(scheduler.SetPaused(False, "user alice"))
-    wait_for(lambda: kubeapi.get("polecats", "default", "toast"), what="the Polecat toast")
+    wait_for(lambda: kubeapi.get("polecats", "default", "webapp-toast"), what="the Polecat of toast")
     jobs = wait_for(lambda: kubeapi.list("jobs", "default", selector="gastown.dev/polecat=toast"), what="its Job")
     assert jobs[0]["metadata"]["labels"]["gastown.dev/bead"] == bead.id
 

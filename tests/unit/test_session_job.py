@@ -46,6 +46,20 @@ def test_names_are_dns_labels():
     assert len(long) <= 63 and long.endswith("-12")
 
 
+def test_polecat_resources_carry_the_rig_and_long_names_stay_apart():
+    from gastown.polecats import resource_name
+
+    assert resource_name("webapp", "furiosa") == "webapp-furiosa"
+    assert resource_name("api", "furiosa") != resource_name("webapp", "furiosa")
+    a, b = resource_name("r" * 60, "furiosa"), resource_name("r" * 60, "furiosa-2")
+    assert len(a) <= 63 and len(b) <= 63 and a != b  # cut to a DNS label, told apart by a hash
+    # two sessions of one long-named Polecat on two beads never share a Job name
+    assert session_name(a, "gt-abc", 1) != session_name(a, "gt-abd", 1)
+    req = request(polecat="furiosa", polecat_resource="webapp-furiosa")
+    assert req.name.startswith("gt-webapp-furiosa-") and req.home_claim == "gt-home-webapp-furiosa"
+    assert session_job(req)["metadata"]["ownerReferences"][0]["name"] == "webapp-furiosa"
+
+
 def test_owner_and_labels(job):
     meta = job["metadata"]
     assert meta["name"] == "gt-furiosa-wa-k3x9q-1-3" and meta["namespace"] == "team-a"

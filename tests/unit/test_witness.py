@@ -68,12 +68,15 @@ def test_cluster_signals_come_from_the_newest_job_its_pod_and_its_lease():
     from gastown.kube.polecat_handlers import session_signals
 
     now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-    sessions = {("ns", "furiosa"): [{"name": "gt-furiosa-gt-abc-1", "active": False, "created": "2026-11-24T11:00:00Z"},
-                                    {"name": "gt-furiosa-gt-abc-2", "active": True, "created": "2026-11-24T11:50:00Z"}],
-                ("ns", "nux"): [{"name": "gt-nux-gt-def-1", "active": True, "created": "2026-11-24T11:00:00Z"}]}
+    sessions = {("ns", "web", "furiosa"): [
+        {"name": "gt-furiosa-gt-abc-1", "active": False, "created": "2026-11-24T11:00:00Z"},
+        {"name": "gt-furiosa-gt-abc-2", "active": True, "created": "2026-11-24T11:50:00Z"}],
+        ("ns", "web", "nux"): [{"name": "gt-nux-gt-def-1", "active": True, "created": "2026-11-24T11:00:00Z"}],
+        # another rig's furiosa (the same ledger name) is none of this rig's business
+        ("ns", "api", "furiosa"): [{"name": "gt-api-furiosa-gt-x-9", "active": True, "created": "2026-11-24T11:58:00Z"}]}
     starts = {("ns", "gt-furiosa-gt-abc-2"): ["2026-11-24T11:55:00Z"], ("ns", "gt-nux-gt-def-1"): [None]}
     beats = {("ns", "gt-furiosa-gt-abc-2"): ["2026-11-24T11:59:30.000000Z"]}
-    signals = session_signals("ns", ["furiosa", "nux", "capable"], sessions=sessions, starts=starts, heartbeats=beats,
+    signals = session_signals("ns", "web", ["furiosa", "nux", "capable"], sessions=sessions, starts=starts, heartbeats=beats,
                               now=now)
     assert signals["furiosa"] == SessionSignal("gt-furiosa-gt-abc-2", True, 300.0, 30.0)
     # a pod still pulling its image an hour on is starting, not hung (its trouble is a condition)

@@ -64,6 +64,7 @@ RIG = Kind(
 POLECAT = Kind(
     "Polecat", "polecats", "pc", PolecatSpec, PolecatStatus,
     (
+        Column("Polecat", r".metadata.labels.gastown\.dev/polecat", description="The polecat's name in the ledger"),
         Column("Rig", ".spec.rig"),
         Column("Phase", ".status.phase"),
         Column("Bead", ".status.currentBead"),

@@ -1,11 +1,19 @@
-"""What the operator's handlers share through kopf's memo: its settings and its rig ledgers."""
+"""What the operator's handlers share through kopf's memo: its settings, its rig ledgers, and the
+threads the rig loops tick in."""
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import kopf
 
 from ..settings import Settings
 from .ledgers import RigLedgers
+
+# At most this many rig ticks at once (a tick is a git ls-remote, sometimes a pass): the rig loops'
+# own threads, started as rigs need them, apart from kopf's workers (--workers), which the
+# handlers keep for themselves.
+RIG_THREADS = 16
 
 
 def ledgers(memo: kopf.Memo) -> RigLedgers:
@@ -16,3 +24,10 @@ def ledgers(memo: kopf.Memo) -> RigLedgers:
 def settings(memo: kopf.Memo) -> Settings:
     """The operator's settings (loaded by `gt operator run`)."""
     return memo.get("settings") or Settings()
+
+
+def rig_threads(memo: kopf.Memo) -> ThreadPoolExecutor:
+    """The pool the rig loops' ticks run in (made by the first rig loop, on kopf's event loop)."""
+    if "rig_threads" not in memo:
+        memo["rig_threads"] = ThreadPoolExecutor(max_workers=RIG_THREADS, thread_name_prefix="rig-loop")
+    return memo["rig_threads"]

@@ -42,19 +42,25 @@ def _call(method: str, url: str, body: Any = None, content_type: str = "applicat
     return json.loads(raw) if raw else None
 
 
-def ensure(obj: dict) -> str:
-    """Create ``obj``, or bring the existing one in line with it. Returns created|updated."""
+def create(obj: dict) -> bool:
+    """Create ``obj`` unless an object of its name is there; False when one was."""
     from kubernetes.client.rest import ApiException
 
     try:
         _call("POST", path(obj), obj)
-        return "created"
+        return True
     except ApiException as e:
         if e.status != 409:
             raise
+    return False
+
+
+def ensure(obj: dict) -> str:
+    """Create ``obj``, or bring the existing one in line with it. Returns created|updated."""
+    if create(obj):
+        return "created"
     _call("PATCH", path(obj, named=True), obj, "application/merge-patch+json")
     return "updated"
-
 
 
 def remove(obj: dict) -> bool:

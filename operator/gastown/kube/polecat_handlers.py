@@ -38,27 +38,51 @@ SESSION_LABELS = {APP_COMPONENT: COMPONENT}
 # --- what the operator knows without asking the API (kopf keeps these from its watches) ---------
 
 
+# The indexes are coroutines: kopf runs them on its event loop, so they never wait for a worker
+# thread (those serve the handlers below).
+
+
+def polecat_name(name: str, labels: Mapping) -> str:
+    """The ledger's name of the polecat of a Polecat resource: its polecat label (the operator's
+    own, named ``<rig>-<polecat>``), or the resource's name (one made by hand)."""
+    return labels.get(POLECAT_LABEL) or name
+
+
 @kopf.index(GROUP, VERSION, "polecats")
-def polecats_by_rig(namespace: str, name: str, uid: str, spec: Mapping, **_: Any) -> dict:
-    return {(namespace, spec.get("rig")): {"name": name, "uid": uid, "spec": dict(spec)}}
+async def polecats_by_rig(*, namespace: str, name: str, uid: str, spec: Mapping, labels: Mapping, **_: Any) -> dict:
+    return {(namespace, spec.get("rig")): {"name": polecat_name(name, labels), "resource": name, "uid": uid,
+                                           "spec": dict(spec)}}
+
+
+def polecat_owner(meta: Mapping) -> str | None:
+    """The Polecat resource that owns a session Job or HOME claim."""
+    return next((o["name"] for o in meta.get("ownerReferences") or [] if o.get("kind") == "Polecat"), None)
 
 
 @kopf.index("batch", "v1", "jobs", labels=SESSION_LABELS)
-def sessions_by_polecat(*, namespace: str, name: str, labels: Mapping, status: Mapping, meta: Mapping,
-                        **_: Any) -> dict:
-    return {(namespace, labels.get(POLECAT_LABEL)): {
+async def sessions_by_polecat(*, namespace: str, name: str, labels: Mapping, status: Mapping, meta: Mapping,
+                              **_: Any) -> dict:
+    """A rig's sessions by the ledger's name of their polecat (two rigs may each have a furiosa)."""
+    return {(namespace, labels.get(RIG_LABEL), labels.get(POLECAT_LABEL)): {
         "name": name, "active": not job_finished(status), "created": meta.get("creationTimestamp") or "",
         "rig": labels.get(RIG_LABEL), "owned": bool(meta.get("ownerReferences"))}}
 
 
+@kopf.index("batch", "v1", "jobs", labels=SESSION_LABELS)
+async def polecat_of_session(*, namespace: str, name: str, meta: Mapping, **_: Any) -> dict:
+    """The Polecat resource a session (its Job, its pods, its heartbeat Lease) belongs to."""
+    owner = polecat_owner(meta)
+    return {(namespace, name): owner} if owner else {}
+
+
 @kopf.index("coordination.k8s.io", "v1", "leases", labels={APP_COMPONENT: "heartbeat"})
-def heartbeats_by_session(namespace: str, name: str, spec: Mapping, **_: Any) -> dict:
+async def heartbeats_by_session(namespace: str, name: str, spec: Mapping, **_: Any) -> dict:
     """A session's Lease is named after it; its renewTime is the session's last heartbeat."""
     return {(namespace, name): spec.get("renewTime")}
 
 
 @kopf.index("", "v1", "pods", labels=SESSION_LABELS)
-def session_starts(namespace: str, labels: Mapping, status: Mapping, **_: Any) -> dict:
+async def session_starts(namespace: str, labels: Mapping, status: Mapping, **_: Any) -> dict:
     """When the session's agent container started running (None while the pod is still starting)."""
     started = next((cs["state"]["running"].get("startedAt") for cs in status.get("containerStatuses") or []
                     if cs.get("name") == "agent" and (cs.get("state") or {}).get("running")), None)
@@ -67,21 +91,27 @@ def session_starts(namespace: str, labels: Mapping, status: Mapping, **_: Any) -
 
 @kopf.index("", "v1", "pods", labels={APP_MANAGED_BY: MANAGED_BY},
             when=lambda meta, **_: not meta.get("ownerReferences"))
-def ownerless_pods(namespace: str, name: str, labels: Mapping, **_: Any) -> dict:
+async def ownerless_pods(namespace: str, name: str, labels: Mapping, **_: Any) -> dict:
     """gastown's pods with no owner (a Job's pods have it): the Deacon deletes them."""
     return {(namespace, labels.get(RIG_LABEL)): name}
 
 
-def session_signals(namespace: str, polecats: Iterable[str], *, sessions: Mapping, starts: Mapping,
+def session_polecat(index: kopf.Index, namespace: str, session: str | None) -> str | None:
+    """The Polecat resource of a session, by the session's (its Job's) name."""
+    return next(iter(index.get((namespace, session), [])), None) if session else None
+
+
+def session_signals(namespace: str, rig: str, polecats: Iterable[str], *, sessions: Mapping, starts: Mapping,
                     heartbeats: Mapping, now: datetime) -> dict[str, witness.SessionSignal]:
-    """What the Witness needs to know of each polecat's newest session Job, from kopf's indexes. Pure.
+    """What the Witness needs to know of each polecat's (by its ledger name) newest session Job on
+    ``rig``, from kopf's indexes. Pure.
 
     A session's age counts from its agent container's start: a pod still pulling its image or
     cloning is starting, never hung (a pod that cannot start shows as SessionHealthy=False, and
     its Job's deadline ends it)."""
     out = {}
     for polecat in polecats:
-        jobs = list(sessions.get((namespace, polecat), []))
+        jobs = list(sessions.get((namespace, rig, polecat), []))
         if not jobs:
             continue
         job = max(jobs, key=lambda j: j["created"])
@@ -122,13 +152,18 @@ def polecat_status_for_job(job: Mapping, deleted: bool = False) -> dict:
 @kopf.on.create(GROUP, VERSION, "polecats", id="identity")
 @kopf.on.resume(GROUP, VERSION, "polecats", id="identity")
 @kopf.on.update(GROUP, VERSION, "polecats", id="identity")
-def polecat_identity(*, name: str, namespace: str, spec: Mapping, body: kopf.Body, patch: kopf.Patch,
-                     memo: kopf.Memo, rigs_by_name: kopf.Index, **_: Any) -> None:
-    """The polecat's identity is an agent bead in its rig's ledger: make sure it exists."""
+def polecat_identity(*, name: str, namespace: str, spec: Mapping, labels: Mapping, body: kopf.Body,
+                     patch: kopf.Patch, memo: kopf.Memo, rigs_by_name: kopf.Index, **_: Any) -> None:
+    """The polecat's identity is an agent bead in its rig's ledger: make sure it exists. Its
+    labels name its rig and its polecat (for `kubectl get -l` and the POLECAT column)."""
     try:
         polecat = parse_spec(PolecatSpec, spec)
     except Invalid:
         return  # admission reports it
+    name = polecat_name(name, labels)
+    for key, value in ((POLECAT_LABEL, name), (RIG_LABEL, polecat.rig)):
+        if labels.get(key) != value:
+            patch.metadata.labels[key] = value
     rig = require_rig(rigs_by_name, namespace, polecat.rig, body)
     if polecat.desired_state == "retired":
         patch.status["phase"] = "Retired"
@@ -145,10 +180,10 @@ def polecat_identity(*, name: str, namespace: str, spec: Mapping, body: kopf.Bod
 
 @kopf.on.event("batch", "v1", "jobs", labels=SESSION_LABELS)
 def session_job_event(event: Mapping, **_: Any) -> None:
-    """Project a session Job onto its Polecat's status."""
+    """Project a session Job onto its Polecat's (its owner's) status."""
     job = event.get("object") or {}
     meta = job.get("metadata") or {}
-    polecat = (meta.get("labels") or {}).get(POLECAT_LABEL)
+    polecat = polecat_owner(meta)
     if not polecat:
         return
     patch_status(meta["namespace"], "polecats", polecat,
@@ -156,11 +191,11 @@ def session_job_event(event: Mapping, **_: Any) -> None:
 
 
 @kopf.on.event("coordination.k8s.io", "v1", "leases", labels={APP_COMPONENT: "heartbeat"})
-def session_heartbeat(event: Mapping, **_: Any) -> None:
-    """A session renewed its Lease: that is the polecat's last heartbeat."""
+def session_heartbeat(event: Mapping, polecat_of_session: kopf.Index, **_: Any) -> None:
+    """A session renewed its Lease (named after the session): that is the polecat's last heartbeat."""
     lease = event.get("object") or {}
     meta = lease.get("metadata") or {}
-    polecat = (meta.get("labels") or {}).get(POLECAT_LABEL)
+    polecat = session_polecat(polecat_of_session, meta.get("namespace"), meta.get("name"))
     renewed = (lease.get("spec") or {}).get("renewTime")
     if polecat and renewed and event.get("type") != "DELETED":
         patch_status(meta["namespace"], "polecats", polecat, {"lastHeartbeat": renewed})
@@ -197,13 +232,15 @@ def pod_trouble(pod: Mapping) -> tuple[str, str] | None:
 
 
 @kopf.on.event("", "v1", "pods", labels=SESSION_LABELS)
-def session_pod_event(event: Mapping, **_: Any) -> None:
+def session_pod_event(event: Mapping, polecat_of_session: kopf.Index, **_: Any) -> None:
     """A session pod in trouble becomes SessionHealthy=False and a Warning Event on its Polecat (once
     per trouble); a session pod running well makes it True again."""
     pod = event.get("object") or {}
     meta = pod.get("metadata") or {}
     labels = meta.get("labels") or {}
-    polecat = labels.get(POLECAT_LABEL)
+    # a pod whose Job kopf has not indexed: its polecat label, which names a Polecat made by hand
+    polecat = session_polecat(polecat_of_session, meta.get("namespace"), labels.get(SESSION_LABEL)) or \
+        labels.get(POLECAT_LABEL)
     if not polecat or event.get("type") == "DELETED":
         return
     trouble = pod_trouble(pod)

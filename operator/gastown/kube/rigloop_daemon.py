@@ -6,11 +6,22 @@ indexes of the rig's Polecats, Jobs, Convoys and MergeQueues change, and every
 Settings.patrol_seconds for what only time changes (the Witness's heartbeat ages, escalation
 bumps); it never polls the Kubernetes API. After each pass the driver projects the ledger onto
 the status of the Rig, its Polecats (restarts) and its Convoys.
+
+The daemon is a coroutine: each tick runs in the rig loops' own pool of threads (memo.rig_threads)
+and the daemon awaits between ticks, so a rig holds a thread only while it ticks and kopf's
+workers are left to the handlers, however many rigs there are. A pass asks the API server once
+for what it wants (a Polecat, a session Job) and not again while kopf's indexes catch up.
+
+A polecat keeps its ledger name (the agent bead's, GT_POLECAT, the gastown.dev/polecat label);
+its Polecat resource is named ``<rig>-<polecat>`` (polecats.resource_name), so that two rigs of a
+namespace may each have a furiosa.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -26,8 +37,8 @@ from ..deacon import Heal
 from ..dogs import DogReport, Kennel
 from ..escalation import Routes
 from ..ledger import Bead, BeadType, Ledger, Status, counts_by_status
-from ..names import APP_MANAGED_BY, MANAGED_BY, OPERATOR_ACTOR, RIG_LABEL
-from ..polecats import agent_id, hooked_to
+from ..names import APP_MANAGED_BY, MANAGED_BY, OPERATOR_ACTOR, POLECAT_LABEL, RIG_LABEL
+from ..polecats import agent_id, hooked_to, resource_name
 from ..refinery.verify import Verification
 from ..rigloop import Cadence, Driver, DriverPort, RigLoop, Round
 from ..rigpass import PassConfig, PassReport
@@ -43,14 +54,36 @@ from ..settings import Settings
 from ..telemetry import metrics
 from .client import api_client, post_event, put_status, read_secret, set_conditions
 from .convoy_handlers import convoy_status
-from .memo import ledgers, settings
+from .memo import ledgers, rig_threads, settings
 from .mergequeue_handlers import active_queue, project_queues, queue_settings
-from .objects import ensure
+from .objects import create
 from .polecat_handlers import session_signals
 from .rig_index import rig_spec
 
 log = logging.getLogger("gastown.dispatch")
 POLL_SECONDS = 2.0  # between two ticks of a rig's loop
+ASK_AGAIN_SECONDS = 30.0  # a request kopf's indexes do not show yet is made again after this long
+
+
+class Asked:
+    """What a rig loop asked the API server for (a Polecat, a session Job) that kopf's indexes may
+    not show yet: a pass asks again only when the last ask is ASK_AGAIN_SECONDS old."""
+
+    def __init__(self) -> None:
+        self._at: dict[tuple[str, str], float] = {}
+
+    def first(self, kind: str, name: str) -> bool:
+        """True (and noted) when ``name`` was not asked for lately: ask now."""
+        now = time.monotonic()
+        self._at = {k: t for k, t in self._at.items() if now - t < ASK_AGAIN_SECONDS}
+        if (kind, name) in self._at:
+            return False
+        self._at[(kind, name)] = now
+        return True
+
+    def lately(self, kind: str) -> set[str]:
+        now = time.monotonic()
+        return {n for (k, n), t in self._at.items() if k == kind and now - t < ASK_AGAIN_SECONDS}
 
 
 class KubePort:
@@ -61,32 +94,42 @@ class KubePort:
                  backend: KubernetesBackend, settings: Settings, queue: dict | None = None,
                  queues: list[dict] | None = None, verification_jobs: list[dict] | None = None,
                  starts: Mapping | None = None, heartbeats: Mapping | None = None,
-                 ownerless_pods: list[str] | None = None):
+                 ownerless_pods: list[str] | None = None, asked: Asked | None = None):
         self.ledger, self.prefix, self.settings = ledger, ledger.prefix, settings
         self.queue, self.queues, self.verification_jobs = queue, queues or [], verification_jobs or []
         self.starts, self.heartbeats = starts or {}, heartbeats or {}
         self.ownerless_pods = sorted(set(ownerless_pods or []))
         self.namespace, self.rig_name, self.rig_uid, self.rig = namespace, rig_name, rig_uid, rig
+        # ``polecats``: the rig's Polecat resources by the ledger's name of their polecat
         self.known, self.sessions, self.convoy_refs, self.backend = polecats, sessions, convoy_refs, backend
+        self.asked = asked or Asked()
 
     def polecats(self) -> tuple[list[str], set[str]]:
         retired = {n for n, p in self.known.items() if p["spec"].get("desiredState") == "retired"}
         return list(self.known), retired
 
     def busy(self) -> set[str]:
-        return {p for p in self.known if any(s["active"] for s in self.sessions.get((self.namespace, p), []))}
+        return {p for p in self.known if any(s["active"] for s in self._sessions(p))}
+
+    def _sessions(self, polecat: str) -> list[dict]:
+        return list(self.sessions.get((self.namespace, self.rig_name, polecat), []))
 
     def _owner(self, kind: str, name: str, uid: str, controller: bool = False) -> dict:
         return {"apiVersion": API_VERSION, "kind": kind, "name": name, "uid": uid,
                 "blockOwnerDeletion": True, **({"controller": True} if controller else {})}
 
     def add_polecat(self, name: str) -> None:
-        ensure({"apiVersion": API_VERSION, "kind": "Polecat",
-                "metadata": {"name": name, "namespace": self.namespace,
-                             "labels": {APP_MANAGED_BY: MANAGED_BY, RIG_LABEL: self.rig_name},
-                             "ownerReferences": [self._owner("Rig", self.rig_name, self.rig_uid)]},
-                "spec": {"rig": self.rig_name}})
-        log.info("rig %s/%s: new polecat %s", self.namespace, self.rig_name, name)
+        """The Polecat resource of ``name`` (the ledger's name), made once: one already there (made
+        a moment ago, not yet in kopf's index) is left as it is."""
+        if name in self.known or not self.asked.first("polecat", name):
+            return
+        resource = resource_name(self.rig_name, name)
+        if create({"apiVersion": API_VERSION, "kind": "Polecat",
+                   "metadata": {"name": resource, "namespace": self.namespace,
+                                "labels": {APP_MANAGED_BY: MANAGED_BY, RIG_LABEL: self.rig_name, POLECAT_LABEL: name},
+                                "ownerReferences": [self._owner("Rig", self.rig_name, self.rig_uid)]},
+                   "spec": {"rig": self.rig_name}}):
+            log.info("rig %s/%s: new polecat %s (Polecat %s)", self.namespace, self.rig_name, name, resource)
 
     def start_session(self, polecat: str, bead: str, beads: Mapping[str, Bead]) -> None:
         ref = self.known.get(polecat)
@@ -98,8 +141,11 @@ class KubePort:
         resources = pspec.resources.wire() if (pspec.resources.requests or pspec.resources.limits) else {}
         req = JobRequest(
             namespace=self.namespace, rig=self.rig_name, rig_spec=self.rig, polecat=polecat, polecat_uid=ref["uid"],
-            bead=bead, count=count, runtime=pspec.runtime or self.rig.runtime, resources=resources,
-            convoy=(beads[bead].metadata.get("convoy") if bead in beads else None), **self._images())
+            polecat_resource=ref["resource"], bead=bead, count=count, runtime=pspec.runtime or self.rig.runtime,
+            resources=resources, convoy=(beads[bead].metadata.get("convoy") if bead in beads else None),
+            **self._images())
+        if not self.asked.first("session", req.name):
+            return  # started a moment ago: kopf's index shows its Job soon
         job = session_job(req)
         self.backend.ensure_claim(state_claim(req))  # the polecat's HOME, before its first session
         self.backend.start(job)
@@ -155,7 +201,7 @@ class KubePort:
                 log.warning("convoy %s: could not notify %s: %s", name, target.get("type"), e)
 
     def session_signals(self) -> dict[str, witness.SessionSignal]:
-        return session_signals(self.namespace, self.known, sessions=self.sessions, starts=self.starts,
+        return session_signals(self.namespace, self.rig_name, self.known, sessions=self.sessions, starts=self.starts,
                                heartbeats=self.heartbeats, now=datetime.now(UTC))
 
     def salvage(self, polecat: str, bead: str) -> None:
@@ -166,12 +212,25 @@ class KubePort:
     def orphan_jobs(self) -> list[str]:
         """gastown's Jobs of this rig that lost their owner (made by hand, or their owner's
         reference removed): nothing would ever clean them up."""
-        sessions = [j for (ns, _polecat), jobs in self.sessions.items() if ns == self.namespace for j in jobs
-                    if j.get("rig") == self.rig_name]
+        sessions = [j for (ns, rig, _polecat), jobs in self.sessions.items()
+                    if ns == self.namespace and rig == self.rig_name for j in jobs]
         return sorted({j["name"] for j in [*sessions, *self.verification_jobs] if not j.get("owned", True)})
 
     def deacon_scope(self) -> list[str]:
-        return list(self.known)
+        """The polecats with a resource, and those whose resource was asked for a moment ago (after
+        a reinstall, their work waits for them rather than being reopened)."""
+        return sorted(set(self.known) | self.asked.lately("polecat"))
+
+    def restore(self, beads: Mapping[str, Bead]) -> list[str]:
+        """After a reinstall (none of the rig's Polecats on the cluster, its agent beads in the
+        ledger): each polecat's resource made again from its agent bead."""
+        if self.known:
+            return []
+        names = sorted(b.metadata["name"] for b in beads.values() if b.type == BeadType.AGENT
+                       and "polecat" in b.labels and b.metadata.get("rig") == self.rig_name and b.metadata.get("name"))
+        for name in names:
+            self.add_polecat(name)
+        return names
 
     def after_patrol(self, heals: Sequence[Heal]) -> list[str]:
         """Each of the Deacon's heals an Event; orphaned Jobs and pods deleted (each gets SIGTERM
@@ -196,7 +255,7 @@ class KubePort:
         return Kennel(self.ledger, self.rig.default_branch, self.rig.dogs.retain_days, OPERATOR_ACTOR).run(name)
 
     def stop_session(self, polecat: str) -> None:
-        jobs = [j for j in self.sessions.get((self.namespace, polecat), []) if j["active"]]
+        jobs = [j for j in self._sessions(polecat) if j["active"]]
         for job in jobs:
             self.backend.stop(self.namespace, job["name"])
             log.info("rig %s/%s: stopped session %s of %s", self.namespace, self.rig_name, job["name"], polecat)
@@ -211,7 +270,7 @@ class KubePort:
         if route == "event":
             source = esc.metadata.get("source") or {}
             kind, name = (("Convoy", source["convoy"]) if source.get("convoy") in {r["name"] for r in self.convoy_refs.values()}
-                          else ("Polecat", source["polecat"]) if source.get("polecat") in self.known
+                          else ("Polecat", self.known[source["polecat"]]["resource"]) if source.get("polecat") in self.known
                           else ("Rig", self.rig_name))
             post_event(self.namespace, kind, name, f"Escalation{severity}", message=body["text"],
                        type_="Warning" if severity in ("P0", "P1") else "Normal")
@@ -238,6 +297,8 @@ class KubeRig:
         self.git_error: str | None = None
         self.holder: str | None = ""  # who holds the ledger, as last said ("": not said yet)
         self.peer_rigs: set[str] = set()  # the other rigs of this rig's open convoys
+        self.asked = Asked()
+        self.restored = False  # the rig's Polecats checked against its ledger (once per loop)
 
     def peer(self, other: str) -> Ledger | None:
         """Another rig's ledger (for the parts of this rig's convoys that live there)."""
@@ -261,11 +322,13 @@ class KubeRig:
         queue = active_queue(queues)
         self.port = port = KubePort(
             namespace=ns, rig_name=name, rig_uid=self.uid, rig=rig, ledger=ledger,
-            polecats={p["name"]: p for p in ix["polecats_by_rig"].get((ns, name), [])},
+            polecats={p["name"]: p for p in sorted(  # one made by hand (named as its polecat) wins
+                ix["polecats_by_rig"].get((ns, name), []), key=lambda p: p["name"] == p["resource"])},
             sessions=ix["sessions_by_polecat"], convoy_refs={c["key"]: c for c in ix["convoys_by_rig"].get((ns, name), [])},
             backend=self.backend, settings=self.settings, queue=queue, queues=queues,
             verification_jobs=list(ix["verifications_by_rig"].get((ns, name), [])), starts=ix["session_starts"],
-            heartbeats=ix["heartbeats_by_session"], ownerless_pods=list(ix["ownerless_pods"].get((ns, name), [])))
+            heartbeats=ix["heartbeats_by_session"], ownerless_pods=list(ix["ownerless_pods"].get((ns, name), [])),
+            asked=self.asked)
         ref = rig.runtime.api_key_secret  # rigs on one Secret key share its rate limits
         config = PassConfig(limit=rig.max_polecats, runtime=rig.runtime.preset, target=rig.default_branch,
                             routes=Routes.from_spec(rig.escalation), thresholds=witness.Thresholds.from_spec(rig.witness),
@@ -285,6 +348,10 @@ class KubeRig:
     def passed(self, round: Round, report: PassReport) -> bool:
         port, ns, name, beads = self.port, self.namespace, self.name, report.beads or {}
         assert port is not None
+        if not self.restored:  # the loop's first pass: a reinstalled rig gets its Polecats back
+            self.restored = True
+            if port.restore(beads):
+                log.info("rig %s/%s: Polecats made again from the ledger's polecats", ns, name)
         project(ns, name, prefix=round.ledger.prefix, tip=round.ledger.tip, beads=beads, refs=port.convoy_refs,
                 polecats=port.known, last=self.projected, held=report.held, peer=self.peer)
         project_queues(ns, name, queues=port.queues, beads=beads, target=round.config.queue.target,
@@ -307,20 +374,26 @@ class KubeRig:
 
 
 @kopf.daemon(GROUP, VERSION, "rigs", id="dispatch", cancellation_timeout=10)  # type: ignore[arg-type]  # kopf's kwargs
-def rig_loop(*, name: str, namespace: str, uid: str, spec: Mapping, stopped: kopf.DaemonStopped,
-             memo: kopf.Memo, polecats_by_rig: kopf.Index, sessions_by_polecat: kopf.Index,
-             convoys_by_rig: kopf.Index, rigs_by_name: kopf.Index, mergequeues_by_rig: kopf.Index,
-             verifications_by_rig: kopf.Index, session_starts: kopf.Index, heartbeats_by_session: kopf.Index,
-             ownerless_pods: kopf.Index, **_: Any) -> None:
+async def rig_loop(*, name: str, namespace: str, uid: str, spec: Mapping, stopped: kopf.DaemonStopped,
+                   memo: kopf.Memo, polecats_by_rig: kopf.Index, sessions_by_polecat: kopf.Index,
+                   convoys_by_rig: kopf.Index, rigs_by_name: kopf.Index, mergequeues_by_rig: kopf.Index,
+                   verifications_by_rig: kopf.Index, session_starts: kopf.Index, heartbeats_by_session: kopf.Index,
+                   ownerless_pods: kopf.Index, **_: Any) -> None:
     indexes = {"polecats_by_rig": polecats_by_rig, "sessions_by_polecat": sessions_by_polecat,
                "convoys_by_rig": convoys_by_rig, "rigs_by_name": rigs_by_name, "mergequeues_by_rig": mergequeues_by_rig,
                "verifications_by_rig": verifications_by_rig, "session_starts": session_starts,
                "heartbeats_by_session": heartbeats_by_session, "ownerless_pods": ownerless_pods}
     driver = KubeRig(name=name, namespace=namespace, uid=uid, spec=spec, memo=memo, indexes=indexes)
     cadence = Cadence.of(driver.settings, poll=POLL_SECONDS, period=driver.settings.patrol_seconds)
-    RigLoop(rig=name, label=namespace, driver=driver, actor=OPERATOR_ACTOR, cadence=cadence, holder=driver.claimant(),
-            peers=driver.peer, backoffs=memo["backoffs"]).run(lambda: bool(stopped), stopped.wait)
-    metrics.forget(namespace, name)
+    loop = RigLoop(rig=name, label=namespace, driver=driver, actor=OPERATOR_ACTOR, cadence=cadence,
+                   holder=driver.claimant(), peers=driver.peer, backoffs=memo["backoffs"])
+    threads, aio = rig_threads(memo), asyncio.get_running_loop()
+    try:
+        while not stopped:  # a thread only for the tick itself; the wait holds none
+            await stopped.wait(await aio.run_in_executor(threads, loop.tick))
+    finally:
+        await aio.run_in_executor(threads, loop.release)  # the next driver need not wait out the lease
+        metrics.forget(namespace, name)
 
 
 def report_git(namespace: str, rig: str, error: str | None, last: str | None) -> str | None:
@@ -366,10 +439,10 @@ def project(namespace: str, rig: str, *, prefix: str, tip: str | None, beads: Ma
         type="Dispatching", status="False" if held else "True",
         reason=("Paused" if held.startswith("paused") else "RateLimited") if held else "Dispatching",
         message=held or "ready beads go to polecats as slots free"))
-    for polecat in polecats:
+    for polecat, ref in polecats.items():
         holding = hooked_to(beads, polecat) or next(
             (b for b in work if b.assignee == polecat and b.status == Status.IN_PROGRESS), None)
-        put("polecats", polecat, {"restartCount": int(holding.metadata.get("attempts", 0)) if holding else 0})
+        put("polecats", ref["resource"], {"restartCount": int(holding.metadata.get("attempts", 0)) if holding else 0})
     for key, ref in refs.items():
         convoy = beads.get(convoys.convoy_id(prefix, key))
         if convoy is None or not convoys.is_home(convoy, rig):

@@ -11,7 +11,6 @@ conversations are there to resume.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from ..names import (
     SESSION_LABEL,
     VERIFICATION_LABEL,
 )
+from ..polecats import dns_name
 from .config import ConfigError, resolve
 from .presets import Runtime
 
@@ -53,24 +53,20 @@ AGENT_UID = 1000
 DEFAULT_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}
 
 
-def _dns(text: str, limit: int = 63) -> str:
-    out = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
-    return out[:limit].rstrip("-")
-
-
 def session_name(polecat: str, bead: str, count: int) -> str:
-    """A Job name: unique per polecat, bead and session number; at most 63 characters."""
+    """A Job name: unique per Polecat resource (``polecat``), bead and session number; at most 63
+    characters."""
     suffix = f"-{count}"
-    return _dns(f"gt-{polecat}-{bead}", 63 - len(suffix)) + suffix
+    return dns_name(f"gt-{polecat}-{bead}", 63 - len(suffix)) + suffix
 
 
 def agent_service_account(rig: str) -> str:
-    return _dns(f"gastown-agent-{rig}")
+    return dns_name(f"gastown-agent-{rig}")
 
 
 def home_claim_name(polecat: str) -> str:
-    """The PersistentVolumeClaim of a polecat's HOME. A Polecat's name is a DNS subdomain, so this
-    one is too (dots and all: no two polecats share a claim)."""
+    """The PersistentVolumeClaim of a polecat's HOME, after its Polecat resource's name. That is a
+    DNS subdomain, so this one is too (dots and all: no two Polecats share a claim)."""
     return f"gt-home-{polecat}"[:253].rstrip("-.")
 
 
@@ -79,7 +75,7 @@ class JobRequest:
     namespace: str
     rig: str
     rig_spec: RigSpec
-    polecat: str
+    polecat: str  # the ledger's name of the polecat (GT_POLECAT, the polecat label)
     polecat_uid: str
     bead: str
     count: int  # this session's number for the polecat
@@ -90,12 +86,18 @@ class JobRequest:
     runtimes_configmap: str | None = None  # custom runtimes (Settings.runtimes_configmap)
     # The Mayor: a Job owned by its Convoy that plans the convoy's goal instead of working a bead.
     mayor_for: tuple[str, str, str] | None = None  # (convoy key, Convoy name, Convoy uid)
+    polecat_resource: str = ""  # the Polecat resource's name, when it is not the ledger's name
+
+    @property
+    def resource(self) -> str:
+        """The Polecat resource: the owner of the session's Job and HOME, and the root of their names."""
+        return self.polecat_resource or self.polecat
 
     @property
     def name(self) -> str:
         if self.mayor_for:
-            return _dns(f"gt-mayor-{self.mayor_for[1]}", 60) + f"-{self.count}"
-        return session_name(self.polecat, self.bead, self.count)
+            return dns_name(f"gt-mayor-{self.mayor_for[1]}", 60) + f"-{self.count}"
+        return session_name(self.resource, self.bead, self.count)
 
     @property
     def component(self) -> str:
@@ -104,7 +106,7 @@ class JobRequest:
     @property
     def home_claim(self) -> str | None:
         """The polecat's own HOME claim; None for the Mayor, or when the rig keeps no HOME."""
-        return None if self.mayor_for or not self.rig_spec.polecat_home.enabled else home_claim_name(self.polecat)
+        return None if self.mayor_for or not self.rig_spec.polecat_home.enabled else home_claim_name(self.resource)
 
 
 def labels(req: JobRequest) -> dict[str, str]:
@@ -193,7 +195,7 @@ def session_job(req: JobRequest, runtime: Runtime | None = None) -> dict:
                  "uid": req.mayor_for[2], "controller": True, "blockOwnerDeletion": True}
     else:
         command = ["gt", "session", "run", "--state-dir", STATE_DIR]
-        owner = {"apiVersion": API_VERSION, "kind": "Polecat", "name": req.polecat,
+        owner = {"apiVersion": API_VERSION, "kind": "Polecat", "name": req.resource,
                  "uid": req.polecat_uid, "controller": True, "blockOwnerDeletion": True}
     if req.runtime.args:
         command += ["--", *req.runtime.args]
@@ -255,7 +257,7 @@ def state_claim(req: JobRequest) -> dict | None:
             "labels": {APP_NAME: "gastown", APP_COMPONENT: HOME_COMPONENT,
                        APP_MANAGED_BY: MANAGED_BY, RIG_LABEL: req.rig,
                        POLECAT_LABEL: req.polecat},
-            "ownerReferences": [{"apiVersion": API_VERSION, "kind": "Polecat", "name": req.polecat,
+            "ownerReferences": [{"apiVersion": API_VERSION, "kind": "Polecat", "name": req.resource,
                                  "uid": req.polecat_uid, "controller": True, "blockOwnerDeletion": True}],
         },
         "spec": spec,
@@ -314,7 +316,7 @@ class VerifyRequest:
     @property
     def name(self) -> str:
         suffix = f"-{self.attempt}"
-        return _dns(f"gt-verify-{self.batch}-{self.ident[:12]}", 63 - len(suffix)) + suffix
+        return dns_name(f"gt-verify-{self.batch}-{self.ident[:12]}", 63 - len(suffix)) + suffix
 
 
 def verification_job(req: VerifyRequest) -> dict:
@@ -364,7 +366,7 @@ DOG = "dog"
 
 def dog_name(rig: str, dog: str) -> str:
     """A CronJob name: at most 52 characters, so that its Jobs' names stay within 63."""
-    return _dns(f"gt-dog-{rig}", 51 - len(dog)) + f"-{dog}"
+    return dns_name(f"gt-dog-{rig}", 51 - len(dog)) + f"-{dog}"
 
 
 def dog_cronjob(namespace: str, rig: str, rig_uid: str, spec: RigSpec, dog: str,

@@ -1,0 +1,160 @@
+"""One operator, many rigs: the real `gt operator run` (default flags) against the Kubernetes API
+double (tests/kubeapi.py), with RIGS real rig repositories (bare git remotes in a temp dir) of
+BEADS ready beads each and maxPolecats BEADS.
+
+Prints figures; asserts nothing about time:
+
+  sessions   seconds from the Rigs' creation until every session Job exists (RIGS x BEADS),
+             and the slowest rig's
+  rss        the operator's resident memory (VmRSS, and its peak VmHWM, from /proc)
+  requests   API requests per second in a steady state (every session running, nothing moving),
+             overall and per rig, and which requests they were
+
+The double runs no pods: a session Job stays active (no status), as a running session's does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+from gastown.ledger import ops
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from kubeapi import KubeAPI  # noqa: E402
+from rigs import make_rig  # noqa: E402
+
+SESSION = "app.kubernetes.io/component=agent-session"
+GT = str(Path(sys.executable).parent / "gt")
+
+
+def kubeconfig(api: KubeAPI, path: Path) -> Path:
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "bench",
+        "clusters": [{"name": "bench", "cluster": {"server": api.url}}],
+        "users": [{"name": "bench", "user": {"token": "bench-token"}}],
+        "contexts": [{"name": "bench", "context": {"cluster": "bench", "user": "bench", "namespace": "default"}}]}))
+    return path
+
+
+def memory(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM of ``pid``, in MB."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) // 1024
+    return out
+
+
+def kind(path_qs: str) -> str:
+    """A request's resource (and subresource): /apis/g/v/namespaces/ns/plural/name/status -> plural/status."""
+    path, _, query = path_qs.partition("?")
+    parts = [p for p in path.split("/") if p]
+    parts = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if parts[:1] == ["namespaces"] and len(parts) > 2:
+        parts = parts[2:]
+    out = parts[0] if parts else "discovery"
+    if len(parts) > 2:
+        out += "/" + parts[2]
+    return out + (" (watch)" if "watch=true" in query else "")
+
+
+def seed(root: Path, rigs: int, beads: int) -> list[tuple[str, Path]]:
+    made = []
+    for i in range(rigs):
+        name = f"rig{i:02d}"
+        rig = make_rig(root / name)
+        with rig.ledger() as lg:
+            futures = [lg.submit(ops.Create(title=f"work {j} of {name}", actor="user bench", seed=f"{name}/{j}"))
+                       for j in range(beads)]
+            for f in futures:
+                f.result()
+        made.append((name, rig.remote))
+    return made
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rigs", type=int, default=50)
+    ap.add_argument("--beads", type=int, default=10, help="ready beads per rig (and its maxPolecats)")
+    ap.add_argument("--timeout", type=float, default=300, help="give up on the sessions after this long")
+    ap.add_argument("--steady", type=float, default=30, help="seconds of steady state to count requests over")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="gt-operator-bench-") as tmp:
+        root = Path(tmp)
+        t = time.monotonic()
+        rigs = seed(root, args.rigs, args.beads)
+        print(f"seeded {args.rigs} rigs x {args.beads} beads in {time.monotonic() - t:.1f}s")
+        api = KubeAPI().start()
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig(api, root / "kubeconfig")), "PYTHONUNBUFFERED": "1",
+               "GT_CACHE_DIR": str(root / "cache")}
+        log = root / "operator.log"
+        proc = subprocess.Popen([GT, "operator", "run", "--standalone", "--liveness", "", "--metrics-port", "0"],
+                                stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+        try:
+            run(api, proc, rigs, args)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            api.stop()
+        errors = [line for line in log.read_text(errors="replace").splitlines() if "Traceback" in line or "ERROR" in line]
+        print(f"operator log: {len(errors)} error lines" + (f", first: {errors[0][:200]}" if errors else ""))
+
+
+def run(api: KubeAPI, proc: subprocess.Popen, rigs: list[tuple[str, Path]], args: argparse.Namespace) -> None:
+    want = args.rigs * args.beads
+    time.sleep(3)  # the operator up and watching
+    start, first = time.monotonic(), len(api.requests)
+    for name, remote in rigs:
+        api.create({"apiVersion": "gastown.dev/v1alpha1", "kind": "Rig", "metadata": {"name": name},
+                    "spec": {"gitUrl": f"file://{remote}", "maxPolecats": args.beads}})
+    full: dict[str, float] = {}
+    count = 0
+    while time.monotonic() - start < args.timeout:
+        per_rig = Counter(j["metadata"]["labels"]["gastown.dev/rig"] for j in api.list("jobs", "default", selector=SESSION))
+        for rig, n in per_rig.items():
+            if n >= args.beads and rig not in full:
+                full[rig] = time.monotonic() - start
+        count = sum(per_rig.values())
+        if count >= want:
+            break
+        time.sleep(0.5)
+    took = time.monotonic() - start
+    ramp = len(api.requests) - first
+    mem = memory(proc.pid)
+    if count < want:
+        print(f"sessions:  {count} of {want} session Jobs after {took:.1f}s (gave up)")
+    else:
+        print(f"sessions:  all {want} session Jobs exist {took:.1f}s after the {args.rigs} Rigs were created "
+              f"(first rig full at {min(full.values()):.1f}s, last at {max(full.values()):.1f}s)")
+    print(f"ramp:      {ramp} API requests while the sessions started ({ramp / took:.0f}/s, "
+          f"{ramp / want:.1f} per session)")
+    print(f"rss:       {mem['VmRSS']} MB now, {mem['VmHWM']} MB at most")
+    time.sleep(10)  # the passes that follow the last start settle
+    before = len(api.requests)
+    time.sleep(args.steady)
+    window = api.requests[before:]
+    rate = len(window) / args.steady
+    print(f"requests:  {rate:.2f}/s overall, {rate / args.rigs:.3f}/s per rig, in {args.steady:.0f}s of steady state")
+    for what, n in Counter(f"{m} {kind(p)}" for m, p in window).most_common(8):
+        print(f"           {n / args.steady:7.2f}/s  {what}")
+    print(f"rss:       {memory(proc.pid)['VmRSS']} MB after the steady state")
+
+
+if __name__ == "__main__":
+    main()
