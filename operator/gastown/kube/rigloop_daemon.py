@@ -20,7 +20,7 @@ from kubernetes import client
 
 from .. import convoy as convoys
 from .. import escalation, notify, witness
-from ..api import API_VERSION, GROUP, VERSION, Condition, Invalid, PolecatSpec, RigSpec
+from ..api import API_VERSION, Condition, Invalid, PolecatSpec, RigSpec
 from ..api.validation import parse_spec
 from ..deacon import Heal
 from ..dogs import DogReport, Kennel
@@ -43,6 +43,7 @@ from ..settings import Settings
 from ..telemetry import metrics
 from .client import api_client, post_event, put_status, read_secret, set_conditions
 from .convoy_handlers import convoy_status
+from .daemon import rig_daemon
 from .memo import ledgers, settings
 from .mergequeue_handlers import active_queue, project_queues, queue_settings
 from .objects import ensure
@@ -297,7 +298,7 @@ class KubeRig:
         self.git_error = report_git(self.namespace, self.name, error, self.git_error)
 
 
-@kopf.daemon(GROUP, VERSION, "rigs", id="dispatch", cancellation_timeout=10)  # type: ignore[arg-type]  # kopf's kwargs
+@rig_daemon(id="dispatch", cancellation_timeout=10)  # kopf.daemon without the finalizer (kube/daemon.py)
 def rig_loop(*, name: str, namespace: str, uid: str, spec: Mapping, stopped: kopf.DaemonStopped,
              memo: kopf.Memo, polecats_by_rig: kopf.Index, sessions_by_polecat: kopf.Index,
              convoys_by_rig: kopf.Index, rigs_by_name: kopf.Index, mergequeues_by_rig: kopf.Index,

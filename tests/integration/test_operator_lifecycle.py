@@ -1,0 +1,125 @@
+"""The operator's objects across its own life: restarts never regress a status, and with the
+operator stopped every gastown kind can be deleted (no finalizer waits for it)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from gastown import convoy as convoys
+from gastown.ledger import Status
+
+from conftest import wait_for
+from rigs import make_rig
+
+pytestmark = pytest.mark.slow
+
+
+def cr(kind, name, spec, namespace="default"):
+    return {"apiVersion": "gastown.dev/v1alpha1", "kind": kind, "metadata": {"name": name, "namespace": namespace},
+            "spec": spec}
+
+
+def phase(kubeapi, plural, name):
+    return ((kubeapi.get(plural, "default", name) or {}).get("status") or {}).get("phase")
+
+
+def phases_written(kubeapi, since: int) -> dict[tuple[str, str], list[str | None]]:
+    """Every phase each gastown object was written with after ``since`` (an index in the history)."""
+    out: dict[tuple[str, str], list[str | None]] = {}
+    for event in kubeapi.history[since:]:
+        if event.resource.group == "gastown.dev" and event.type == "MODIFIED":
+            key = (event.resource.plural, event.obj["metadata"]["name"])
+            out.setdefault(key, []).append((event.obj.get("status") or {}).get("phase"))
+    return out
+
+
+def settled(kubeapi, plurals, seconds: float = 3.0) -> None:
+    """Wait until no object of ``plurals`` has changed for ``seconds``."""
+    def quiet():
+        recent = [e for e in kubeapi.history if e.resource.plural in plurals]
+        last = recent[-1].rv if recent else 0
+        time.sleep(seconds)
+        recent = [e for e in kubeapi.history if e.resource.plural in plurals]
+        return (recent[-1].rv if recent else 0) == last
+
+    wait_for(quiet, timeout=60, what=f"{plurals} to settle")
+
+
+def test_a_done_convoy_stays_done_and_nothing_regresses_across_restarts(kubeapi, operator, tmp_path):
+    rig = make_rig(tmp_path)
+    first = operator()
+    kubeapi.create(cr("Rig", "webapp", {"gitUrl": f"file://{rig.remote}", "maxPolecats": 1,
+                                        "runtime": {"preset": "script", "args": ["true"]}}))
+    kubeapi.create(cr("MergeQueue", "webapp", {"rig": "webapp"}))
+    kubeapi.create(cr("Convoy", "feature", {"rig": "webapp", "beads": [{"key": "one", "title": "One"}]}))
+    wait_for(lambda: phase(kubeapi, "convoys", "feature") == "Running", what="the convoy Running")
+    with rig.ledger() as lg:
+        bead = lg.get(convoys.convoy_id("gt", "default/feature")).metadata["keys"]["one"]
+        if lg.get(bead).status != Status.CLOSED:
+            lg.close_bead(bead, "merged (test)")
+    wait_for(lambda: phase(kubeapi, "convoys", "feature") == "Done", what="the convoy Done", timeout=40)
+    settled(kubeapi, ("rigs", "convoys", "mergequeues", "polecats"))
+    before = {(p, o["metadata"]["name"]): (o.get("status") or {}).get("phase")
+              for p in ("rigs", "convoys", "mergequeues", "polecats") for o in kubeapi.list(p, "default")}
+    assert before[("rigs", "webapp")] == "Ready" and before[("convoys", "feature")] == "Done"
+    assert before[("mergequeues", "webapp")] == "Idle"
+
+    for restart in range(2):
+        first.stop()
+        since = len(kubeapi.history)
+        first = operator()
+        # each object's resume handlers have run, and the rig loop has had its first rounds
+        wait_for(lambda op=first: op.output().count("Resuming is processed") >= 3, timeout=40,
+                 what=f"the restarted operator ({restart + 1}) to resume the Rig, the MergeQueue and the Convoy")
+        settled(kubeapi, ("rigs", "convoys", "mergequeues", "polecats"))
+        written = phases_written(kubeapi, since)
+        for key, phases in written.items():
+            if key in before:
+                assert set(phases) <= {before[key]}, f"{key} went {before[key]} -> {phases} on restart {restart + 1}"
+        assert phase(kubeapi, "convoys", "feature") == "Done"
+
+
+def test_with_the_operator_stopped_every_kind_can_be_deleted(kubeapi, operator, tmp_path):
+    rig = make_rig(tmp_path)
+    op = operator()
+    kubeapi.create(cr("Rig", "webapp", {"gitUrl": f"file://{rig.remote}", "maxPolecats": 1,
+                                        "runtime": {"preset": "script", "args": ["true"]}}))
+    kubeapi.create(cr("MergeQueue", "webapp", {"rig": "webapp"}))
+    kubeapi.create(cr("Convoy", "feature", {"rig": "webapp", "beads": [{"key": "one", "title": "One"}]}))
+    kubeapi.create(cr("Polecat", "slit", {"rig": "webapp"}))
+    wait_for(lambda: phase(kubeapi, "rigs", "webapp") == "Ready", what="the Rig Ready")
+    wait_for(lambda: phase(kubeapi, "convoys", "feature") == "Running", what="the convoy Running")
+    wait_for(lambda: kubeapi.list("jobs", "default"), what="a session at work")
+    settled(kubeapi, ("rigs", "convoys", "mergequeues", "polecats"))
+    op.stop()
+
+    held = {(p, o["metadata"]["name"]): o["metadata"].get("finalizers")
+            for p in ("rigs", "convoys", "mergequeues", "polecats") for o in kubeapi.list(p, "default")}
+    assert all(not f for f in held.values()), f"finalizers only where gastown has work at deletion: {held}"
+    for plural, name in [("polecats", "slit"), ("convoys", "feature"), ("mergequeues", "webapp"), ("rigs", "webapp")]:
+        kubeapi.delete(plural, "default", name)
+        assert kubeapi.get(plural, "default", name) is None, f"{plural}/{name} waits for the stopped operator"
+    # what the Rig owned went with it (the garbage collector): its Polecats, their Jobs, its quotas
+    assert kubeapi.list("polecats", "default") == []
+    assert kubeapi.list("jobs", "default") == []
+    assert kubeapi.list("resourcequotas", "default") == []
+
+
+def test_a_deleted_rig_stops_its_loop_without_a_finalizer(kubeapi, operator, tmp_path):
+    rig = make_rig(tmp_path)
+    op = operator()
+    kubeapi.create(cr("Rig", "webapp", {"gitUrl": f"file://{rig.remote}", "maxPolecats": 2,
+                                        "runtime": {"preset": "script", "args": ["true"]}}))
+    wait_for(lambda: phase(kubeapi, "rigs", "webapp") == "Ready", what="the Rig Ready")
+    assert not kubeapi.get("rigs", "default", "webapp")["metadata"].get("finalizers")
+    kubeapi.delete("rigs", "default", "webapp")
+    assert kubeapi.get("rigs", "default", "webapp") is None
+    wait_for(lambda: "Daemon 'dispatch' succeeded" in op.output() or "Daemon 'dispatch' has exited" in op.output(),
+             what="the rig loop to stop", timeout=20)
+    # a convoy for the gone rig is never dispatched: its loop is not there to do it
+    kubeapi.create(cr("Convoy", "late", {"rig": "webapp", "beads": [{"key": "one", "title": "One"}]}))
+    time.sleep(3)
+    assert kubeapi.list("jobs", "default") == [] and kubeapi.list("polecats", "default") == []
+    assert op.proc.poll() is None
