@@ -21,6 +21,14 @@ def cr(kind, name, spec, namespace="default"):
             "spec": spec}
 
 
+def town(kubeapi, rig) -> None:
+    """A Rig, its MergeQueue and a Convoy of one bead."""
+    kubeapi.create(cr("Rig", "webapp", {"gitUrl": f"file://{rig.remote}", "maxPolecats": 1,
+                                        "runtime": {"preset": "script", "args": ["true"]}}))
+    kubeapi.create(cr("MergeQueue", "webapp", {"rig": "webapp"}))
+    kubeapi.create(cr("Convoy", "feature", {"rig": "webapp", "beads": [{"key": "one", "title": "One"}]}))
+
+
 def phase(kubeapi, plural, name):
     return ((kubeapi.get(plural, "default", name) or {}).get("status") or {}).get("phase")
 
@@ -50,10 +58,7 @@ def settled(kubeapi, plurals, seconds: float = 3.0) -> None:
 def test_a_done_convoy_stays_done_and_nothing_regresses_across_restarts(kubeapi, operator, tmp_path):
     rig = make_rig(tmp_path)
     first = operator()
-    kubeapi.create(cr("Rig", "webapp", {"gitUrl": f"file://{rig.remote}", "maxPolecats": 1,
-                                        "runtime": {"preset": "script", "args": ["true"]}}))
-    kubeapi.create(cr("MergeQueue", "webapp", {"rig": "webapp"}))
-    kubeapi.create(cr("Convoy", "feature", {"rig": "webapp", "beads": [{"key": "one", "title": "One"}]}))
+    town(kubeapi, rig)
     wait_for(lambda: phase(kubeapi, "convoys", "feature") == "Running", what="the convoy Running")
     with rig.ledger() as lg:
         bead = lg.get(convoys.convoy_id("gt", "default/feature")).metadata["keys"]["one"]
@@ -84,10 +89,7 @@ def test_a_done_convoy_stays_done_and_nothing_regresses_across_restarts(kubeapi,
 def test_with_the_operator_stopped_every_kind_can_be_deleted(kubeapi, operator, tmp_path):
     rig = make_rig(tmp_path)
     op = operator()
-    kubeapi.create(cr("Rig", "webapp", {"gitUrl": f"file://{rig.remote}", "maxPolecats": 1,
-                                        "runtime": {"preset": "script", "args": ["true"]}}))
-    kubeapi.create(cr("MergeQueue", "webapp", {"rig": "webapp"}))
-    kubeapi.create(cr("Convoy", "feature", {"rig": "webapp", "beads": [{"key": "one", "title": "One"}]}))
+    town(kubeapi, rig)
     kubeapi.create(cr("Polecat", "slit", {"rig": "webapp"}))
     wait_for(lambda: phase(kubeapi, "rigs", "webapp") == "Ready", what="the Rig Ready")
     wait_for(lambda: phase(kubeapi, "convoys", "feature") == "Running", what="the convoy Running")
