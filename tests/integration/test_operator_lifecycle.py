@@ -3,14 +3,20 @@ operator stopped every gastown kind can be deleted (no finalizer waits for it)."
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
 import time
 
 import pytest
+import yaml
 
 from gastown import convoy as convoys
+from gastown.kube import rbac
 from gastown.ledger import Status
 
-from conftest import wait_for
+from conftest import GT, wait_for
 from rigs import make_rig
 
 pytestmark = pytest.mark.slow
@@ -125,3 +131,76 @@ def test_a_deleted_rig_stops_its_loop_without_a_finalizer(kubeapi, operator, tmp
     time.sleep(3)
     assert kubeapi.list("jobs", "default") == [] and kubeapi.list("polecats", "default") == []
     assert op.proc.poll() is None
+
+
+def gt(kubeconfig, *args, timeout=60):
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    return subprocess.run([GT, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def test_gt_operator_uninstall_frees_the_namespace_and_says_what_it_leaves(kubeapi, operator, kubeconfig, tmp_path):
+    rig = make_rig(tmp_path)
+    op = operator()
+    town(kubeapi, rig)
+    wait_for(lambda: kubeapi.list("jobs", "default"), what="a session at work")
+    wait_for(lambda: kubeapi.list("persistentvolumeclaims", "default"), what="the polecat's HOME claim")
+    op.stop()
+    # an older operator's finalizers (and someone else's, which stays)
+    kubeapi.patch("rigs", "default", "webapp", {"metadata": {"finalizers": ["gastown.dev/finalizer", "example.com/keep"]}})
+    kubeapi.patch("convoys", "default", "feature", {"metadata": {"finalizers": ["gastown.dev/finalizer"]}})
+    made = {p: kubeapi.list(p, "default") for p in ("serviceaccounts", "roles", "rolebindings", "resourcequotas",
+                                                    "cronjobs", "jobs")}
+    assert all(made.values()), made
+    kubeapi.create({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "theirs", "namespace": "default"}})
+    since = len(kubeapi.requests)
+
+    dry = gt(kubeconfig, "operator", "uninstall", "-n", "default", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    planned = json.loads(dry.stdout)
+    assert sorted(planned["finalizersRemoved"]) == ["default/convoys/feature", "default/rigs/webapp"]
+    assert "default/serviceaccounts/gastown-agent-webapp" in planned["deleted"]
+    assert kubeapi.get("convoys", "default", "feature")["metadata"]["finalizers"] == ["gastown.dev/finalizer"]
+    assert kubeapi.list("jobs", "default")  # a dry run changes nothing
+
+    done = gt(kubeconfig, "operator", "uninstall", "-n", "default")
+    assert done.returncode == 0, done.stderr
+    assert "remove gastown's finalizer from 2 object(s)" in done.stdout and "ledgers in git" in done.stdout
+    assert "persistentvolumeclaims/" in done.stdout.split("left in place:")[1]  # the HOME claim, named
+    assert kubeapi.get("rigs", "default", "webapp")["metadata"]["finalizers"] == ["example.com/keep"]
+    assert not kubeapi.get("convoys", "default", "feature")["metadata"].get("finalizers")
+    for plural in made:
+        assert kubeapi.list(plural, "default") == [] if plural != "serviceaccounts" else \
+            [o["metadata"]["name"] for o in kubeapi.list(plural, "default")] == ["theirs"], plural
+    assert kubeapi.list("persistentvolumeclaims", "default")  # kept: an agent's home
+    kubeapi.delete("convoys", "default", "feature")
+    assert kubeapi.get("convoys", "default", "feature") is None
+    # again, with the claims: idempotent
+    again = gt(kubeconfig, "operator", "uninstall", "-n", "default", "--delete-home-claims")
+    assert again.returncode == 0, again.stderr
+    assert kubeapi.list("persistentvolumeclaims", "default") == []
+    # the uninstall's calls are exactly what its own rules allow (rbac.UNINSTALL; the operator's are checked apart)
+    calls = kubeapi.requests[since:]
+    del kubeapi.requests[since:]  # (the fixture checks the rest against the operator's rules)
+    kubeapi.requests, operators = calls, kubeapi.requests
+    try:
+        denied = sorted(c for c in kubeapi.verbs() if not rbac.allows(rbac.UNINSTALL, *c))
+    finally:
+        kubeapi.requests = operators
+    assert not denied, denied
+
+
+def test_gt_operator_uninstall_never_hangs_on_a_silent_api_server(tmp_path):
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        config = tmp_path / "kubeconfig"
+        config.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "c",
+            "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{silent.getsockname()[1]}"}}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+        started = time.monotonic()
+        proc = gt(config, "operator", "uninstall", "-n", "default", "--timeout", "3", timeout=60)
+    assert proc.returncode == 1 and "no answer from the API server" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert time.monotonic() - started < 30  # bounded: --timeout, not the API client's retries

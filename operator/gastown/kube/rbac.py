@@ -59,3 +59,14 @@ def allows(rules: tuple[Rule, ...], verb: str, group: str, resource: str) -> boo
 
 def triples(rules: tuple[Rule, ...]) -> set[tuple[str, str, str]]:
     return {(v, r.group, res) for r in rules for res in r.resources for v in r.verbs}
+
+# `gt operator uninstall` (run by a user, not the operator): what it reads, patches and deletes
+UNINSTALL = (
+    Rule("gastown.dev", CRS, ("list", "patch"), "remove gastown's finalizer"),
+    Rule("batch", ("cronjobs", "jobs"), ("list", "delete"), "the Dogs, the sessions and runs"),
+    Rule("", ("serviceaccounts", "resourcequotas", "configmaps", "persistentvolumeclaims"), ("list", "delete"),
+         "the agent account, the quotas, the runtimes copy; HOME claims when asked"),
+    Rule("rbac.authorization.k8s.io", ("roles", "rolebindings"), ("list", "delete"), "the agent Role"),
+    Rule("networking.k8s.io", ("networkpolicies",), ("list", "delete"), "the rig's NetworkPolicy"),
+    Rule("coordination.k8s.io", ("leases",), ("list", "delete"), "the sessions' heartbeats"),
+)
