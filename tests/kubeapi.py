@@ -399,9 +399,17 @@ class KubeAPI:
         return old
 
     def _collect_garbage(self, owner_uid: str) -> None:
+        """As the garbage collector: a dependent goes with its last owner; one that has another
+        owner left only loses the reference to the one gone."""
+        uids = {o["metadata"].get("uid") for o in self.objects.values()}
         for (res, ns, name), obj in list(self.objects.items()):
             owners = obj["metadata"].get("ownerReferences") or []
-            if any(o.get("uid") == owner_uid for o in owners) and (res, ns, name) in self.objects:
+            if not any(o.get("uid") == owner_uid for o in owners) or (res, ns, name) not in self.objects:
+                continue
+            left = [o for o in owners if o.get("uid") != owner_uid and o.get("uid") in uids]
+            if left:
+                self._merge(res, ns, name, {"metadata": {"ownerReferences": left}}, None)
+            else:
                 self._delete(res, ns, name)
 
     # --- HTTP -------------------------------------------------------------------

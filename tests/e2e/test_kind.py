@@ -3,11 +3,12 @@
 It installs the chart (release gastown-e2e, watching one fresh namespace), starts a git server
 in that namespace holding a sample rig, applies a Rig, a MergeQueue and a Convoy of explicit
 beads worked by the `script` runtime, and waits until the merge queue merged them to main and
-the convoy is Done. Everything it made is removed at the end, in the order the README's uninstall
-section gives: gastown's custom resources while the operator still runs, then the release, then
-the namespace, which must be gone within a minute. A second test installs another release, leaves
-a Rig in place, uninstalls first and follows the README's sequence for an operator that is gone:
-the finalizers are patched away and the namespace goes within a minute. Skipped, with the reason,
+the convoy is Done; then a session-shaped pod beyond the namespace's limits is refused by the
+API server (the gastown-sessions quota). Everything it made is removed at the end, in the order
+the README's uninstall section gives: gastown's custom resources while the operator still runs,
+then the release, then `gt operator uninstall`, then the namespace, which must be gone within a
+minute. Another test installs a release, leaves a Rig in place, uninstalls the release first,
+then runs `gt operator uninstall`: the namespace goes within a minute. Skipped, with the reason,
 when no cluster answers. The images must be in the cluster: GT_E2E_IMAGE_TAG (default dev, as
 `make kind-load` builds them).
 """
@@ -52,6 +53,7 @@ def api():
     return found
 
 
+MANAGED = "app.kubernetes.io/managed-by=gastown-operator"
 PLURALS = ("convoys", "mergequeues", "rigs", "polecats")  # gastown's namespaced kinds, the order to delete them
 FINALIZER = "gastown.dev/finalizer"
 HELM = str(ROOT / ".venv" / "bin" / "helm")
@@ -109,6 +111,14 @@ def _remove_finalizers(api, ns: str) -> list[str]:
     return patched
 
 
+def _gt_uninstall(ns: str) -> str:
+    """`gt operator uninstall -n ns`, as the README's step 3."""
+    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "gt"), "operator", "uninstall", "-n", ns, "--timeout", "60"],
+                          capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
 def _uninstall(api, release: str, ns: str) -> None:
     """`helm uninstall --wait`, then wait until the operator's pod has stopped too."""
     from kubernetes import client
@@ -157,7 +167,7 @@ def namespace(api):
             try:
                 _uninstall(api, "gastown-e2e", name)
             finally:
-                _remove_finalizers(api, name)  # none, unless a step above failed: even then no namespace leaks
+                _gt_uninstall(name)  # what the operator made, and any finalizer: even after a failure no namespace leaks
                 _delete_namespace_within_a_minute(api, name)
 
 
@@ -245,9 +255,9 @@ def test_a_convoy_of_explicit_beads_is_merged_on_a_real_cluster(api, namespace):
           300, "a run of the prune Dog to succeed")
 
 
-def test_uninstalling_first_then_removing_the_finalizers_frees_the_namespace_within_a_minute(api):
-    """The README's sequence for an operator that is already gone: `helm uninstall` with a Rig
-    (and its finalizer) still in place, then the finalizers patched away, then the namespace."""
+def test_uninstalling_with_a_rig_in_place_then_gt_operator_uninstall_frees_the_namespace_within_a_minute(api):
+    """`helm uninstall` with a Rig (and all the operator made for it) still in place, then
+    `gt operator uninstall`, then the namespace: gone within a minute, with no operator running."""
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
@@ -259,12 +269,17 @@ def test_uninstalling_first_then_removing_the_finalizers_frees_the_namespace_wit
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "Rig", "metadata": {"name": "orphan"},
             "spec": {"gitUrl": f"git://nowhere.{ns}.svc/none.git", "maxPolecats": 1, "network": {"policy": False},
                      "runtime": {"preset": "script", "args": ["true"]}}})
-        # the operator takes the Rig: from here on nothing but the operator (or the patch below) frees it
-        _wait(lambda: FINALIZER in (objects.get_namespaced_custom_object(GROUP, VERSION, ns, "rigs", "orphan")
-                                    ["metadata"].get("finalizers") or []), 120, "the operator's finalizer on the Rig")
+        core = client.CoreV1Api(api)
+        _wait(lambda: [q for q in core.list_namespaced_resource_quota(ns).items
+                       if q.metadata.name == "gastown-sessions"], 120, "the operator's quotas for the Rig")
+        rig = objects.get_namespaced_custom_object(GROUP, VERSION, ns, "rigs", "orphan")
+        assert not rig["metadata"].get("finalizers"), "gastown puts no finalizer on a Rig"
         _uninstall(api, release, ns)
         assert [o["metadata"]["name"] for p, o in _gastown_objects(api, ns) if p == "rigs"] == ["orphan"]
-        assert "rigs/orphan" in _remove_finalizers(api, ns)
+        out = _gt_uninstall(ns)
+        assert f"{ns}/resourcequotas/gastown-sessions" in out and "ledgers in git" in out
+        assert not core.list_namespaced_resource_quota(ns).items
+        assert not core.list_namespaced_service_account(ns, label_selector=MANAGED).items
         _delete_namespace_within_a_minute(api, ns)
     finally:
         if not _namespace_gone(api, ns):  # a failure above: leave nothing behind
@@ -272,3 +287,52 @@ def test_uninstalling_first_then_removing_the_finalizers_frees_the_namespace_wit
             _remove_finalizers(api, ns)
             with contextlib.suppress(ApiException):  # 409 when already Terminating
                 client.CoreV1Api(api).delete_namespace(ns)
+
+
+def test_a_session_pod_beyond_the_limit_is_refused_by_the_api_server(api, namespace):
+    """The quota backs the limit on a real API server: with the namespace's rigs at maxPolecats 2
+    and 1 (the convoy test's Rig, and this one), the fourth pod shaped like a session (its own
+    activeDeadlineSeconds) is refused, whatever made it."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    objects, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+    if not any(o["metadata"]["name"] == "sample" for p, o in _gastown_objects(api, namespace) if p == "rigs"):
+        objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "rigs", {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "Rig", "metadata": {"name": "sample"},
+            "spec": {"gitUrl": f"git://nowhere.{namespace}.svc/none.git", "maxPolecats": 2,
+                     "network": {"policy": False}, "runtime": {"preset": "script", "args": ["true"]}}})
+    objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "rigs", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "Rig", "metadata": {"name": "quota"},
+        "spec": {"gitUrl": f"git://nowhere.{namespace}.svc/none.git", "maxPolecats": 1, "network": {"policy": False},
+                 "runtime": {"preset": "script", "args": ["true"]}}})
+
+    def hard() -> str | None:
+        quota = core.read_namespaced_resource_quota("gastown-sessions", namespace)
+        return (quota.status.hard or {}).get("pods") if quota.status else None
+
+    _wait(lambda: hard() == "3", 120, "gastown-sessions to hold 3 pods (2 + 1)")
+    _wait(lambda: not [p for p in core.list_namespaced_pod(namespace).items
+                       if p.spec.active_deadline_seconds and p.status.phase in ("Pending", "Running")],
+          600, "no session pod running (the convoy test's are done)")
+    security = {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
+                "seccompProfile": {"type": "RuntimeDefault"}}
+
+    def session_like(i: int) -> dict:
+        return {"metadata": {"name": f"session-like-{i}"},
+                "spec": {"activeDeadlineSeconds": 600, "restartPolicy": "Never",
+                         "securityContext": {"runAsUser": 1000, "runAsNonRoot": True},
+                         "containers": [{"name": "s", "image": f"gastown/agent:{TAG}", "command": ["sleep", "300"],
+                                         "securityContext": security}]}}
+
+    try:
+        for i in range(3):
+            core.create_namespaced_pod(namespace, session_like(i))
+        with pytest.raises(ApiException) as refused:
+            core.create_namespaced_pod(namespace, session_like(3))
+        assert refused.value.status == 403 and "exceeded quota: gastown-sessions" in refused.value.body
+    finally:
+        for i in range(4):
+            with contextlib.suppress(ApiException):
+                core.delete_namespaced_pod(f"session-like-{i}", namespace, grace_period_seconds=0)
+        objects.delete_namespaced_custom_object(GROUP, VERSION, namespace, "rigs", "quota")

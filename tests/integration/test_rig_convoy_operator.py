@@ -38,12 +38,18 @@ def test_rig_creates_ledger_quota_account_and_policy(kubeapi, operator, rig):
     for type_ in ("GitReachable", "LedgerReady", "QuotaReady", "Ready"):
         assert condition(obj, type_)["status"] == "True", type_
     assert len(obj["status"]["ledgerHead"]) == 40
-    with rig.ledger() as lg:
-        assert lg.tip == obj["status"]["ledgerHead"]
 
-    pods = kubeapi.get("resourcequotas", "default", "gastown-agent-pods")
-    assert pods["spec"] == {"hard": {"pods": "12"}, "scopes": ["Terminating"]}  # 5 polecats + 7 headroom
-    assert kubeapi.get("resourcequotas", "default", "gastown-jobs")["spec"]["hard"] == {"count/jobs.batch": "48"}
+    def projected():  # the rig loop's first pass writes the ledger too: the status follows it
+        with rig.ledger() as lg:
+            return lg.tip == kubeapi.get("rigs", "default", "webapp")["status"]["ledgerHead"]
+    wait_for(projected, what="status.ledgerHead at the ledger's tip")
+
+    sessions = kubeapi.get("resourcequotas", "default", "gastown-sessions")
+    assert sessions["spec"] == {"hard": {"pods": "5"}, "scopes": ["Terminating"]}  # exactly maxPolecats
+    assert sessions["metadata"]["ownerReferences"][0]["uid"] == obj["metadata"]["uid"]
+    runs = kubeapi.get("resourcequotas", "default", "gastown-runs")  # 4 verifications, 2 Dogs, a Mayor; 4 more
+    assert runs["spec"] == {"hard": {"pods": "11"}, "scopes": ["NotTerminating"]}
+    assert kubeapi.get("resourcequotas", "default", "gastown-jobs")["spec"]["hard"] == {"count/jobs.batch": "64"}
     sa = kubeapi.get("serviceaccounts", "default", "gastown-agent-webapp")
     assert sa["metadata"]["ownerReferences"][0]["kind"] == "Rig"
     role = kubeapi.get("roles", "default", "gastown-agent-webapp")
@@ -74,8 +80,17 @@ def test_rig_creates_ledger_quota_account_and_policy(kubeapi, operator, rig):
     # a second rig in the namespace raises the shared quota
     other = make_rig(rig.remote.parent / "second")
     kubeapi.create(cr("Rig", "api", {"gitUrl": f"file://{other.remote}", "maxPolecats": 2}))
-    wait_for(lambda: kubeapi.get("resourcequotas", "default", "gastown-agent-pods")["spec"]["hard"]["pods"] == "21",
+    wait_for(lambda: kubeapi.get("resourcequotas", "default", "gastown-sessions")["spec"]["hard"]["pods"] == "7",
              what="the quota for both rigs")
+    assert len(kubeapi.get("resourcequotas", "default", "gastown-sessions")["metadata"]["ownerReferences"]) == 2
+    # a MergeQueue's parallel verifications size the runs quota
+    kubeapi.create(cr("MergeQueue", "api", {"rig": "api", "parallelVerifications": 10}))
+    wait_for(lambda: kubeapi.get("resourcequotas", "default", "gastown-runs")["spec"]["hard"]["pods"] == "24",
+             what="the runs quota to follow the queue")  # (4 + 3) + (10 + 3) + 4
+    # a rig deleted: the quotas shrink to the one left
+    kubeapi.delete("rigs", "default", "api")
+    wait_for(lambda: kubeapi.get("resourcequotas", "default", "gastown-sessions")["spec"]["hard"]["pods"] == "5",
+             what="the quota for the rig left")
 
 
 def test_unreachable_remote_is_a_condition_and_an_event_not_a_crash(kubeapi, operator, tmp_path):

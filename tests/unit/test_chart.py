@@ -262,3 +262,20 @@ def test_the_values_file_documents_every_key_the_schema_knows():
         while paragraph > 0 and lines[paragraph - 1].strip():
             paragraph -= 1
         assert any("#" in line for line in lines[paragraph:end]), lines[start]
+
+
+def test_the_runtimes_copy_the_operator_writes_is_release_scoped_and_never_the_charts_own():
+    """The operator copies the release's runtimes ConfigMap into each rig namespace: the copy's name
+    comes from the release's, so two releases never write one copy, and differs from every name the
+    chart writes, so a Rig in the release's namespace never overwrites (or comes to own) Helm's."""
+    from gastown.runtimes.kubernetes import runtimes_copy_name
+
+    copies = {}
+    for release in ("gastown", "other"):
+        written = names_written(release)
+        (deployment,) = [n for k, _, n in written if k == "Deployment"]
+        configmap = f"{deployment}-runtimes"  # GT_RUNTIMES_CONFIGMAP (checked above)
+        copies[release] = runtimes_copy_name(configmap)
+        assert ("ConfigMap", "gastown-system", configmap) in written
+        assert copies[release] not in {n for k, _, n in written if k == "ConfigMap"}
+    assert copies["gastown"] != copies["other"]

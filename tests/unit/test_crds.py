@@ -115,3 +115,37 @@ def test_crd_and_models_refuse_the_same_convoys(obj, words):
     assert any(words in e for e in errors), errors
     with pytest.raises(Invalid):
         parse_object(obj)
+
+
+# The short names of Kubernetes' built-in resources, as `kubectl api-resources` lists them on
+# Kubernetes 1.30 to 1.36 (the SHORTNAMES column; core, apps, autoscaling, batch, certificates,
+# networking, policy, scheduling, storage and apiextensions groups). kubectl resolves a short name
+# to a built-in resource before any custom one ("short name pc could also match lower priority
+# resource polecats.gastown.dev"), so a gastown short name must not be one of these.
+BUILTIN_SHORT_NAMES = {
+    "cs", "cm", "ep", "ev", "limits", "ns", "no", "pvc", "pv", "po", "rc", "quota", "sa", "svc",  # core
+    "crd", "crds",  # apiextensions.k8s.io
+    "ds", "deploy", "rs", "sts",  # apps
+    "hpa",  # autoscaling
+    "cj",  # batch
+    "csr",  # certificates.k8s.io
+    "ing", "netpol", "ip",  # networking.k8s.io (ip: IPAddress)
+    "pdb",  # policy
+    "pc",  # scheduling.k8s.io: PriorityClass
+    "sc", "vac",  # storage.k8s.io (vac: VolumeAttributesClass)
+}
+# ... and the resources' own names, which kubectl also matches
+BUILTIN_NAMES = {
+    "pod", "pods", "service", "services", "node", "nodes", "job", "jobs", "cronjob", "cronjobs",
+    "deployment", "deployments", "event", "events", "lease", "leases", "secret", "secrets",
+    "configmap", "configmaps", "namespace", "namespaces", "role", "roles", "priorityclass",
+    "priorityclasses", "ingress", "ingresses", "endpoints", "endpointslice", "endpointslices",
+}
+
+
+def test_short_names_resolve_to_gastown_not_to_a_built_in_resource():
+    names = [k.short_name for k in KINDS]
+    assert len(set(names)) == len(names)
+    for kind in KINDS:
+        assert kind.short_name not in BUILTIN_SHORT_NAMES | BUILTIN_NAMES, kind.kind
+        assert CRDS[kind.kind]["spec"]["names"]["shortNames"] == [kind.short_name]

@@ -156,7 +156,7 @@ def test_custom_runtimes_come_from_the_configmap():
     agent = pod["containers"][0]
     assert env_of(agent)["GT_RUNTIMES_FILE"]["value"] == "/etc/gastown/runtimes/runtimes.yaml"
     assert {"name": "runtimes", "mountPath": "/etc/gastown/runtimes", "readOnly": True} in agent["volumeMounts"]
-    assert {"name": "runtimes", "configMap": {"name": "gastown-runtimes"}} in pod["volumes"]
+    assert {"name": "runtimes", "configMap": {"name": "gastown-runtimes-agents"}} in pod["volumes"]  # the copy
     plain = session_job(request(runtimes_configmap=None))["spec"]["template"]["spec"]
     assert not any(v["name"] == "runtimes" for v in plain["volumes"])
 

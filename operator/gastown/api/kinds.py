@@ -29,7 +29,7 @@ AGE = Column("Age", ".metadata.creationTimestamp", "date")
 class Kind:
     kind: str
     plural: str
-    short_name: str
+    short_name: str  # gt-prefixed: no built-in resource has it (tests/unit/test_crds.py checks)
     spec: type[BaseModel]
     status: type[BaseModel]
     columns: tuple[Column, ...]
@@ -49,7 +49,7 @@ class Kind:
 
 
 RIG = Kind(
-    "Rig", "rigs", "rig", RigSpec, RigStatus,
+    "Rig", "rigs", "gtrig", RigSpec, RigStatus,
     (
         Column("Phase", ".status.phase"),
         Column("URL", ".spec.gitUrl", priority=1),
@@ -62,7 +62,7 @@ RIG = Kind(
     "Pending",
 )
 POLECAT = Kind(
-    "Polecat", "polecats", "pc", PolecatSpec, PolecatStatus,
+    "Polecat", "polecats", "gtpc", PolecatSpec, PolecatStatus,
     (
         Column("Polecat", r".metadata.labels.gastown\.dev/polecat", description="The polecat's name in the ledger"),
         Column("Rig", ".spec.rig"),
@@ -77,7 +77,7 @@ POLECAT = Kind(
     "Idle",
 )
 CONVOY = Kind(
-    "Convoy", "convoys", "cv", ConvoySpec, ConvoyStatus,
+    "Convoy", "convoys", "gtcv", ConvoySpec, ConvoyStatus,
     (
         Column("Rig", ".spec.rig"),
         Column("Phase", ".status.phase"),
@@ -89,7 +89,7 @@ CONVOY = Kind(
     "Planning",
 )
 MERGEQUEUE = Kind(
-    "MergeQueue", "mergequeues", "mq", MergeQueueSpec, MergeQueueStatus,
+    "MergeQueue", "mergequeues", "gtmq", MergeQueueSpec, MergeQueueStatus,
     (
         Column("Rig", ".spec.rig"),
         Column("Phase", ".status.phase"),

@@ -17,6 +17,7 @@ from .mq import mq
 from .operator import operator
 from .session import done, session
 from .town import apply_, down, rig, status, up
+from .uninstall import uninstall
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -45,3 +46,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+operator.add_command(uninstall)  # `gt operator uninstall` (cli/uninstall.py)

@@ -69,10 +69,11 @@ def plan_convoy(*, name: str, namespace: str, spec: Mapping, body: kopf.Body, me
     except LedgerError as e:
         raise kopf.TemporaryError(f"rig {convoy.rig}: {e}", delay=30) from e
     bead = written[convoy.rig]
+    # the phase the ledger gives (on a restart the convoy may be long Done), never one assumed from the plan
     set_conditions(namespace, "convoys", name, Condition(
         type="PlanInvalid", status="False", reason="Planned" if plan is not None else "MayorPlanning",
         observed_generation=generation),
-        status={"convoyBead": bead.id, "phase": "Running" if bead.metadata.get("planned") else "Planning"})
+        status={"convoyBead": bead.id, "phase": convoys.ConvoyProgress(bead).phase})
 
 
 def convoy_status(convoy: Bead, beads: Mapping[str, Bead],

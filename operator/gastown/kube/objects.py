@@ -28,15 +28,19 @@ def path(obj: dict, named: bool = False) -> str:
     return f"{out}/{obj['metadata']['name']}" if named else out
 
 
-def _call(method: str, url: str, body: Any = None, content_type: str = "application/json") -> Any:
+def _call(method: str, url: str, body: Any = None, content_type: str = "application/json", *,
+          timeout: tuple[float, float] | None = None, missing_ok: bool = False) -> Any:
+    """One REST call; ``timeout``: seconds to connect and to read; ``missing_ok``: a 404 is None."""
     from kubernetes.client.rest import ApiException
 
     client = api_client()
     headers = {"Content-Type": content_type, "Accept": "application/json"}
     method, full, headers, data, post = client.param_serialize(method, url, header_params=headers, body=body,
                                                                auth_settings=["BearerToken"])
-    resp = client.call_api(method, full, header_params=headers, body=data, post_params=post)
+    resp = client.call_api(method, full, header_params=headers, body=data, post_params=post, _request_timeout=timeout)
     raw = resp.read()
+    if resp.status == 404 and missing_ok:
+        return None
     if not 200 <= resp.status < 300:
         raise ApiException(status=resp.status, reason=resp.reason, http_resp=resp)
     return json.loads(raw) if raw else None

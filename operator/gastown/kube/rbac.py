@@ -36,8 +36,10 @@ NAMESPACED = (
          "session heartbeats; held so that the rig's Role may grant them to agent pods"),
     Rule("", ("events",), ("create", "patch"), "Events on gastown's objects (kopf and the operator)"),
     Rule("", ("secrets",), ("get",), "git credentials, webhook URLs, named by the Rig"),
-    Rule("", ("serviceaccounts", "resourcequotas", "configmaps"), ("create", "patch"),
-         "each rig's agent account and quota; the custom runtimes for session pods"),
+    Rule("", ("serviceaccounts", "configmaps"), ("create", "patch"),
+         "each rig's agent account; the custom runtimes for session pods"),
+    Rule("", ("resourcequotas",), ("create", "patch", "delete"),
+         "the namespace's quotas for its rigs (delete: the quota older versions wrote)"),
     Rule("rbac.authorization.k8s.io", ("roles", "rolebindings"), ("create", "patch"), "each rig's agent Role"),
     Rule("networking.k8s.io", ("networkpolicies",), ("create", "patch"), "each rig's NetworkPolicy"),
 )
@@ -61,3 +63,14 @@ def allows(rules: tuple[Rule, ...], verb: str, group: str, resource: str) -> boo
 
 def triples(rules: tuple[Rule, ...]) -> set[tuple[str, str, str]]:
     return {(v, r.group, res) for r in rules for res in r.resources for v in r.verbs}
+
+# `gt operator uninstall` (run by a user, not the operator): what it reads, patches and deletes
+UNINSTALL = (
+    Rule("gastown.dev", CRS, ("list", "patch"), "remove gastown's finalizer"),
+    Rule("batch", ("cronjobs", "jobs"), ("list", "delete"), "the Dogs, the sessions and runs"),
+    Rule("", ("serviceaccounts", "resourcequotas", "configmaps", "persistentvolumeclaims"), ("list", "delete"),
+         "the agent account, the quotas, the runtimes copy; HOME claims when asked"),
+    Rule("rbac.authorization.k8s.io", ("roles", "rolebindings"), ("list", "delete"), "the agent Role"),
+    Rule("networking.k8s.io", ("networkpolicies",), ("list", "delete"), "the rig's NetworkPolicy"),
+    Rule("coordination.k8s.io", ("leases",), ("list", "delete"), "the sessions' heartbeats"),
+)

@@ -5,26 +5,39 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import kopf
 from kubernetes.client.rest import ApiException
 
-from ..api import API_VERSION, GROUP, VERSION, Condition, Invalid, RigSpec
+from ..api import API_VERSION, GROUP, VERSION, Condition, Invalid, MergeQueueSpec, RigSpec
 from ..api.validation import parse_spec
 from ..ledger import LedgerError
 from ..names import APP_COMPONENT, APP_MANAGED_BY, APP_NAME, MANAGED_BY, RIG_LABEL
 from ..runtimes.config import config_file
-from ..runtimes.kubernetes import COMPONENT, DOG, VERIFICATION, agent_service_account, dog_cronjob
+from ..runtimes.kubernetes import (
+    COMPONENT,
+    DOG,
+    VERIFICATION,
+    agent_service_account,
+    dog_cronjob,
+    runtimes_copy_name,
+)
 from .client import set_conditions
 from .memo import ledgers, settings
+from .mergequeue_handlers import active_queue
 from .objects import ensure, remove
 
 log = logging.getLogger("gastown.rigs")
 MANAGED = {APP_NAME: "gastown", APP_MANAGED_BY: MANAGED_BY}
-HEADROOM = 7  # per rig, besides its polecats: the default 4 parallel verification runs, the Mayor, 2 Dogs
-QUOTA_PODS, QUOTA_JOBS = "gastown-agent-pods", "gastown-jobs"
+# The namespace's quotas, shared by its rigs: sessions (exactly the rigs' maxPolecats), the other
+# runs (verification, Dogs, Mayors), and Jobs. gastown-agent-pods is the one older versions wrote.
+QUOTA_SESSIONS, QUOTA_RUNS, QUOTA_JOBS, QUOTA_LEGACY = "gastown-sessions", "gastown-runs", "gastown-jobs", \
+    "gastown-agent-pods"
 CRON_DOGS = ("prune", "compact")  # the gc Dog runs in the operator: the caches it cleans are its own
+MAYORS = 1  # per rig: a Mayor pod plans a goal convoy; more wait their turn on the quota
+RUNS_HEADROOM = 4  # per namespace: pods without a deadline that are not gastown's (the operator's own
+# replicas and their surge, when a Rig shares the release's namespace)
 
 
 def _owner(name: str, uid: str) -> list[dict]:
@@ -32,13 +45,51 @@ def _owner(name: str, uid: str) -> list[dict]:
              "controller": True, "blockOwnerDeletion": True}]
 
 
-def runtimes_configmap(namespace: str, configmap: str | None, runtimes_file: Path) -> dict | None:
+def _owners(rigs: Iterable[RigEntry]) -> list[dict]:
+    """Every rig of the namespace owns what they share: the garbage collector deletes it with the
+    last of them (operator or not), and keeps it while one is left."""
+    return [{"apiVersion": API_VERSION, "kind": "Rig", "name": r.name, "uid": r.uid}
+            for r in sorted(rigs, key=lambda r: r.name)]
+
+
+class RigEntry(NamedTuple):
+    """What the namespace's quotas need of one of its rigs."""
+
+    name: str
+    uid: str
+    max_polecats: int
+    parallel_verifications: int = MergeQueueSpec.model_fields["parallel_verifications"].default
+
+
+@kopf.index(GROUP, VERSION, "rigs")
+def rigs_in_namespace(namespace: str, name: str, uid: str, spec: Mapping, **_: Any) -> dict:
+    return {namespace: {"name": name, "uid": uid, "maxPolecats": spec.get("maxPolecats")}}
+
+
+def namespace_rigs(namespace: str, rigs_index: kopf.Index, queues_index: kopf.Index,
+                   gone: str | None = None) -> list[RigEntry]:
+    """The rigs of ``namespace`` (but ``gone``), from kopf's indexes. Pure."""
+    out = []
+    for r in rigs_index.get(namespace, []):
+        if r["name"] == gone:
+            continue
+        queue = active_queue(list(queues_index.get((namespace, r["name"]), [])))
+        parallel = (queue or {}).get("spec", {}).get("parallelVerifications")
+        out.append(RigEntry(r["name"], r["uid"], int(r["maxPolecats"] or RigSpec.model_fields["max_polecats"].default),
+                            *([int(parallel)] if parallel else [])))
+    return out
+
+
+def runtimes_configmap(namespace: str, configmap: str | None, runtimes_file: Path,
+                       rigs: Iterable[RigEntry] = ()) -> dict | None:
     """The custom runtimes file, copied into a rig's namespace for its session pods to mount (a
-    pod mounts ConfigMaps of its own namespace only). Pure but for reading the file."""
+    pod mounts ConfigMaps of its own namespace only), owned by the namespace's rigs. Pure but for
+    reading the file."""
     if not configmap or not runtimes_file.is_file():
         return None
     return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": configmap, "namespace": namespace, "labels": MANAGED},
+            "metadata": {"name": runtimes_copy_name(configmap), "namespace": namespace, "labels": MANAGED,
+                         "ownerReferences": _owners(rigs)},
             "data": {"runtimes.yaml": runtimes_file.read_text()}}
 
 
@@ -75,19 +126,58 @@ def rig_objects(namespace: str, name: str, uid: str, spec: RigSpec) -> list[dict
     return out
 
 
-def quotas(namespace: str, limits: Iterable[int]) -> list[dict]:
-    """The namespace's backstop for all its rigs: agent pods (those with a deadline, which is every
-    session, verification and Mayor pod) and Jobs. The controller enforces each rig's limit first."""
-    limits = list(limits)
-    pods = sum(limits) + HEADROOM * len(limits)
-    meta = {"namespace": namespace, "labels": MANAGED}
+def quotas(namespace: str, rigs: Iterable[RigEntry]) -> list[dict]:
+    """The namespace's quotas, for all its rigs, the API server's backstop behind each rig's limit:
+
+    - gastown-sessions, scoped Terminating (pods whose spec has a deadline: session pods only),
+      exactly the sum of the rigs' maxPolecats, so a session pod beyond the limits is refused even
+      if the operator is wrong;
+    - gastown-runs, scoped NotTerminating (every other pod of the namespace): per rig its
+      MergeQueue's parallel verifications, its Dogs and a Mayor, and RUNS_HEADROOM;
+    - gastown-jobs: Jobs of either kind, finished ones counting until their TTL removes them.
+    Owned by every rig of the namespace. Pure."""
+    rigs = list(rigs)
+    sessions = sum(r.max_polecats for r in rigs)
+    runs = sum(r.parallel_verifications + len(CRON_DOGS) + MAYORS for r in rigs) + RUNS_HEADROOM
+    meta = {"namespace": namespace, "labels": MANAGED, "ownerReferences": _owners(rigs)}
     return [
-        {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {**meta, "name": QUOTA_PODS},
-         "spec": {"hard": {"pods": str(pods)}, "scopes": ["Terminating"]}},
-        # finished Jobs count until their TTL removes them: room for a few rounds of each
+        {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {**meta, "name": QUOTA_SESSIONS},
+         "spec": {"hard": {"pods": str(sessions)}, "scopes": ["Terminating"]}},
+        {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {**meta, "name": QUOTA_RUNS},
+         "spec": {"hard": {"pods": str(runs)}, "scopes": ["NotTerminating"]}},
+        # room for a few rounds of each
         {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {**meta, "name": QUOTA_JOBS},
-         "spec": {"hard": {"count/jobs.batch": str(pods * 4)}}},
+         "spec": {"hard": {"count/jobs.batch": str((sessions + runs) * 4)}}},
     ]
+
+
+def apply_quotas(namespace: str, rigs: list[RigEntry]) -> list[dict]:
+    """Write the namespace's quotas for ``rigs`` (none left: the garbage collector has them)."""
+    written = quotas(namespace, rigs)
+    if rigs:
+        for quota in written:
+            ensure(quota)
+    remove({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"namespace": namespace, "name": QUOTA_LEGACY}})
+    return written
+
+
+@kopf.on.event(GROUP, VERSION, "rigs")  # not on.delete: that would put a finalizer on every Rig
+def shrink_quotas(*, event: Mapping, name: str, namespace: str, rigs_in_namespace: kopf.Index,
+                  mergequeues_by_rig: kopf.Index, **_: Any) -> None:
+    """A Rig gone: the quotas for the rigs left (while the operator is down, the garbage collector
+    drops the gone Rig's ownership, and the next reconcile resizes)."""
+    if event.get("type") == "DELETED":
+        apply_quotas(namespace, namespace_rigs(namespace, rigs_in_namespace, mergequeues_by_rig, gone=name))
+
+
+@kopf.on.create(GROUP, VERSION, "mergequeues", id="quota")
+@kopf.on.update(GROUP, VERSION, "mergequeues", id="quota", field="spec.parallelVerifications")
+def follow_parallel_verifications(*, namespace: str, spec: Mapping, rigs_in_namespace: kopf.Index,
+                                  mergequeues_by_rig: kopf.Index, **_: Any) -> None:
+    """A MergeQueue's parallel verifications size the namespace's gastown-runs quota."""
+    rigs = namespace_rigs(namespace, rigs_in_namespace, mergequeues_by_rig)
+    if any(r.name == spec.get("rig") for r in rigs):
+        apply_quotas(namespace, rigs)
 
 
 def _condition(type_: str, ok: bool, reason: str, message: str, *, generation: int | None) -> Condition:
@@ -99,7 +189,8 @@ def _condition(type_: str, ok: bool, reason: str, message: str, *, generation: i
 @kopf.on.resume(GROUP, VERSION, "rigs", id="reconcile")
 @kopf.on.update(GROUP, VERSION, "rigs", id="reconcile")
 def reconcile_rig(*, name: str, namespace: str, uid: str, spec: Mapping, body: kopf.Body,
-                  memo: kopf.Memo, retry: int, rigs_by_name: kopf.Index, **_: Any) -> None:
+                  memo: kopf.Memo, retry: int, rigs_in_namespace: kopf.Index, mergequeues_by_rig: kopf.Index,
+                  **_: Any) -> None:
     try:
         rig = parse_spec(RigSpec, spec)
     except Invalid:
@@ -117,7 +208,10 @@ def reconcile_rig(*, name: str, namespace: str, uid: str, spec: Mapping, body: k
         raise kopf.TemporaryError(message, delay=min(10 * 2 ** retry, 300)) from e
     reachable = [_condition("GitReachable", True, "Reachable", rig.git_url, generation=generation),
                  _condition("LedgerReady", True, "Ready", f"gastown/ledger at {head[:12]}", generation=generation)]
-    runtimes = runtimes_configmap(namespace, settings(memo).runtimes_configmap, config_file())
+    rigs = namespace_rigs(namespace, rigs_in_namespace, mergequeues_by_rig)
+    if not any(r.name == name for r in rigs):  # not indexed yet (its first event): it is there all the same
+        rigs.append(RigEntry(name, uid, rig.max_polecats))
+    runtimes = runtimes_configmap(namespace, settings(memo).runtimes_configmap, config_file(), rigs)
     for obj in [*rig_objects(namespace, name, uid, rig), *([runtimes] if runtimes else [])]:
         ensure(obj)
     for dog in CRON_DOGS:
@@ -126,19 +220,13 @@ def reconcile_rig(*, name: str, namespace: str, uid: str, spec: Mapping, body: k
             ensure(cronjob)
         else:
             remove(cronjob)
-    limits = [rig.max_polecats]
-    for (ns, other), specs in rigs_by_name.items():
-        if ns == namespace and other != name:
-            for s in specs:
-                limits.append(int(s.get("maxPolecats", 3)))
-    for quota in quotas(namespace, limits):
-        ensure(quota)
-    pods = quotas(namespace, limits)[0]["spec"]["hard"]["pods"]
+    sessions = apply_quotas(namespace, rigs)[0]["spec"]["hard"]["pods"]
     # the spec parsed: not Invalid, in the same write as Ready (admission may not have said so yet)
     valid = Condition(type="Invalid", status="False", reason="SpecValid", message="", observed_generation=generation)
     set_conditions(namespace, "rigs", name, valid, *reachable,
                    _condition("QuotaReady", True, "Applied",
-                              f"{QUOTA_PODS}: {pods} agent pods in {namespace} (all rigs)", generation=generation),
+                              f"{QUOTA_SESSIONS}: {sessions} session pods in {namespace} (all rigs)",
+                              generation=generation),
                    _condition("Ready", True, "Reconciled", "ledger, quota, policies and Dogs in place",
                               generation=generation),
                    status={"phase": "Ready", "ledgerHead": head, "observedGeneration": generation})

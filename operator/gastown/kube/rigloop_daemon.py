@@ -31,7 +31,7 @@ from kubernetes import client
 
 from .. import convoy as convoys
 from .. import escalation, notify, witness
-from ..api import API_VERSION, GROUP, VERSION, Condition, Invalid, PolecatSpec, RigSpec
+from ..api import API_VERSION, Condition, Invalid, PolecatSpec, RigSpec
 from ..api.validation import parse_spec
 from ..deacon import Heal
 from ..dogs import DogReport, Kennel
@@ -54,6 +54,7 @@ from ..settings import Settings
 from ..telemetry import metrics
 from .client import api_client, post_event, put_status, read_secret, set_conditions
 from .convoy_handlers import convoy_status
+from .daemon import rig_daemon
 from .memo import ledgers, rig_threads, settings
 from .mergequeue_handlers import active_queue, project_queues, queue_settings
 from .objects import create
@@ -373,7 +374,7 @@ class KubeRig:
         return f"operator rig {self.namespace}/{self.name} (uid {self.uid})"
 
 
-@kopf.daemon(GROUP, VERSION, "rigs", id="dispatch", cancellation_timeout=10)  # type: ignore[arg-type]  # kopf's kwargs
+@rig_daemon(id="dispatch", cancellation_timeout=10)  # kopf.daemon without the finalizer (kube/daemon.py)
 async def rig_loop(*, name: str, namespace: str, uid: str, spec: Mapping, stopped: kopf.DaemonStopped,
                    memo: kopf.Memo, polecats_by_rig: kopf.Index, sessions_by_polecat: kopf.Index,
                    convoys_by_rig: kopf.Index, rigs_by_name: kopf.Index, mergequeues_by_rig: kopf.Index,

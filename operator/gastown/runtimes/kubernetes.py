@@ -64,6 +64,14 @@ def agent_service_account(rig: str) -> str:
     return dns_name(f"gastown-agent-{rig}")
 
 
+def runtimes_copy_name(configmap: str) -> str:
+    """The copy of the operator's runtimes ConfigMap that the operator writes into each rig's
+    namespace (a pod mounts ConfigMaps of its own namespace only). Named after the release's own,
+    so two releases never write one copy, and apart from it, so that a Rig in the release's
+    namespace never overwrites the ConfigMap Helm owns."""
+    return f"{configmap}-agents"[:253]
+
+
 def home_claim_name(polecat: str) -> str:
     """The PersistentVolumeClaim of a polecat's HOME, after its Polecat resource's name. That is a
     DNS subdomain, so this one is too (dots and all: no two Polecats share a claim)."""
@@ -204,7 +212,7 @@ def session_job(req: JobRequest, runtime: Runtime | None = None) -> dict:
     volumes.insert(1, {"name": "home", "persistentVolumeClaim": {"claimName": req.home_claim}} if req.home_claim
                    else {"name": "home", "emptyDir": {}})
     if req.runtimes_configmap:
-        volumes.append({"name": "runtimes", "configMap": {"name": req.runtimes_configmap}})
+        volumes.append({"name": "runtimes", "configMap": {"name": runtimes_copy_name(req.runtimes_configmap)}})
     pod = {
         "serviceAccountName": agent_service_account(req.rig),
         "automountServiceAccountToken": True,  # the heartbeat Lease
@@ -233,8 +241,13 @@ def session_job(req: JobRequest, runtime: Runtime | None = None) -> dict:
     }
     annotations = {BEAD_LABEL: req.bead, RUNTIME_ANNOTATION: req.runtime.preset,
                    SESSION_COUNT_ANNOTATION: str(req.count)}
-    # room for the clone and `gt done`
-    return _job(req.name, req.namespace, labels(req), annotations, owner, deadline + 600, pod)
+    deadline += 600  # room for the clone and `gt done`
+    if not req.mayor_for:
+        # On the pod too: the namespace's session quota is scoped Terminating, which counts only
+        # pods whose own spec has a deadline. The Mayor's, verification and Dog pods have none:
+        # they count against the other quota (kube/rig_handlers.quotas).
+        pod["activeDeadlineSeconds"] = deadline
+    return _job(req.name, req.namespace, labels(req), annotations, owner, deadline, pod)
 
 
 def state_claim(req: JobRequest) -> dict | None:
