@@ -121,12 +121,10 @@ class Settings:
     @classmethod
     def _parse(cls, name: str, where: str, raw: object) -> object:
         if isinstance(getattr(cls, name, None), int):  # a count
-            try:
-                if isinstance(raw, bool) or float(raw) != int(raw):  # type: ignore[arg-type]
-                    raise ValueError
-                return int(raw)  # type: ignore[arg-type]
-            except (TypeError, ValueError):
-                raise SettingsError(f"{where} must be a whole number, not {raw!r}") from None
+            text = str(raw).strip()
+            if isinstance(raw, bool) or not text.lstrip("-").isdigit():
+                raise SettingsError(f"{where} must be a whole number, not {raw!r}")
+            return int(text)
         if not isinstance(getattr(cls, name, None), float):
             return str(raw)
         try:
