@@ -9,7 +9,15 @@ import pytest
 
 from gastown.ledger import LedgerError
 from gastown.settings import Settings, SettingsError
-from gastown.trouble import MERGE, REMOTE, Backoff, Trouble, Troubles, merge_problem, session_problem
+from gastown.trouble import (
+    MERGE,
+    REMOTE,
+    Backoff,
+    Trouble,
+    Troubles,
+    merge_problem,
+    session_problem,
+)
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
