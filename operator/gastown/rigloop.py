@@ -123,6 +123,7 @@ class RigLoop:
         self._walker: threading.Thread | None = None
         self.troubles = Troubles(rig, cadence.backoff)
         self._told: list[Trouble] | None = None  # what the driver was last told
+        self._retried: datetime | None = None  # the retry the last pass was run for
 
     def step(self, round: Round, now: datetime | None = None, fresh: bool = True) -> PassReport:
         """One rig pass: the one place where a driver's rig pass runs."""
@@ -171,7 +172,10 @@ class RigLoop:
             self.driver.claim(None)
         try:
             key = (tip, self.driver.wake_key(round))
-            if key != self._seen or time.monotonic() - self._last_pass > self.cadence.period:
+            retry = self.troubles.next_try(besides=(REMOTE, PASS))  # an operation of the pass due again
+            retry_due = retry is not None and retry <= now and retry != self._retried
+            if key != self._seen or time.monotonic() - self._last_pass > self.cadence.period or retry_due:
+                self._retried = retry
                 self._last_pass = time.monotonic()
                 report = self.step(round, fresh=False)
                 metrics.observe_pass(self.label, self.rig, report, time.monotonic() - self._last_pass)

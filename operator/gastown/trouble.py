@@ -114,6 +114,10 @@ class Troubles:
         trouble = self._open.get(key)
         return max((trouble.next_try - now).total_seconds(), 0.0) if trouble else 0.0
 
+    def next_try(self, besides: tuple[str, ...] = ()) -> datetime | None:
+        """When the first of the problems (but ``besides``) is due to be tried again."""
+        return min((t.next_try for t in self._open.values() if t.key not in besides), default=None)
+
     def to_escalate(self) -> list[Trouble]:
         """The problems that failed ``escalate_after`` times and have not been escalated."""
         return [t for t in self._open.values() if not t.escalated and t.attempts >= self.backoff.escalate_after]

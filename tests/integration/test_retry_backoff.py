@@ -18,8 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from gastown.ledger import BeadType
+
 from conftest import GT, wait_for
-from rigs import git, make_rig
+from rigs import Rig, git, make_rig, push_mr
+
+
+def condition(obj, type_):
+    return next((c for c in ((obj or {}).get("status") or {}).get("conditions", []) if c["type"] == type_), None)
 
 AGENT = str(Path(__file__).resolve().parent.parent / "agent_script.py")
 FAST = {"GT_RETRY_BASE_SECONDS": "0.5", "GT_RETRY_MAX_SECONDS": "4", "GT_ESCALATE_AFTER_ATTEMPTS": "4"}
@@ -170,3 +176,39 @@ def test_a_verification_that_cannot_start_waits_and_escalates_and_rejects_nothin
              what="the merge once the verifier can start")
     wait_for(lambda: not any("verification cannot start" in e["title"] for e in escalations(town)), timeout=20,
              what="the escalation to be closed when the problem clears")
+
+
+def test_on_a_cluster_a_refused_push_is_a_blocked_condition_an_event_and_one_escalation(
+        kubeapi, operator, tmp_path, monkeypatch):
+    from test_refinery_operator import play  # the test plays the kubelet for verification Jobs
+
+    for name, value in FAST.items():
+        monkeypatch.setenv(name, value)
+    make_rig(tmp_path, {"README.md": "# tiny\n", "mods/.keep": ""})
+    checkout = tmp_path / "checkout"
+    git("clone", "--quiet", str(tmp_path / "webapp.git"), str(checkout))  # main is checked out there
+    rig = Rig(checkout, tmp_path / "ledger-cache")
+    op = operator()
+    kubeapi.create({"apiVersion": "gastown.dev/v1alpha1", "kind": "Rig", "metadata": {"name": "webapp"},
+                    "spec": {"gitUrl": checkout.as_uri(),
+                             "verification": {"gates": {"test": [sys.executable, "-c", "pass"]}}}})
+    kubeapi.create({"apiVersion": "gastown.dev/v1alpha1", "kind": "MergeQueue", "metadata": {"name": "webapp"},
+                    "spec": {"rig": "webapp", "fillWindowSeconds": 0}})
+    wait_for(lambda: (kubeapi.get("rigs", "default", "webapp").get("status") or {}).get("phase") == "Ready",
+             what="the Rig to be Ready")
+    push_mr(rig, tmp_path, "m0", "fine\n")
+    played: dict[str, int] = {}
+
+    def blocked_condition():
+        play(kubeapi, tmp_path, played)
+        found = condition(kubeapi.get("rigs", "default", "webapp"), "Blocked")
+        return found if found and found["status"] == "True" and "escalated" in found["message"] else None
+
+    cond = wait_for(blocked_condition, timeout=90, what=f"a Blocked condition, escalated\n{op.output()}")
+    assert cond["reason"] == "Blocked" and "push refused" in cond["message"] and "checked out" in cond["message"]
+    events = [e for e in kubeapi.events("default", "webapp") if e["reason"] == "Blocked"]
+    assert len(events) == 1 and events[0]["type"] == "Warning"
+    with rig.ledger() as lg:
+        escalated = [b for b in lg.beads().values() if b.type == BeadType.ESCALATION and "push refused" in b.title]
+    assert len(escalated) == 1 and escalated[0].metadata["severity"] == "P1"
+    assert op.output().count("webapp: blocked: push refused") <= 8  # backed off, not once per tick

@@ -114,3 +114,11 @@ def test_the_settings_knobs():
                       ({"GT_RETRY_BASE_SECONDS": "10", "GT_RETRY_MAX_SECONDS": "5"}, "at least")]:
         with pytest.raises(SettingsError, match=said):
             Settings.from_env(env)
+
+
+def test_next_try_is_the_first_problem_due_but_those_left_out():
+    troubles = Troubles("webapp", Backoff(base=1, cap=60))
+    assert troubles.next_try() is None
+    troubles.failed(REMOTE, "cannot reach", at(0))
+    troubles.failed(MERGE, "push refused", at(5))
+    assert troubles.next_try() == at(1) and troubles.next_try(besides=(REMOTE,)) == at(6)
