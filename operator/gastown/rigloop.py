@@ -124,6 +124,7 @@ class RigLoop:
         self.troubles = Troubles(rig, cadence.backoff)
         self._told: list[Trouble] | None = None  # what the driver was last told
         self._retried: datetime | None = None  # the retry the last pass was run for
+        self._tried: Ledger | None = None  # the ledger whose remote was last asked
 
     def step(self, round: Round, now: datetime | None = None, fresh: bool = True) -> PassReport:
         """One rig pass: the one place where a driver's rig pass runs."""
@@ -156,6 +157,9 @@ class RigLoop:
             self._timers = Timers(round.config.dogs, self.clock(), only=round.config.dog_names)
         self._walk_dogs(round)
         now = self.clock()
+        if round.ledger is self._tried and not self.troubles.due(REMOTE, now):
+            return self._after(round, now)  # the remote waits its backoff (a ledger on a new URL is tried at once)
+        self._tried = round.ledger
         try:
             tip = round.ledger.refresh()
             drive = round.ledger.claims.drive(self.holder, self.cadence.lease)
@@ -196,7 +200,7 @@ class RigLoop:
         if troubles != self._told:
             self.driver.troubles(troubles)
             self._told = troubles
-        return max(self.cadence.poll, self.troubles.wait(REMOTE, now), self.troubles.wait(PASS, now))
+        return max(self.cadence.poll, self.troubles.wait(PASS, now))
 
     def _escalate(self, round: Round, now: datetime) -> None:
         for trouble in self.troubles.to_escalate():
