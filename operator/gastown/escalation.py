@@ -24,6 +24,7 @@ MAX_BUMPS = 2
 DEFAULT_BUMP_AFTER = timedelta(hours=4)
 Route = Literal["event", "condition", "webhook", "log"]
 ROUTES: tuple[Route, ...] = ("event", "condition", "webhook", "log")
+UNRECORDED = "unrecorded-esc"  # the ID of an escalation that could not be recorded (``unrecorded``)
 
 
 def higher(severity: str) -> str:
@@ -48,15 +49,28 @@ def raise_in(tx: Tx, severity: str, title: str, actor: str, *, reason: str = "",
         tx.require(related)
     esc_id = new_id(tx.prefix, f"esc\0{title}\0{related}\0{dedupe}\0{tx.now.isoformat()}", tx.reserved(),
                     len(tx.ids()))
+    esc = _bead(esc_id, severity, title, actor, reason=reason, related=related, source=source, dedupe=dedupe,
+                now=tx.now)
+    return tx.put(esc, f"escalation {severity}: {title[:80]}", actor)
+
+
+def _bead(esc_id: str, severity: str, title: str, actor: str, *, reason: str, related: str | None,
+          source: Mapping[str, str] | None, dedupe: str | None, now: datetime) -> Bead:
     meta: dict[str, Any] = {"severity": severity, "raised_by": actor, "source": dict(source or {}),
                             "bumps": 0, "delivered": []}
     if dedupe:
         meta["dedupe"] = dedupe
-    esc = Bead(id=esc_id, title=title[:500], type=BeadType.ESCALATION, description=reason,
-               priority=int(severity[1]), labels=["escalation", severity], metadata=meta,
-               dependencies=[Dependency(id=related, type=DepType.TRACKS)] if related else [],
-               created_by=actor, created_at=tx.now, updated_at=tx.now)
-    return tx.put(esc, f"escalation {severity}: {title[:80]}", actor)
+    return Bead(id=esc_id, title=title[:500], type=BeadType.ESCALATION, description=reason,
+                priority=int(severity[1]), labels=["escalation", severity], metadata=meta,
+                dependencies=[Dependency(id=related, type=DepType.TRACKS)] if related else [],
+                created_by=actor, created_at=now, updated_at=now)
+
+
+def unrecorded(raised: Raise, now: datetime) -> Bead:
+    """An escalation that cannot be written to the ledger (its remote is what is out of reach),
+    to send along its routes all the same."""
+    return _bead(UNRECORDED, raised.severity, raised.title, raised.actor, reason=raised.reason, related=None,
+                 source=raised.source, dedupe=raised.dedupe, now=now)
 
 
 def _escalation(tx: Tx, esc_id: str) -> Bead:

@@ -13,6 +13,11 @@ Before anything else each tick, the loop holds the ledger's driver claim (ledger
 driver per ledger, whatever town or operator it is. While another holds a live claim, the loop
 does nothing but tell its driver (``Driver.claim``) and ask again; a clean stop releases it.
 
+What keeps failing (the remote, a merge push, a worktree, a verification: trouble.py) is tried
+again with backoff, not every tick; the driver is told the rig's problems when they change
+(``Driver.troubles``: `gt status` locally, a condition and an Event on a cluster), and a problem
+that lasts ``Backoff.escalate_after`` attempts is escalated once, and closed when it clears.
+
 A driver provides ``Driver`` (the round, what wakes it, what to do after a pass) and, in each
 round, a ``DriverPort``: the rig pass's ``Port`` plus the Deacon's and the Dogs' parts.
 """
@@ -27,13 +32,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from . import escalation
 from .deacon import Deacon, Heal
 from .dogs import Timers
 from .ledger import Ledger, LedgerError
-from .rigpass import PassConfig, PassReport, Port, RigPass
+from .rigpass import PassConfig, PassReport, Port, RigPass, deliver
 from .scheduler import SharedBackoffs
 from .settings import Settings
 from .telemetry import metrics
+from .trouble import PASS, REMOTE, Backoff, Trouble, Troubles
 
 log = logging.getLogger("gastown.rig")
 
@@ -72,8 +79,8 @@ class Driver(Protocol):
     def passed(self, round: Round, report: PassReport) -> bool:
         """After a pass (project it); True when the next tick should pass again regardless."""
 
-    def git(self, error: str | None) -> None:
-        """The rig's git remote failed (``error``) or answers (None), after each tick."""
+    def troubles(self, troubles: Sequence[Trouble]) -> None:
+        """What keeps the rig from working now (empty: nothing), each time that changes."""
 
     def claim(self, holder: str | None) -> None:
         """Another driver holds the rig's ledger (``holder``: who, and how fresh its claim is), or
@@ -88,14 +95,14 @@ class Cadence:
     period: float  # a pass at least this often
     deacon_seconds: float = Settings.deacon_seconds
     orphan_grace: timedelta = timedelta(seconds=Settings.orphan_grace_seconds)
-    error_pause: float = 0.0  # more seconds to wait after a git error
     lease: float = Settings.lease_seconds  # the driver claim's lease
+    backoff: Backoff = Backoff()  # what fails is tried again this way (trouble.py)
 
     @classmethod
-    def of(cls, settings: Settings, *, poll: float, period: float, error_pause: float = 0.0) -> Cadence:
+    def of(cls, settings: Settings, *, poll: float, period: float) -> Cadence:
         return cls(poll=poll, period=period, deacon_seconds=settings.deacon_seconds,
-                   orphan_grace=timedelta(seconds=settings.orphan_grace_seconds), error_pause=error_pause,
-                   lease=settings.lease_seconds)
+                   orphan_grace=timedelta(seconds=settings.orphan_grace_seconds), lease=settings.lease_seconds,
+                   backoff=settings.backoff())
 
 
 class RigLoop:
@@ -114,11 +121,15 @@ class RigLoop:
         self._config: PassConfig | None = None
         self._timers: Timers | None = None
         self._walker: threading.Thread | None = None
+        self.troubles = Troubles(rig, cadence.backoff)
+        self._told: list[Trouble] | None = None  # what the driver was last told
+        self._retried: datetime | None = None  # the retry the last pass was run for
+        self._tried: Ledger | None = None  # the ledger whose remote was last asked
 
     def step(self, round: Round, now: datetime | None = None, fresh: bool = True) -> PassReport:
         """One rig pass: the one place where a driver's rig pass runs."""
         return RigPass(rig=self.rig, ledger=round.ledger, port=round.port, config=round.config, actor=self.actor,
-                       peers=self.peers, backoffs=self.backoffs).run(now, fresh)
+                       peers=self.peers, backoffs=self.backoffs, troubles=self.troubles).run(now, fresh)
 
     def run(self, stopped: Callable[[], bool], wait: Callable[[float], object]) -> None:
         try:
@@ -145,19 +156,30 @@ class RigLoop:
             self._config, self._seen = round.config, None
             self._timers = Timers(round.config.dogs, self.clock(), only=round.config.dog_names)
         self._walk_dogs(round)
+        now = self.clock()
+        if round.ledger is self._tried and not self.troubles.due(REMOTE, now):
+            return self._after(round, now)  # the remote waits its backoff (a ledger on a new URL is tried at once)
+        self._tried = round.ledger
         try:
             tip = round.ledger.refresh()
             drive = round.ledger.claims.drive(self.holder, self.cadence.lease)
-            if not drive.ok:
-                self._held = None
-                self.driver.claim(drive.claim.describe(self.clock()) if drive.claim else "another driver")
-                self.driver.git(None)
-                return max(self.cadence.poll, self.cadence.lease / 6)
-            if self._held is not round.ledger:
-                self._held = round.ledger
-                self.driver.claim(None)
+        except LedgerError as e:
+            self.troubles.failed(REMOTE, f"{e}; check the URL (it moved?) and the credentials", now)
+            return self._after(round, now)
+        self.troubles.cleared(REMOTE)
+        if not drive.ok:
+            self._held = None
+            self.driver.claim(drive.claim.describe(self.clock()) if drive.claim else "another driver")
+            return max(self._after(round, now), self.cadence.lease / 6)
+        if self._held is not round.ledger:
+            self._held = round.ledger
+            self.driver.claim(None)
+        try:
             key = (tip, self.driver.wake_key(round))
-            if key != self._seen or time.monotonic() - self._last_pass > self.cadence.period:
+            retry = self.troubles.next_try(besides=(REMOTE, PASS))  # an operation of the pass due again
+            retry_due = retry is not None and retry <= now and retry != self._retried
+            if key != self._seen or time.monotonic() - self._last_pass > self.cadence.period or retry_due:
+                self._retried = retry
                 self._last_pass = time.monotonic()
                 report = self.step(round, fresh=False)
                 metrics.observe_pass(self.label, self.rig, report, time.monotonic() - self._last_pass)
@@ -166,12 +188,45 @@ class RigLoop:
             if time.monotonic() - self._last_patrol > self.cadence.deacon_seconds:
                 self._last_patrol = time.monotonic()
                 self._patrol(round)
-            self.driver.git(None)
+            self.troubles.cleared(PASS)
         except LedgerError as e:
-            log.warning("rig %s: %s", self.rig, e)
-            self.driver.git(str(e))
-            return self.cadence.poll + self.cadence.error_pause
-        return self.cadence.poll
+            self.troubles.failed(PASS, f"the rig pass failed: {e}", now)
+        return self._after(round, now)
+
+    def _after(self, round: Round, now: datetime) -> float:
+        """Escalate what lasted, close what cleared, tell the driver; the seconds to wait."""
+        self._escalate(round, now)
+        troubles = self.troubles.current()
+        if troubles != self._told:
+            self.driver.troubles(troubles)
+            self._told = troubles
+        return max(self.cadence.poll, self.troubles.wait(PASS, now))
+
+    def _escalate(self, round: Round, now: datetime) -> None:
+        for trouble in self.troubles.to_escalate():
+            raised = escalation.Raise("P1", f"rig {self.rig} blocked: {trouble.problem}", self.actor,
+                                      reason=f"{trouble.attempts} attempts since {trouble.since.isoformat()} failed: "
+                                             f"{trouble.problem}", source={"rig": self.rig},
+                                      dedupe=f"blocked:{self.rig}:{trouble.key}")
+            try:
+                esc = round.ledger.apply(raised)
+            except LedgerError:  # the ledger is out of reach (its remote is the problem): along the routes now
+                esc = escalation.unrecorded(raised, now)
+                for route in round.config.routes.pending(esc):
+                    try:
+                        deliver(round.port, esc, route)
+                    except Exception as e:  # noqa: BLE001 (a route that fails must not stop the rig)
+                        log.warning("rig %s: escalation via %s: %s", self.rig, route, e)
+            recorded = esc.id != escalation.UNRECORDED
+            log.warning("rig %s: escalated %s (P1): %s", self.rig,
+                        esc.id if recorded else "(not recorded: the ledger is out of reach)", trouble.problem)
+            self.troubles.escalated(trouble.key, esc.id if recorded else "")
+        for trouble in self.troubles.take_cleared():
+            if trouble.escalation:
+                try:
+                    round.ledger.apply(escalation.Close(trouble.escalation, self.actor, reason="cleared: it works again"))
+                except LedgerError as e:
+                    log.warning("rig %s: could not close %s: %s", self.rig, trouble.escalation, e)
 
     def _patrol(self, round: Round) -> None:
         heals = Deacon(round.ledger, self.actor, self.cadence.orphan_grace).patrol(

@@ -34,6 +34,7 @@ from .refinery import (
     VerifyPort,
 )
 from .refinery.queue import is_direct
+from .trouble import MERGE, SESSION, Troubles, merge_problem, session_problem
 
 log = logging.getLogger("gastown.rig")
 
@@ -125,13 +126,14 @@ class PassReport:
 class RigPass:
     def __init__(self, *, rig: str, ledger: Ledger, port: Port, config: PassConfig, actor: str,
                  peers: Callable[[str], Ledger | None] | None = None,
-                 backoffs: scheduler.SharedBackoffs | None = None):
+                 backoffs: scheduler.SharedBackoffs | None = None, troubles: Troubles | None = None):
         self.rig, self.ledger, self.port, self.actor = rig, ledger, port, actor
         self.key, self.backoffs = config.key, backoffs  # the rig's API key's identity, and the town's backoffs on keys
         self.limit, self.runtime, self.routes = config.limit, config.runtime, config.routes
         self.thresholds, self.queue = config.thresholds, config.queue
         self.peers = peers or (lambda rig: None)  # the other rigs' ledgers, for the parts of this rig's convoys
         self.branches = Branches(ledger.store)
+        self.troubles = troubles or Troubles(rig)  # what keeps failing waits its backoff (the rig loop's)
 
     def run(self, now: datetime | None = None, fresh: bool = True) -> PassReport:
         """One pass. ``fresh=False`` when the caller has just refreshed the ledger itself."""
@@ -146,8 +148,8 @@ class RigPass:
         if report.healed:
             beads = self.ledger.snapshot(refresh=False).beads()
         report.mayors = self._mayors(beads)
-        report.merged, report.conflicts = self._merge_direct(beads)
-        report.refinery = Refinery(self.ledger, self.port, self.queue, self.actor).step(beads, now)
+        report.merged, report.conflicts = self._merge_direct(beads, now)
+        report.refinery = Refinery(self.ledger, self.port, self.queue, self.actor, self.troubles).step(beads, now)
         if report.merged or report.conflicts or report.refinery.acted:
             beads = self.ledger.snapshot(refresh=False).beads()
         upkeep = [op for c in convoys.open_convoys(beads)
@@ -179,12 +181,15 @@ class RigPass:
         # while dispatch is held (a pause, a rate-limit backoff of the rig or of its key), hooked
         # work waits too: nothing new starts (a new session would only hit the limit again), what
         # runs finishes
-        for polecat, bead in [] if decision.held else sessions_to_start(beads, names - retired, self.port.busy(),
-                                                                           self.limit):
+        starts = [] if decision.held else sessions_to_start(beads, names - retired, self.port.busy(), self.limit)
+        for polecat, bead in starts if self.troubles.due(SESSION, now) else []:
             if polecat not in known:  # hooked by hand (`gt sling`) to a polecat the driver has not met
                 self.port.add_polecat(polecat)
-            self.port.start_session(polecat, bead, beads)
-            report.started += 1
+            with self.troubles.trying(SESSION, now, session_problem(polecat, bead, self.queue.target), (Exception,)):
+                self.port.start_session(polecat, bead, beads)
+                report.started += 1
+            if not self.troubles.due(SESSION, now):
+                break  # the others would fail alike: they wait the backoff too
         report.beads = beads
         return report
 
@@ -238,7 +243,7 @@ class RigPass:
         for esc in escalation.open_escalations(beads.values()):
             for route in self.routes.pending(esc):
                 try:
-                    sent = self._deliver(esc, route)
+                    sent = deliver(self.port, esc, route)
                 except Exception as e:  # noqa: BLE001 (a failed delivery is retried next pass)
                     log.warning("rig %s: escalation %s via %s: %s", self.rig, esc.id, route, e)
                     continue
@@ -247,16 +252,6 @@ class RigPass:
         if delivered:
             self._apply_all(delivered)
         return len(bumps) + len(delivered)
-
-    def _deliver(self, esc: Bead, route: str) -> bool:
-        if route != "webhook":
-            return self.port.deliver(esc, route)
-        url = self.port.webhook_url()
-        if not url:
-            return False
-        body = escalation.message(esc)
-        notify.webhook(url, body["text"], body["fields"])
-        return True
 
     def _mayors(self, beads: Mapping[str, Bead]) -> int:
         asked = 0
@@ -267,17 +262,23 @@ class RigPass:
                 asked += 1
         return asked
 
-    def _merge_direct(self, beads: Mapping[str, Bead]) -> tuple[int, int]:
+    def _merge_direct(self, beads: Mapping[str, Bead], now: datetime) -> tuple[int, int]:
         merged = conflicts = 0
         open_mrs = sorted((b for b in beads.values() if b.type == BeadType.MERGE_REQUEST and b.status == Status.OPEN),
                           key=lambda b: (b.priority, b.created_at))
         for mr in open_mrs:
             if not is_direct(mr, beads):
                 continue  # the Refinery's
+            if not self.troubles.due(MERGE, now):
+                break
             source = beads[mr.metadata["source"]]
-            result = self.branches.merge_into(mr.metadata["branch"], mr.metadata["target"],
-                                              f"Merge {mr.metadata['branch']} ({source.id}: {source.title})",
-                                              Signature.of(self.actor))
+            result = None
+            with self.troubles.trying(MERGE, now, merge_problem(mr.metadata["target"]), (LedgerError,)):
+                result = self.branches.merge_into(mr.metadata["branch"], mr.metadata["target"],
+                                                  f"Merge {mr.metadata['branch']} ({source.id}: {source.title})",
+                                                  Signature.of(self.actor))
+            if result is None:
+                break
             if result.commit is not None:  # clean
                 self.ledger.apply(RecordMerge(mr.id, result.commit, self.actor))
                 merged += 1
@@ -285,3 +286,15 @@ class RigPass:
                 self.ledger.apply(RecordConflict(mr.id, tuple(result.conflicts), self.actor))
                 conflicts += 1
         return merged, conflicts
+
+
+def deliver(port: Port, esc: Bead, route: str) -> bool:
+    """Send an escalation along ``route``: the webhook from here, the others through the port."""
+    if route != "webhook":
+        return port.deliver(esc, route)
+    url = port.webhook_url()
+    if not url:
+        return False
+    body = escalation.message(esc)
+    notify.webhook(url, body["text"], body["fields"])
+    return True

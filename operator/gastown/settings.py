@@ -14,6 +14,12 @@ the start with a message that names the variable.
     GT_LEASE_SECONDS          120                              both drivers: the lease of a driver's claim on a rig's
                                                                ledger; a crashed driver's claim is taken over this
                                                                long after its last renewal (by itself: at once)
+    GT_RETRY_BASE_SECONDS     1.2                              both drivers: the first wait before an operation
+                                                               that failed (the remote, a merge push, a worktree,
+                                                               a verification) is tried again; it doubles
+    GT_RETRY_MAX_SECONDS      300                              ... up to this
+    GT_ESCALATE_AFTER_ATTEMPTS 5                               failed attempts of one problem before it is
+                                                               escalated (once, P1; closed when it clears)
     GT_CACHE_DIR              $XDG_CACHE_HOME/gastown,         the cache root; ledger caches are under ledgers/
                               else ~/.cache/gastown
     GT_AGENT_IMAGE            gastown/agent:<version>          operator: the image of session, verification and
@@ -42,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
+from .trouble import Backoff
 
 
 class SettingsError(ValueError):
@@ -64,6 +71,9 @@ class Settings:
     orphan_grace_seconds: float = 120.0
     git_timeout: float = 120.0
     lease_seconds: float = 120.0
+    retry_base_seconds: float = 1.2
+    retry_max_seconds: float = 300.0
+    escalate_after_attempts: int = 5
     cache_dir: Path = field(default_factory=cache_root)
     agent_image: str = f"gastown/agent:{__version__}"
     runtimes_configmap: str | None = None
@@ -73,12 +83,21 @@ class Settings:
     _ENV = {"patrol_seconds": "GT_PATROL_SECONDS", "deacon_seconds": "GT_DEACON_SECONDS",
             "orphan_grace_seconds": "GT_ORPHAN_GRACE_SECONDS", "git_timeout": "GT_GIT_TIMEOUT",
             "lease_seconds": "GT_LEASE_SECONDS",
+            "retry_base_seconds": "GT_RETRY_BASE_SECONDS", "retry_max_seconds": "GT_RETRY_MAX_SECONDS",
+            "escalate_after_attempts": "GT_ESCALATE_AFTER_ATTEMPTS",
             "agent_image": "GT_AGENT_IMAGE", "runtimes_configmap": "GT_RUNTIMES_CONFIGMAP",
             "pod_name": "POD_NAME", "pod_namespace": "POD_NAMESPACE"}
 
     def __post_init__(self) -> None:
-        for name in ("patrol_seconds", "deacon_seconds", "git_timeout", "lease_seconds"):
+        for name in ("patrol_seconds", "deacon_seconds", "git_timeout", "lease_seconds", "retry_base_seconds",
+                     "retry_max_seconds"):
             _positive(self._ENV[name], getattr(self, name))
+        if self.retry_max_seconds < self.retry_base_seconds:
+            raise SettingsError(f"GT_RETRY_MAX_SECONDS ({self.retry_max_seconds}) must be at least "
+                                f"GT_RETRY_BASE_SECONDS ({self.retry_base_seconds})")
+        if self.escalate_after_attempts < 1:
+            raise SettingsError(f"GT_ESCALATE_AFTER_ATTEMPTS must be 1 or more attempts, not "
+                                f"{self.escalate_after_attempts}")
         if not math.isfinite(self.orphan_grace_seconds) or self.orphan_grace_seconds < 0:
             raise SettingsError(f"GT_ORPHAN_GRACE_SECONDS must be 0 or more seconds, not {self.orphan_grace_seconds}")
         if not self.agent_image.strip():
@@ -104,6 +123,11 @@ class Settings:
 
     @classmethod
     def _parse(cls, name: str, where: str, raw: object) -> object:
+        if isinstance(getattr(cls, name, None), int):  # a count
+            text = str(raw).strip()
+            if isinstance(raw, bool) or not text.lstrip("-").isdigit():
+                raise SettingsError(f"{where} must be a whole number, not {raw!r}")
+            return int(text)
         if not isinstance(getattr(cls, name, None), float):
             return str(raw)
         try:
@@ -112,6 +136,10 @@ class Settings:
             return float(raw)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise SettingsError(f"{where} must be a number of seconds, not {raw!r}") from None
+
+    def backoff(self) -> Backoff:
+        """How a rig loop tries again what fails (trouble.py)."""
+        return Backoff(self.retry_base_seconds, self.retry_max_seconds, self.escalate_after_attempts)
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -18,12 +18,14 @@ from ..ledger import Ledger, LedgerError, default_actor
 from ..local import daemon
 from ..local.apply import apply as apply_document
 from ..local.apply import check, documents
-from ..local.driver import town_holder
+from ..local.driver import read_troubles, town_holder
 from ..local.rigcheck import check_claim, check_rig
 from ..local.town import Town, TownError, git_url
 from ..refinery import queue as mq
+from ..runtimes.local import LocalBackend
 from ..scheduler import in_flight
 from ..spend import describe
+from ..trouble import MERGE, VERIFY
 from .common import emit, fail, json_option, load_settings, town_option
 
 GATES = ("setup", "lint", "typecheck", "build", "test")
@@ -85,9 +87,13 @@ def status(town: Path | None, as_json: bool) -> None:
         fail(e)
     pid = daemon.running(t)
     out: dict = {"town": str(t.root), "daemon": {"pid": pid, "log": str(daemon.log_file(t))}, "rigs": []}
+    now = datetime.now(UTC)
+    running = [s.request.rig for s in LocalBackend(t.root).sessions() if s.running()]
     for name, config in sorted(rigs.items()):
+        troubles = read_troubles(t.root, name) if pid else []  # what the daemon says keeps the rig from working
         row: dict = {"name": name, "remote": config.remote, "runtime": config.runtime.preset,
-                     "maxPolecats": config.max_polecats}
+                     "maxPolecats": config.max_polecats, "working": running.count(name),
+                     "blocked": [{**tr.to_dict(), "line": tr.line(now)} for tr in troubles]}
         try:
             with Ledger(config.remote, cache_dir=t.ledger_cache(name)) as ledger:
                 beads = ledger.beads()
@@ -119,14 +125,21 @@ def status(town: Path | None, as_json: bool) -> None:
         click.echo("no rigs yet: gt rig add NAME URL")
     for r in out["rigs"]:
         click.echo(f"rig {r['name']}  {r['remote']}  runtime {r['runtime']}")
+        for blocked in r["blocked"]:
+            click.echo(f"  {blocked['line']}")
         if "error" in r:
-            click.echo(f"  error: {r['error']}")
+            if not r["blocked"]:
+                click.echo(f"  error: {r['error']}")
             continue
         if "drivenBy" in r:
             click.echo(f"  not driven by this town: its ledger is driven by {r['drivenBy']}")
         q = r["mergeQueue"]
-        click.echo(f"  polecats: {r['inFlight']} of {r['maxPolecats']} working;  merge queue: {q['waiting']} waiting"
-                   + (f", batch {q['batch']} verifying" if q["batch"] else "")
+        waiting = r["inFlight"] - r["working"]
+        queue_blocked = any(b["key"] in (MERGE, VERIFY) for b in r["blocked"])
+        click.echo(f"  polecats: {r['working']} of {r['maxPolecats']} working"
+                   + (f", {waiting} waiting to start" if waiting > 0 else "")
+                   + f";  merge queue: {q['waiting']} waiting"
+                   + (f", batch {q['batch']} {'blocked' if queue_blocked else 'verifying'}" if q["batch"] else "")
                    + f"; merged {q['merged']}, rejected {q['rejected']}")
         for c in r["convoys"]:
             spent = f", spent {describe(c['spend'])}" if c["spend"] else ""

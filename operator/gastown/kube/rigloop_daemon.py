@@ -52,6 +52,7 @@ from ..runtimes.kubernetes import (
 )
 from ..settings import Settings
 from ..telemetry import metrics
+from ..trouble import REMOTE, Trouble
 from .client import api_client, post_event, put_status, read_secret, set_conditions
 from .convoy_handlers import convoy_status
 from .daemon import rig_daemon
@@ -297,6 +298,7 @@ class KubeRig:
         self.projected: dict[str, Any] = {}
         self.git_error: str | None = None
         self.holder: str | None = ""  # who holds the ledger, as last said ("": not said yet)
+        self.blocked: dict[str, str] = {}  # the rig's problems besides its remote, by key
         self.peer_rigs: set[str] = set()  # the other rigs of this rig's open convoys
         self.asked = Asked()
         self.restored = False  # the rig's Polecats checked against its ledger (once per loop)
@@ -362,8 +364,10 @@ class KubeRig:
         filling = report.refinery is not None and report.refinery.phase == "Filling"
         return report.acted or filling
 
-    def git(self, error: str | None) -> None:
-        self.git_error = report_git(self.namespace, self.name, error, self.git_error)
+    def troubles(self, troubles: Sequence[Trouble]) -> None:
+        remote = next((t.problem for t in troubles if t.key == REMOTE), None)
+        self.git_error = report_git(self.namespace, self.name, remote, self.git_error)
+        self.blocked = report_blocked(self.namespace, self.name, troubles, self.blocked)
 
     def claim(self, holder: str | None) -> None:
         self.holder = report_claim(self.namespace, self.name, holder, self.holder)
@@ -421,6 +425,20 @@ def report_claim(namespace: str, rig: str, holder: str | None, last: str | None)
         post_event(namespace, "Rig", rig, "LedgerClaimed", message=f"the ledger is driven by {holder}",
                    type_="Warning")
     return holder
+
+
+def report_blocked(namespace: str, rig: str, troubles: Sequence[Trouble], last: dict[str, str]) -> dict[str, str]:
+    """The Blocked condition names what keeps the rig from working (an Event when a problem starts)."""
+    now = {t.key: t.problem + (f" (escalated {t.escalation})" if t.escalation else "") for t in troubles
+           if t.key != REMOTE}
+    if now == last:
+        return last
+    for key in now.keys() - last.keys():
+        post_event(namespace, "Rig", rig, "Blocked", message=now[key], type_="Warning")
+    set_conditions(namespace, "rigs", rig, Condition(
+        type="Blocked", status="True" if now else "False", reason="Blocked" if now else "Working",
+        message="; ".join(now.values())[:4000] if now else "nothing keeps the rig from working"))
+    return now
 
 
 def project(namespace: str, rig: str, *, prefix: str, tip: str | None, beads: Mapping[str, Bead],

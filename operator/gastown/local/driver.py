@@ -36,6 +36,7 @@ from ..runtimes import ConfigError, resolve
 from ..runtimes.local import LocalBackend, LocalSession, SessionRequest
 from ..scheduler import SharedBackoffs
 from ..settings import Settings
+from ..trouble import Trouble
 
 log = logging.getLogger("gastown.local")
 LOCAL = "local"  # the namespace label of a town's metrics
@@ -266,8 +267,9 @@ class RigDriver:
     def passed(self, round: Round, report: PassReport) -> bool:
         return False
 
-    def git(self, error: str | None) -> None:
-        pass  # said by the loop's log line
+    def troubles(self, troubles: Sequence[Trouble]) -> None:
+        """Kept in the rig's directory of the town, for `gt status` (the log says each too)."""
+        write_troubles(self.backend.town, self.config.name, troubles)
 
     def claim(self, holder: str | None) -> None:
         if holder != self._claim:
@@ -282,7 +284,7 @@ class RigDriver:
              clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> RigLoop:
         return RigLoop(rig=self.config.name, label=LOCAL, driver=self, actor=DAEMON_ACTOR,
                        holder=town_holder(self.backend.town, self.config.name),
-                       cadence=Cadence.of(self.settings, poll=poll, period=idle_step, error_pause=1.0),
+                       cadence=Cadence.of(self.settings, poll=poll, period=idle_step),
                        peers=self.peers, backoffs=self.backoffs, clock=clock)
 
     def step(self, now: datetime | None = None, fresh: bool = True) -> PassReport:
@@ -293,6 +295,29 @@ class RigDriver:
             clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         """Drive the rig until ``stop`` is set."""
         self.loop(poll, idle_step, clock).run(stop.is_set, stop.wait)
+
+
+def trouble_file(town: Path, rig: str) -> Path:
+    return town / "rigs" / rig / "trouble.json"
+
+
+def write_troubles(town: Path, rig: str, troubles: Sequence[Trouble]) -> None:
+    path = trouble_file(town, rig)
+    if not troubles:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps([t.to_dict() for t in troubles], indent=2) + "\n")
+    tmp.replace(path)
+
+
+def read_troubles(town: Path, rig: str) -> list[Trouble]:
+    """What the town's daemon last said keeps the rig from working (nothing when it did not say)."""
+    try:
+        return [Trouble.from_dict(t) for t in json.loads(trouble_file(town, rig).read_text())]
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return []
 
 
 # The rig loop's Protocols, checked by mypy in `make lint`: a port that drifts fails there.

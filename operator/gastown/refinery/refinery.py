@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
-from ..ledger import Bead, Ledger
+from ..ledger import Bead, Ledger, LedgerError
 from ..ledger.gitstore import Signature
 from ..ledger.merge import Branches
+from ..trouble import MERGE, TARGET, VERIFY, Troubles, merge_problem
 from . import queue as q
 from .bisect import Run
 from .records import (
@@ -67,12 +68,16 @@ class RefineryReport:
 
 
 class Refinery:
-    def __init__(self, ledger: Ledger, port: VerifyPort, settings: q.QueueSettings, actor: str = "refinery"):
+    def __init__(self, ledger: Ledger, port: VerifyPort, settings: q.QueueSettings, actor: str = "refinery",
+                 troubles: Troubles | None = None):
         self.ledger, self.port, self.settings, self.actor = ledger, port, settings, actor
         self.branches = Branches(ledger.store)
+        self.troubles = troubles or Troubles(actor)  # a push or a verifier that keeps failing waits its backoff
+        self.now = datetime.now(UTC)  # the step's
 
     def step(self, beads: Mapping[str, Bead], now: datetime) -> RefineryReport:
         report = RefineryReport()
+        self.now = now
         for _ in range(8):  # settling a round may make the next one startable at once
             batch = q.active_batch(beads, self.settings.target)
             if batch is None:
@@ -105,11 +110,15 @@ class Refinery:
         batch = q.due(q.queued(beads, target), self.settings, now)
         if not batch:
             return 0
+        if not self.troubles.due(TARGET, now):
+            return 0
         tips = self.branches.fetch(target, *sorted({b.metadata["branch"] for b in batch}))
         base = tips[target]
         if base is None:
-            log.warning("refinery: target branch %s does not exist", target)
+            self.troubles.failed(TARGET, f"the target branch {target} is not on the remote: push it, or change "
+                                         f"the rig's branch", now)
             return 0
+        self.troubles.cleared(TARGET)
         if q.red_target_waits(beads, target, base, batch):
             return 0
         stacked, tip = [], base
@@ -151,6 +160,9 @@ class Refinery:
             if settled is not None:
                 self._report_rejections(settled, before, report)
             return True
+        now = self.now
+        if not self.troubles.due(VERIFY, now):
+            return False
         known = self.port.verifications(batch.id)
         for run in missing:
             ident = Verification(batch.id, run, attempt_of(batch)).ident
@@ -159,8 +171,11 @@ class Refinery:
                     self.ledger.apply(RecordRun(batch.id, run, "fail", "", "verification", str(known[ident]),
                                                 self.actor, attempt=attempt_of(batch)))
                 continue
-            self._start(batch, run)
-            report.started += 1
+            with self.troubles.trying(VERIFY, now, lambda e: f"verification cannot start: {e}", (Exception,)):
+                self._start(batch, run)
+                report.started += 1
+            if not self.troubles.due(VERIFY, now):
+                break
         return False
 
     def _start(self, batch: Bead, run: Run) -> None:
@@ -216,8 +231,14 @@ class Refinery:
             self._drop_refs(batch)
             self.ledger.apply(RebaseBatch(batch.id, current, self.settings.retry_flaky, self.actor))
             return True
-        if not self.branches.push(tip, target, base):
-            return False  # moved just now: the next step rebuilds
+        now = self.now
+        if not self.troubles.due(MERGE, now):
+            return False
+        pushed = None
+        with self.troubles.trying(MERGE, now, merge_problem(target), (LedgerError,)):
+            pushed = self.branches.push(tip, target, base)
+        if not pushed:
+            return False  # moved just now (the next step rebuilds), or refused (tried again after a backoff)
         self._finish(batch, tip, report)
         return True
 
