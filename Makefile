@@ -78,6 +78,7 @@ bench: $(STAMP) ## Benchmarks: print figures (never part of `make test`)
 	$(BIN)/python bench/refinery_bench.py
 	$(BIN)/python bench/dogs_bench.py
 	$(BIN)/python bench/witness_bench.py
+	$(BIN)/python bench/cli_bench.py
 
 demo: $(STAMP) ## A town on this machine builds a small library with scripted agents (DEMO_RUNTIME=claude: real ones)
 	$(BIN)/python -m gastown.demo

@@ -31,9 +31,11 @@ COMMANDS = {
 
 
 def _check_prefix(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return value
     from ..ledger.model import PREFIX_PATTERN
 
-    if value is not None and not re.fullmatch(PREFIX_PATTERN, value):
+    if not re.fullmatch(PREFIX_PATTERN, value):
         fail(f"malformed prefix {value!r}: use 2 to 10 lowercase letters, like gt")
     return value
 
