@@ -60,7 +60,7 @@ def cli(ctx: click.Context) -> None:
     ctx.meta[SETTINGS] = found = load_settings()
     # this runs before the subcommand reads its arguments: a lazy group (gt bead) applies the git
     # timeout itself when it runs, so that `gt bead --help` loads no git
-    if not isinstance(ctx.command.get_command(ctx, ctx.invoked_subcommand or ""), LazyGroup):
+    if not isinstance(cli.get_command(ctx, ctx.invoked_subcommand or ""), LazyGroup):
         use_git_timeout(found)
 
 
