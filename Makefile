@@ -80,6 +80,7 @@ bench: $(STAMP) ## Benchmarks: print figures (never part of `make test`)
 	$(BIN)/python bench/witness_bench.py
 	$(BIN)/python bench/failover_bench.py
 	$(BIN)/python bench/operator_bench.py
+	$(BIN)/python bench/cli_bench.py
 
 demo: $(STAMP) ## A town on this machine builds a small library with scripted agents (DEMO_RUNTIME=claude: real ones)
 	$(BIN)/python -m gastown.demo

@@ -7,13 +7,14 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from ..ledger import Ledger, LedgerError
-from ..ledger.gitstore import set_git_timeout
 from ..settings import Settings, SettingsError
+
+if TYPE_CHECKING:  # the ledger (and GitPython) is imported by the commands that open one
+    from ..ledger import Ledger
 
 SETTINGS = "gastown.settings"  # where the process's Settings live in click's context
 
@@ -22,18 +23,26 @@ def load_settings(config: Mapping[str, object] | None = None) -> Settings:
     """The settings of this `gt` process, from its environment (and a town's ``config``); a bad
     value is a usage error."""
     try:
-        settings = Settings.from_env(config=config)
+        return Settings.from_env(config=config)
     except SettingsError as e:
         raise click.UsageError(str(e)) from None
-    set_git_timeout(settings.git_timeout)
-    return settings
+
+
+def use_git_timeout(found: Settings) -> None:
+    """Every git command of this process may take the settings' git_timeout (called at start-up)."""
+    from ..ledger.gitstore import set_git_timeout
+
+    set_git_timeout(found.git_timeout)
 
 
 def settings() -> Settings:
     """The settings loaded when this `gt` command started."""
     ctx = click.get_current_context(silent=True)
     found = ctx.meta.get(SETTINGS) if ctx is not None else None
-    return found if found is not None else load_settings()
+    if found is None:
+        found = load_settings()
+        use_git_timeout(found)
+    return found
 
 
 def fail(err: object) -> NoReturn:
@@ -55,6 +64,7 @@ rig_option = click.option("--rig", "rig", envvar="GT_RIG", required=True, metava
 @contextmanager
 def rig_ledger(town_dir: Path | None, rig: str, actor: str | None = None) -> Iterator[tuple[Any, Ledger]]:
     """The rig (a town rig by name, or a path or URL) and its ledger; errors become one line."""
+    from ..ledger import Ledger, LedgerError
     from ..local.town import Town, TownError
 
     try:

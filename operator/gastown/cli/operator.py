@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..kube.options import OperatorOptions
+from .uninstall import uninstall
 
 
 @click.group()
@@ -73,3 +74,6 @@ def run(namespaces: tuple[str, ...], all_namespaces: bool, standalone: bool, lea
                            server_timeout=server_timeout,
                            client_timeout=client_timeout, workers=workers)
     run_operator(opts, settings(), verbose=verbose)
+
+
+operator.add_command(uninstall)

@@ -26,7 +26,7 @@ from ..runtimes.local import LocalBackend
 from ..scheduler import in_flight
 from ..spend import describe
 from ..trouble import MERGE, VERIFY
-from .common import emit, fail, json_option, load_settings, town_option
+from .common import emit, fail, json_option, load_settings, town_option, use_git_timeout
 
 GATES = ("setup", "lint", "typecheck", "build", "test")
 
@@ -43,6 +43,7 @@ def up(town: Path | None, foreground: bool, verbose: bool, metrics_port: int) ->
     t = Town(town)
     try:
         config = load_settings(t.settings())  # bad settings in town.json: said here, and nothing starts
+        use_git_timeout(config)
     except TownError as e:
         fail(e)
     if foreground:

@@ -1,5 +1,5 @@
 """``gt operator uninstall``: take gastown off a cluster's rig namespaces (registered on the
-``gt operator`` group by cli/main.py)."""
+``gt operator`` group by cli/operator.py)."""
 
 from __future__ import annotations
 

@@ -216,11 +216,16 @@ def stop(town: Town, timeout: float = 30.0) -> int | None:
     pid = running(town)
     if pid is None:
         return None
+    started = _start_time(pid)
+
+    def alive() -> bool:  # the process itself, not its pid file: that goes a moment before it exits
+        return _start_time(pid) == started if started else running(town) == pid
+
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and running(town) == pid:
-        time.sleep(0.05)
-    if running(town) == pid:
+    while time.monotonic() < deadline and alive():
+        time.sleep(0.02)
+    if alive():
         os.kill(pid, signal.SIGKILL)
         pid_file(town).unlink(missing_ok=True)
     return pid
