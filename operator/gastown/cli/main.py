@@ -11,10 +11,12 @@ from .config import config
 from .convoy import convoy, scheduler_group, sling
 from .dog import dog
 from .escalate import escalate
+from .feed import feed
 from .formula import formula
 from .mayor import mayor
 from .mq import mq
 from .operator import operator
+from .peek import peek
 from .session import done, session
 from .town import apply_, down, rig, status, up
 
@@ -35,7 +37,8 @@ def cli(ctx: click.Context) -> None:
 
 
 for _command in (apply_, bead, config, convoy, dog, done, down, escalate, formula, mayor, mq, operator, rig,
-                 scheduler_group, session, sling, status, up):
+                 scheduler_group, session, sling, status, up,
+                 feed, peek):
     cli.add_command(_command)
 
 
