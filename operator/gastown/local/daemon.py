@@ -157,7 +157,7 @@ def dashboard_token_file(town: Town) -> Path:
     return town.root / "dashboard.token"
 
 
-def serve(town: Town, poll: float = 0.2, metrics_port: int = 0, settings: Settings | None = None,
+def serve(town: Town, poll: float = 0.2, metrics_port: int = 0, settings: Settings | None = None, *,
           dashboard_port: int = 0) -> None:
     """Run the daemon in this process until SIGTERM or SIGINT (`gt up --foreground`)."""
     other = running(town)
