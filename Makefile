@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 KEYWORD_ONLY := operator/gastown/rigloop.py operator/gastown/rigpass.py operator/gastown/settings.py \
                 operator/gastown/names.py operator/gastown/kube operator/gastown/local
 
-.PHONY: help venv test agents agent-contract chart-lint unit integration lint fmt crds crds-check run bench demo clean \
+.PHONY: help venv test browser agents agent-contract chart-lint unit integration lint fmt crds crds-check run bench demo clean \
         kind-up image kind-load deploy e2e kind-down
 
 help: ## List the targets
@@ -32,7 +32,7 @@ venv: $(STAMP) $(HELM) ## Create .venv with gastown, the test tools and helm
 
 AGENT_WORKERS ?= 6
 
-test: $(STAMP) $(HELM) agents ## Lint, check generated files, the chart, run every test (e2e only with a cluster)
+test: $(STAMP) $(HELM) agents browser ## Lint, check generated files, the chart, run every test (e2e only with a cluster)
 	$(MAKE) --no-print-directory lint crds-check chart-lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(BIN)/python -m pytest tests/agents -n $(AGENT_WORKERS) --dist load $(PYTEST_ARGS)
@@ -41,6 +41,11 @@ chart-lint: $(HELM) ## helm lint --strict, with the default values and with ever
 	$(HELM) lint --strict charts/gastown
 	$(HELM) lint --strict charts/gastown --set 'watchNamespaces={team-a,team-b}' --set serviceMonitor.enabled=true \
 	  --set replicas=1 --set leaderElection.leaseDurationSeconds=15
+
+browser: ## Install headless Chromium (Debian's package) for the dashboard's browser test; skipped without apt-get
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { command -v apt-get >/dev/null \
+	  && { echo "installing chromium"; apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "no apt-get here: install chromium yourself, or the dashboard's browser test skips"; }
 
 agents: $(STAMP) ## Install the agent CLIs the contract suite runs (pinned, from npm; skipped without npm)
 	$(BIN)/python scripts/fetch_agents.py
@@ -81,6 +86,7 @@ bench: $(STAMP) ## Benchmarks: print figures (never part of `make test`)
 	$(BIN)/python bench/failover_bench.py
 	$(BIN)/python bench/operator_bench.py
 	$(BIN)/python bench/cli_bench.py
+	$(BIN)/python bench/dashboard_bench.py
 
 demo: $(STAMP) ## A town on this machine builds a small library with scripted agents (DEMO_RUNTIME=claude: real ones)
 	$(BIN)/python -m gastown.demo

@@ -54,7 +54,7 @@ class Resource:
 BUILTIN = [
     Resource("", "v1", "namespaces", "Namespace", namespaced=False),
     Resource("", "v1", "events", "Event"),
-    Resource("", "v1", "pods", "Pod", subresources=frozenset({"status"})),
+    Resource("", "v1", "pods", "Pod", subresources=frozenset({"status", "log"})),
     Resource("", "v1", "secrets", "Secret"),
     Resource("", "v1", "configmaps", "ConfigMap"),
     Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", subresources=frozenset({"status"})),
@@ -196,6 +196,7 @@ class KubeAPI:
     objects: dict[tuple, dict] = field(default_factory=dict)
     history: list[WatchEvent] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    logs: dict[tuple[str, str], str] = field(default_factory=dict)  # (namespace, pod) -> its container's log
     rv: int = 1000
     url: str = ""
     forbidden: set[tuple[str, str, str]] = field(default_factory=set)  # (verb, group, resource): 403
@@ -499,6 +500,11 @@ class KubeAPI:
                 body.setdefault("metadata", {})
                 return web.json_response(self._create(res, ns if res.namespaced else None, body), status=201)
             raise ApiError(405, "MethodNotAllowed", m)
+        if m == "GET" and sub == "log":  # pods/log: the text a test set in ``logs``, tailLines honoured
+            self._existing(res, ns, name)
+            lines = self.logs.get((ns or "", name), "").splitlines(keepends=True)
+            tail = request.query.get("tailLines")
+            return web.Response(text="".join(lines[-int(tail):] if tail else lines))
         if m == "GET":
             return web.json_response(copy.deepcopy(self._existing(res, ns, name)[1]))
         if m == "DELETE":

@@ -27,12 +27,16 @@ COMMANDS = {
     "down": ("gastown.cli.town:down", "Stop the town's daemon."),
     "escalate": ("gastown.cli.escalate:escalate",
                  'Escalations, P0 (critical) to P3 (low): `gt escalate -s P1 "reason" [--bead ID]` raises one.'),
+    "feed": ("gastown.cli.feed:feed", "The town's activity: who did what to which bead, sessions, verification runs, "
+                                      "merges, rejections, escalations; newest first."),
     "formula": ("gastown.cli.formula:formula",
                 "Formulas: TOML workflow templates (the rig's own, the operator's, the built-in ones)."),
     "mayor": ("gastown.cli.mayor:mayor", "The Mayor: decomposes a convoy's goal into beads."),
     "mq": ("gastown.cli.mq:mq",
            "The merge queue: merge requests waiting, the batch being verified, retry and reject."),
     "operator": ("gastown.cli.operator:operator", "The Kubernetes operator."),
+    "peek": ("gastown.cli.peek:peek", "Show what a polecat's current (or last) session is printing: `gt peek POLECAT`; "
+                                      "or the output of a verification run: `gt peek --verify RUN`."),
     "rig": ("gastown.cli.town:rig", "The town's rigs: the repositories its agents work on."),
     "scheduler": ("gastown.cli.convoy:scheduler_group",
                   "The rig's dispatcher: see it, pause it, resume it (the same on a cluster and locally)."),

@@ -44,11 +44,14 @@ def operator() -> None:
               help="Seconds before the operator gives up on a silent watch and reconnects.")
 @click.option("--workers", type=click.IntRange(1, 256), default=16, show_default=True,
               help="Threads for blocking work (git, API calls) in handlers.")
+@click.option("--dashboard-port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Serve the read-only web dashboard at :PORT (actions with a token mounted at "
+                   "/etc/gastown/dashboard/token); 0: none.")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def run(namespaces: tuple[str, ...], all_namespaces: bool, standalone: bool, lease_name: str,
         lease_namespace: str | None, lease_seconds: int, priority: int | None, peering_name: str | None,
         liveness: str, metrics_port: int, server_timeout: int, client_timeout: int, workers: int,
-        verbose: bool) -> None:
+        dashboard_port: int, verbose: bool) -> None:
     """Run the operator against the cluster of the current kubeconfig (or in-cluster config).
 
     It reconciles gastown.dev Rig, Polecat, Convoy and MergeQueue objects: it validates them,
@@ -73,6 +76,11 @@ def run(namespaces: tuple[str, ...], all_namespaces: bool, standalone: bool, lea
                            liveness=liveness or None, metrics_port=metrics_port,
                            server_timeout=server_timeout,
                            client_timeout=client_timeout, workers=workers)
+    if dashboard_port:
+        from ..dashboard import cluster
+        from ..dashboard.server import Dashboard
+
+        Dashboard(cluster.cluster_rigs(settings().cache_dir), token=cluster.token()).start("0.0.0.0", dashboard_port)  # noqa: S104
     run_operator(opts, settings(), verbose=verbose)
 
 

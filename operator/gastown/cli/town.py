@@ -38,7 +38,10 @@ GATES = ("setup", "lint", "typecheck", "build", "test")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=0, show_default=True,
               help="Serve Prometheus metrics at 127.0.0.1:PORT/metrics (the operator's, with namespace "
                    "\"local\"); 0: none.")
-def up(town: Path | None, foreground: bool, verbose: bool, metrics_port: int) -> None:
+@click.option("--dashboard-port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Serve the web dashboard at http://127.0.0.1:PORT/ (read-only; actions with the token in "
+                   "TOWN/dashboard.token); 0: none.")
+def up(town: Path | None, foreground: bool, verbose: bool, metrics_port: int, dashboard_port: int) -> None:
     """Start the town's daemon: it drives every rig of the town until `gt down`."""
     t = Town(town)
     try:
@@ -50,19 +53,21 @@ def up(town: Path | None, foreground: bool, verbose: bool, metrics_port: int) ->
         logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stdout,
                             format="%(asctime)s %(name)-18s %(levelname)-7s %(message)s")
         try:
-            daemon.serve(t, metrics_port=metrics_port, settings=config)
+            daemon.serve(t, metrics_port=metrics_port, settings=config, dashboard_port=dashboard_port)
         except (TownError, OSError) as e:
             fail(e)
         return
     try:
         specs = t.specs()  # a town.json it cannot read: said here, and nothing starts
         was = daemon.running(t)
-        pid = daemon.start(t, metrics_port=metrics_port)
+        pid = daemon.start(t, metrics_port=metrics_port, dashboard_port=dashboard_port)
     except (TownError, OSError) as e:
         fail(e)
     rigs = ", ".join(sorted(specs)) or "none yet: gt rig add NAME URL"
     click.echo(f"town {t.root}: daemon {'already running' if was else 'up'} (pid {pid}); rigs: {rigs}")
     click.echo(f"log: {daemon.log_file(t)}")
+    if dashboard_port and not was:
+        click.echo(f"dashboard: http://127.0.0.1:{dashboard_port}/")
 
 
 @click.command()

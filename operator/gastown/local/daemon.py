@@ -153,7 +153,12 @@ def running(town: Town) -> int | None:
     return pid_
 
 
-def serve(town: Town, poll: float = 0.2, metrics_port: int = 0, settings: Settings | None = None) -> None:
+def dashboard_token_file(town: Town) -> Path:
+    return town.root / "dashboard.token"
+
+
+def serve(town: Town, poll: float = 0.2, metrics_port: int = 0, settings: Settings | None = None, *,
+          dashboard_port: int = 0) -> None:
     """Run the daemon in this process until SIGTERM or SIGINT (`gt up --foreground`)."""
     other = running(town)
     if other is not None and other != os.getpid():
@@ -162,6 +167,8 @@ def serve(town: Town, poll: float = 0.2, metrics_port: int = 0, settings: Settin
     town.root.mkdir(parents=True, exist_ok=True)
     if metrics_port:
         metrics.serve(metrics_port, "127.0.0.1")  # a laptop's daemon: not for the network
+    if dashboard_port:
+        _dashboard(town, dashboard_port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -176,7 +183,17 @@ def serve(town: Town, poll: float = 0.2, metrics_port: int = 0, settings: Settin
         log.info("town %s: daemon %d down", town.root, os.getpid())
 
 
-def start(town: Town, timeout: float = 15.0, metrics_port: int = 0) -> int:
+def _dashboard(town: Town, port: int) -> None:
+    """The web dashboard on 127.0.0.1:PORT; actions only with the token in TOWN/dashboard.token."""
+    from ..dashboard.server import Dashboard
+    from ..dashboard.sources import local_town
+
+    token_file = dashboard_token_file(town)
+    token = token_file.read_text().strip() if token_file.exists() else None
+    Dashboard(local_town(town.root)[0], token=token).start("127.0.0.1", port)
+
+
+def start(town: Town, timeout: float = 15.0, metrics_port: int = 0, dashboard_port: int = 0) -> int:
     """Start the daemon in the background; its pid once it is up."""
     pid = running(town)
     if pid is not None:
@@ -185,7 +202,8 @@ def start(town: Town, timeout: float = 15.0, metrics_port: int = 0) -> int:
     with log_file(town).open("ab") as out:
         offset = out.tell()
         proc = subprocess.Popen([sys.executable, "-m", "gastown.cli.main", "up", "--foreground",
-                                 "--town", str(town.root), "--metrics-port", str(metrics_port)],
+                                 "--town", str(town.root), "--metrics-port", str(metrics_port),
+                                 "--dashboard-port", str(dashboard_port)],
                                 stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout
