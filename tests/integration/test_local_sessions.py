@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -240,3 +241,34 @@ def test_a_session_whose_pid_was_never_recorded_is_found_by_its_environment(rig,
         assert (first.dir / "pid").read_text() == str(first.pid)
     finally:
         backend.stop(first, grace=1)
+
+
+def test_polecats_of_one_rig_fetch_at_once_without_failing(rig, backend):
+    """The polecats' checkouts are worktrees of one clone, so their fetches update the same
+    remote-tracking refs: git refuses a fetch whose ref another holds locked ("cannot lock ref").
+    A session's start must wait that out, not fail (found by the chaos-hunting of a flaky test)."""
+    names = [f"cat{i}" for i in range(6)]
+    workdirs = [backend.worktree(rig.name, str(rig.remote), n) for n in names]
+    seed = rig.remote.parent / "pusher"
+    git("clone", "-q", str(rig.remote), str(seed))
+    errors: list[Exception] = []
+    for round_ in range(8):
+        (seed / "README.md").write_text(f"round {round_}\n")
+        git("-c", "user.name=s", "-c", "user.email=s@x", "commit", "-qam", f"round {round_}", cwd=seed)
+        git("push", "-q", "origin", "HEAD:main", cwd=seed)
+        barrier = threading.Barrier(len(workdirs))
+
+        def start(workdir, n, branch, barrier=barrier):
+            barrier.wait()
+            try:
+                prepare_branch(workdir, branch, "main")
+            except Unavailable as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=start, args=(w, n, f"polecat/{n}/gt-x{round_}"))
+                   for w, n in zip(workdirs, names, strict=True)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []

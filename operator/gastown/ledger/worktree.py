@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 import time
 from pathlib import Path
@@ -9,14 +10,23 @@ from pathlib import Path
 from .errors import Unavailable
 from .gitstore import git_env, git_timeout
 
+# git's words when another git process holds a lock this one needs: the polecats' checkouts are
+# worktrees of one clone, so their fetches update the same remote-tracking refs at once
+_LOCKED = ("cannot lock ref", "could not lock config file", ".lock': File exists", "Unable to create")
+_LOCK_TRIES = 8
+
 
 def git(workdir: Path, *args: str, check: bool = True, timeout: float | None = None) -> str:
     timeout = git_timeout() if timeout is None else timeout
-    try:
-        proc = subprocess.run(["git", *args], cwd=workdir, capture_output=True, text=True,
-                              timeout=timeout, env=git_env())
-    except subprocess.TimeoutExpired:
-        raise Unavailable(f"git {args[0]} timed out after {timeout:.0f}s") from None
+    for attempt in range(_LOCK_TRIES):
+        try:
+            proc = subprocess.run(["git", *args], cwd=workdir, capture_output=True, text=True,
+                                  timeout=timeout, env=git_env())
+        except subprocess.TimeoutExpired:
+            raise Unavailable(f"git {args[0]} timed out after {timeout:.0f}s") from None
+        if proc.returncode == 0 or not any(w in proc.stderr for w in _LOCKED):
+            break
+        time.sleep(random.uniform(0.02, 0.05) * 2 ** attempt)  # the other git lets go in milliseconds
     if check and proc.returncode != 0:
         msg = (proc.stderr or proc.stdout).strip().splitlines()
         raise Unavailable(f"git {args[0]} failed in {workdir}: {msg[-1] if msg else proc.returncode}")
@@ -91,7 +101,7 @@ def prepare_branch(workdir: Path, branch: str, target: str, remote: str = "origi
     else:
         git(workdir, "fetch", "--quiet", remote, f"+refs/heads/{target}:refs/remotes/{remote}/{target}")
         start = f"{remote}/{target}"
-    git(workdir, "checkout", "--quiet", "-B", branch, start)
+    git(workdir, "checkout", "--quiet", "--no-track", "-B", branch, start)  # no upstream: the config is shared
     return git(workdir, "rev-parse", "HEAD")
 
 
