@@ -6,6 +6,7 @@ import click
 
 from .. import __version__
 from .bead import bead
+from .budget import budget
 from .common import SETTINGS, load_settings
 from .config import config
 from .convoy import convoy, scheduler_group, sling
@@ -34,7 +35,7 @@ def cli(ctx: click.Context) -> None:
     ctx.meta[SETTINGS] = load_settings()
 
 
-for _command in (apply_, bead, config, convoy, dog, done, down, escalate, formula, mayor, mq, operator, rig,
+for _command in (apply_, bead, budget, config, convoy, dog, done, down, escalate, formula, mayor, mq, operator, rig,
                  scheduler_group, session, sling, status, up):
     cli.add_command(_command)
 

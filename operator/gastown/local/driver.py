@@ -18,8 +18,10 @@ from pathlib import Path
 
 from .. import convoy as convoys
 from .. import escalation, witness
+from ..api.budget import RigBudget
 from ..api.common import RuntimeSpec
 from ..api.rig import Dogs, EscalationSpec
+from ..budget import SharedLimits
 from ..deacon import Heal
 from ..dogs import DogReport, Kennel, stale_polecats
 from ..escalation import Routes
@@ -61,6 +63,7 @@ class RigConfig:
     queue: QueueSettings | None = None  # default: QueueSettings(target=target)
     verify_timeout: float = 1800.0
     dogs: Dogs = field(default_factory=Dogs)
+    budget: RigBudget = field(default_factory=RigBudget)
 
     @property
     def queue_settings(self) -> QueueSettings:
@@ -239,8 +242,9 @@ class RigDriver:
                  on_session: Callable[[LocalSession], None] | None = None,
                  announce: Callable[[Bead, convoys.ConvoyProgress], None] | None = None,
                  peers: Callable[[str], Ledger | None] | None = None, backoffs: SharedBackoffs | None = None,
-                 settings: Settings | None = None):
+                 settings: Settings | None = None, shared: SharedLimits | None = None):
         self.config, self.backend, self.ledger = config, backend, ledger
+        self.shared = shared  # the town's budget and shared limits
         self.settings = settings or Settings()
         self.port = LocalPort(config, backend, ledger, on_session=on_session, announce=announce)
         self.peers, self.backoffs = peers, backoffs
@@ -255,7 +259,7 @@ class RigDriver:
         c = self.config
         return PassConfig(limit=c.max_polecats, runtime=c.runtime.preset, target=c.target,
                           routes=Routes.from_spec(c.escalation), thresholds=c.thresholds, queue=c.queue_settings,
-                          dogs=c.dogs, key=self.key)
+                          dogs=c.dogs, key=self.key, budget=c.budget, shared=self.shared)
 
     def round(self) -> Round:
         return Round(ledger=self.ledger, port=self.port, config=self.pass_config())
