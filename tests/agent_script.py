@@ -1,12 +1,13 @@
 """A scripted agent for the `script` runtime: deterministic, no LLM.
 
 usage: agent_script.py MODE   (edit | commit | convoy | resumable | steady | notes | fail | hang | ratelimit |
-                              escalate)
+                              escalate | usage)
 It reads its prompt from $GT_PROMPT_FILE, as any runtime with prompt mode `file` would.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -49,6 +50,22 @@ def main() -> int:
         subprocess.run(["git", "commit", "-q", "-m", "half of it"], check=True)
         print("committed half, thinking...", flush=True)
         time.sleep(float(os.environ.get("AGENT_SECONDS", "60")))
+        return 0
+    if mode == "usage":  # a bead's file, then Claude Code's result event saying what it spent (AGENT_TOKENS, in)
+        log = os.environ.get("AGENT_LOG")  # "start|end RIG TIME" lines: who ran when
+        if log:
+            with open(log, "a") as f:
+                f.write(f"start {os.environ['GT_RIG']} {time.time()}\n")
+        Path("work").mkdir(exist_ok=True)
+        Path("work", f"{os.environ['GT_BEAD']}.txt").write_text(f"{title_line}\n")
+        time.sleep(float(os.environ.get("AGENT_SECONDS", "0.2")))
+        if log:
+            with open(log, "a") as f:
+                f.write(f"end {os.environ['GT_RIG']} {time.time()}\n")
+        tokens = int(os.environ.get("AGENT_TOKENS", "500"))
+        print(json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": "done",
+                          "usage": {"input_tokens": tokens - tokens // 5, "output_tokens": tokens // 5},
+                          "total_cost_usd": float(os.environ.get("AGENT_COST", "0.01"))}))
         return 0
     if mode == "steady":  # commits every 0.3 s for AGENT_SECONDS, then is done
         end = time.monotonic() + float(os.environ.get("AGENT_SECONDS", "4"))
