@@ -27,6 +27,7 @@ from typing import Any
 
 from . import escalation, spend
 from .api.budget import Amount, ConvoyBudget, RigBudget, SpendStatus, TownLimits
+from .api.common import Condition
 from .convoy import convoy_id, convoy_of, open_convoys, tracked
 from .ledger import Bead, BeadType, InvalidOperation, query
 from .ledger.ops import Tx, merged, revise
@@ -217,6 +218,7 @@ class SharedLimits:
         self._last: dict[str, int] = {}  # group and rig -> when it was last granted a slot (a sequence)
         self._seq = 0
         self._raised: set[str] = set()
+        self._owed: dict[str, int] = {}  # rig -> how often a free slot was set aside for it (its wake)
         self._lock = threading.Lock()
 
     def configure(self, limits: TownLimits) -> None:
@@ -241,6 +243,11 @@ class SharedLimits:
                 return False
             self._raised.add(dedupe)
             return True
+
+    def owed(self, rig: str) -> int:
+        """Changes when a free slot waits for ``rig``: its driver passes it then (a wake key)."""
+        with self._lock:
+            return self._owed.get(rig, 0)
 
     def groups(self, key: str | None, runtime: str) -> list[tuple[str, int]]:
         """The shared limits a rig on ``key`` with ``runtime`` is under: (group, limit)."""
@@ -289,14 +296,17 @@ class SharedLimits:
         free = limit - sum(e.in_flight for e in live.values())
         wanting = sorted((r for r, e in live.items() if e.queued > 0), key=lambda r: (served.get(r, 0), self._last.get(f"{group}\0{r}", 0), r))
         left = {r: live[r].queued for r in wanting}
-        mine = 0
+        given = dict.fromkeys(wanting, 0)
         while free > 0 and any(left.values()):  # round robin: least served first, then longest since served
             for r in wanting:
                 if free > 0 and left[r] > 0:
                     left[r] -= 1
                     free -= 1
-                    mine += r == rig
-        return mine
+                    given[r] += 1
+        for r in wanting:
+            if r != rig and given[r]:  # set aside for a rig that is not passing now: wake it
+                self._owed[r] = self._owed.get(r, 0) + 1
+        return given.get(rig, 0)
 
 
 def key_name(identity: str) -> str:
@@ -327,14 +337,15 @@ class Gate:
 
 
 def gate(beads: Mapping[str, Bead], *, rig: str, budget: RigBudget, now: datetime, actor: str,
-         shared: SharedLimits | None = None) -> Gate:
-    """Judge the rig's, its open convoys' and the town's budgets from the ledger."""
+         shared: SharedLimits | None = None, ident: str | None = None) -> Gate:
+    """Judge the rig's, its open convoys' and the town's budgets from the ledger. ``ident`` names
+    the rig in ``shared`` (its repository: rig names repeat across namespaces)."""
     out = Gate(rig=rig_standings(beads, budget, now))
     for convoy in open_convoys(beads):
         out.convoy[convoy.id] = convoy_standing(convoy, beads)
     out.convoys = frozenset(i for i, s in out.convoy.items() if s.state == "Exhausted")
     if shared is not None:
-        shared.note_spend(rig, out.rig)
+        shared.note_spend(ident or rig, out.rig)
         out.town = shared.town_standings(now)
     related = {s.scope: i for i, s in out.convoy.items()}
     out.raises = raises([*out.rig, *out.convoy.values()], beads, actor, rig=rig, related=related)
@@ -344,6 +355,19 @@ def gate(beads: Mapping[str, Bead], *, rig: str, budget: RigBudget, now: datetim
     if whole:
         out.held = "; ".join(f"{s.scope} budget exhausted ({s.period}: {s.describe()})" for s in whole)
     return out
+
+
+def budget_condition(standings: Sequence[Standing]) -> Condition:
+    """The ``BudgetExhausted`` condition of a Rig (its budgets and the town's) or a Convoy (its own)."""
+    out = [s for s in standings if s.state == "Exhausted"]
+    if out:
+        return Condition(type="BudgetExhausted", status="True",
+                         reason="".join(w.title() for w in out[0].scope.split()[:1]) + "Budget",
+                         message="; ".join(f"{s.scope} budget exhausted ({s.period}: {s.describe()})" for s in out)
+                         + ": no new session starts under it until it is raised; the work waits")
+    given = [s for s in standings if s.state != "Unbudgeted"]
+    return Condition(type="BudgetExhausted", status="False", reason="WithinBudget" if given else "NoBudget",
+                     message="; ".join(f"{s.scope} {s.period}: {s.describe()}" for s in given))
 
 
 def waits(bead: Bead, beads: Mapping[str, Bead], held_convoys: frozenset[str]) -> bool:

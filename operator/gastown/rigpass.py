@@ -168,7 +168,7 @@ class RigPass:
                     self.port.announce(convoy, convoys.progress(convoy, beads))
                 self.ledger.apply(convoys.MarkNotified(convoy.metadata["key"], self.actor))
         report.budget = gate = budget.gate(beads, rig=self.rig, budget=self.budget, now=now, actor=self.actor,
-                                           shared=self.shared)
+                                           shared=self.shared, ident=self.ledger.store.remote)
         if gate.raises:
             self._apply_all(list(gate.raises))
             beads = self.ledger.snapshot(refresh=False).beads()
@@ -185,7 +185,7 @@ class RigPass:
         decision = scheduler.plan(beads, snap.prefix, self.limit, known, retired, now=now, held=held, share=share,
                                   waiting=waiting)
         if self.shared is not None:
-            self.shared.took(self.rig, groups, share, len(decision.assign))
+            self.shared.took(self.ledger.store.remote, groups, share, len(decision.assign))
         report.held = decision.held
         for name in decision.new_polecats:
             self.port.add_polecat(name)
@@ -224,7 +224,7 @@ class RigPass:
             return [], None
         groups = self.shared.groups(self.key, self.runtime)
         queued = 0 if held else sum(1 for b in query.ready(beads) if scheduler.dispatchable(b, beads) and not waiting(b))
-        return groups, self.shared.share(self.rig, groups, in_flight=len(scheduler.in_flight(beads)), queued=queued,
+        return groups, self.shared.share(self.ledger.store.remote, groups, in_flight=len(scheduler.in_flight(beads)), queued=queued,
                                          now=now)
 
     def _apply_all(self, ops: list[Any]) -> None:

@@ -184,3 +184,15 @@ def test_bad_town_limits_say_what_is_wrong():
         TownLimits.model_validate({"daily": {}})
     with pytest.raises(ValueError, match="a limit is a name and 1 or more sessions"):
         TownLimits.model_validate({"keys": {"KEY": 0}})
+
+
+def test_the_operator_takes_the_town_limits_from_its_environment():
+    from gastown.settings import Settings, SettingsError
+
+    limits = Settings.from_env({"GT_TOWN_LIMITS": '{"daily": {"usd": 50}, "keys": {"team-a/llm": 4}}'}).limits()
+    assert limits.daily.usd == 50 and limits.keys == {"team-a/llm": 4}
+    assert Settings.from_env({}).limits() == TownLimits()
+    with pytest.raises(SettingsError, match="GT_TOWN_LIMITS is not JSON: Expecting"):
+        Settings.from_env({"GT_TOWN_LIMITS": "{daily"})
+    with pytest.raises(SettingsError, match=r"^GT_TOWN_LIMITS.runtimes.claude: "):
+        Settings.from_env({"GT_TOWN_LIMITS": '{"runtimes": {"claude": "many"}}'})

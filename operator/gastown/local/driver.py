@@ -265,7 +265,8 @@ class RigDriver:
         return Round(ledger=self.ledger, port=self.port, config=self.pass_config())
 
     def wake_key(self, round: Round) -> Hashable:
-        return frozenset(p for p, s in self.port.sessions.items() if s.running())  # a session ended
+        return (frozenset(p for p, s in self.port.sessions.items() if s.running()),  # a session ended
+                self.shared.owed(self.ledger.store.remote) if self.shared else 0)  # a shared slot waits for it
 
     def passed(self, round: Round, report: PassReport) -> bool:
         return False
