@@ -266,7 +266,7 @@ class SharedLimits:
         if not groups:
             return None
         with self._lock:
-            allowed = min(self._fair(group, limit, rig, _Entry(in_flight, queued, now), now)
+            allowed = min(self._fair(group, limit, rig, entry=_Entry(in_flight, queued, now), now=now)
                           for group, limit in groups)
             self._seq += 1
             for group, _limit in groups:
@@ -285,7 +285,7 @@ class SharedLimits:
                 self._entries[group][rig].in_flight -= granted - used
                 self._served[group][rig] -= granted - used
 
-    def _fair(self, group: str, limit: int, rig: str, entry: _Entry, now: datetime) -> int:
+    def _fair(self, group: str, limit: int, rig: str, *, entry: _Entry, now: datetime) -> int:
         entries = self._entries.setdefault(group, {})
         served = self._served.setdefault(group, {})
         live = {r: e for r, e in entries.items() if r != rig and now - e.at < STALE}

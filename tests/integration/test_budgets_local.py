@@ -15,7 +15,7 @@ import yaml
 
 from gastown.ledger import BeadType, Status
 
-from conftest import GT, wait_for
+from conftest import GT, free_port, scrape, wait_for
 from rigs import make_rig
 
 AGENT = str(Path(__file__).resolve().parent.parent / "agent_script.py")
@@ -94,7 +94,8 @@ def test_a_rig_budget_holds_the_whole_rig_and_bad_input_is_refused(town, tmp_pat
     gt("rig", "add", "web", str(rig.remote), "--runtime", "claude", "--max-polecats", "1")
     assert "daily 400 tokens" in gt("budget", "set", "--rig", "web", "--daily-tokens", "400")
     first = gt("bead", "--rig", "web", "create", "First").split()[-1]
-    gt("up")
+    port = free_port()
+    gt("up", "--metrics-port", str(port))
     wait_for(lambda: beads_of(gt, "web")[first]["metadata"].get("usage"), timeout=60, what="the first session")
     second = gt("bead", "--rig", "web", "create", "Second").split()[-1]
     time.sleep(4)
@@ -104,6 +105,11 @@ def test_a_rig_budget_holds_the_whole_rig_and_bad_input_is_refused(town, tmp_pat
     shown = json.loads(gt("budget", "show", "--json"))
     assert shown["rigs"]["web"]["spend"][0]["state"] == "Exhausted"
     assert "Exhausted" in gt("status")
+    day = (("convoy", ""), ("namespace", "local"), ("period", "day"), ("rig", "web"), ("scope", "rig"),
+           ("unit", "tokens"))
+    samples = wait_for(lambda: (m := scrape(port)).get(("gastown_budget_remaining", day)) is not None and m,
+                       what="the budget metrics")
+    assert samples[("gastown_budget_spent", day)] == 450 and samples[("gastown_budget_remaining", day)] == -50
     # bad input is a one-line error, and changes nothing
     assert "--convoy needs --rig" in gt("budget", "set", "--convoy", "x", "--tokens", "1", ok=False)
     assert "--key 'K': use NAME=SESSIONS" in gt("budget", "set", "--key", "K", ok=False)
