@@ -1,7 +1,7 @@
 """A scripted agent for the `script` runtime: deterministic, no LLM.
 
 usage: agent_script.py MODE   (edit | commit | convoy | resumable | steady | notes | fail | hang | ratelimit |
-                              escalate | usage)
+                              escalate | usage | runaway)
 It reads its prompt from $GT_PROMPT_FILE, as any runtime with prompt mode `file` would.
 """
 
@@ -67,14 +67,18 @@ def main() -> int:
                           "usage": {"input_tokens": tokens - tokens // 5, "output_tokens": tokens // 5},
                           "total_cost_usd": float(os.environ.get("AGENT_COST", "0.01"))}))
         return 0
-    if mode == "steady":  # commits every 0.3 s for AGENT_SECONDS, then is done
-        end = time.monotonic() + float(os.environ.get("AGENT_SECONDS", "4"))
+    if mode in ("steady", "runaway"):  # commits every 0.3 s for AGENT_SECONDS, then is done; a runaway
+        # also prints Codex's turn.completed with AGENT_TOKENS each time, and goes on for 30 s by default
+        end = time.monotonic() + float(os.environ.get("AGENT_SECONDS", "4" if mode == "steady" else "30"))
         step = 0
         while time.monotonic() < end:
             step += 1
             Path("WORK.md").write_text(f"{title_line}\nstep {step}\n")
             subprocess.run(["git", "add", "WORK.md"], check=True)
             subprocess.run(["git", "commit", "-q", "-m", f"step {step}"], check=True)
+            if mode == "runaway":
+                usage = {"input_tokens": int(os.environ.get("AGENT_TOKENS", "300")), "output_tokens": 0}
+                print(json.dumps({"type": "turn.completed", "usage": usage}), flush=True)
             time.sleep(0.3)
         return 0
     if mode == "notes":  # appends "SESSION STEP" to NOTES.md and commits it every 0.2 s, for AGENT_SECONDS

@@ -25,10 +25,12 @@ AGENT = str(Path(__file__).resolve().parent.parent / "agent_script.py")
 def town(tmp_path):
     """`gt` against a town whose `claude` runtime is the script agent, printing Claude's result event."""
     runtimes = tmp_path / "runtimes.yaml"
-    runtimes.write_text(yaml.safe_dump({"runtimes": {"claude": {
-        "command": [sys.executable, AGENT, "usage"], "promptMode": "file", "apiKeyEnv": ["ANTHROPIC_API_KEY"]}}}))
+    runtimes.write_text(yaml.safe_dump({"runtimes": {
+        "claude": {"command": [sys.executable, AGENT, "usage"], "promptMode": "file", "apiKeyEnv": ["ANTHROPIC_API_KEY"]},
+        "codex": {"command": [sys.executable, AGENT, "runaway"], "promptMode": "file", "apiKeyEnv": ["CODEX_API_KEY"]}}}))
     env = {**os.environ, "GT_TOWN": str(tmp_path / "town"), "GT_RUNTIMES_FILE": str(runtimes),
-           "ANTHROPIC_API_KEY": "sk-test-shared", "AGENT_TOKENS": "450", "AGENT_COST": "0.01"}
+           "ANTHROPIC_API_KEY": "sk-test-shared", "CODEX_API_KEY": "sk-test-codex", "AGENT_TOKENS": "450",
+           "AGENT_COST": "0.01"}
 
     def gt(*args, ok=True):
         proc = subprocess.run([GT, *args], env=env, capture_output=True, text=True, timeout=60)
@@ -151,3 +153,30 @@ def test_two_rigs_sharing_a_key_limited_to_two_sessions_never_run_more_and_neith
     assert most == 2  # the limit is used, not just respected
     # round robin: neither rig gets ahead of the other by more than the two slots there are
     assert all(abs(starts[:n].count("one") - starts[:n].count("two")) <= 2 for n in range(9)), starts
+
+
+@pytest.mark.slow
+def test_a_runaway_session_is_ended_at_its_ceiling_with_its_work_pushed_and_why_recorded(town, tmp_path):
+    gt = town
+    gt.env.update(AGENT_TOKENS="300")  # a turn every 0.3 s, 300 tokens each, for ever (30 s at most)
+    rig = make_rig(tmp_path)
+    gt("rig", "add", "web", str(rig.remote), "--runtime", "codex", "--max-polecats", "1")
+    assert "1,000 tokens a session" in gt("budget", "set", "--rig", "web", "--session-tokens", "1000",
+                                          "--daily-tokens", "1000")
+    bead = gt("bead", "--rig", "web", "create", "Never ends").split()[-1]
+    started = time.monotonic()
+    gt("up")
+    ended = wait_for(lambda: (b := beads_of(gt, "web")[bead])["metadata"].get("usage") and b, timeout=30,
+                     what="the runaway session to end")
+    assert time.monotonic() - started < 20  # its ceiling, not the agent's own 30 s
+    assert ended["metadata"]["last_outcome"] == "timeout"
+    assert "reached its ceiling of 1,000 tokens" in ended["metadata"]["last_reason"]
+    assert any("ceiling of 1,000 tokens" in c["text"] for c in ended["comments"])
+    used = next(iter(ended["metadata"]["usage"].values()))
+    assert 1000 <= used["input_tokens"] < 3000
+    branch = next(b for b in rig.branches() if bead in b)
+    assert "step " in rig.branch_file(branch, "WORK.md")  # its work is pushed for the next session
+    # and the rig's daily budget (spent by it) keeps a second runaway from starting
+    time.sleep(3)
+    after = beads_of(gt, "web")[bead]
+    assert len(after["metadata"]["usage"]) == 1 and not after["metadata"].get("session")

@@ -196,3 +196,19 @@ def test_the_operator_takes_the_town_limits_from_its_environment():
         Settings.from_env({"GT_TOWN_LIMITS": "{daily"})
     with pytest.raises(SettingsError, match=r"^GT_TOWN_LIMITS.runtimes.claude: "):
         Settings.from_env({"GT_TOWN_LIMITS": '{"runtimes": {"claude": "many"}}'})
+
+
+def test_a_session_job_carries_the_rigs_session_ceilings():
+    from gastown.api import RigSpec
+    from gastown.api.common import RuntimeSpec
+    from gastown.runtimes.kubernetes import JobRequest, session_job
+
+    def env(budget_):
+        spec = RigSpec.model_validate({"gitUrl": "https://git.example.com/w.git", "budget": budget_})
+        job = session_job(JobRequest(namespace="ns", rig="w", rig_spec=spec, polecat="nux", polecat_uid="u",
+                                     bead="gt-1", count=1, runtime=RuntimeSpec(preset="script"), image="img"))
+        return {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    given = env({"sessionTokens": 50000, "sessionSeconds": 600})
+    assert (given["GT_SESSION_MAX_TOKENS"], given["GT_SESSION_MAX_SECONDS"]) == ("50000", "600")
+    assert "GT_SESSION_MAX_TOKENS" not in env({})

@@ -99,7 +99,8 @@ class LocalPort:
         rt = self.config.runtime
         session = self.backend.start(SessionRequest(
             rig=self.config.name, remote=self.config.remote, bead=bead, polecat=polecat, runtime=rt.preset,
-            model=rt.model, args=tuple(rt.args), target=self.config.target, deadline=self.config.deadline))
+            model=rt.model, args=tuple(rt.args), target=self.config.target, deadline=self.config.deadline,
+            max_tokens=self.config.budget.session_tokens, max_seconds=self.config.budget.session_seconds))
         self.sessions[polecat] = session
         log.info("rig %s: %s started session %s on %s", self.config.name, polecat, session.name, bead)
         if self.on_session:
