@@ -42,6 +42,7 @@ def up(town: Path | None, foreground: bool, verbose: bool, metrics_port: int) ->
     t = Town(town)
     try:
         config = load_settings(t.settings())  # bad settings in town.json: said here, and nothing starts
+        t.limits()  # and bad budgets or shared limits
     except TownError as e:
         fail(e)
     if foreground:
