@@ -120,8 +120,9 @@ class Standing:
 
     @property
     def dedupe(self) -> str:
+        """Once per budget, period and amount: a budget raised and reached again escalates again."""
         severity = "P1" if self.state == "Exhausted" else "P2"
-        return f"budget:{self.scope}:{self.period}:{severity}"
+        return f"budget:{self.scope}:{self.period}:{severity}:{amount_text(self.limit)}"
 
 
 def status_line(status: Mapping[str, Any]) -> str:
@@ -159,8 +160,8 @@ def town_standings(by_period: Mapping[str, Spent], limits: TownLimits, now: date
 
 def raises(standings: Iterable[Standing], beads: Mapping[str, Bead], actor: str, *, rig: str,
            related: Mapping[str, str] | None = None) -> list[escalation.Raise]:
-    """The escalations due: P2 at the warning threshold, P1 when exhausted, once per budget and
-    period (an escalation of that key closed meanwhile is not raised again)."""
+    """The escalations due: P2 at the warning threshold, P1 when exhausted, once per budget, period
+    and amount (an escalation of that key closed meanwhile is not raised again)."""
     raised = {b.metadata.get("dedupe") for b in beads.values() if b.type == BeadType.ESCALATION}
     out = []
     for s in standings:

@@ -75,7 +75,7 @@ def test_escalations_once_per_budget_and_period(tx):
     given = RigBudget.model_validate({"daily": {"tokens": 1000}})
     used(tx, work, "s1", 850)
     first = budget.gate(beads_of(tx), rig="webapp", budget=given, now=NOW, actor="t")
-    assert [(r.severity, r.dedupe) for r in first.raises] == [("P2", "budget:rig:day 2026-11-30:P2")]
+    assert [(r.severity, r.dedupe) for r in first.raises] == [("P2", "budget:rig:day 2026-11-30:P2:1,000 tokens")]
     assert first.held is None
     for op in first.raises:
         op.apply(tx)
@@ -88,6 +88,13 @@ def test_escalations_once_per_budget_and_period(tx):
         op.apply(tx)
     escalations = [b for b in beads_of(tx).values() if b.type == BeadType.ESCALATION]
     assert sorted(e.metadata["severity"] for e in escalations) == ["P1", "P2"]
+    # raised, then reached again the same day: said again
+    more = RigBudget.model_validate({"daily": {"tokens": 1100}})
+    assert [r.severity for r in budget.gate(beads_of(tx), rig="webapp", budget=more, now=NOW, actor="t").raises] \
+        == ["P2"]
+    used(tx, work, "s3", 100)
+    assert [r.severity for r in budget.gate(beads_of(tx), rig="webapp", budget=more, now=NOW, actor="t").raises] \
+        == ["P1"]
     # the next day starts afresh: nothing spent, nothing held
     tomorrow = budget.gate(beads_of(tx), rig="webapp", budget=given, now=NOW + timedelta(days=1), actor="t")
     assert tomorrow.held is None and tomorrow.raises == []
