@@ -70,7 +70,7 @@ def active_jobs(kubeapi, rig=None):
 def test_a_convoy_over_budget_shows_it_on_its_status_waits_and_goes_on_when_raised(kubeapi, operator, kubelet,
                                                                                   tmp_path):
     rig = make_rig(tmp_path)
-    operator()
+    first = operator()
     kubeapi.create(cr("Rig", "webapp", {"gitUrl": f"file://{rig.remote}", "maxPolecats": 1, "runtime": RUNTIME,
                                         "budget": {"monthly": {"tokens": 1_000_000}}}))
     kubeapi.create(cr("Convoy", "tight", {"rig": "webapp", "mergeStrategy": "direct", "budget": {"tokens": 1000},
@@ -101,6 +101,17 @@ def test_a_convoy_over_budget_shows_it_on_its_status_waits_and_goes_on_when_rais
     assert day["tokens"] == 1350 and day["state"] == "Unbudgeted"
     assert month["tokenBudget"] == 1_000_000 and month["state"] == "Ok"
     assert condition(kubeapi.get("rigs", "default", "webapp"), "BudgetExhausted")["status"] == "False"
+
+    # an operator restart forgets nothing: the spend is the ledger's; nothing starts, nothing is raised twice
+    first.stop()
+    kubeapi.patch("convoys", "default", "tight", {"status": {"spend": None}}, subresource="status")
+    operator()
+    wait_for(lambda: (convoy()["status"].get("spend") or {}).get("state") == "Exhausted", timeout=30,
+             what="the spend projected again by the new operator")
+    time.sleep(3)
+    assert active_jobs(kubeapi) == [] and len(kubeapi.list("jobs", "default")) == 3
+    with rig.ledger() as lg:
+        assert len([b for b in lg.beads().values() if b.type == BeadType.ESCALATION]) == 2
 
     # raising it (the Convoy's spec) lets its work go on
     kubeapi.patch("convoys", "default", "tight", {"spec": {"budget": {"tokens": 5000}}})
