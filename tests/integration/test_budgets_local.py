@@ -115,6 +115,8 @@ def test_a_rig_budget_holds_the_whole_rig_and_bad_input_is_refused(town, tmp_pat
     # bad input is a one-line error, and changes nothing
     assert "--convoy needs --rig" in gt("budget", "set", "--convoy", "x", "--tokens", "1", ok=False)
     assert "--key 'K': use NAME=SESSIONS" in gt("budget", "set", "--key", "K", ok=False)
+    assert "--session-seconds: Input should be greater than or equal to 10" in gt(
+        "budget", "set", "--rig", "web", "--session-seconds", "5", ok=False)
     gt("budget", "set", "--rig", "web", "--daily-tokens", "0")  # 0 removes it: the rig goes on
     wait_for(lambda: beads_of(gt, "web")[second]["metadata"].get("usage"), timeout=60, what="the second session")
 

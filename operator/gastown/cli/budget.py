@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,10 +105,12 @@ def _limits(items: tuple[str, ...], option: str) -> dict[str, int]:
 
 
 def _checked(parse: Callable[[], Any]) -> Any:
+    """Parse, or fail naming the option: spec.budget.sessionSeconds is --session-seconds."""
     try:
         return parse()
     except Invalid as e:
-        fail(str(e).replace("spec.", "--").replace("limits.", "--"))
+        fail(re.sub(r"\b(?:spec\.budget|limits|budget)\.([A-Za-z.]+)",
+                    lambda m: "--" + re.sub(r"([A-Z])", r"-\1", m.group(1)).replace(".", "-").lower(), str(e)))
 
 
 @budget.command("set", epilog=EPILOG)
