@@ -1,12 +1,13 @@
 """A scripted agent for the `script` runtime: deterministic, no LLM.
 
 usage: agent_script.py MODE   (edit | commit | convoy | resumable | steady | notes | fail | hang | ratelimit |
-                              escalate)
+                              escalate | usage | runaway)
 It reads its prompt from $GT_PROMPT_FILE, as any runtime with prompt mode `file` would.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -50,14 +51,34 @@ def main() -> int:
         print("committed half, thinking...", flush=True)
         time.sleep(float(os.environ.get("AGENT_SECONDS", "60")))
         return 0
-    if mode == "steady":  # commits every 0.3 s for AGENT_SECONDS, then is done
-        end = time.monotonic() + float(os.environ.get("AGENT_SECONDS", "4"))
+    if mode == "usage":  # a bead's file, then Claude Code's result event saying what it spent (AGENT_TOKENS, in)
+        log = os.environ.get("AGENT_LOG")  # "start|end RIG TIME" lines: who ran when
+        if log:
+            with open(log, "a") as f:
+                f.write(f"start {os.environ['GT_RIG']} {time.time()}\n")
+        Path("work").mkdir(exist_ok=True)
+        Path("work", f"{os.environ['GT_BEAD']}.txt").write_text(f"{title_line}\n")
+        time.sleep(float(os.environ.get("AGENT_SECONDS", "0.2")))
+        if log:
+            with open(log, "a") as f:
+                f.write(f"end {os.environ['GT_RIG']} {time.time()}\n")
+        tokens = int(os.environ.get("AGENT_TOKENS", "500"))
+        print(json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": "done",
+                          "usage": {"input_tokens": tokens - tokens // 5, "output_tokens": tokens // 5},
+                          "total_cost_usd": float(os.environ.get("AGENT_COST", "0.01"))}))
+        return 0
+    if mode in ("steady", "runaway"):  # commits every 0.3 s for AGENT_SECONDS, then is done; a runaway
+        # also prints Codex's turn.completed with AGENT_TOKENS each time, and goes on for 30 s by default
+        end = time.monotonic() + float(os.environ.get("AGENT_SECONDS", "4" if mode == "steady" else "30"))
         step = 0
         while time.monotonic() < end:
             step += 1
             Path("WORK.md").write_text(f"{title_line}\nstep {step}\n")
             subprocess.run(["git", "add", "WORK.md"], check=True)
             subprocess.run(["git", "commit", "-q", "-m", f"step {step}"], check=True)
+            if mode == "runaway":
+                usage = {"input_tokens": int(os.environ.get("AGENT_TOKENS", "300")), "output_tokens": 0}
+                print(json.dumps({"type": "turn.completed", "usage": usage}), flush=True)
             time.sleep(0.3)
         return 0
     if mode == "notes":  # appends "SESSION STEP" to NOTES.md and commits it every 0.2 s, for AGENT_SECONDS

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from . import budget, escalation, notify, scheduler, witness
 from . import convoy as convoys
-from . import escalation, notify, scheduler, witness
+from .api.budget import RigBudget
 from .api.rig import Dogs
+from .budget import Gate, SharedLimits
 from .dogs import NAMES as DOG_NAMES
-from .ledger import Bead, BeadType, Ledger, LedgerError, Status
+from .ledger import Bead, BeadType, Ledger, LedgerError, Status, query
 from .ledger.gitstore import Signature
 from .ledger.merge import Branches
 from .polecats import sessions_to_start
@@ -101,6 +103,8 @@ class PassConfig:
     dogs: Dogs = field(default_factory=Dogs)
     dog_names: tuple[str, ...] = DOG_NAMES  # the Dogs the rig loop walks (on a cluster the others are CronJobs)
     key: str | None = None  # the identity of the rig's API key, whose rate-limit backoff rigs share
+    budget: RigBudget = field(default_factory=RigBudget)  # the rig's budgets (budget.py)
+    shared: SharedLimits | None = None  # the town's budget and shared limits: one for all the driver's rigs
 
 
 @dataclass
@@ -116,6 +120,7 @@ class PassReport:
     held: str | None = None
     beads: Mapping[str, Bead] | None = None
     refinery: RefineryReport | None = None
+    budget: Gate | None = None  # spend against the budgets, as the pass judged it
 
     @property
     def acted(self) -> bool:
@@ -131,6 +136,7 @@ class RigPass:
         self.key, self.backoffs = config.key, backoffs  # the rig's API key's identity, and the town's backoffs on keys
         self.limit, self.runtime, self.routes = config.limit, config.runtime, config.routes
         self.thresholds, self.queue = config.thresholds, config.queue
+        self.budget, self.shared = config.budget, config.shared
         self.peers = peers or (lambda rig: None)  # the other rigs' ledgers, for the parts of this rig's convoys
         self.branches = Branches(ledger.store)
         self.troubles = troubles or Troubles(rig)  # what keeps failing waits its backoff (the rig loop's)
@@ -163,12 +169,25 @@ class RigPass:
                 if convoys.is_home(convoy, self.rig):  # the other rigs' parts close quietly
                     self.port.announce(convoy, convoys.progress(convoy, beads))
                 self.ledger.apply(convoys.MarkNotified(convoy.metadata["key"], self.actor))
+        report.budget = gate = budget.gate(beads, rig=self.rig, budget=self.budget, now=now, actor=self.actor,
+                                           shared=self.shared, ident=self.ledger.store.remote)
+        if gate.raises:
+            self._apply_all(list(gate.raises))
+            beads = self.ledger.snapshot(refresh=False).beads()
         report.escalations = self._escalations(beads, now)
         if report.escalations:
             beads = self.ledger.snapshot(refresh=False).beads()
         known, retired = self.port.polecats()
-        decision = scheduler.plan(beads, snap.prefix, self.limit, known, retired, now=now,
-                                  held=self._key_backoff(beads, snap.prefix, now))
+        held = self._key_backoff(beads, snap.prefix, now) or gate.held
+
+        def waiting(bead: Bead) -> bool:
+            return budget.waits(bead, beads, gate.convoys)
+
+        groups, share = self._share(beads, now, waiting, held)
+        decision = scheduler.plan(beads, snap.prefix, self.limit, known, retired, now=now, held=held, share=share,
+                                  waiting=waiting)
+        if self.shared is not None:
+            self.shared.took(self.ledger.store.remote, groups, share, len(decision.assign))
         report.held = decision.held
         for name in decision.new_polecats:
             self.port.add_polecat(name)
@@ -183,6 +202,8 @@ class RigPass:
         # runs finishes
         starts = [] if decision.held else sessions_to_start(beads, names - retired, self.port.busy(), self.limit)
         for polecat, bead in starts if self.troubles.due(SESSION, now) else []:
+            if bead in beads and waiting(beads[bead]):
+                continue  # its convoy's budget is exhausted: it stays hooked until the budget is raised
             if polecat not in known:  # hooked by hand (`gt sling`) to a polecat the driver has not met
                 self.port.add_polecat(polecat)
             with self.troubles.trying(SESSION, now, session_problem(polecat, bead, self.queue.target), (Exception,)):
@@ -199,6 +220,17 @@ class RigPass:
             return None
         self.backoffs.note(self.key, self.rig, scheduler.state_of(beads, prefix).backoff_until)
         return self.backoffs.held(self.key, now)
+
+    def _share(self, beads: Mapping[str, Bead], now: datetime, waiting: Callable[[Bead], bool],
+               held: str | None) -> tuple[list[tuple[str, int]], int | None]:
+        """What the town's shared limits (per key, per runtime) leave this rig now: its groups, and
+        how many beads it may hook (None: no shared limit)."""
+        if self.shared is None:
+            return [], None
+        groups = self.shared.groups(self.key, self.runtime)
+        queued = 0 if held else sum(1 for b in query.ready(beads) if scheduler.dispatchable(b, beads) and not waiting(b))
+        return groups, self.shared.share(self.ledger.store.remote, groups, in_flight=len(scheduler.in_flight(beads)), queued=queued,
+                                         now=now)
 
     def _apply_all(self, ops: list[Any]) -> None:
         """Submitted together, so group commit puts them in as few commits as it can."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -216,12 +216,15 @@ def free_polecat(beads: Mapping[str, Bead], retired: Iterable[str] = ()) -> str:
 
 
 def plan(beads: Mapping[str, Bead], prefix: str, limit: int, polecats: Iterable[str],
-         retired: Iterable[str] = (), now: datetime | None = None, held: str | None = None) -> Dispatch:
+         retired: Iterable[str] = (), now: datetime | None = None, held: str | None = None,
+         share: int | None = None, waiting: Callable[[Bead], bool] | None = None) -> Dispatch:
     """Which ready beads to hook to which polecats now.
 
     ``polecats`` are the names known on the rig (resources and identities); the idle ones are
     reused first, new names are taken from the pool while fewer than ``limit`` are active.
-    ``held`` is a reason from outside the rig to hold (the backoff of the API key it shares).
+    ``held`` is a reason from outside the rig to hold (the backoff of the API key it shares, a
+    budget); ``share`` the most beads to hook now (what the town's shared limits leave this rig);
+    ``waiting`` says which ready beads wait nonetheless (their convoy's budget is exhausted).
     """
     out = Dispatch()
     under_way = in_flight(beads)
@@ -232,7 +235,7 @@ def plan(beads: Mapping[str, Bead], prefix: str, limit: int, polecats: Iterable[
     out.held = (state.held(now) if now else ("paused" if state.paused else None)) or held
     if out.held or not ready:
         return out
-    slots = limit - len(under_way)
+    slots = limit - len(under_way) if share is None else min(limit - len(under_way), share)
     retired_set = set(retired)
     known = known_polecats(beads, polecats)
     busy = {b.assignee for b in under_way}
@@ -242,6 +245,8 @@ def plan(beads: Mapping[str, Bead], prefix: str, limit: int, polecats: Iterable[
     for bead in ready:
         if slots <= 0:
             break
+        if waiting is not None and waiting(bead):
+            continue
         convoy = convoy_of(bead, beads)
         if convoy is not None:
             cap = convoy.metadata.get("max_parallel")

@@ -28,6 +28,11 @@ the start with a message that names the variable.
     POD_NAME                  the host name                    operator: the instance named on its Events, and
                                                                the holder it writes in the leader Lease
     POD_NAMESPACE             the pod's (or kubeconfig's)      operator: where its leader Lease is
+    GT_TOWN_LIMITS            (none)                           operator: the town's budget and its limits shared by
+                                                               all rigs, as JSON: {"daily": {"usd": 50}, "keys":
+                                                               {"NAMESPACE/SECRET": 4}, "runtimes": {"claude": 8}}
+                                                               (api/budget.py TownLimits; a local town keeps the
+                                                               same in town.json's ``limits``)
 
 A local town may also keep settings in its town.json, by camelCase name (``{"settings":
 {"leaseSeconds": 60, "gitTimeout": 300}}``): the environment wins over them, flags over both.
@@ -40,15 +45,20 @@ GT_FORMULAS_DIR and GT_RUNTIMES_FILE (extra formulas and runtimes).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .trouble import Backoff
+
+if TYPE_CHECKING:
+    from .api.budget import TownLimits
 
 
 class SettingsError(ValueError):
@@ -79,6 +89,7 @@ class Settings:
     runtimes_configmap: str | None = None
     pod_name: str = field(default_factory=socket.gethostname)
     pod_namespace: str | None = None
+    town_limits: str = ""
 
     _ENV = {"patrol_seconds": "GT_PATROL_SECONDS", "deacon_seconds": "GT_DEACON_SECONDS",
             "orphan_grace_seconds": "GT_ORPHAN_GRACE_SECONDS", "git_timeout": "GT_GIT_TIMEOUT",
@@ -86,7 +97,7 @@ class Settings:
             "retry_base_seconds": "GT_RETRY_BASE_SECONDS", "retry_max_seconds": "GT_RETRY_MAX_SECONDS",
             "escalate_after_attempts": "GT_ESCALATE_AFTER_ATTEMPTS",
             "agent_image": "GT_AGENT_IMAGE", "runtimes_configmap": "GT_RUNTIMES_CONFIGMAP",
-            "pod_name": "POD_NAME", "pod_namespace": "POD_NAMESPACE"}
+            "pod_name": "POD_NAME", "pod_namespace": "POD_NAMESPACE", "town_limits": "GT_TOWN_LIMITS"}
 
     def __post_init__(self) -> None:
         for name in ("patrol_seconds", "deacon_seconds", "git_timeout", "lease_seconds", "retry_base_seconds",
@@ -102,6 +113,24 @@ class Settings:
             raise SettingsError(f"GT_ORPHAN_GRACE_SECONDS must be 0 or more seconds, not {self.orphan_grace_seconds}")
         if not self.agent_image.strip():
             raise SettingsError("GT_AGENT_IMAGE must name an image")
+        if self.town_limits.strip():
+            self.limits()
+
+    def limits(self) -> TownLimits:
+        """The town's budget and shared limits (GT_TOWN_LIMITS)."""
+        from .api.budget import (
+            TownLimits,  # pydantic: only where limits are read (gt --help stays light)
+        )
+        from .api.validation import Invalid, parse_spec
+
+        try:
+            raw = json.loads(self.town_limits) if self.town_limits.strip() else {}
+        except ValueError as e:
+            raise SettingsError(f"GT_TOWN_LIMITS is not JSON: {e}") from None
+        try:
+            return parse_spec(TownLimits, raw, prefix="GT_TOWN_LIMITS")
+        except Invalid as e:
+            raise SettingsError(str(e)) from None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, config: Mapping[str, object] | None = None,
@@ -110,7 +139,7 @@ class Settings:
         (a local town's ``settings`` in town.json, by camelCase name), else the defaults."""
         env = os.environ if env is None else env
         values: dict[str, object] = {"cache_dir": cache_root(env)}
-        by_key = {_camel(name): name for name in cls._ENV if name != "pod_name"}
+        by_key = {_camel(name): name for name in cls._ENV if name not in ("pod_name", "town_limits")}
         for key, raw in (config or {}).items():
             if key not in by_key:
                 raise SettingsError(f"settings.{key} is not a setting; the settings are: {', '.join(sorted(by_key))}")

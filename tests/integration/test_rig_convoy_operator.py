@@ -222,7 +222,7 @@ def test_a_convoy_across_rigs_closes_when_every_part_is_done(kubeapi, operator, 
     # the projection's conditions sit next to admission's and the planner's: no writer drops another's
     wait_for(lambda: {c["type"]: c["reason"] for c in kubeapi.get("convoys", "default", "feature")["status"]["conditions"]}
              == {"Invalid": "SpecValid", "Ready": "Accepted", "PlanInvalid": "Planned", "Stalled": "Moving",
-                 "Done": "AllMerged"}, what="every writer's conditions")
+                 "Done": "AllMerged", "BudgetExhausted": "NoBudget"}, what="every writer's conditions")
     events = wait_for(lambda: [e for e in kubeapi.events("default", "feature") if e["reason"] == "ConvoyDone"],
                       what="one ConvoyDone Event")
     assert len(events) == 1

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from ..graph import find_cycle
+from .budget import ConvoyBudget, SpendStatus
 from .common import Conditions, Model, ObjectName, SecretKeyRef
 
 BEAD_KEY = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -103,6 +104,7 @@ class ConvoySpec(Model):
     notify: list[NotifyTarget] = Field(default_factory=list, max_length=10)
     stall_after_seconds: int = Field(default=3600, ge=60, le=7 * 86400,
                                      description="No bead progressed for this long: Stalled.")
+    budget: ConvoyBudget | None = Field(default=None, description="What the convoy's sessions may spend in all.")
 
     @field_validator("beads")
     @classmethod
@@ -135,3 +137,4 @@ class ConvoyStatus(Model):
     progress: str = Field(default="0/0", description="Closed beads / all beads.")
     beads: list[ConvoyBeadStatus] = Field(default_factory=list)
     last_progress: datetime | None = None
+    spend: SpendStatus | None = Field(default=None, description="What its sessions spent, against its budget.")

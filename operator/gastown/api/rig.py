@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 
 from ..cron import check as check_schedule
+from .budget import RigBudget, SpendStatus
 from .common import (
     DNS_SUBDOMAIN,
     BranchName,
@@ -183,6 +184,7 @@ class RigSpec(Model):
     witness: WitnessSpec = Field(default_factory=WitnessSpec)
     dogs: Dogs = Field(default_factory=Dogs)
     polecat_home: PolecatHome = Field(default_factory=PolecatHome)
+    budget: RigBudget = Field(default_factory=RigBudget)
 
 
 RigPhase = Literal["Pending", "Ready", "Error", "Invalid"]
@@ -196,3 +198,5 @@ class RigStatus(Model):
     beads: dict[str, int] = Field(default_factory=dict, description="Number of beads by status.")
     active_polecats: int = 0
     last_sync: datetime | None = None
+    spend: list[SpendStatus] = Field(default_factory=list, description="This UTC day's and month's spend "
+                                                                      "against the rig's budget.")

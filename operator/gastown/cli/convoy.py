@@ -11,6 +11,7 @@ from typing import Any
 import click
 import yaml
 
+from .. import budget as budgets
 from .. import convoy as convoys
 from .. import formulas, scheduler
 from ..api import ConvoySpec, Invalid
@@ -99,7 +100,8 @@ def _show(ledger: Ledger, convoy_id: str, as_json: bool) -> None:
     data = {"id": convoy_id, "name": meta["name"], "phase": prog.phase, "progress": prog.text,
             "source": meta.get("source"), "strategy": meta.get("strategy"), "labels": prog.convoy.labels,
             "planError": meta.get("plan_error"), "closeReason": prog.convoy.close_reason,
-            "beads": [b.__dict__ for b in prog.beads], "spend": prog.spend}
+            "beads": [b.__dict__ for b in prog.beads], "spend": prog.spend,
+            "budget": budgets.convoy_standing(prog.convoy, beads).status()}
     if as_json:
         emit(data)
         return
@@ -110,6 +112,8 @@ def _show(ledger: Ledger, convoy_id: str, as_json: bool) -> None:
         click.echo(f"  {prog.convoy.close_reason}")
     if prog.spend:
         click.echo(f"  spent: {describe(prog.spend)}")
+    if data["budget"]["state"] != "Unbudgeted":
+        click.echo(f"  budget: {budgets.status_line(data['budget'])}")
     for b in prog.beads:
         click.echo(f"  {b.key:<16} {b.id:<14} {b.state:<9} {b.title}")
 

@@ -17,6 +17,8 @@ COMMANDS = {
     "apply": ("gastown.cli.town:apply_", "Apply the manifests you would `kubectl apply` to the local town instead."),
     "bead": ("gastown.cli.bead:bead",
              "Beads: the tracked work items of a rig, stored as commits on its ledger branch."),
+    "budget": ("gastown.cli.budget:budget", "Budgets and shared limits of the local town (on a cluster: the Rig's and "
+                                            "the Convoy's spec.budget, and the operator's GT_TOWN_LIMITS)."),
     "config": ("gastown.cli.config:config", "Local configuration."),
     "convoy": ("gastown.cli.convoy:convoy",
                "Convoys: bundles of beads delivered together (locally; on a cluster, apply a Convoy)."),

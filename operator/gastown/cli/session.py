@@ -44,10 +44,17 @@ def session() -> None:
 @click.option("--state-dir", envvar="GT_STATE_DIR", type=click.Path(path_type=Path, file_okay=False),
               help="The polecat's own directory, kept across its sessions: where its runtime keeps the "
                    "conversations a later session resumes (env GT_STATE_DIR).")
+@click.option("--max-tokens", envvar="GT_SESSION_MAX_TOKENS", type=click.IntRange(1),
+              help="End the session cleanly (its work pushed) once its runtime reports this many tokens "
+                   "(env GT_SESSION_MAX_TOKENS; the Rig's budget.sessionTokens).")
+@click.option("--max-seconds", envvar="GT_SESSION_MAX_SECONDS", type=click.FloatRange(1),
+              help="End the session cleanly (its work pushed) after this many seconds "
+                   "(env GT_SESSION_MAX_SECONDS; the Rig's budget.sessionSeconds).")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run(rig: str, bead: str, polecat: str, session_name: str, runtime: str, model: str | None,
         workdir: Path, session_dir: Path, target: str, deadline: float, heartbeat: str | None,
-        heartbeat_interval: float, cache_dir: Path | None, state_dir: Path | None, args: tuple[str, ...]) -> None:
+        heartbeat_interval: float, cache_dir: Path | None, state_dir: Path | None, max_tokens: int | None,
+        max_seconds: float | None, args: tuple[str, ...]) -> None:
     """Run one agent session on a bead and record how it ended.
 
     ARGS after `--` go to the runtime (for the script runtime they are the command). The exit
@@ -60,7 +67,8 @@ def run(rig: str, bead: str, polecat: str, session_name: str, runtime: str, mode
                        workdir=workdir.resolve(), session_dir=session_dir.resolve(), target=target,
                        model=model, extra_args=list(args), deadline=deadline, heartbeat=heartbeat,
                        heartbeat_interval=heartbeat_interval, cache_dir=cache_dir,
-                       state_dir=state_dir.resolve() if state_dir else None)
+                       state_dir=state_dir.resolve() if state_dir else None, max_tokens=max_tokens,
+                       max_seconds=max_seconds)
     outcome = run_session(spec)
     click.echo(f"session {session_name}: {outcome.status}" + (f": {outcome.reason}" if outcome.reason else ""),
                err=outcome.code != 0)

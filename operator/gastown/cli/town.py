@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from .. import budget as budgets
 from .. import convoy as convoys
 from ..api import Invalid, RigSpec
 from ..api.validation import parse_spec
@@ -47,6 +48,7 @@ def up(town: Path | None, foreground: bool, verbose: bool, metrics_port: int, da
     try:
         config = load_settings(t.settings())  # bad settings in town.json: said here, and nothing starts
         use_git_timeout(config)
+        t.limits()  # and bad budgets or shared limits
     except TownError as e:
         fail(e)
     if foreground:
@@ -115,8 +117,9 @@ def status(town: Path | None, as_json: bool) -> None:
         batch = mq.active_batch(beads, target)
         row.update(
             inFlight=len(in_flight(beads)),
+            spend=[s.status() for s in budgets.rig_standings(beads, config.budget, now)],
             convoys=[{"name": c.metadata["name"], "id": c.id, "phase": p.phase, "progress": p.text,
-                      "spend": p.spend}
+                      "spend": p.spend, "budget": budgets.convoy_standing(c, beads).status()}
                      for c in convoys.open_convoys(beads) if (p := convoys.progress(c, beads))],
             mergeQueue={"waiting": len(mq.queued(beads, target)), "batch": batch.id if batch else None,
                         **mq.counters(beads, target)},
@@ -147,8 +150,10 @@ def status(town: Path | None, as_json: bool) -> None:
                    + f";  merge queue: {q['waiting']} waiting"
                    + (f", batch {q['batch']} {'blocked' if queue_blocked else 'verifying'}" if q["batch"] else "")
                    + f"; merged {q['merged']}, rejected {q['rejected']}")
+        click.echo("  spend: " + ";  ".join(budgets.status_line(s) for s in r["spend"]))
         for c in r["convoys"]:
             spent = f", spent {describe(c['spend'])}" if c["spend"] else ""
+            spent += f"; budget {budgets.status_line(c['budget'])}" if c["budget"]["state"] != "Unbudgeted" else ""
             click.echo(f"  convoy {c['name']} ({c['id']}): {c['phase']}, {c['progress']}{spent}")
         for e in r["escalations"]:
             click.echo(f"  escalation {e['id']} {e['severity']}: {e['title']}")

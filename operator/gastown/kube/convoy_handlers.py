@@ -13,6 +13,7 @@ from .. import convoy as convoys
 from .. import formulas
 from ..api import GROUP, VERSION, Condition, ConvoySpec, Invalid
 from ..api.validation import parse_spec
+from ..budget import SetConvoyBudget, budget_condition, convoy_standing
 from ..ledger import Bead, LedgerError
 from ..ledger.ops import Together
 from ..names import OPERATOR_ACTOR
@@ -64,6 +65,8 @@ def plan_convoy(*, name: str, namespace: str, spec: Mapping, body: kopf.Body, me
             ops: list[Any] = [convoys.OpenConvoy(part_info, OPERATOR_ACTOR)]
             if part_plan is not None:
                 ops.append(convoys.PlanConvoy(key, tuple(part_plan), OPERATOR_ACTOR, planned_by=info.source))
+            if part_rig == convoy.rig:  # its budget, set or changed (raised: its work goes on at the next pass)
+                ops.append(SetConvoyBudget(key, convoy.budget.wire() if convoy.budget else None, OPERATOR_ACTOR))
             ledger = ledgers(memo).for_rig(namespace, part_rig, specs[part_rig])
             written[part_rig] = ledger.apply(Together(tuple(ops), OPERATOR_ACTOR))
     except LedgerError as e:
@@ -98,9 +101,12 @@ def convoy_status(convoy: Bead, beads: Mapping[str, Bead],
     conditions.append(Condition(type="Done", status="True" if done else "False",
                                 reason="AllMerged" if done else "InProgress",
                                 message=convoy.close_reason or f"{merged}/{total}", last_transition_time=when))
+    standing = convoy_standing(convoy, beads)  # its home rig's sessions, against its budget
+    conditions.append(budget_condition([standing]).model_copy(update={"last_transition_time": when}))
     rigs = [meta.get("rig", "")] + [p.metadata.get("rig", "") for p, _ in parts]
     listed = [{"key": b.key, "id": b.id, "title": b.title[:200], "state": b.state,
                **({"rig": rig} if len(rigs) > 1 else {})} for rig, p in zip(rigs, progs, strict=True) for b in p.beads]
     status = {"phase": prog.phase, "progress": f"{merged}/{total}", "convoyBead": convoy.id, "beads": listed,
-              "lastProgress": max(p.last_progress for p in progs if p.last_progress).isoformat()}
+              "lastProgress": max(p.last_progress for p in progs if p.last_progress).isoformat(),
+              "spend": standing.status()}
     return status, tuple(conditions)

@@ -33,6 +33,7 @@ from .. import convoy as convoys
 from .. import escalation, notify, witness
 from ..api import API_VERSION, Condition, Invalid, PolecatSpec, RigSpec
 from ..api.validation import parse_spec
+from ..budget import Gate, budget_condition
 from ..deacon import Heal
 from ..dogs import DogReport, Kennel
 from ..escalation import Routes
@@ -336,7 +337,8 @@ class KubeRig:
         config = PassConfig(limit=rig.max_polecats, runtime=rig.runtime.preset, target=rig.default_branch,
                             routes=Routes.from_spec(rig.escalation), thresholds=witness.Thresholds.from_spec(rig.witness),
                             queue=queue_settings(queue, rig.default_branch), dogs=rig.dogs, dog_names=("gc",),
-                            key=f"secret:{ns}/{ref.name}/{ref.key}" if ref else None)
+                            key=f"secret:{ns}/{ref.name}/{ref.key}" if ref else None, budget=rig.budget,
+                            shared=self.memo.get("shared"))
         return Round(ledger=ledger, port=port, config=config)
 
     def wake_key(self, round: Round) -> Hashable:
@@ -346,7 +348,8 @@ class KubeRig:
         peer_tips = tuple((r, other.refresh()) for r in sorted(self.peer_rigs) if (other := self.peer(r)) is not None)
         return (tuple(sorted((p, p in port.busy()) for p in port.known)), tuple(sorted(port.convoy_refs)), peer_tips,
                 tuple(sorted((m["name"], len(m["conditions"])) for m in port.queues)),
-                tuple(sorted((j["ident"] or "", j["ended"] or "") for j in port.verification_jobs)))
+                tuple(sorted((j["ident"] or "", j["ended"] or "") for j in port.verification_jobs)),
+                self.memo["shared"].owed(round.ledger.store.remote) if "shared" in self.memo else 0)
 
     def passed(self, round: Round, report: PassReport) -> bool:
         port, ns, name, beads = self.port, self.namespace, self.name, report.beads or {}
@@ -356,7 +359,7 @@ class KubeRig:
             if port.restore(beads):
                 log.info("rig %s/%s: Polecats made again from the ledger's polecats", ns, name)
         project(ns, name, prefix=round.ledger.prefix, tip=round.ledger.tip, beads=beads, refs=port.convoy_refs,
-                polecats=port.known, last=self.projected, held=report.held, peer=self.peer)
+                polecats=port.known, last=self.projected, held=report.held, peer=self.peer, gate=report.budget)
         project_queues(ns, name, queues=port.queues, beads=beads, target=round.config.queue.target,
                        report=report.refinery, last=self.projected)
         self.peer_rigs = {r for c in convoys.open_convoys(beads) if convoys.is_home(c, name) for r in convoys.other_rigs(c)}
@@ -443,7 +446,7 @@ def report_blocked(namespace: str, rig: str, troubles: Sequence[Trouble], last: 
 
 def project(namespace: str, rig: str, *, prefix: str, tip: str | None, beads: Mapping[str, Bead],
             refs: Mapping[str, dict], polecats: Mapping[str, dict], last: dict[str, Any], held: str | None = None,
-            peer: Callable[[str], Ledger | None] | None = None) -> None:
+            peer: Callable[[str], Ledger | None] | None = None, gate: Gate | None = None) -> None:
     """Write what the ledger says onto the Rig, Polecat and Convoy statuses; only what changed."""
     def put(plural: str, obj: str, status: dict, *conditions: Condition) -> None:
         put_status(namespace, plural, obj, status, last=last)
@@ -454,10 +457,13 @@ def project(namespace: str, rig: str, *, prefix: str, tip: str | None, beads: Ma
     work = [b for b in beads.values() if b.type not in (BeadType.AGENT, BeadType.CONVOY)]
     active = len({b.assignee for b in work if b.assignee and b.status in (Status.HOOKED, Status.IN_PROGRESS)})
     status: dict[str, Any] = {"ledgerHead": tip, "beads": counts_by_status(work), "activePolecats": active}
+    status["spend"] = [s.status() for s in gate.rig] if gate else []
     put("rigs", rig, status, Condition(
         type="Dispatching", status="False" if held else "True",
-        reason=("Paused" if held.startswith("paused") else "RateLimited") if held else "Dispatching",
-        message=held or "ready beads go to polecats as slots free"))
+        reason=("Paused" if held.startswith("paused") else "BudgetExhausted" if "budget exhausted" in held
+                else "RateLimited") if held else "Dispatching",
+        message=held or "ready beads go to polecats as slots free"),
+        *([budget_condition([*gate.rig, *gate.town])] if gate else []))
     for polecat, ref in polecats.items():
         holding = hooked_to(beads, polecat) or next(
             (b for b in work if b.assignee == polecat and b.status == Status.IN_PROGRESS), None)

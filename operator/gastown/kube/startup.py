@@ -6,6 +6,7 @@ import logging
 
 import kopf
 
+from ..budget import SharedLimits
 from ..scheduler import SharedBackoffs
 from .ledgers import RigLedgers
 from .memo import settings as gastown_settings
@@ -26,5 +27,6 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     configure(settings, opts, gastown_settings(memo).pod_name)
     memo["ledgers"] = RigLedgers(gastown_settings(memo).cache_dir)
     memo["backoffs"] = SharedBackoffs()  # one per operator: every rig loop sees the same
+    memo["shared"] = SharedLimits(gastown_settings(memo).limits())  # the town's budget and shared limits
     log.info("gastown operator starting (%s)",
              "all namespaces" if opts.clusterwide else "namespaces " + ",".join(opts.namespaces))

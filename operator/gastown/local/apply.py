@@ -19,6 +19,7 @@ import yaml
 from .. import convoy as convoys
 from ..api import GROUP, ConvoySpec, Invalid, MergeQueueSpec, PolecatSpec, RigSpec
 from ..api.validation import parse_spec
+from ..budget import SetConvoyBudget
 from ..ledger import InvalidOperation, Ledger
 from ..ledger.ops import Together, check_title
 from ..polecats import EnsureAgent, agent_id
@@ -143,5 +144,7 @@ def create_convoy(town: Town, name: str, spec: ConvoySpec, actor: str, *, home_r
             ops: list[Any] = [convoys.OpenConvoy(part_info, actor)]
             if part_plan is not None:
                 ops.append(convoys.PlanConvoy(name, tuple(part_plan), actor, planned_by=info.source))
+            if spec.budget is not None:
+                ops.append(SetConvoyBudget(name, spec.budget.wire(), actor))
             ledgers[rig].apply(Together(tuple(ops), actor))
     return True

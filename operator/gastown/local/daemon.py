@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..budget import SharedLimits
 from ..ledger import Ledger, LedgerError
 from ..names import DAEMON_ACTOR
 from ..runtimes.local import LocalBackend
@@ -48,6 +49,7 @@ class TownDaemon:
         self.backend = LocalBackend(town.root, cache_dir=town.root / "cache", heartbeat_interval=heartbeat_interval)
         self.rigs: dict[str, _Rig] = {}
         self.backoffs = SharedBackoffs()  # rigs on one API key wait out its rate limits together
+        self.shared = SharedLimits()  # the town's budget and shared limits (town.json's limits, read with the rigs)
 
     def peer(self, name: str) -> Ledger | None:
         rig = self.rigs.get(name)
@@ -56,6 +58,7 @@ class TownDaemon:
     def sync(self) -> None:
         """Start, restart or stop rig threads to match town.json."""
         wanted = self.town.rigs()
+        self.shared.configure(self.town.limits())
         for name in [n for n, r in self.rigs.items() if wanted.get(n) != r.config]:
             self._stop(name)
         for name, config in wanted.items():
@@ -65,7 +68,7 @@ class TownDaemon:
     def _start(self, config: RigConfig) -> None:
         ledger = Ledger(config.remote, cache_dir=self.backend.ledger_cache(config.name), actor=DAEMON_ACTOR)
         driver = RigDriver(config, self.backend, ledger, peers=self.peer, backoffs=self.backoffs,
-                           settings=self.settings)
+                           settings=self.settings, shared=self.shared)
         stop = threading.Event()
         thread = threading.Thread(target=self._drive, args=(driver, stop), name=f"rig-{config.name}", daemon=True)
         self.rigs[config.name] = _Rig(config, ledger, stop, thread)

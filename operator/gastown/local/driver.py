@@ -18,8 +18,10 @@ from pathlib import Path
 
 from .. import convoy as convoys
 from .. import escalation, witness
+from ..api.budget import RigBudget
 from ..api.common import RuntimeSpec
 from ..api.rig import Dogs, EscalationSpec
+from ..budget import SharedLimits
 from ..deacon import Heal
 from ..dogs import DogReport, Kennel, stale_polecats
 from ..escalation import Routes
@@ -62,6 +64,7 @@ class RigConfig:
     queue: QueueSettings | None = None  # default: QueueSettings(target=target)
     verify_timeout: float = 1800.0
     dogs: Dogs = field(default_factory=Dogs)
+    budget: RigBudget = field(default_factory=RigBudget)
 
     @property
     def queue_settings(self) -> QueueSettings:
@@ -97,7 +100,8 @@ class LocalPort:
         rt = self.config.runtime
         session = self.backend.start(SessionRequest(
             rig=self.config.name, remote=self.config.remote, bead=bead, polecat=polecat, runtime=rt.preset,
-            model=rt.model, args=tuple(rt.args), target=self.config.target, deadline=self.config.deadline))
+            model=rt.model, args=tuple(rt.args), target=self.config.target, deadline=self.config.deadline,
+            max_tokens=self.config.budget.session_tokens, max_seconds=self.config.budget.session_seconds))
         self.sessions[polecat] = session
         log.info("rig %s: %s started session %s on %s", self.config.name, polecat, session.name, bead)
         if self.on_session:
@@ -240,8 +244,9 @@ class RigDriver:
                  on_session: Callable[[LocalSession], None] | None = None,
                  announce: Callable[[Bead, convoys.ConvoyProgress], None] | None = None,
                  peers: Callable[[str], Ledger | None] | None = None, backoffs: SharedBackoffs | None = None,
-                 settings: Settings | None = None):
+                 settings: Settings | None = None, shared: SharedLimits | None = None):
         self.config, self.backend, self.ledger = config, backend, ledger
+        self.shared = shared  # the town's budget and shared limits
         self.settings = settings or Settings()
         self.port = LocalPort(config, backend, ledger, on_session=on_session, announce=announce)
         self.peers, self.backoffs = peers, backoffs
@@ -256,13 +261,14 @@ class RigDriver:
         c = self.config
         return PassConfig(limit=c.max_polecats, runtime=c.runtime.preset, target=c.target,
                           routes=Routes.from_spec(c.escalation), thresholds=c.thresholds, queue=c.queue_settings,
-                          dogs=c.dogs, key=self.key)
+                          dogs=c.dogs, key=self.key, budget=c.budget, shared=self.shared)
 
     def round(self) -> Round:
         return Round(ledger=self.ledger, port=self.port, config=self.pass_config())
 
     def wake_key(self, round: Round) -> Hashable:
-        return frozenset(p for p, s in self.port.sessions.items() if s.running())  # a session ended
+        return (frozenset(p for p, s in self.port.sessions.items() if s.running()),  # a session ended
+                self.shared.owed(self.ledger.store.remote) if self.shared else 0)  # a shared slot waits for it
 
     def passed(self, round: Round, report: PassReport) -> bool:
         return False

@@ -1,7 +1,8 @@
 """A town on one machine: a directory with the rigs' clones, the sessions, and town.json.
 
     TOWN/town.json          {"rigs": {"webapp": {"spec": <Rig spec>, "mergeQueue": <MergeQueue spec>,
-                                                  "webhookUrl": ...}}}
+                                                  "webhookUrl": ...}},
+                             "limits": <the town's budget and shared limits (api/budget.py TownLimits)>}
     TOWN/rigs/NAME/         the rig's clone and its polecats' worktrees
     TOWN/sessions/, verify/ session and verification directories (logs, results)
     TOWN/cache/ledgers/NAME the rig's ledger cache
@@ -18,6 +19,7 @@ import os
 from pathlib import Path
 
 from ..api import Invalid, MergeQueueSpec, RigSpec
+from ..api.budget import TownLimits
 from ..api.validation import parse_spec
 from ..refinery import QueueSettings
 from ..witness import Thresholds
@@ -48,7 +50,7 @@ def rig_config(name: str, spec: RigSpec, queue: MergeQueueSpec | None = None,
         thresholds=Thresholds.from_spec(spec.witness),
         gates=spec.verification.gates.ordered(),
         queue=None if queue is None else QueueSettings.from_spec(queue, spec.default_branch),
-        verify_timeout=float(spec.verification.timeout_seconds), dogs=spec.dogs)
+        verify_timeout=float(spec.verification.timeout_seconds), dogs=spec.dogs, budget=spec.budget)
 
 
 class Town:
@@ -82,6 +84,18 @@ class Town:
         if not isinstance(found, dict):
             raise TownError(f"{self.config_path}: settings must be an object, like {{\"leaseSeconds\": 60}}")
         return found
+
+    def limits(self) -> TownLimits:
+        """The town's budget and its limits shared by all rigs (town.json's ``limits``)."""
+        try:
+            return parse_spec(TownLimits, self._load().get("limits") or {}, prefix="limits")
+        except Invalid as e:
+            raise TownError(f"{self.config_path}: {e}") from None
+
+    def put_limits(self, limits: TownLimits) -> None:
+        data = self._load()
+        data["limits"] = limits.wire()
+        self._save(data)
 
     def specs(self) -> dict[str, tuple[RigSpec, MergeQueueSpec | None, str | None]]:
         """Each rig's spec, merge-queue spec and webhook URL, as town.json holds them."""

@@ -185,6 +185,9 @@ def session_job(req: JobRequest, runtime: Runtime | None = None) -> dict:
     ]
     if req.runtime.model:
         env.append({"name": "GT_MODEL", "value": req.runtime.model})
+    for name, ceiling in (("GT_SESSION_MAX_TOKENS", spec.budget.session_tokens),
+                          ("GT_SESSION_MAX_SECONDS", spec.budget.session_seconds)):
+        env += [{"name": name, "value": str(ceiling)}] if ceiling else []
     key_env = runtime.key_env(req.runtime.model) if runtime else None
     if req.runtime.api_key_secret and key_env:
         ref = req.runtime.api_key_secret

@@ -39,6 +39,8 @@ class SessionRequest:
     target: str = "main"
     deadline: float = 3600.0
     labels: dict[str, str] = field(default_factory=dict)  # convoy and the like, for listing
+    max_tokens: int | None = None  # the session's ceilings (the Rig's budget.sessionTokens, sessionSeconds)
+    max_seconds: float | None = None
 
 
 @dataclass
@@ -233,6 +235,8 @@ class LocalBackend:
                 "--state-dir", str(self.state_dir(req.rig, req.polecat))]
         if req.model:
             argv += ["--model", req.model]
+        for flag, value in (("--max-tokens", req.max_tokens), ("--max-seconds", req.max_seconds)):
+            argv += [flag, str(value)] if value else []
         argv += ["--", *req.args]
         started = time.time()
         (sdir / "request.json").write_text(json.dumps({"request": asdict(req), "argv": argv, "started": started},

@@ -88,6 +88,8 @@ class SessionSpec:
     heartbeat_interval: float = 10.0
     cache_dir: Path | None = None
     state_dir: Path | None = None  # the polecat's own: its CLI's conversations, for resume
+    max_tokens: int | None = None  # the session's ceiling (the Rig's budget.sessionTokens), as its output says
+    max_seconds: float | None = None  # the session's ceiling in wall time (budget.sessionSeconds)
 
     @property
     def actor(self) -> str:
@@ -196,7 +198,19 @@ def _run(spec: SessionSpec, ledger: Ledger, started: float) -> Outcome:
                         model=spec.model, extra_args=spec.extra_args, resume=resume, as_root=os.geteuid() == 0,
                         state_dir=spec.state_dir)
     env = session_env(spec, prompt_file, branch, runtime.session_env(spec.state_dir))
-    exit_code, cut = _execute(spec, argv, runtime.stdin(prompt), env)
+    ceiling: list[str] = []  # why the session was ended at its ceiling
+
+    def over(elapsed: float) -> bool:
+        if spec.max_seconds and elapsed > spec.max_seconds:
+            ceiling.append(f"{spec.max_seconds:.0f}s of wall time")
+        elif spec.max_tokens:
+            used = output.read(runtime.output, _tail(spec.log_path), env)
+            if used.input_tokens + used.output_tokens >= spec.max_tokens:
+                ceiling.append(f"{spec.max_tokens:,} tokens ({used.input_tokens + used.output_tokens:,} used)")
+        return bool(ceiling)
+
+    exit_code, cut = _execute(spec, argv, runtime.stdin(prompt), env,
+                              over=over if spec.max_tokens or spec.max_seconds else None)
     seconds = time.monotonic() - started
     log = _tail(spec.log_path)
     report = output.read(runtime.output, log, env)
@@ -213,6 +227,9 @@ def _run(spec: SessionSpec, ledger: Ledger, started: float) -> Outcome:
     elif cut == "timeout":
         outcome = Outcome("timeout", f"no result after {spec.deadline:.0f}s: the runtime was stopped",
                           exit_code, seconds)
+    elif cut == "ceiling":
+        outcome = Outcome("timeout", f"the session reached its ceiling of {ceiling[0]}: the runtime was stopped "
+                                     "and its work pushed for the next session", exit_code, seconds)
     elif cut == "stopped":
         outcome = Outcome("failed", "stopped from outside (SIGTERM: the Witness, or the pod was deleted); "
                                     "the work so far is saved on the branch", exit_code, seconds)
@@ -235,11 +252,12 @@ def _run(spec: SessionSpec, ledger: Ledger, started: float) -> Outcome:
     return outcome
 
 
-def _execute(spec: SessionSpec, argv: list[str], stdin: bytes | None,
-             env: dict[str, str]) -> tuple[int, str | None]:
-    """Run the runtime until it exits, the deadline passes ("timeout") or this process is asked to
-    stop ("stopped": SIGTERM, as when the Witness stops a session or Kubernetes deletes its pod);
-    in the two last cases the runtime is stopped and the caller saves the work."""
+def _execute(spec: SessionSpec, argv: list[str], stdin: bytes | None, env: dict[str, str],
+             over: Callable[[float], bool] | None = None) -> tuple[int, str | None]:
+    """Run the runtime until it exits, the deadline passes ("timeout"), ``over`` says the session
+    reached its ceiling ("ceiling": asked about once a second) or this process is asked to stop
+    ("stopped": SIGTERM, as when the Witness stops a session or Kubernetes deletes its pod); in the
+    last three cases the runtime is stopped and the caller saves the work."""
     with spec.log_path.open("ab") as log:
         try:
             proc = subprocess.Popen(argv, cwd=spec.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -258,12 +276,16 @@ def _execute(spec: SessionSpec, argv: list[str], stdin: bytes | None,
         stopping = threading.Event()
         try:
             with _on_sigterm(stopping.set):
-                deadline = time.monotonic() + spec.deadline
+                begun = time.monotonic()
+                deadline, asked = begun + spec.deadline, begun
                 while True:
                     try:
                         return proc.wait(timeout=0.2), None
                     except subprocess.TimeoutExpired:
                         cut = "stopped" if stopping.is_set() else "timeout" if time.monotonic() > deadline else None
+                        if cut is None and over is not None and time.monotonic() - asked >= 1.0:
+                            asked = time.monotonic()
+                            cut = "ceiling" if over(asked - begun) else None
                         if cut:
                             _stop(proc)
                             return proc.returncode, cut

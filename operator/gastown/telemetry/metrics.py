@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from .. import spend
+from ..budget import Gate
 from ..ledger import Bead, BeadType, Status
 from ..rigpass import PassReport
 
@@ -34,6 +35,11 @@ TOKENS = Counter("gastown_tokens", "Tokens the rig's agent sessions used, as the
                  [*RIG, "runtime", "kind"])
 COST = Counter("gastown_cost_usd", "What the rig's agent sessions cost in US dollars, where the runtime reports it.",
                [*RIG, "runtime"])
+BUDGET = ("scope", "convoy", "period", "unit")  # scope rig | convoy | town; period day | month | total; tokens | usd
+SPENT = Gauge("gastown_budget_spent", "Spend counted against a budget this period (the ledger's session records).",
+              [*RIG, *BUDGET])
+REMAINING = Gauge("gastown_budget_remaining", "What is left of a budget this period (negative: overspent).",
+                  [*RIG, *BUDGET])
 PASS_SECONDS = Histogram("gastown_rig_pass_seconds", "Time one rig pass takes.", RIG,
                          buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 
@@ -55,6 +61,8 @@ def observe_pass(namespace: str, rig: str, report: PassReport, seconds: float) -
         return
     beads = list(report.beads.values())
     _count_spend(labels, beads)
+    if report.budget is not None:
+        _observe_budget(labels, report.budget)
     work = [b for b in beads if b.type not in (BeadType.AGENT, BeadType.CONVOY, BeadType.MERGE_REQUEST,
                                                BeadType.ESCALATION, BeadType.MERGE_BATCH, BeadType.MESSAGE)]
     by_status = Tally(str(b.status) for b in work)
@@ -87,6 +95,31 @@ def _count_spend(labels: tuple[str, str], beads: Iterable[Bead]) -> None:
         COST.labels(*labels, runtime).inc(float(usage.get("cost_usd") or 0))
 
 
+_budget_series: dict[tuple[str, str], set[tuple[str, ...]]] = {}  # (namespace, rig) -> the series it set
+
+
+def _observe_budget(labels: tuple[str, str], gate: Gate) -> None:
+    """Spend and what is left, per budget; a convoy's series go when it closes. The town's are
+    under the rig label "" (every rig's pass sees the same town)."""
+    seen: set[tuple[str, ...]] = set()
+    standings = [(labels, "rig", "", s) for s in gate.rig] + [((labels[0], ""), "town", "", s) for s in gate.town]
+    standings += [(labels, "convoy", s.scope.removeprefix("convoy "), s) for s in gate.convoy.values()]
+    for rig_labels, scope, convoy, s in standings:
+        period = s.period.split()[0]
+        for unit, spent, given in (("tokens", s.spent.tokens, s.limit and s.limit.tokens),
+                                   ("usd", s.spent.usd, s.limit and s.limit.usd)):
+            key = (*rig_labels, scope, convoy, period, unit)
+            SPENT.labels(*key).set(spent)
+            if given:
+                REMAINING.labels(*key).set(given - spent)
+            if rig_labels == labels:
+                seen.add(key)
+    for key in _budget_series.get(labels, set()) - seen:
+        _remove(SPENT, *key)
+        _remove(REMAINING, *key)
+    _budget_series[labels] = seen
+
+
 def observe_heals(namespace: str, rig: str, kinds: Iterable[str]) -> None:
     for kind in kinds:
         HEALS.labels(namespace, rig, kind).inc()
@@ -104,6 +137,9 @@ def forget(namespace: str, rig: str) -> None:
         _remove(ESCALATIONS, namespace, rig, severity)
     for gauge in (ACTIVE, QUEUED):
         _remove(gauge, namespace, rig)
+    for key in _budget_series.pop((namespace, rig), set()):
+        _remove(SPENT, *key)
+        _remove(REMAINING, *key)
 
 
 def _remove(metric: Gauge, *labels: str) -> None:
