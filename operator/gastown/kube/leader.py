@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .. import trouble
+
 log = logging.getLogger("gastown.leader")
 
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -73,17 +75,18 @@ def _reason(error: Exception) -> str:
 
 
 class Backoff:
-    """1, 2, 4 ... up to ``cap`` seconds between attempts; back to 1 after a success."""
+    """Failed attempts in a row, waited out by the engine's rule (trouble.Backoff): 1, 2, 4 ...
+    up to ``cap`` seconds; back to 1 after a success."""
 
     def __init__(self, cap: float = 30.0):
-        self.cap, self.next = cap, 1.0
+        self.rule, self.failed = trouble.Backoff(base=1.0, cap=cap), 0
 
     def __call__(self) -> float:
-        wait, self.next = self.next, min(self.next * 2, self.cap)
-        return wait
+        self.failed += 1
+        return self.rule.delay(self.failed)
 
     def reset(self) -> None:
-        self.next = 1.0
+        self.failed = 0
 
 
 def _now() -> datetime:
