@@ -8,9 +8,6 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 HELM   := $(BIN)/helm
 PYTEST_ARGS ?=
-# where a function takes at most four positional arguments (the rest keyword-only): `make lint`
-KEYWORD_ONLY := operator/gastown/rigloop.py operator/gastown/rigpass.py operator/gastown/settings.py \
-                operator/gastown/names.py operator/gastown/kube operator/gastown/local
 
 .PHONY: help venv test browser agents agent-contract chart-lint unit integration lint fmt crds crds-check run bench demo clean \
         kind-up image kind-load deploy e2e kind-down
@@ -31,10 +28,13 @@ $(HELM): scripts/fetch_helm.py | $(STAMP)
 venv: $(STAMP) $(HELM) ## Create .venv with gastown, the test tools and helm
 
 AGENT_WORKERS ?= 6
+# the main suite's pytest-xdist workers: most tests wait on git, processes and polls, so two
+# workers halve the time even on a loaded 2-core machine (TEST_WORKERS=0: one process)
+TEST_WORKERS ?= 2
 
 test: $(STAMP) $(HELM) agents browser ## Lint, check generated files, the chart, run every test (e2e only with a cluster)
 	$(MAKE) --no-print-directory lint crds-check chart-lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 	$(BIN)/python -m pytest tests/agents -n $(AGENT_WORKERS) --dist load $(PYTEST_ARGS)
 
 chart-lint: $(HELM) ## helm lint --strict, with the default values and with every option on
@@ -61,7 +61,8 @@ integration: $(STAMP) ## Integration tests only (real git, real subprocesses, AP
 
 lint: $(STAMP) ## ruff, the import contracts (the layers) and mypy (the ports' Protocols)
 	$(BIN)/ruff check operator tests bench scripts
-	$(BIN)/ruff check --preview --select PLR0917 $(KEYWORD_ONLY)
+	$(BIN)/ruff check --preview --select PLR0917 operator/gastown  # at most four positional parameters
+	$(BIN)/python scripts/positional_calls.py operator/gastown tests bench
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
 
@@ -80,6 +81,7 @@ run: $(STAMP) ## Run the operator against the current kubeconfig
 bench: $(STAMP) ## Benchmarks: print figures (never part of `make test`)
 	$(BIN)/python bench/ledger_bench.py
 	$(BIN)/python bench/scheduler_bench.py
+	$(BIN)/python bench/idle_bench.py
 	$(BIN)/python bench/refinery_bench.py
 	$(BIN)/python bench/dogs_bench.py
 	$(BIN)/python bench/witness_bench.py

@@ -10,6 +10,12 @@ Prints figures; asserts nothing about time:
   requests   API requests per second in a steady state (every session running, nothing moving),
              overall and per rig, and which requests they were
 
+Then IDLE more rigs with no work at all (a separate operator): after their loops have backed off
+(GT_POLL_IDLE_SECONDS), over a window of IDLE_WINDOW seconds:
+
+  idle       API requests per second per idle rig (target: under 5), and remote polls (git
+             ls-remote, counted by a shim in front of the real git) per second per idle rig
+
 The double runs no pods: a session Job stays active (no status), as a running session's does.
 """
 
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +42,13 @@ from kubeapi import KubeAPI  # noqa: E402
 from rigs import make_rig  # noqa: E402
 
 SESSION = "app.kubernetes.io/component=agent-session"
+TARGET = 5.0  # API requests per second per rig in a steady state (issue 16)
+SHIM = """#!/bin/sh
+for a in "$@"; do
+  if [ "$a" = ls-remote ]; then echo "$PPID" >> "{log}"; break; fi
+done
+exec "{git}" "$@"
+"""
 GT = str(Path(sys.executable).parent / "gt")
 
 
@@ -90,30 +104,70 @@ def main() -> None:
     ap.add_argument("--beads", type=int, default=10, help="ready beads per rig (and its maxPolecats)")
     ap.add_argument("--timeout", type=float, default=300, help="give up on the sessions after this long")
     ap.add_argument("--steady", type=float, default=30, help="seconds of steady state to count requests over")
+    ap.add_argument("--idle", type=int, default=20, help="idle rigs (no work) for the idle figures; 0: none")
+    ap.add_argument("--idle-window", type=float, default=60, help="seconds to count an idle rig's requests over")
     args = ap.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="gt-operator-bench-") as tmp:
-        root = Path(tmp)
-        t = time.monotonic()
-        rigs = seed(root, args.rigs, args.beads)
-        print(f"seeded {args.rigs} rigs x {args.beads} beads in {time.monotonic() - t:.1f}s")
-        api = KubeAPI().start()
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig(api, root / "kubeconfig")), "PYTHONUNBUFFERED": "1",
-               "GT_CACHE_DIR": str(root / "cache")}
-        log = root / "operator.log"
-        proc = subprocess.Popen([GT, "operator", "run", "--standalone", "--liveness", "", "--metrics-port", "0"],
-                                stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+    if args.rigs:
+        with tempfile.TemporaryDirectory(prefix="gt-operator-bench-") as tmp:
+            root = Path(tmp)
+            t = time.monotonic()
+            rigs = seed(root, args.rigs, args.beads)
+            print(f"seeded {args.rigs} rigs x {args.beads} beads in {time.monotonic() - t:.1f}s")
+            operate(root, rigs, lambda api, proc: run(api, proc, rigs, args))
+    if args.idle:
+        with tempfile.TemporaryDirectory(prefix="gt-operator-bench-idle-") as tmp:
+            root = Path(tmp)
+            rigs = seed(root, args.idle, 0)
+            operate(root, rigs, lambda api, proc: idle(api, proc, rigs, args, root / "ls-remote.log"))
+
+
+def operate(root: Path, rigs: list[tuple[str, Path]], bench) -> None:
+    """Run ``bench(api, proc)`` with a fresh API double and `gt operator run` (its git behind a shim
+    that logs each ls-remote)."""
+    shim = root / "shim"
+    shim.mkdir()
+    (shim / "git").write_text(SHIM.format(log=root / "ls-remote.log", git=shutil.which("git")))
+    (shim / "git").chmod(0o755)
+    api = KubeAPI().start()
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig(api, root / "kubeconfig")), "PYTHONUNBUFFERED": "1",
+           "GT_CACHE_DIR": str(root / "cache"), "PATH": f"{shim}{os.pathsep}{os.environ['PATH']}"}
+    log = root / "operator.log"
+    proc = subprocess.Popen([GT, "operator", "run", "--standalone", "--liveness", "", "--metrics-port", "0"],
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+    try:
+        bench(api, proc)
+    finally:
+        proc.terminate()
         try:
-            run(api, proc, rigs, args)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            api.stop()
-        errors = [line for line in log.read_text(errors="replace").splitlines() if "Traceback" in line or "ERROR" in line]
-        print(f"operator log: {len(errors)} error lines" + (f", first: {errors[0][:200]}" if errors else ""))
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        api.stop()
+    errors = [line for line in log.read_text(errors="replace").splitlines() if "Traceback" in line or "ERROR" in line]
+    print(f"operator log: {len(errors)} error lines" + (f", first: {errors[0][:200]}" if errors else ""))
+
+
+def idle(api: KubeAPI, proc: subprocess.Popen, rigs: list[tuple[str, Path]], args: argparse.Namespace,
+         polls: Path) -> None:
+    time.sleep(3)  # the operator up and watching
+    for name, remote in rigs:
+        api.create({"apiVersion": "gastown.dev/v1alpha1", "kind": "Rig", "metadata": {"name": name},
+                    "spec": {"gitUrl": f"file://{remote}", "maxPolecats": 2}})
+    settle = float(os.environ.get("GT_POLL_IDLE_SECONDS", 30)) + 30
+    time.sleep(settle)  # the first passes, then the waits grow to the idle cap
+
+    def own() -> int:
+        return sum(1 for ln in polls.read_text().splitlines() if ln == str(proc.pid)) if polls.exists() else 0
+    before, git_before = len(api.requests), own()
+    time.sleep(args.idle_window)
+    window, git = api.requests[before:], own() - git_before
+    rate = len(window) / args.idle_window / len(rigs)
+    print(f"idle:      {rate:.3f} API requests/s per idle rig (target < {TARGET:.0f}), "
+          f"{git / args.idle_window / len(rigs):.3f} remote polls/s per idle rig, {len(rigs)} idle rigs over "
+          f"{args.idle_window:.0f}s, {settle:.0f}s after they were created")
+    for what, n in Counter(f"{m} {kind(p)}" for m, p in window).most_common(4):
+        print(f"           {n / args.idle_window:7.2f}/s  {what}")
 
 
 def run(api: KubeAPI, proc: subprocess.Popen, rigs: list[tuple[str, Path]], args: argparse.Namespace) -> None:
@@ -150,7 +204,8 @@ def run(api: KubeAPI, proc: subprocess.Popen, rigs: list[tuple[str, Path]], args
     time.sleep(args.steady)
     window = api.requests[before:]
     rate = len(window) / args.steady
-    print(f"requests:  {rate:.2f}/s overall, {rate / args.rigs:.3f}/s per rig, in {args.steady:.0f}s of steady state")
+    print(f"requests:  {rate:.2f}/s overall, {rate / args.rigs:.3f}/s per rig (target < {TARGET:.0f}), "
+          f"in {args.steady:.0f}s of steady state")
     for what, n in Counter(f"{m} {kind(p)}" for m, p in window).most_common(8):
         print(f"           {n / args.steady:7.2f}/s  {what}")
     print(f"rss:       {memory(proc.pid)['VmRSS']} MB after the steady state")

@@ -63,6 +63,9 @@ def main() -> int:
             with open(log, "a") as f:
                 f.write(f"end {os.environ['GT_RIG']} {time.time()}\n")
         tokens = int(os.environ.get("AGENT_TOKENS", "500"))
+        if os.environ.get("AGENT_DONE_FIRST"):  # as a real agent does: `gt done` is its last tool call, then
+            subprocess.run(["gt", "done"], check=True)  # it answers, and the wrapper records what it spent
+            time.sleep(float(os.environ["AGENT_DONE_FIRST"]))
         print(json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": "done",
                           "usage": {"input_tokens": tokens - tokens // 5, "output_tokens": tokens // 5},
                           "total_cost_usd": float(os.environ.get("AGENT_COST", "0.01"))}))

@@ -17,21 +17,23 @@ sys.path.insert(0, str(Path(__file__).parent))
 from gastown.kube import rbac  # noqa: E402
 
 from kubeapi import KubeAPI  # noqa: E402
-from support import free_port, scrape, session_processes  # noqa: E402, F401 (re-exported: the tests import them from here)
+from support import agents_at_once, free_port, most_at_once, scrape, session_processes  # noqa: E402, F401 (re-exported: the tests import them from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 GT = str(Path(sys.executable).parent / "gt")
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 20, what: str = "condition") -> object:
-    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+def wait_for(predicate: Callable[[], object], timeout: float = 20,
+             what: str | Callable[[], str] = "condition") -> object:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout``
+    (a callable: what to say, read when it fails, such as a log's tail)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
         time.sleep(0.05)
 
 
@@ -41,7 +43,8 @@ def kubeapi() -> Iterator[KubeAPI]:
     yield api
     api.stop()
     # every call made (by the operator, or a `gt` command acting for a user) is one the chart's RBAC allows
-    denied = sorted(c for c in api.verbs() if not rbac.allows(rbac.NAMESPACED + rbac.CLUSTER, *c))
+    # (its Roles in the watched namespaces, its ClusterRole, its leader Role)
+    denied = sorted(c for c in api.verbs() if not rbac.allows(rbac.NAMESPACED + rbac.CLUSTER + rbac.LEADER, *c))
     assert not denied, f"API calls no RBAC rule of gastown.kube.rbac allows: {denied}"
 
 
@@ -59,9 +62,10 @@ def kubeconfig(kubeapi: KubeAPI, tmp_path: Path) -> Path:
 
 
 class OperatorProcess:
-    def __init__(self, kubeconfig: Path, log: Path, args: list[str]):
+    def __init__(self, kubeconfig: Path, log: Path, args: list[str], cache: Path):
         self.log = log
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1"}
+        # its own ledger caches, as each replica's pod has (not ~/.cache/gastown, which every test run shares)
+        env = {"GT_CACHE_DIR": str(cache), **os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             [GT, "operator", "run", "--standalone", "--liveness", "", "--metrics-port", "0", *args],
             stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
@@ -84,7 +88,8 @@ def operator(kubeconfig: Path, tmp_path: Path) -> Iterator[Callable[..., Operato
     started: list[OperatorProcess] = []
 
     def start(*args: str) -> OperatorProcess:
-        op = OperatorProcess(kubeconfig, tmp_path / f"operator-{len(started)}.log", list(args))
+        n = len(started)
+        op = OperatorProcess(kubeconfig, tmp_path / f"operator-{n}.log", list(args), cache=tmp_path / f"operator-{n}-cache")
         started.append(op)
         return op
 

@@ -200,6 +200,8 @@ class KubeAPI:
     rv: int = 1000
     url: str = ""
     forbidden: set[tuple[str, str, str]] = field(default_factory=set)  # (verb, group, resource): 403
+    # RBAC as the chart renders it with watchNamespaces: namespaced resources only in these (None: all)
+    namespaces: set[str] | None = None
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -354,15 +356,19 @@ class KubeAPI:
             raise ApiError(404, "NotFound", f'{res.plural} "{name}" not found')
         return key, self.objects[key]
 
+    @staticmethod
+    def _precondition(res: Resource, name: str, old: dict, sent: str | None) -> None:
+        """A resourceVersion sent (in a PUT, a patch, a DELETE's preconditions) must be the object's."""
+        if sent and sent != old["metadata"]["resourceVersion"]:
+            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {res.plural} "{name}": '
+                                            "the object has been modified; please apply your changes "
+                                            "to the latest version and try again")
+
     def _apply(self, res: Resource, ns: str | None, name: str, subresource: str | None,
                change) -> dict:
         key, old = self._existing(res, ns, name)
         new = change(copy.deepcopy(old))
-        sent = (new.get("metadata") or {}).get("resourceVersion")
-        if sent and sent != old["metadata"]["resourceVersion"]:  # a precondition, in a PUT or a patch
-            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {res.plural} "{name}": '
-                                            "the object has been modified; please apply your changes "
-                                            "to the latest version and try again")
+        self._precondition(res, name, old, (new.get("metadata") or {}).get("resourceVersion"))
         protected = ("uid", "creationTimestamp", "generation", "namespace", "name")
         for k in protected:
             if k in old["metadata"]:
@@ -381,8 +387,9 @@ class KubeAPI:
     def _merge(self, res, ns, name, patch, subresource):
         return self._apply(res, ns, name, subresource, lambda o: merge_patch(o, patch))
 
-    def _delete(self, res: Resource, ns: str | None, name: str) -> dict:
+    def _delete(self, res: Resource, ns: str | None, name: str, precondition: str | None = None) -> dict:
         key, old = self._existing(res, ns, name)
+        self._precondition(res, name, old, precondition)
         if old["metadata"].get("finalizers"):
             if old["metadata"].get("deletionTimestamp"):
                 return old
@@ -447,7 +454,7 @@ class KubeAPI:
 
     def _authorize(self, method: str, path_qs: str) -> None:
         call = self._rbac_call(method, path_qs)
-        if call is None or call[:3] not in self.forbidden:
+        if call is None or (call[:3] not in self.forbidden and not self._outside(call)):
             return
         verb, group, resource, ns, name = call
         where = f' in the namespace "{ns}"' if ns else " at the cluster scope"
@@ -455,6 +462,12 @@ class KubeAPI:
         raise ApiError(403, "Forbidden", f'{subject} is forbidden: User '
                                          f'"system:serviceaccount:gastown-system:gastown" cannot {verb} resource '
                                          f'"{resource}" in API group "{group}"{where}')
+
+    def _outside(self, call: tuple) -> bool:
+        """A namespaced resource outside the namespaces granted (a Role in each), or at the cluster scope."""
+        verb, group, resource, ns, name = call
+        namespaced = self.resource(resource.split("/")[0], group).namespaced
+        return self.namespaces is not None and namespaced and ns not in self.namespaces
 
     def _parse(self, path: str) -> tuple[Resource, str | None, str | None, str | None] | None:
         parts = [p for p in path.split("/") if p]
@@ -508,7 +521,8 @@ class KubeAPI:
         if m == "GET":
             return web.json_response(copy.deepcopy(self._existing(res, ns, name)[1]))
         if m == "DELETE":
-            obj = self._delete(res, ns, name)
+            options = await request.json() if request.can_read_body else {}
+            obj = self._delete(res, ns, name, ((options or {}).get("preconditions") or {}).get("resourceVersion"))
             return web.json_response(obj)
         if m == "PUT":
             body = await request.json()

@@ -82,5 +82,6 @@ def push_mr(rig: Rig, tmp_path: Path, name: str, text: str, files: dict[str, str
         lg.apply(EnsureAgent(polecat, rig.name, "user tester", "script"))
         bead = lg.create(f"work {name}")
         lg.apply(Hook(bead.id, polecat, "user tester"))
-        mr = lg.apply(Done(bead.id, polecat, f"s-{name}", "completed", branch, "main", commit, "", "user tester"))
+        mr = lg.apply(Done(bead_id=bead.id, polecat=polecat, session=f"s-{name}", status="completed", branch=branch,
+                           target="main", commit=commit, reason="", actor="user tester"))
     return mr.id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -39,3 +40,34 @@ def session_processes(session: str) -> list[tuple[int, int, str]]:
         except (OSError, ValueError):
             continue
     return out
+
+
+def most_at_once(starts: Iterable[float], ends: Iterable[float]) -> int:
+    """The most things running together, from when each started and ended (in any order)."""
+    running = peak = 0
+    for _t, step in sorted([(t, 1) for t in starts] + [(t, -1) for t in ends]):
+        running += step  # an end and a start at the same instant: the end first (-1 sorts before 1)
+        peak = max(peak, running)
+    return peak
+
+
+def agents_at_once(sessions: Path) -> int:
+    """The most agents that ran together in the session dirs under ``sessions``: each agent from its
+    start (its wrapper writes agent.pgid as it spawns it) to its exit (agent.ended, before the
+    wrapper's wrap-up, during which the slot is already free: wrappers overlap then, by design, and
+    are not what the limit counts). Every session there must have run its agent."""
+    dirs = [request.parent for request in sessions.glob("*/request.json")]
+    return most_at_once([(d / "agent.pgid").stat().st_mtime for d in dirs],
+                        [(d / "agent.ended").stat().st_mtime for d in dirs])
+
+
+def write_kubeconfig(path: Path, server: str) -> Path:
+    """A user's kubeconfig at ``path`` for the API at ``server`` (its context: "test", namespace default)."""
+    import yaml
+
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "test", "cluster": {"server": server}}],
+        "users": [{"name": "test", "user": {"token": "test-token"}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test", "namespace": "default"}}]}))
+    return path

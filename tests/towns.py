@@ -46,6 +46,7 @@ kind: Convoy
 metadata: {{name: docs}}
 spec:
   rig: webapp
+  mergeStrategy: {strategy}
   beads:
 {beads}
 """
@@ -61,13 +62,14 @@ def ok(proc):
     return proc.stdout
 
 
-def town_with_convoy(tmp_path, titles, *, polecats=2, gate_seconds=0, fill=0):
+def town_with_convoy(tmp_path, titles, *, polecats=2, gate_seconds=0, fill=0, strategy="mr"):
     """A town whose rig has GATE_CHECK as its test gate, and a convoy of ``titles`` applied."""
     rig = make_rig(tmp_path, {"README.md": "# tiny\n", "check.py": GATE_CHECK, "mods/.keep": ""})
     beads = "\n".join(f"    - {{key: b{i}, title: {json.dumps(t)}}}" for i, t in enumerate(titles))
     path = tmp_path / "town.yaml"
     path.write_text(MANIFESTS.format(remote=rig.remote, python=sys.executable, agent=json.dumps(AGENT),
-                                     polecats=polecats, gate_seconds=gate_seconds, fill=fill, beads=beads))
+                                     polecats=polecats, gate_seconds=gate_seconds, fill=fill, beads=beads,
+                                     strategy=strategy))
     town = tmp_path / "town"
     ok(gt(town, "apply", "-f", str(path)))
     return rig, town

@@ -10,7 +10,7 @@ formula are children of their molecule and are tracked through it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,7 @@ class PlannedBead:
     title: str
     description: str = ""
     acceptance: str = ""
+    _: KW_ONLY
     priority: int = 2
     needs: tuple[str, ...] = ()
     parent: str | None = None  # key of the molecule this is a step of
@@ -74,7 +75,7 @@ class PlannedBead:
 
 def planned_from_list(beads: Iterable[Any]) -> list[PlannedBead]:
     """From ConvoyBead models (an explicit list, or the Mayor's plan)."""
-    return [PlannedBead(b.key, b.title, b.description, b.acceptance, b.priority, tuple(b.needs),
+    return [PlannedBead(b.key, b.title, b.description, b.acceptance, priority=b.priority, needs=tuple(b.needs),
                         rig=getattr(b, "rig", None)) for b in beads]
 
 
@@ -128,7 +129,7 @@ class PlanConvoy:
         if not self.beads:
             raise InvalidOperation(f"convoy {self.key}: a plan needs at least one bead")
         by_key = {b.key: b for b in self.beads}
-        order = topo_order(list(by_key), lambda k: [*by_key[k].needs, *([by_key[k].parent] if by_key[k].parent else [])])
+        order = topo_order(list(by_key), lambda k: [*by_key[k].needs, *([p] if (p := by_key[k].parent) else [])])
         ids: dict[str, str] = {}
         for key in order:
             pb = by_key[key]
@@ -334,7 +335,7 @@ def progress(convoy: Bead, beads: Mapping[str, Bead]) -> ConvoyProgress:
     return out
 
 
-def upkeep(convoy: Bead, beads: Mapping[str, Bead], now: datetime, actor: str, others_done: bool = True) -> list[Any]:
+def upkeep(convoy: Bead, beads: Mapping[str, Bead], now: datetime, actor: str, *, others_done: bool = True) -> list[Any]:
     """What a convoy needs now: skip what keeps failing (mountain), close it when done (and,
     for the home part of a convoy across rigs, when ``others_done``), say when it stalls.
     Returns ledger operations; applying them twice changes nothing."""
@@ -387,7 +388,7 @@ def convoy_of(bead: Bead, beads: Mapping[str, Bead]) -> Bead | None:
     cid = bead.metadata.get("convoy")
     if cid is None:
         parent = next(iter(bead.deps(DepType.PARENT_CHILD)), None)
-        return convoy_of(beads[parent], beads) if parent in beads else None
+        return convoy_of(beads[parent], beads) if parent is not None and parent in beads else None
     return beads.get(cid)
 
 

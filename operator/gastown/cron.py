@@ -38,7 +38,7 @@ class ScheduleError(ValueError):
     pass
 
 
-def _explain(text: str, name: str, low: int, high: int, names: list[str]) -> str:
+def _explain(text: str, name: str, low: int, high: int, *, names: list[str]) -> str:
     """Why cronsim refused one field, in words that name the field and the offending value."""
     def value(token: str) -> str | None:
         if token.lower() in names:
@@ -79,7 +79,7 @@ def _check_field(index: int, text: str) -> None:
             return
         except CronSimError:
             pass
-    raise ScheduleError(_explain(text, name, low, high, names))
+    raise ScheduleError(_explain(text, name, low, high, names=names))
 
 
 @dataclass(frozen=True)

@@ -86,10 +86,11 @@ class Deacon:
         self.branches = Branches(ledger.store)
 
     def patrol(self, polecats: Iterable[str] | None, busy: Iterable[str], target: str,
-               now: datetime | None = None) -> list[Heal]:
+               *, now: datetime | None = None, fresh: bool = True) -> list[Heal]:
         """One round. ``polecats``: the polecats that exist (None: every agent of the ledger, as
-        locally); ``busy``: those with a session running, whose beads are theirs to finish."""
-        beads = self.ledger.beads()
+        locally); ``busy``: those with a session running, whose beads are theirs to finish;
+        ``fresh=False`` when the caller has just refreshed the ledger itself."""
+        beads = self.ledger.beads(refresh=fresh)
         names = set(polecats) if polecats is not None else {
             b.metadata["name"] for b in beads.values() if b.type == BeadType.AGENT and "name" in b.metadata
             and b.metadata.get("state") != "retired"}
@@ -99,7 +100,7 @@ class Deacon:
             why = f"reopened by the Deacon: polecat {bead.assignee} no longer exists"
             self.ledger.apply(Reopen(bead.id, why, self.actor))
             heals.append(Heal("Reopened", bead.id, why))
-        for c in finished_convoys(self.ledger.beads()):
+        for c in finished_convoys(self.ledger.beads(refresh=False)):  # as of the reopens just written
             why = "every bead is closed (closed by the Deacon)"
             self.ledger.apply(convoys.CloseConvoy(c.metadata["key"], why, self.actor))
             heals.append(Heal("ConvoyClosed", c.id, f"convoy {c.metadata['name']}: {why}"))
@@ -119,9 +120,10 @@ class Deacon:
             if not polecat or polecat in running or bead.status not in (Status.HOOKED, Status.IN_PROGRESS):
                 continue  # its session may still record it
             session = bead.metadata.get("session") or "unknown"
-            self.ledger.apply(Done(bead.id, polecat, session, "completed", branch_for(polecat, bead.id), target,
-                                   commit, "recorded by the Deacon: the session pushed its work but did not record it",
-                                   self.actor))
+            self.ledger.apply(Done(bead_id=bead.id, polecat=polecat, session=session, status="completed",
+                                   branch=branch_for(polecat, bead.id), target=target, commit=commit,
+                                   reason="recorded by the Deacon: the session pushed its work but did not record it",
+                                   actor=self.actor))
             stale.append(ref)
             heals.append(Heal("RecordedDone", bead.id, f"{polecat}'s finished branch at {commit[:12]} had no "
                                                          "merge request: recorded"))

@@ -28,7 +28,7 @@ UNRECORDED = "unrecorded-esc"  # the ID of an escalation that could not be recor
 
 
 def higher(severity: str) -> str:
-    i = SEVERITIES.index(severity)  # type: ignore[arg-type]
+    i = SEVERITIES.index(severity)
     return SEVERITIES[max(i - 1, 0)]
 
 

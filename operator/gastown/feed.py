@@ -5,7 +5,7 @@ sessions started and ended, verification runs and rounds, merges, rejections, es
 convoys opened and done. A ``RigFeed`` reads those lines incrementally (only the commits after
 the last tip it saw) and classifies each into a kind; a ``Feed`` merges the rigs, newest first.
 Beads are read through the Ledger's snapshot only, never by path. Used by `gt feed`, the
-dashboard and, later, the TUI.
+dashboard and `gt tui`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ _POLECAT = re.compile(r"\bpolecat (?P<name>[a-z0-9][a-z0-9-]*)")
 KEEP = 5000  # events kept per rig
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Event:
     at: str  # ISO 8601, the commit's date
     rig: str
@@ -75,7 +75,8 @@ def _convoy_name(bead: Bead, snap: Any, depth: int = 0) -> str | None:
         convoy = snap.get(cid)
         return (convoy.metadata.get("name") or convoy.id) if convoy is not None else None
     # a merge request's convoy is its source bead's; a step's, its parent's
-    up = bead.metadata.get("source") or next(iter(bead.deps(DepType.PARENT_CHILD)), None)
+    source = bead.metadata.get("source")  # an escalation's is a dict: where it was raised
+    up = (source if isinstance(source, str) else None) or next(iter(bead.deps(DepType.PARENT_CHILD)), None)
     if up and depth < 5:
         found = snap.get(up) or snap.get_archived(up)
         return _convoy_name(found, snap, depth + 1) if found is not None else None
@@ -101,17 +102,18 @@ def events_of(rig: str, entry: Mapping[str, str], snap: Any) -> list[Event]:
         if m is None:  # a note of the ledger's own ("ledger: created ..."), not the "ledger: N changes" header
             note = _NOTE.match(line.strip())
             if note and not re.match(r"ledger: \d+ changes$", line.strip()):
-                out.append(Event(entry["date"], rig, "ledger", note.group("change"),
-                                 note.group("actor") or entry["author"], entry["commit"]))
+                out.append(Event(at=entry["date"], rig=rig, kind="ledger", text=note.group("change"),
+                                 actor=note.group("actor") or entry["author"], commit=entry["commit"]))
             continue
         bead_id = m.group("bead")
         bead = snap.get(bead_id) if snap is not None else None
         if bead is None and snap is not None:
             bead = snap.get_archived(bead_id)
         change = m.group("change")
-        out.append(Event(entry["date"], rig, classify(change, bead), change, m.group("actor") or entry["author"],
-                         entry["commit"], bead_id, bead.title if bead else None,
-                         _convoy_name(bead, snap) if bead else None, _polecat(change, bead)))
+        out.append(Event(at=entry["date"], rig=rig, kind=classify(change, bead), text=change,
+                         actor=m.group("actor") or entry["author"], commit=entry["commit"], bead=bead_id,
+                         title=bead.title if bead else None, convoy=_convoy_name(bead, snap) if bead else None,
+                         polecat=_polecat(change, bead)))
     return out
 
 

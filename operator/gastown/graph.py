@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 N = TypeVar("N", bound=Hashable)
-_DONE = object()
+_DONE: Any = object()  # next()'s default: Any, so the nodes it returns stay N
 
 
 def find_cycle(nodes: Iterable[N], edges: Callable[[N], Iterable[N]]) -> list[N] | None:

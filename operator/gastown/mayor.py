@@ -12,7 +12,7 @@ import json
 import os
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -93,6 +93,7 @@ class MayorRun:
     runtime: Runtime
     workdir: Path
     session_dir: Path
+    _: KW_ONLY
     model: str | None = None
     args: tuple[str, ...] = ()
     timeout: float = 900.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import urllib.request
+from typing import Any
 
 log = logging.getLogger("gastown.notify")
 
@@ -12,7 +13,7 @@ log = logging.getLogger("gastown.notify")
 def webhook(url: str, text: str, fields: dict[str, str] | None = None, timeout: float = 10.0) -> None:
     """POST ``{"text": ...}`` (what Slack, Mattermost and most chat webhooks take) to ``url``.
     The URL is a secret: it is never logged."""
-    body = {"text": text}
+    body: dict[str, Any] = {"text": text}
     if fields:
         body["attachments"] = [{"fields": [{"title": k, "value": v, "short": True} for k, v in fields.items()]}]
     req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",

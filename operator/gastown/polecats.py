@@ -148,7 +148,7 @@ class StartSession:
                     metadata=_meta(bead, session=self.session, branch=branch_for(self.polecat, bead.id)))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RecordRescue:
     """A session found commits nobody had pushed in its checkout and pushed them to ``ref`` before
     resetting it: where they are, on the bead (a comment the next prompts show, and metadata)."""
@@ -172,7 +172,7 @@ class RecordRescue:
                     metadata=_meta(bead, rescues=[*rescues, self.ref]))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EndSession:
     """A session ended without `gt done`: the bead stays with the polecat for a restart."""
 
@@ -201,7 +201,7 @@ class EndSession:
                                    attempts=attempts, last_outcome=self.status, last_reason=self.reason[:500]))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Done:
     """`gt done`: record the result of the work and set the polecat idle."""
 
@@ -279,17 +279,18 @@ def hooked_to(beads: Mapping[str, Bead], polecat: str) -> Bead | None:
 
 
 def sessions_to_start(beads: Mapping[str, Bead], polecats: Iterable[str], busy: Iterable[str],
-                      limit: int | None = None) -> list[tuple[str, str]]:
+                      limit: int | None = None, *, winding: Iterable[str] = ()) -> list[tuple[str, str]]:
     """(polecat, bead) pairs that need a session: a hooked bead, no session running, and
     fewer than MAX_ATTEMPTS sessions tried on it (the Witness decides beyond that).
 
     With ``limit``, no more than ``limit`` sessions run at once, counting those in ``busy``: a
     bead handed back to its polecat (a conflict, a rejection) while the rig is full waits hooked,
-    most urgent first, until a session ends."""
+    most urgent first, until a session ends. Sessions ``winding`` down (their agent has exited, their
+    wrapper wraps up) are busy but hold no slot."""
     running = set(busy)
     wanted = [(bead, name) for name in set(polecats) - running
               if (bead := hooked_to(beads, name)) is not None and int(bead.metadata.get("attempts", 0)) < MAX_ATTEMPTS]
     wanted.sort(key=lambda pair: (pair[0].priority, pair[0].created_at, pair[0].id))
     if limit is not None:
-        wanted = wanted[:max(0, limit - len(running))]
+        wanted = wanted[:max(0, limit - len(running - set(winding)))]
     return [(name, bead.id) for bead, name in wanted]

@@ -4,7 +4,14 @@ Each tick the driver says what the rig is now (its ledger, its ports, its spec: 
 the loop refreshes the ledger and runs the rig pass (rigpass.py) when something moved: the
 ledger's tip, or what the driver watches besides (``Driver.wake_key``: sessions, resources,
 other rigs' ledgers), and at least every ``period`` seconds for what only time changes
-(heartbeats age, escalations bump). After a pass the driver projects it (statuses on a
+(heartbeats age, escalations bump). The remote is asked ``Cadence.poll`` seconds apart while the
+rig is busy (sessions running, a batch verifying, a pass that acted); each quiet tick doubles the
+wait, up to ``Cadence.idle`` (never beyond a third of the claim's lease, so that the claim is
+renewed in time), and anything that moves makes it fast again. A wait never passes what the loop
+owes next: a session's deadline as the Witness judged it (its start grace, its heartbeat's, its
+linger: ``PassReport.due``), the Deacon's patrol, a Dog due, a backoff's end. A driver may end a wait early when
+it learns of a change on its own (the local daemon: a write on this machine, a session ending;
+``RigLoop.run``'s ``wait``). After a pass the driver projects it (statuses on a
 cluster). Every ``deacon_seconds`` the Deacon patrols; the Dogs due by their schedules walk in a
 background thread, so that a long `git gc` never stalls the rig. Metrics are observed here, once
 for both drivers.
@@ -35,7 +42,7 @@ from typing import Protocol
 from . import escalation
 from .deacon import Deacon, Heal
 from .dogs import Timers
-from .ledger import Ledger, LedgerError
+from .ledger import GitStopped, Ledger, LedgerError, git_stopped
 from .rigpass import PassConfig, PassReport, Port, RigPass, deliver
 from .scheduler import SharedBackoffs
 from .settings import Settings
@@ -43,6 +50,7 @@ from .telemetry import metrics
 from .trouble import PASS, REMOTE, Backoff, Trouble, Troubles
 
 log = logging.getLogger("gastown.rig")
+OWED_MARGIN = 0.05  # seconds past a deadline the loop wakes at: a deadline is passed, never met to the microsecond
 
 
 class DriverPort(Port, Protocol):
@@ -91,18 +99,24 @@ class Driver(Protocol):
 class Cadence:
     """How often the loop does what."""
 
-    poll: float  # seconds between ticks
-    period: float  # a pass at least this often
+    poll: float  # seconds between ticks while the rig is busy
+    period: float  # a pass at least this often (at the ticks)
+    idle: float = 0.0  # an idle rig's longest wait between ticks (0: always ``poll``)
     deacon_seconds: float = Settings.deacon_seconds
     orphan_grace: timedelta = timedelta(seconds=Settings.orphan_grace_seconds)
     lease: float = Settings.lease_seconds  # the driver claim's lease
     backoff: Backoff = Backoff()  # what fails is tried again this way (trouble.py)
 
     @classmethod
-    def of(cls, settings: Settings, *, poll: float, period: float) -> Cadence:
-        return cls(poll=poll, period=period, deacon_seconds=settings.deacon_seconds,
+    def of(cls, settings: Settings, *, poll: float, period: float, idle: float = 0.0) -> Cadence:
+        return cls(poll=poll, period=period, idle=idle, deacon_seconds=settings.deacon_seconds,
                    orphan_grace=timedelta(seconds=settings.orphan_grace_seconds), lease=settings.lease_seconds,
                    backoff=settings.backoff())
+
+    def slower(self, wait: float) -> float:
+        """The wait after a quiet tick that waited ``wait``: twice as long, up to the idle cap (a
+        third of the lease at most: the claim is renewed every lease / 3)."""
+        return max(self.poll, min(2 * wait, self.idle, self.lease / 3))
 
 
 class RigLoop:
@@ -115,6 +129,7 @@ class RigLoop:
         self.rig, self.label, self.driver, self.actor, self.cadence = rig, label, driver, actor, cadence
         self.holder = holder
         self._held: Ledger | None = None  # the ledger whose claim this loop holds
+        self._claiming: Ledger | None = None  # the ledger whose claim is being taken or renewed (its answer not in)
         self.peers, self.backoffs, self.clock = peers, backoffs, clock  # backoffs: the town's, on API keys
         self._seen: Hashable = None
         self._last_pass = self._last_patrol = 0.0
@@ -125,6 +140,9 @@ class RigLoop:
         self._told: list[Trouble] | None = None  # what the driver was last told
         self._retried: datetime | None = None  # the retry the last pass was run for
         self._tried: Ledger | None = None  # the ledger whose remote was last asked
+        self.wait = cadence.poll  # seconds to the next tick: poll while busy, longer while idle
+        self._due: float | None = None  # when (time.monotonic) the Witness owes its next look
+        self._working = False  # the last pass acted or left work under way (a batch, a Mayor)
 
     def step(self, round: Round, now: datetime | None = None, fresh: bool = True) -> PassReport:
         """One rig pass: the one place where a driver's rig pass runs."""
@@ -139,16 +157,27 @@ class RigLoop:
             self.release()
 
     def release(self) -> None:
-        """Give up the ledger's claim (a clean stop): the next driver need not wait out the lease."""
-        ledger, self._held = self._held, None
-        if ledger is not None:
+        """Give up the ledger's claim (a clean stop): the next driver need not wait out the lease. A
+        stop in the middle of taking or renewing it (the push ended, its outcome unknown: it may have
+        landed) releases it too, if the remote says it is this driver's."""
+        ledgers = [lg for lg in (self._held, self._claiming) if lg is not None]
+        self._held = self._claiming = None
+        for ledger in dict.fromkeys(ledgers):
             try:
                 ledger.claims.release(self.holder)
             except LedgerError as e:
                 log.warning("rig %s: could not release the ledger's driver claim: %s", self.rig, e)
 
     def tick(self) -> float:
-        """One turn of the loop; the seconds to wait before the next."""
+        """One turn of the loop; the seconds to wait before the next. A tick whose git the process
+        ended (a requested stop, ``stop_git``) ends at once, and tells the driver of no trouble:
+        the remote did not fail, the process is stopping."""
+        try:
+            return self._tick()
+        except GitStopped:
+            return 0.0
+
+    def _tick(self) -> float:
         round = self.driver.round()
         if not isinstance(round, Round):
             return round
@@ -162,7 +191,11 @@ class RigLoop:
         self._tried = round.ledger
         try:
             tip = round.ledger.refresh()
+            self._claiming = round.ledger
             drive = round.ledger.claims.drive(self.holder, self.cadence.lease)
+            self._claiming = None
+        except GitStopped:
+            raise
         except LedgerError as e:
             self.troubles.failed(REMOTE, f"{e}; check the URL (it moved?) and the credentials", now)
             return self._after(round, now)
@@ -176,31 +209,56 @@ class RigLoop:
             self.driver.claim(None)
         try:
             key = (tip, self.driver.wake_key(round))
+            moved = key != self._seen
             retry = self.troubles.next_try(besides=(REMOTE, PASS))  # an operation of the pass due again
             retry_due = retry is not None and retry <= now and retry != self._retried
-            if key != self._seen or time.monotonic() - self._last_pass > self.cadence.period or retry_due:
+            due = self._due is not None and time.monotonic() >= self._due
+            if moved or time.monotonic() - self._last_pass > self.cadence.period or retry_due or due:
                 self._retried = retry
                 self._last_pass = time.monotonic()
                 report = self.step(round, fresh=False)
+                self._due = None if report.due is None else self._last_pass + max(report.due, 0.0)
                 metrics.observe_pass(self.label, self.rig, report, time.monotonic() - self._last_pass)
                 again = self.driver.passed(round, report)
                 self._seen = None if again else (round.ledger.tip, key[1])
+                self._working = again or report.acted or bool(report.refinery and report.refinery.phase != "Idle")
+            busy = moved or self._working or bool(round.port.busy())
+            self.wait = self.cadence.poll if busy else self.cadence.slower(self.wait)
             if time.monotonic() - self._last_patrol > self.cadence.deacon_seconds:
                 self._last_patrol = time.monotonic()
                 self._patrol(round)
             self.troubles.cleared(PASS)
+        except GitStopped:
+            raise
         except LedgerError as e:
             self.troubles.failed(PASS, f"the rig pass failed: {e}", now)
-        return self._after(round, now)
+        return self._after(round, now, owed=self._owed())
 
-    def _after(self, round: Round, now: datetime) -> float:
-        """Escalate what lasted, close what cleared, tell the driver; the seconds to wait."""
+    def _owed(self) -> float:
+        """Seconds until the loop owes the Witness a look, the Deacon a patrol or a Dog its walk,
+        whatever moves or not (the ``period``'s pass waits for a tick: an idle rig's are far apart)."""
+        at = time.monotonic()
+        times = [self._last_patrol + self.cadence.deacon_seconds]
+        if self._due is not None:
+            times.append(self._due)
+        if self._timers and self._timers.next and not (self._walker and self._walker.is_alive()):
+            times.append(at + (min(self._timers.next.values()) - self.clock()).total_seconds())
+        return max(min(times) - at, 0.0) + OWED_MARGIN
+
+    def _after(self, round: Round, now: datetime, owed: float | None = None) -> float:
+        """Escalate what lasted, close what cleared, tell the driver; the seconds to wait (no more
+        than ``owed``, when the loop owes something then)."""
         self._escalate(round, now)
         troubles = self.troubles.current()
-        if troubles != self._told:
+        if troubles != self._told and not git_stopped():  # a stop's ended git is no trouble of the rig's
             self.driver.troubles(troubles)
             self._told = troubles
-        return max(self.cadence.poll, self.troubles.wait(PASS, now))
+        wait, retry = self.wait, self.troubles.next_try(besides=(PASS,))  # the remote or an operation due again
+        if owed is not None:
+            wait = min(wait, owed)
+        if retry is not None and retry != self._retried:  # ... is tried then, however idle the rig
+            wait = min(wait, max(self.cadence.poll, (retry - now).total_seconds()))
+        return max(wait, self.troubles.wait(PASS, now))
 
     def _escalate(self, round: Round, now: datetime) -> None:
         for trouble in self.troubles.to_escalate():
@@ -230,7 +288,7 @@ class RigLoop:
 
     def _patrol(self, round: Round) -> None:
         heals = Deacon(round.ledger, self.actor, self.cadence.orphan_grace).patrol(
-            round.port.deacon_scope(), round.port.busy(), round.config.target)
+            round.port.deacon_scope(), round.port.busy(), round.config.target, fresh=False)  # the tick refreshed it
         done = round.port.after_patrol(heals)
         metrics.observe_heals(self.label, self.rig, [h.kind for h in heals] + done)
 
@@ -249,5 +307,7 @@ class RigLoop:
                 port.run_dog(name)
                 metrics.observe_dog(self.label, self.rig, name, True)
             except LedgerError as e:
+                if git_stopped():
+                    return  # the process is stopping: its git was ended, no fault of the Dog's
                 log.warning("rig %s: the %s Dog: %s", self.rig, name, e)
                 metrics.observe_dog(self.label, self.rig, name, False)

@@ -11,11 +11,13 @@ so a driver that is killed and started again carries on where it was.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from . import budget, escalation, notify, scheduler, witness
 from . import convoy as convoys
@@ -23,7 +25,7 @@ from .api.budget import RigBudget
 from .api.rig import Dogs
 from .budget import Gate, SharedLimits
 from .dogs import NAMES as DOG_NAMES
-from .ledger import Bead, BeadType, Ledger, LedgerError, Status, query
+from .ledger import Bead, BeadType, GitStopped, Ledger, LedgerError, Status, query
 from .ledger.gitstore import Signature
 from .ledger.merge import Branches
 from .polecats import sessions_to_start
@@ -36,6 +38,7 @@ from .refinery import (
     VerifyPort,
 )
 from .refinery.queue import is_direct
+from .telemetry import tracing
 from .trouble import MERGE, SESSION, Troubles, merge_problem, session_problem
 
 log = logging.getLogger("gastown.rig")
@@ -54,8 +57,28 @@ def parts_done(peers: Callable[[str], Ledger | None], key: str, rigs: list[str])
     return True
 
 
+def parts_of(peers: Callable[[str], Ledger | None], convoy: Bead, rig: str) -> list[budget.Part]:
+    """The parts of ``convoy`` on the rigs other than ``rig`` that can be read now, with their rigs' beads."""
+    out: list[budget.Part] = []
+    for other in convoy.metadata.get("rigs") or []:
+        ledger = peers(other) if other != rig else None
+        if ledger is not None:
+            snap = ledger.snapshot()
+            part = snap.get(convoys.convoy_id(snap.prefix, convoy.metadata["key"]))
+            if part is not None:
+                out.append((part, snap.beads()))
+    return out
+
+
 class Port(VerifyPort, Protocol):
     """What a driver provides to the rig pass (and, as a VerifyPort, to the Refinery)."""
+
+    @property
+    def books_in_order(self) -> bool:
+        """It books each session's start in start_session, through the pass's own ledger (the local
+        daemon prepares its sessions itself): a bead's hook then goes out with its session's start,
+        in one commit the agent waits for. False (the cluster's sessions book from their pods): a
+        hook lands before its session is started."""
 
     def polecats(self) -> tuple[list[str], set[str]]:
         """The rig's polecats as the driver knows them, and which of them are retired."""
@@ -90,6 +113,20 @@ class Port(VerifyPort, Protocol):
         Raising leaves it for the next pass."""
 
 
+@runtime_checkable
+class Winding(Protocol):
+    """A port's optional capability: it knows when a session's agent exits before its wrapper does
+    (the local one). Those sessions hold no slot while they wrap up; a port without it (the
+    cluster's Jobs) counts a session until its end is recorded."""
+
+    def winding(self) -> set[str]:
+        """Polecats whose session's agent has exited, their session still wrapping up."""
+
+
+def winding(port: Port) -> set[str]:
+    return port.winding() if isinstance(port, Winding) else set()
+
+
 @dataclass(frozen=True, kw_only=True)
 class PassConfig:
     """What a pass (and the rig loop around it) takes from the rig's spec; the same for both drivers."""
@@ -121,6 +158,7 @@ class PassReport:
     beads: Mapping[str, Bead] | None = None
     refinery: RefineryReport | None = None
     budget: Gate | None = None  # spend against the budgets, as the pass judged it
+    due: float | None = None  # seconds until the Witness owes a look (a session's grace runs out): witness.next_due
 
     @property
     def acted(self) -> bool:
@@ -150,16 +188,16 @@ class RigPass:
         state = scheduler.state_of(beads, snap.prefix)
         if state.limit != self.limit:
             self.ledger.apply(scheduler.SetLimit(self.limit, self.actor))
-        report.healed = self._witness(beads, now)
-        if report.healed:
+        report.healed, report.due = self._witness(beads, now)
+        if report.healed or self.ledger.tip != snap.commit:  # healed, or looked again (_witness)
             beads = self.ledger.snapshot(refresh=False).beads()
         report.mayors = self._mayors(beads)
         report.merged, report.conflicts = self._merge_direct(beads, now)
-        report.refinery = Refinery(self.ledger, self.port, self.queue, self.actor, self.troubles).step(beads, now)
+        report.refinery = Refinery(self.ledger, self.port, self.queue, actor=self.actor, troubles=self.troubles).step(beads, now)
         if report.merged or report.conflicts or report.refinery.acted:
             beads = self.ledger.snapshot(refresh=False).beads()
         upkeep = [op for c in convoys.open_convoys(beads)
-                  for op in convoys.upkeep(c, beads, now, self.actor, self._others_done(c))]
+                  for op in convoys.upkeep(c, beads, now, self.actor, others_done=self._others_done(c))]
         if upkeep:
             self._apply_all(upkeep)
             report.upkeep = len(upkeep)
@@ -168,9 +206,11 @@ class RigPass:
             if convoy.type == BeadType.CONVOY and convoy.status == Status.CLOSED and not convoy.metadata.get("notified"):
                 if convoys.is_home(convoy, self.rig):  # the other rigs' parts close quietly
                     self.port.announce(convoy, convoys.progress(convoy, beads))
+                    tracing.convoy_root(convoy, convoy.closed_at or now)
                 self.ledger.apply(convoys.MarkNotified(convoy.metadata["key"], self.actor))
         report.budget = gate = budget.gate(beads, rig=self.rig, budget=self.budget, now=now, actor=self.actor,
-                                           shared=self.shared, ident=self.ledger.store.remote)
+                                           shared=self.shared, ident=self.ledger.store.remote,
+                                           parts=lambda convoy: parts_of(self.peers, convoy, self.rig))
         if gate.raises:
             self._apply_all(list(gate.raises))
             beads = self.ledger.snapshot(refresh=False).beads()
@@ -179,40 +219,67 @@ class RigPass:
             beads = self.ledger.snapshot(refresh=False).beads()
         known, retired = self.port.polecats()
         held = self._key_backoff(beads, snap.prefix, now) or gate.held
+        # agents gone, their sessions wrapping up: their slots are free, unless a budget awaits their spend
+        wound = set() if gate.bounded else winding(self.port)
 
-        def waiting(bead: Bead) -> bool:
-            return budget.waits(bead, beads, gate.convoys)
-
-        groups, share = self._share(beads, now, waiting, held)
-        decision = scheduler.plan(beads, snap.prefix, self.limit, known, retired, now=now, held=held, share=share,
-                                  waiting=waiting)
+        groups, granted = self._share(beads, now, lambda bead: gate.waits(bead, beads), held, wound=wound)
+        share = min((n for n in (granted, gate.room) if n is not None), default=None)  # the tighter of the two
+        decision = scheduler.plan(beads, snap.prefix, self.limit, known, retired=retired, now=now, held=held, share=share,
+                                  waiting=gate.admits(beads), winding=wound)
         if self.shared is not None:
-            self.shared.took(self.ledger.store.remote, groups, share, len(decision.assign))
+            self.shared.took(self.ledger.store.remote, groups, granted, len(decision.assign), under_way=gate.under_way)
+            gate.turns = self.shared.turns(self.ledger.store.remote, groups, now)
         report.held = decision.held
         for name in decision.new_polecats:
             self.port.add_polecat(name)
-        if decision.assign:
-            self._apply_all([scheduler.Assign(b, p, self.rig, self.actor, self.runtime) for b, p in decision.assign])
-            report.assigned = len(decision.assign)
+        hooks = [scheduler.Assign(b, p, self.rig, self.actor, runtime=self.runtime) for b, p in decision.assign]
+        report.assigned = len(hooks)
+        ahead = self._ahead(hooks)
+        if ahead is not None:
+            beads = ahead
+        elif hooks:
+            self._apply_all(hooks)
             beads = self.ledger.snapshot(refresh=False).beads()
         known, retired = self.port.polecats()
         names = set(scheduler.known_polecats(beads, known))
         # while dispatch is held (a pause, a rate-limit backoff of the rig or of its key), hooked
         # work waits too: nothing new starts (a new session would only hit the limit again), what
         # runs finishes
-        starts = [] if decision.held else sessions_to_start(beads, names - retired, self.port.busy(), self.limit)
-        for polecat, bead in starts if self.troubles.due(SESSION, now) else []:
-            if bead in beads and waiting(beads[bead]):
-                continue  # its convoy's budget is exhausted: it stays hooked until the budget is raised
-            if polecat not in known:  # hooked by hand (`gt sling`) to a polecat the driver has not met
-                self.port.add_polecat(polecat)
-            with self.troubles.trying(SESSION, now, session_problem(polecat, bead, self.queue.target), (Exception,)):
-                self.port.start_session(polecat, bead, beads)
-                report.started += 1
-            if not self.troubles.due(SESSION, now):
-                break  # the others would fail alike: they wait the backoff too
+        starts = [] if decision.held else sessions_to_start(beads, names - retired, self.port.busy(), self.limit,
+                                                            winding=wound)
+        with self.ledger.held() if ahead is not None else contextlib.nullcontext():  # hooks and starts: one commit
+            hooking = [self.ledger.submit(op) for op in hooks] if ahead is not None else []
+            for polecat, bead in starts if self.troubles.due(SESSION, now) else []:
+                if bead in beads and gate.waits(beads[bead], beads, hooked=True):
+                    continue  # its convoy's budget is exhausted: it stays hooked until the budget is raised
+                if polecat not in known:  # hooked by hand (`gt sling`) to a polecat the driver has not met
+                    self.port.add_polecat(polecat)
+                with self.troubles.trying(SESSION, now, session_problem(polecat, bead, self.queue.target), (Exception,)):
+                    with tracing.span("dispatch", tracing.bead_context(bead, beads), bead=bead, polecat=polecat,
+                                      rig=self.rig):
+                        self.port.start_session(polecat, bead, beads)
+                    report.started += 1
+                if not self.troubles.due(SESSION, now):
+                    break  # the others would fail alike: they wait the backoff too
+        if hooking:
+            self._settle(hooking)
+            beads = self.ledger.snapshot(refresh=False).beads()
         report.beads = beads
         return report
+
+    def _ahead(self, hooks: list[Any]) -> dict[str, Bead] | None:
+        """The beads as they will read once ``hooks`` land, when the port books its sessions in
+        order (``Port.books_in_order``) and the hooks apply on the tip as it stands: then they are not
+        awaited. They are submitted with the sessions' starts, in one commit the agents wait for,
+        instead of one push before the sessions are prepared and one after. None: the hooks are
+        written and awaited first (the cluster's sessions book from their pods; a hook that would
+        not apply: the pass then starts what did land)."""
+        if not hooks or not self.port.books_in_order:
+            return None
+        try:
+            return self.ledger.preview(hooks)
+        except LedgerError:
+            return None
 
     def _key_backoff(self, beads: Mapping[str, Bead], prefix: str, now: datetime) -> str | None:
         """Note this rig's backoff under its key; why the key holds it now (another rig's backoff)."""
@@ -222,31 +289,43 @@ class RigPass:
         return self.backoffs.held(self.key, now)
 
     def _share(self, beads: Mapping[str, Bead], now: datetime, waiting: Callable[[Bead], bool],
-               held: str | None) -> tuple[list[tuple[str, int]], int | None]:
+               held: str | None, *, wound: set[str]) -> tuple[list[tuple[str, int]], int | None]:
         """What the town's shared limits (per key, per runtime) leave this rig now: its groups, and
         how many beads it may hook (None: no shared limit)."""
         if self.shared is None:
             return [], None
         groups = self.shared.groups(self.key, self.runtime)
-        queued = 0 if held else sum(1 for b in query.ready(beads) if scheduler.dispatchable(b, beads) and not waiting(b))
-        return groups, self.shared.share(self.ledger.store.remote, groups, in_flight=len(scheduler.in_flight(beads)), queued=queued,
-                                         now=now)
+        queued = [] if held else [b for b in query.ready(beads) if scheduler.dispatchable(b, beads) and not waiting(b)]
+        return groups, self.shared.share(self.ledger.store.remote, groups, in_flight=len(scheduler.in_slots(beads, wound)),
+                                         queued=len(queued), now=now, weight=self.budget.share,
+                                         waiting_since=min((b.created_at for b in queued), default=None))
 
     def _apply_all(self, ops: list[Any]) -> None:
         """Submitted together, so group commit puts them in as few commits as it can."""
-        futures = [self.ledger.submit(op) for op in ops]
+        self._settle([self.ledger.submit(op) for op in ops])
+
+    def _settle(self, futures: list[Future]) -> None:
+        """Wait for ``futures``; one that failed is a warning (the next pass sees the ledger as it is)."""
         for f in futures:
             try:
                 f.result()
+            except GitStopped:
+                raise  # the process is stopping: the pass ends here, and the tick with it (rigloop)
             except LedgerError as e:
                 log.warning("rig %s: %s", self.rig, e)
 
-    def _witness(self, beads: Mapping[str, Bead], now: datetime) -> int:
-        """Judge the polecats that hold work; stop what hangs or lingers, record what vanished."""
+    def _witness(self, beads: Mapping[str, Bead], now: datetime) -> tuple[int, float | None]:
+        """Judge the polecats that hold work; stop what hangs or lingers, record what vanished.
+        The heals, and the seconds until the next look is owed."""
         signals = self.port.session_signals()
         if signals is None:
-            return 0
+            return 0, None
         judgements = witness.patrol(beads, signals, self.thresholds, now)
+        if any(j.verdict == "stalled" for j in judgements):
+            # a session records its end before it exits: one gone since ``beads`` were read may
+            # have, so the ledger is asked again (the signals are older than that answer)
+            beads = self.ledger.snapshot(refresh=True).beads()
+            judgements = witness.patrol(beads, signals, self.thresholds, now)
         ops, stop = witness.remedies(judgements, beads, self.actor)
         for j in judgements:
             if j.verdict != "healthy":
@@ -257,7 +336,7 @@ class RigPass:
             self._apply_all(ops)
         for polecat in stop:
             self.port.stop_session(polecat)
-        return len(ops) + len(stop)
+        return len(ops) + len(stop), witness.next_due(judgements)
 
     def _others_done(self, convoy: Bead) -> bool:
         others = convoys.other_rigs(convoy)
@@ -305,7 +384,9 @@ class RigPass:
                 break
             source = beads[mr.metadata["source"]]
             result = None
-            with self.troubles.trying(MERGE, now, merge_problem(mr.metadata["target"]), (LedgerError,)):
+            with self.troubles.trying(MERGE, now, merge_problem(mr.metadata["target"]), (LedgerError,)), \
+                    tracing.span("merge", tracing.bead_context(mr.id, beads), merge_requests=mr.id, bead=source.id,
+                                 target=mr.metadata["target"], rig=self.rig, strategy="direct"):
                 result = self.branches.merge_into(mr.metadata["branch"], mr.metadata["target"],
                                                   f"Merge {mr.metadata['branch']} ({source.id}: {source.title})",
                                                   Signature.of(self.actor))

@@ -1,8 +1,9 @@
 """The Scheduler: which ready bead goes to which polecat, under the rig's limit. Engine: pure.
 
 At no moment does a rig hold more beads in flight (hooked to a polecat, or in progress) than
-its ``maxPolecats``: each polecat runs at most one session, so sessions never exceed it
-either. Priority, then age, decides who goes first. A rig-wide pause and a rate-limit
+its ``maxPolecats``, not counting the beads of sessions ``winding`` down (their agent has exited,
+their wrapper pushes and books the result): each polecat runs at most one session, so agents
+never exceed it either, and a slot frees the moment its agent exits. Priority, then age, decides who goes first. A rig-wide pause and a rate-limit
 backoff live on the scheduler's own bead in the ledger, so that `gt scheduler pause` works
 the same on a cluster and locally, and survives restarts.
 """
@@ -11,8 +12,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 
 from .convoy import SKIPPED, STEP, convoy_of
@@ -30,7 +31,7 @@ def scheduler_id(prefix: str) -> str:
     return stable_id(prefix, "role", "scheduler")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SchedulerState:
     paused: bool = False
     paused_by: str | None = None
@@ -54,7 +55,8 @@ def state_of(beads: Mapping[str, Bead], prefix: str) -> SchedulerState:
     m = bead.metadata
     until = datetime.fromisoformat(m["backoff_until"]) if m.get("backoff_until") else None
     limit = int(m["max_polecats"]) if m.get("max_polecats") is not None else None
-    return SchedulerState(bool(m.get("paused")), m.get("paused_by"), until, int(m.get("strikes", 0)), limit)
+    return SchedulerState(paused=bool(m.get("paused")), paused_by=m.get("paused_by"), backoff_until=until,
+                          strikes=int(m.get("strikes", 0)), limit=limit)
 
 
 def _scheduler_bead(tx: Tx, actor: str) -> Bead:
@@ -165,6 +167,7 @@ class Assign:
     polecat: str
     rig: str
     actor: str
+    _: KW_ONLY
     runtime: str = ""
 
     def apply(self, tx: Tx) -> Bead:
@@ -201,6 +204,12 @@ def in_flight(beads: Mapping[str, Bead]) -> list[Bead]:
     return [b for b in beads.values() if flying(b)]
 
 
+def in_slots(beads: Mapping[str, Bead], winding: Collection[str] = ()) -> list[Bead]:
+    """The beads in flight that hold a slot: those of polecats ``winding`` down do not (their agent
+    has exited; only their wrapper's wrap-up is left, which spends no API call)."""
+    return [b for b in in_flight(beads) if b.assignee not in winding]
+
+
 def known_polecats(beads: Mapping[str, Bead], polecats: Iterable[str] = ()) -> list[str]:
     """Every polecat of the rig: those a driver knows and those with an identity in the ledger."""
     return sorted(set(polecats) | {b.metadata["name"] for b in beads.values()
@@ -215,16 +224,19 @@ def free_polecat(beads: Mapping[str, Bead], retired: Iterable[str] = ()) -> str:
     return idle[0] if idle else next_name(known)
 
 
-def plan(beads: Mapping[str, Bead], prefix: str, limit: int, polecats: Iterable[str],
+def plan(beads: Mapping[str, Bead], prefix: str, limit: int, polecats: Iterable[str], *,
          retired: Iterable[str] = (), now: datetime | None = None, held: str | None = None,
-         share: int | None = None, waiting: Callable[[Bead], bool] | None = None) -> Dispatch:
+         share: int | None = None, waiting: Callable[[Bead], bool] | None = None,
+         winding: Collection[str] = ()) -> Dispatch:
     """Which ready beads to hook to which polecats now.
 
     ``polecats`` are the names known on the rig (resources and identities); the idle ones are
     reused first, new names are taken from the pool while fewer than ``limit`` are active.
     ``held`` is a reason from outside the rig to hold (the backoff of the API key it shares, a
     budget); ``share`` the most beads to hook now (what the town's shared limits leave this rig);
-    ``waiting`` says which ready beads wait nonetheless (their convoy's budget is exhausted).
+    ``waiting`` says which ready beads wait nonetheless (their convoy's budget is exhausted);
+    ``winding`` the polecats whose agent has exited while their session wraps up: their beads hold
+    no slot, and they get no new bead until they are done (a new name is taken instead).
     """
     out = Dispatch()
     under_way = in_flight(beads)
@@ -235,12 +247,13 @@ def plan(beads: Mapping[str, Bead], prefix: str, limit: int, polecats: Iterable[
     out.held = (state.held(now) if now else ("paused" if state.paused else None)) or held
     if out.held or not ready:
         return out
-    slots = limit - len(under_way) if share is None else min(limit - len(under_way), share)
+    taken = len(in_slots(beads, winding))
+    slots = limit - taken if share is None else min(limit - taken, share)
     retired_set = set(retired)
     known = known_polecats(beads, polecats)
-    busy = {b.assignee for b in under_way}
+    busy = {b.assignee for b in under_way} | set(winding)
     idle = [p for p in known if p not in busy and p not in retired_set]
-    active = len([p for p in known if p not in retired_set])
+    active = len([p for p in known if p not in retired_set and p not in winding])
     per_convoy = Counter(b.metadata.get("convoy") for b in under_way)
     for bead in ready:
         if slots <= 0:

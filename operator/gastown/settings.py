@@ -10,6 +10,16 @@ the start with a message that names the variable.
     GT_DEACON_SECONDS         60                               both drivers: the Deacon's patrol period
     GT_ORPHAN_GRACE_SECONDS   120                              the Deacon leaves a bead held by an unknown polecat
                                                                alone this long (a new polecat may not be seen yet)
+    GT_POLL_BUSY_SECONDS      1                                both drivers: a rig with work under way (sessions,
+                                                               a batch verifying, a Mayor planning) asks its
+                                                               remote for the ledger's tip this often
+    GT_POLL_IDLE_SECONDS      30                               ... and an idle one: the wait doubles from the busy
+                                                               one on each quiet tick up to this (and never
+                                                               beyond a third of GT_LEASE_SECONDS, so the driver
+                                                               claim is renewed in time). A change made on this
+                                                               machine (a `gt` command, a session, a verifier)
+                                                               wakes the town's daemon at once; other machines'
+                                                               changes are seen within this many seconds
     GT_GIT_TIMEOUT            120                              seconds one git command may take
     GT_LEASE_SECONDS          120                              both drivers: the lease of a driver's claim on a rig's
                                                                ledger; a crashed driver's claim is taken over this
@@ -80,6 +90,8 @@ class Settings:
     deacon_seconds: float = 60.0
     orphan_grace_seconds: float = 120.0
     git_timeout: float = 120.0
+    poll_busy_seconds: float = 1.0
+    poll_idle_seconds: float = 30.0
     lease_seconds: float = 120.0
     retry_base_seconds: float = 1.2
     retry_max_seconds: float = 300.0
@@ -93,7 +105,8 @@ class Settings:
 
     _ENV = {"patrol_seconds": "GT_PATROL_SECONDS", "deacon_seconds": "GT_DEACON_SECONDS",
             "orphan_grace_seconds": "GT_ORPHAN_GRACE_SECONDS", "git_timeout": "GT_GIT_TIMEOUT",
-            "lease_seconds": "GT_LEASE_SECONDS",
+            "lease_seconds": "GT_LEASE_SECONDS", "poll_busy_seconds": "GT_POLL_BUSY_SECONDS",
+            "poll_idle_seconds": "GT_POLL_IDLE_SECONDS",
             "retry_base_seconds": "GT_RETRY_BASE_SECONDS", "retry_max_seconds": "GT_RETRY_MAX_SECONDS",
             "escalate_after_attempts": "GT_ESCALATE_AFTER_ATTEMPTS",
             "agent_image": "GT_AGENT_IMAGE", "runtimes_configmap": "GT_RUNTIMES_CONFIGMAP",
@@ -101,8 +114,11 @@ class Settings:
 
     def __post_init__(self) -> None:
         for name in ("patrol_seconds", "deacon_seconds", "git_timeout", "lease_seconds", "retry_base_seconds",
-                     "retry_max_seconds"):
+                     "retry_max_seconds", "poll_busy_seconds", "poll_idle_seconds"):
             _positive(self._ENV[name], getattr(self, name))
+        if self.poll_idle_seconds < self.poll_busy_seconds:
+            raise SettingsError(f"GT_POLL_IDLE_SECONDS ({self.poll_idle_seconds}) must be at least "
+                                f"GT_POLL_BUSY_SECONDS ({self.poll_busy_seconds})")
         if self.retry_max_seconds < self.retry_base_seconds:
             raise SettingsError(f"GT_RETRY_MAX_SECONDS ({self.retry_max_seconds}) must be at least "
                                 f"GT_RETRY_BASE_SECONDS ({self.retry_base_seconds})")

@@ -17,7 +17,7 @@ from .ledger.ops import Tx, merged, revise
 FIGURES = ("input_tokens", "output_tokens", "cost_usd", "seconds")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RecordUsage:
     """What one session of a bead spent, on the bead, once per session."""
 
@@ -42,6 +42,14 @@ def records(beads: Iterable[Bead]) -> Iterable[tuple[Bead, str, Mapping[str, Any
     for bead in beads:
         for session, usage in (bead.metadata.get("usage") or {}).items():
             yield bead, session, usage
+
+
+def unrecorded(bead: Bead) -> str | None:
+    """The session that ended on ``bead`` (by `gt done`, or the Deacon for it) whose spend is not
+    recorded yet: its wrapper records it only once the runtime has answered, after the bead has
+    gone on to review (or was merged)."""
+    ended = bead.metadata.get("ended")
+    return ended if ended and ended not in (bead.metadata.get("usage") or {}) else None
 
 
 def total(beads: Iterable[Bead]) -> dict[str, float]:

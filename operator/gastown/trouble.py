@@ -33,7 +33,7 @@ class Backoff:
         return min(self.base * 2 ** min(max(attempts - 1, 0), 30), self.cap)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Trouble:
     key: str
     problem: str  # what is wrong and how to fix it, in one line
@@ -59,8 +59,9 @@ class Trouble:
 
     @classmethod
     def from_dict(cls, raw: dict) -> Trouble:
-        return cls(raw["key"], raw["problem"], datetime.fromisoformat(raw["since"]), int(raw["attempts"]),
-                   datetime.fromisoformat(raw["nextTry"]), raw.get("escalation"))
+        return cls(key=raw["key"], problem=raw["problem"], since=datetime.fromisoformat(raw["since"]),
+                   attempts=int(raw["attempts"]), next_try=datetime.fromisoformat(raw["nextTry"]),
+                   escalation=raw.get("escalation"))
 
 
 @dataclass
@@ -82,8 +83,8 @@ class Troubles:
         before = self._open.get(key)
         attempts = before.attempts + 1 if before else 1
         delay = self.backoff.delay(attempts)
-        trouble = Trouble(key, problem, before.since if before else now, attempts, now + timedelta(seconds=delay),
-                          before.escalation if before else None)
+        trouble = Trouble(key=key, problem=problem, since=before.since if before else now, attempts=attempts,
+                          next_try=now + timedelta(seconds=delay), escalation=before.escalation if before else None)
         self._open[key] = trouble
         log.warning("rig %s: blocked: %s (attempt %d; next in %.1fs)", self.rig, problem, attempts, delay)
         return trouble

@@ -21,7 +21,7 @@ most three sessions per bead, then the bead goes back to the queue with a P1 esc
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -40,6 +40,7 @@ class SessionSignal:
 
     name: str
     running: bool
+    _: KW_ONLY
     age: float  # seconds since it started
     heartbeat_age: float | None  # seconds since the last beat, None when it never beat
     commit_age: float | None = None  # seconds since its last commit on the branch, None when unseen
@@ -67,7 +68,9 @@ class Judgement:
     bead: str
     verdict: Verdict
     reason: str
+    _: KW_ONLY
     session: str | None = None
+    due: float | None = None  # seconds until time alone may change a healthy verdict (a grace runs out)
 
 
 def held(beads: Mapping[str, Bead], polecat: str) -> Bead | None:
@@ -79,7 +82,7 @@ def held(beads: Mapping[str, Bead], polecat: str) -> Bead | None:
     return None
 
 
-def judge(polecat: str, bead: Bead, session: SessionSignal | None, t: Thresholds,
+def judge(polecat: str, bead: Bead, session: SessionSignal | None, t: Thresholds, *,
           now: datetime | None = None) -> Judgement:
     recorded = bead.metadata.get("session")  # a session the ledger says is under way
     if bead.status == Status.BLOCKED and bead.metadata.get("escalation"):
@@ -89,22 +92,24 @@ def judge(polecat: str, bead: Bead, session: SessionSignal | None, t: Thresholds
             since = (now - bead.updated_at).total_seconds() if now else 0.0
             if since > t.linger:  # within `linger` it is just finishing: pushing, writing its result
                 return Judgement(polecat, bead.id, "done-not-cleaned",
-                                 f"its result was recorded {since:.0f}s ago and it still runs", session.name)
-            return Judgement(polecat, bead.id, "healthy", "finishing", session.name)
+                                 f"its result was recorded {since:.0f}s ago and it still runs", session=session.name)
+            return Judgement(polecat, bead.id, "healthy", "finishing", session=session.name,
+                             due=t.linger - since if now else None)
         beat = session.heartbeat_age
         if beat is None and session.age <= t.start_grace:
-            return Judgement(polecat, bead.id, "healthy", "starting", session.name)
+            return Judgement(polecat, bead.id, "healthy", "starting", session=session.name,
+                             due=t.start_grace - session.age)
         if beat is not None and beat <= t.hung_after:
-            return Judgement(polecat, bead.id, "healthy", "beating", session.name)
+            return Judgement(polecat, bead.id, "healthy", "beating", session=session.name, due=t.hung_after - beat)
         late = f"no heartbeat {session.age:.0f}s after it started" if beat is None else f"last heartbeat {beat:.0f}s ago"
         if session.committed_within(t.hung_after):  # the heartbeat is late, the work is not
             return Judgement(polecat, bead.id, "healthy", f"committed {session.commit_age:.0f}s ago ({late})",
-                             session.name)
+                             session=session.name, due=t.hung_after - (session.commit_age or 0.0))
         if session.committed_within(session.age):  # this session committed, but long ago
             late += f", last commit {session.commit_age:.0f}s ago"
-        return Judgement(polecat, bead.id, "hung", late, session.name)
+        return Judgement(polecat, bead.id, "hung", late, session=session.name)
     if bead.status == Status.IN_PROGRESS and recorded:
-        return Judgement(polecat, bead.id, "stalled", f"session {recorded} is gone without a result", recorded)
+        return Judgement(polecat, bead.id, "stalled", f"session {recorded} is gone without a result", session=recorded)
     return Judgement(polecat, bead.id, "healthy", "waiting for a session")
 
 
@@ -116,8 +121,14 @@ def patrol(beads: Mapping[str, Bead], sessions: Mapping[str, SessionSignal], t: 
     for polecat in names:
         bead = held(beads, polecat)
         if bead is not None:
-            out.append(judge(polecat, bead, sessions.get(polecat), t, now))
+            out.append(judge(polecat, bead, sessions.get(polecat), t, now=now))
     return out
+
+
+def next_due(judgements: list[Judgement]) -> float | None:
+    """Seconds until the Witness owes its next look with nothing else happening (the earliest
+    start grace, heartbeat or linger deadline of a session judged healthy); None: none is owed."""
+    return min((j.due for j in judgements if j.due is not None), default=None)
 
 
 @dataclass(frozen=True)
@@ -163,9 +174,11 @@ def remedies(judgements: list[Judgement], beads: Mapping[str, Bead], actor: str)
     for j in judgements:
         if j.verdict == "hung":
             stop.append(j.polecat)
-            ops.append(EndSession(j.bead, j.polecat, j.session or "", "hung", j.reason, actor))
+            ops.append(EndSession(bead_id=j.bead, polecat=j.polecat, session=j.session or "", status="hung",
+                                  reason=j.reason, actor=actor))
         elif j.verdict == "stalled":
-            ops.append(EndSession(j.bead, j.polecat, j.session or "", "failed", j.reason, actor))
+            ops.append(EndSession(bead_id=j.bead, polecat=j.polecat, session=j.session or "", status="failed",
+                                  reason=j.reason, actor=actor))
         elif j.verdict == "done-not-cleaned":
             stop.append(j.polecat)
     for bead in beads.values():

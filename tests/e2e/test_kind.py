@@ -6,9 +6,16 @@ beads worked by the `script` runtime, and waits until the merge queue merged the
 the convoy is Done; then a session-shaped pod beyond the namespace's limits is refused by the
 API server (the gastown-sessions quota). Everything it made is removed at the end, in the order
 the README's uninstall section gives: gastown's custom resources while the operator still runs,
-then the release, then `gt operator uninstall`, then the namespace, which must be gone within a
-minute. Another test installs a release, leaves a Rig in place, uninstalls the release first,
-then runs `gt operator uninstall`: the namespace goes within a minute. Skipped, with the reason,
+then the release (its pre-delete hook runs `gt operator uninstall`), then the namespace, which
+must be gone within a minute. Other tests:
+
+- `helm uninstall` with a Rig left in place: the hook leaves no gastown finalizer and nothing the
+  operator made, its own Job and rights go, and the namespace is gone within a minute;
+- the same with the hook off (`--no-hooks`), then `gt operator uninstall` by hand;
+- the operator scaled to zero, a namespace of a Rig, a MergeQueue and a Convoy is deleted: gone
+  within a minute.
+
+test_failover.py has the restart and the leader's failover. Skipped, with the reason,
 when no cluster answers. The images must be in the cluster: GT_E2E_IMAGE_TAG (default dev, as
 `make kind-load` builds them).
 """
@@ -59,16 +66,24 @@ FINALIZER = "gastown.dev/finalizer"
 HELM = str(ROOT / ".venv" / "bin" / "helm")
 
 
-def _install(api, release: str) -> str:
-    """A fresh namespace under the restricted profile, and a release watching just it."""
+def _namespace(api) -> str:
+    """A fresh namespace under the restricted profile (agent pods must pass it)."""
     from kubernetes import client
 
     name = f"gastown-e2e-{uuid.uuid4().hex[:6]}"
     client.CoreV1Api(api).create_namespace({"metadata": {"name": name, "labels": {
-        "pod-security.kubernetes.io/enforce": "restricted"}}})  # agent pods must pass the restricted profile
+        "pod-security.kubernetes.io/enforce": "restricted"}}})
+    return name
+
+
+def _install(api, release: str, watch: str | None = None) -> str:
+    """A fresh namespace, and a release in it watching just it (or just ``watch``)."""
+    from kubernetes import client
+
+    name = _namespace(api)
     try:
         subprocess.run([HELM, "upgrade", "--install", release, str(ROOT / "charts" / "gastown"),
-                        "--namespace", name, "--set", f"watchNamespaces={{{name}}}", "--set", f"image.tag={TAG}",
+                        "--namespace", name, "--set", f"watchNamespaces={{{watch or name}}}", "--set", f"image.tag={TAG}",
                         "--set", f"agentImage.tag={TAG}", "--set", "peering.enabled=false", "--wait",
                         "--timeout", "5m"], check=True)
     except BaseException:
@@ -119,12 +134,12 @@ def _gt_uninstall(ns: str) -> str:
     return proc.stdout
 
 
-def _uninstall(api, release: str, ns: str) -> None:
-    """`helm uninstall --wait`, then wait until the operator's pod has stopped too."""
+def _uninstall(api, release: str, ns: str, *flags: str) -> None:
+    """`helm uninstall --wait` (its pre-delete hook first), then wait until the operator's pod has stopped too."""
     from kubernetes import client
 
     subprocess.run([HELM, "uninstall", release, "--namespace", ns, "--cascade", "foreground", "--wait",
-                    "--timeout", "2m"], check=True)
+                    "--timeout", "3m", *flags], check=True)
     selector = f"app.kubernetes.io/instance={release},app.kubernetes.io/component=operator"
     _wait(lambda: not client.CoreV1Api(api).list_namespaced_pod(ns, label_selector=selector).items, 120,
           f"the operator of {release} to stop")
@@ -255,9 +270,101 @@ def test_a_convoy_of_explicit_beads_is_merged_on_a_real_cluster(api, namespace):
           300, "a run of the prune Dog to succeed")
 
 
+MADE = (("CoreV1Api", "service_account"), ("CoreV1Api", "resource_quota"), ("CoreV1Api", "config_map"),
+        ("RbacAuthorizationV1Api", "role"), ("RbacAuthorizationV1Api", "role_binding"),
+        ("NetworkingV1Api", "network_policy"), ("BatchV1Api", "cron_job"), ("BatchV1Api", "job"),
+        ("CoordinationV1Api", "lease"))
+
+
+def _unreachable_rig(objects, ns: str, name: str, *, policy: bool) -> None:
+    """A Rig whose remote is nowhere: the operator still makes its quotas (and NetworkPolicy)."""
+    objects.create_namespaced_custom_object(GROUP, VERSION, ns, "rigs", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "Rig", "metadata": {"name": name},
+        "spec": {"gitUrl": f"git://nowhere.{ns}.svc/none.git", "maxPolecats": 1, "network": {"policy": policy},
+                 "runtime": {"preset": "script", "args": ["true"]}}})
+
+
+def _made_by_operator(api, ns: str) -> list[str]:
+    """What carries the operator's managed-by label in ``ns`` (what `gt operator uninstall` deletes)."""
+    from kubernetes import client
+
+    return [f"{kind}/{o.metadata.name}" for group, kind in MADE
+            for o in getattr(getattr(client, group)(api), f"list_namespaced_{kind}")(ns, label_selector=MANAGED).items]
+
+
+def test_helm_uninstall_runs_the_hook_which_leaves_no_finalizer_and_nothing_the_operator_made(api):
+    """`helm uninstall` with a Rig (and all the operator made for it) still in place: its pre-delete
+    hook (`gt operator uninstall`) leaves no gastown finalizer and nothing the operator made, then
+    the hook's own Job and rights go, and the namespace is gone within a minute of its deletion."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    objects = client.CustomObjectsApi(api)
+    release = "gastown-e2e-hook"
+    ns = _install(api, release)
+    try:
+        _unreachable_rig(objects, ns, "left", policy=True)
+        _wait(lambda: {"resource_quota/gastown-sessions", "network_policy/gastown-left"} <= set(_made_by_operator(api, ns)),
+              120, "the operator's quotas and NetworkPolicy for the Rig")
+        _uninstall(api, release, ns)  # the hook runs first; helm fails if it fails
+        assert [o["metadata"]["name"] for p, o in _gastown_objects(api, ns) if p == "rigs"] == ["left"]
+        assert not [(p, o["metadata"]["name"]) for p, o in _gastown_objects(api, ns)
+                    if any(f.startswith(f"{GROUP}/") for f in o["metadata"].get("finalizers") or [])]
+        assert _made_by_operator(api, ns) == []
+        hook = f"{release}-uninstall"
+        assert not [j for j in client.BatchV1Api(api).list_namespaced_job(ns).items if j.metadata.name == hook]
+        assert not [r for r in client.RbacAuthorizationV1Api(api).list_namespaced_role(ns).items
+                    if r.metadata.name == hook]  # its rights lived only while it ran
+        _delete_namespace_within_a_minute(api, ns)
+    finally:
+        if not _namespace_gone(api, ns):  # a failure above: leave nothing behind
+            subprocess.run([HELM, "uninstall", release, "--namespace", ns, "--no-hooks"], check=False)
+            _gt_uninstall(ns)
+            with contextlib.suppress(ApiException):  # 409 when already Terminating
+                client.CoreV1Api(api).delete_namespace(ns)
+
+
+def test_a_rig_namespace_is_deleted_within_a_minute_with_the_operator_scaled_to_zero(api):
+    """The operator stopped (its Deployment at 0 replicas), a namespace holding a Rig, a MergeQueue
+    and a Convoy (and what the operator made for them) is deleted: nothing holds it (no finalizer
+    waits for an operator), it is gone within a minute; the release then uninstalls cleanly."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    objects, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+    release, rigs = "gastown-e2e-zero", _namespace(api)
+    ns = _install(api, release, watch=rigs)
+    try:
+        spec = {"gitUrl": f"git://nowhere.{rigs}.svc/none.git", "maxPolecats": 1, "network": {"policy": False},
+                "runtime": {"preset": "script", "args": ["true"]}}
+        for plural, kind, body in (("rigs", "Rig", spec), ("mergequeues", "MergeQueue", {"rig": "held"}),
+                                   ("convoys", "Convoy", {"rig": "held", "beads": [{"key": "a", "title": "A"}]})):
+            objects.create_namespaced_custom_object(GROUP, VERSION, rigs, plural, {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": "held"}, "spec": body})
+        _wait(lambda: "resource_quota/gastown-sessions" in _made_by_operator(api, rigs), 120,
+              "the operator to reconcile the Rig")
+        deployment = next(d.metadata.name for d in client.AppsV1Api(api).list_namespaced_deployment(
+            ns, label_selector=f"app.kubernetes.io/instance={release}").items)
+        client.AppsV1Api(api).patch_namespaced_deployment_scale(deployment, ns, {"spec": {"replicas": 0}})
+        selector = f"app.kubernetes.io/instance={release},app.kubernetes.io/component=operator"
+        _wait(lambda: not core.list_namespaced_pod(ns, label_selector=selector).items, 120, "no operator pod")
+        _delete_namespace_within_a_minute(api, rigs)
+        _uninstall(api, release, ns)  # its hook finds nothing left in the deleted namespace
+        _delete_namespace_within_a_minute(api, ns)
+    finally:  # a failure above: leave nothing behind
+        if not _namespace_gone(api, ns):
+            subprocess.run([HELM, "uninstall", release, "--namespace", ns, "--no-hooks"], check=False)
+        if not _namespace_gone(api, rigs):
+            _gt_uninstall(rigs)
+        for left in (rigs, ns):
+            with contextlib.suppress(ApiException):  # 404 when gone, 409 when already Terminating
+                core.delete_namespace(left)
+
+
 def test_uninstalling_with_a_rig_in_place_then_gt_operator_uninstall_frees_the_namespace_within_a_minute(api):
-    """`helm uninstall` with a Rig (and all the operator made for it) still in place, then
-    `gt operator uninstall`, then the namespace: gone within a minute, with no operator running."""
+    """`helm uninstall --no-hooks` (the hook turned off) with a Rig (and all the operator made for it)
+    still in place, then `gt operator uninstall` by hand, then the namespace: gone within a minute,
+    with no operator running."""
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
@@ -265,16 +372,13 @@ def test_uninstalling_with_a_rig_in_place_then_gt_operator_uninstall_frees_the_n
     release = "gastown-e2e-uninstall"
     ns = _install(api, release)
     try:
-        objects.create_namespaced_custom_object(GROUP, VERSION, ns, "rigs", {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "Rig", "metadata": {"name": "orphan"},
-            "spec": {"gitUrl": f"git://nowhere.{ns}.svc/none.git", "maxPolecats": 1, "network": {"policy": False},
-                     "runtime": {"preset": "script", "args": ["true"]}}})
+        _unreachable_rig(objects, ns, "orphan", policy=False)
         core = client.CoreV1Api(api)
         _wait(lambda: [q for q in core.list_namespaced_resource_quota(ns).items
                        if q.metadata.name == "gastown-sessions"], 120, "the operator's quotas for the Rig")
         rig = objects.get_namespaced_custom_object(GROUP, VERSION, ns, "rigs", "orphan")
         assert not rig["metadata"].get("finalizers"), "gastown puts no finalizer on a Rig"
-        _uninstall(api, release, ns)
+        _uninstall(api, release, ns, "--no-hooks")
         assert [o["metadata"]["name"] for p, o in _gastown_objects(api, ns) if p == "rigs"] == ["orphan"]
         out = _gt_uninstall(ns)
         assert f"{ns}/resourcequotas/gastown-sessions" in out and "ledgers in git" in out

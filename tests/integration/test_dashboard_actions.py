@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from gastown import scheduler
+from gastown import escalation, scheduler
 from gastown.dashboard.server import Dashboard
 from gastown.dashboard.sources import RigView
 from gastown.refinery import QueueSettings
@@ -85,6 +85,21 @@ def test_pages_escape_what_the_ledger_holds(tmp_path):
             urllib.request.urlopen(base + "/rig/<script>")
         body = e.value.read().decode()
         assert e.value.code == 404 and "&lt;script&gt;" in body and body.count("<script>") == 1  # the page's own
+    finally:
+        dash.stop()
+        ledger.close()
+
+
+def test_the_town_page_is_rendered_again_when_a_ledger_moves(tmp_path):
+    rig = make_rig(tmp_path)
+    dash, ledger, base = serve(rig, None)
+    try:
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        first = browser.open(base + "/").read().decode()  # one browser session: one kept page
+        assert browser.open(base + "/").read().decode() == first  # kept: nothing moved
+        ledger.apply(escalation.Raise("P1", "The gate is red on main", "witness"))  # the town page lists it
+        dash.poll()
+        assert "The gate is red on main" in browser.open(base + "/").read().decode()
     finally:
         dash.stop()
         ledger.close()

@@ -38,7 +38,8 @@ def test_the_dashboard_follows_a_bisection_live_and_refuses_actions_without_the_
         home.wait("document.readyState == 'complete' && !!document.getElementById('convoys')", what="the town page")
         home.js("window.__marker = 'no reload'")
         rig_tab = browser.tab(base + "/rig/webapp")
-        rig_tab.wait("document.readyState == 'complete'", what="the rig page")
+        rig_tab.wait("location.pathname == '/rig/webapp' && document.readyState == 'complete' "
+                     "&& !!document.getElementById('main')", what="the rig page")  # not the blank tab before it
         rig_tab.js("window.__marker = 'no reload'")
 
         # the batch being bisected, drawn as its rounds and runs, without a reload

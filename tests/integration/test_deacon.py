@@ -62,8 +62,9 @@ def test_a_done_ref_left_after_the_record_is_just_removed(rig, tmp_path):
     commit = finished_branch(rig, tmp_path, bead)
     with rig.ledger() as lg:
         lg.apply(StartSession(bead, "furiosa", "s-1", "polecat furiosa"))
-        lg.apply(Done(bead, "furiosa", "s-1", "completed", branch_for("furiosa", bead), "main", commit, "",
-                      "polecat furiosa"))
+        lg.apply(Done(bead_id=bead, polecat="furiosa", session="s-1", status="completed",
+                      branch=branch_for("furiosa", bead), target="main", commit=commit, reason="",
+                      actor="polecat furiosa"))
     with rig.ledger("deacon") as lg:
         assert Deacon(lg).patrol(None, set(), "main") == []
     assert not done_refs(rig)
@@ -115,5 +116,6 @@ def test_a_normal_done_leaves_no_done_ref(rig, tmp_path):
     with rig.ledger() as lg:
         lg.apply(EnsureAgent("furiosa", rig.name, "user tester", "script"))
         lg.apply(Hook(bead, "furiosa", "user tester"))
-    marker = finish(str(rig.remote), bead, "furiosa", "s-1", "completed", "", work, "main", None, tmp_path / "c")
+    marker = finish(str(rig.remote), bead, polecat="furiosa", session="s-1", status="completed", reason="", workdir=work,
+                    target="main", session_dir=None, cache_dir=tmp_path / "c")
     assert marker["result"] and not done_refs(rig)

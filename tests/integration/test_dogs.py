@@ -17,6 +17,7 @@ from gastown.api.rig import Dog, Dogs
 from gastown.cli.main import cli
 from gastown.dogs import Kennel, Timers, loose_objects
 from gastown.ledger import BeadType, InvalidOperation, Status
+from gastown.ledger.layout import ARCHIVE_DIR, BEADS_DIR, record_path
 from gastown.ledger.ops import Create
 from gastown.local.driver import LocalPort, RigConfig, RigDriver
 from gastown.runtimes.local import LocalBackend, SessionRequest
@@ -133,7 +134,7 @@ def test_compact_archives_old_closed_ephemeral_records_and_keeps_them_readable(r
             lg.comment(old_msg, "too late")
         assert Kennel(lg, "main").compact(now=later).done == []
     tree = git("ls-tree", "--name-only", "-r", "gastown/ledger", cwd=rig.remote).split()
-    assert f"archive/{old_msg}.json" in tree and f"beads/{old_msg}.json" not in tree
+    assert record_path(ARCHIVE_DIR, old_msg) in tree and record_path(BEADS_DIR, old_msg) not in tree
 
 
 def test_gc_packs_the_ledger_cache_and_drops_cached_refs_of_deleted_branches(rig, tmp_path):

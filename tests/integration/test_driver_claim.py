@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from gastown.ledger import BeadType, Ledger, Status
+from gastown.ledger.gitstore import git_timeout, set_git_timeout
 
 from conftest import GT, wait_for
 from rigs import make_rig
@@ -184,7 +187,9 @@ def test_a_rig_resource_on_a_repository_a_town_drives_waits_and_says_who(tmp_pat
         waiting = wait_for(lambda: (c := rig_condition(kubeapi, "Driving")) and c["status"] == "False" and c,
                            timeout=30, what="the Rig to say another driver holds its ledger")
         assert waiting["reason"] == "LedgerClaimed" and str(town.resolve()) in waiting["message"]
-        assert any(e["reason"] == "LedgerClaimed" for e in kubeapi.events("default"))
+        # the Event is posted by kopf's event queue, a moment after the condition
+        wait_for(lambda: any(e["reason"] == "LedgerClaimed" for e in kubeapi.events("default")), timeout=10,
+                 what="a LedgerClaimed Event")
     finally:
         assert gt(town, "down").returncode == 0
     wait_for(lambda: (c := rig_condition(kubeapi, "Driving")) and c["status"] == "True", timeout=30,
@@ -210,3 +215,76 @@ def test_a_towns_settings_reach_its_daemon_and_a_bad_one_starts_nothing(tmp_path
         assert claim.lease == 9
     finally:
         gt(town, "down")
+
+
+# A remote slow for the driver claim: a push that takes or renews it hangs after the ref moved (its
+# post-receive hook), so the pusher does not know yet that it holds the claim.
+SLOW_CLAIM = """#!/bin/sh
+while read old new ref; do
+  if [ "$ref" = refs/gastown/driver ] && [ "$new" != 0000000000000000000000000000000000000000 ]; then
+    touch "{marker}"
+    sleep 60
+  fi
+done
+"""
+HANGING = "#!/bin/sh\nsleep 60\n"  # a remote whose every push hangs (before its refs move)
+
+
+def hook(rig, name: str, text: str) -> None:
+    path = rig.remote / "hooks" / name
+    path.write_text(text)
+    path.chmod(0o755)
+
+
+@pytest.mark.slow
+def test_a_stop_while_the_operator_takes_the_claim_releases_it_and_another_operator_drives_at_once(
+        tmp_path, kubeapi, operator, monkeypatch):
+    rig = make_rig(tmp_path)
+    monkeypatch.setenv("GT_LEASE_SECONDS", "300")  # a claim left behind would hold any other driver off for minutes
+    marker = tmp_path / "claiming"
+    hook(rig, "post-receive", SLOW_CLAIM.format(marker=marker))
+    first = operator()
+    kubeapi.create({"apiVersion": "gastown.dev/v1alpha1", "kind": "Rig", "metadata": {"name": "d1", "namespace": "default"},
+                    "spec": {"gitUrl": f"file://{rig.remote}"}})
+    wait_for(marker.exists, timeout=30, what=f"the operator's claim push under way\n{first.output()[-2000:]}")
+    with ledger(rig, "probe") as probe:
+        assert "operator rig default/d1" in probe.claims.current().holder  # it landed; the push has not returned
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.proc.wait(30) == 0, first.output()[-3000:]
+    with ledger(rig, "probe") as probe:
+        assert probe.claims.current() is None, f"the claim was left behind\n{first.output()[-3000:]}"
+
+    (rig.remote / "hooks" / "post-receive").unlink()
+    uid = kubeapi.get("rigs", "default", "d1")["metadata"]["uid"]
+    kubeapi.delete("rigs", "default", "d1")  # made again: another Rig (another uid) signs another claim
+    kubeapi.create({"apiVersion": "gastown.dev/v1alpha1", "kind": "Rig", "metadata": {"name": "d1", "namespace": "default"},
+                    "spec": {"gitUrl": f"file://{rig.remote}"}})
+    assert kubeapi.get("rigs", "default", "d1")["metadata"]["uid"] != uid
+    second = operator()
+    started = time.monotonic()
+    wait_for(lambda: (c := rig_condition(kubeapi, "Driving")) and c["status"] == "True", timeout=30,
+             what=f"the second operator driving the ledger\n{second.output()[-2000:]}")
+    print(f"\nthe second operator drives {time.monotonic() - started:.1f} s after its start (the lease: 300 s)")
+    with ledger(rig, "probe") as probe:
+        assert probe.claims.current().holder != f"operator rig default/d1 (uid {uid})"
+
+
+def test_a_claim_push_that_hangs_ends_at_its_timeout_with_its_helpers(tmp_path):
+    """A release against a remote whose pushes hang gives up after the git timeout (the hook under the
+    push is ended with it, or it would hold the push's pipes open until it ends): the claim is not
+    released, and goes stale after its lease."""
+    rig = make_rig(tmp_path)
+    was = git_timeout()
+    with ledger(rig, "a") as a:
+        a.ensure()
+        assert a.claims.drive("town A", 60).ok
+        hook(rig, "pre-receive", HANGING)
+        set_git_timeout(2)
+        try:
+            asked = time.monotonic()
+            assert not a.claims.release("town A")
+            took = time.monotonic() - asked
+        finally:
+            set_git_timeout(was)
+        assert took < 10, f"{took:.1f} s"
+        assert a.claims.current().holder == "town A"

@@ -50,7 +50,7 @@ def test_webhook_json_bumps_and_ack(rig, hook, tmp_path):
     spec = EscalationSpec.model_validate({"routes": {"P2": ["log"], "P1": ["webhook", "log"]},
                                           "bumpAfterSeconds": 3600})
     ledger = rig.ledger("gastown daemon")
-    driver = RigDriver(RigConfig(rig.name, str(rig.remote), 3, RuntimeSpec(preset="script"), escalation=spec,
+    driver = RigDriver(RigConfig(rig.name, str(rig.remote), max_polecats=3, runtime=RuntimeSpec(preset="script"), escalation=spec,
                                  webhook_url=url), LocalBackend(tmp_path / "town"), ledger)
     try:
         with rig.ledger() as lg:
@@ -91,7 +91,7 @@ def test_webhook_json_bumps_and_ack(rig, hook, tmp_path):
 def test_a_webhook_configured_later_still_gets_what_is_open(rig, hook, tmp_path):
     url, received = hook
     spec = EscalationSpec.model_validate({"routes": {"P1": ["webhook", "log"]}})
-    config = RigConfig(rig.name, str(rig.remote), 3, RuntimeSpec(preset="script"), escalation=spec)
+    config = RigConfig(rig.name, str(rig.remote), max_polecats=3, runtime=RuntimeSpec(preset="script"), escalation=spec)
     ledger = rig.ledger("gastown daemon")
     try:
         with rig.ledger() as lg:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
 from conftest import wait_for
 from kubeapi import KubeAPI
+from support import write_kubeconfig
 from towns import convoy_done, gt, ok, town_with_convoy
 
 
@@ -64,12 +64,7 @@ def test_feed_and_peek_on_a_local_town(tmp_path):
 def test_peek_reads_the_session_pods_log_through_the_api(tmp_path):
     api = KubeAPI().start()  # as a user's kubeconfig: `gt peek` is not the operator (no chart RBAC check)
     try:
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "t",
-            "clusters": [{"name": "t", "cluster": {"server": api.url}}],
-            "users": [{"name": "t", "user": {"token": "t"}}],
-            "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t", "namespace": "default"}}]}))
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api.url)
         env = {"KUBECONFIG": str(kubeconfig)}
         labels = {"app.kubernetes.io/component": "agent-session", "gastown.dev/polecat": "toast",
                   "gastown.dev/rig": "webapp"}

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,9 @@ from gastown.ledger import (
     Status,
     Unavailable,
 )
+from gastown.ledger.gitstore import PACK_LOOSE_OBJECTS
+from gastown.ledger.layout import BEADS_DIR, record_path
+from gastown.ledger.ops import Create, Together
 
 HERE = Path(__file__).resolve().parent.parent
 
@@ -51,9 +55,11 @@ def test_first_write_creates_the_orphan_ledger_branch(ledger, remote):
     assert git("rev-list", "--count", LEDGER_BRANCH, cwd=remote).strip() == "1"
     assert git("rev-list", "--max-parents=0", LEDGER_BRANCH, cwd=remote).strip() == ledger.tip
     files = git("ls-tree", "-r", "--name-only", LEDGER_BRANCH, cwd=remote).split()
-    assert files == [f"beads/{b.id}.json", "ledger.json"]
-    assert json.loads(git("show", f"{LEDGER_BRANCH}:ledger.json", cwd=remote)) == {"format": 1, "prefix": "wa"}
-    record = json.loads(git("show", f"{LEDGER_BRANCH}:beads/{b.id}.json", cwd=remote))
+    path = record_path(BEADS_DIR, b.id)
+    assert files == [path, "ledger.json"] and path.count("/") == 3  # beads/<h0>/<h1>/<id>.json
+    config = json.loads(git("show", f"{LEDGER_BRANCH}:ledger.json", cwd=remote))
+    assert config["format"] == 2 and config["id_prefix"] == "wa" and "prefix" not in config
+    record = json.loads(git("show", f"{LEDGER_BRANCH}:{path}", cwd=remote))
     assert record["title"] == "First" and record["status"] == "open"
 
 
@@ -128,19 +134,20 @@ def test_corrupt_record_is_named_and_never_overwritten(ledger, remote, tmp_path)
     ok = ledger.create("B")
     work = tmp_path / "work"
     git("clone", "--quiet", "--branch", LEDGER_BRANCH, str(remote), str(work))
-    (work / "beads" / f"{a.id}.json").write_text("{not json")
+    path = record_path(BEADS_DIR, a.id)
+    (work / path).write_text("{not json")
     git("-c", "user.name=vandal", "-c", "user.email=v@x", "commit", "--quiet", "-am", "oops", cwd=work)
     git("push", "--quiet", "origin", LEDGER_BRANCH, cwd=work)
     bad_commit = git("rev-parse", "HEAD", cwd=work).strip()
 
-    with pytest.raises(CorruptRecord, match=rf"beads/{a.id}.json at commit {bad_commit[:12]}"):
+    with pytest.raises(CorruptRecord, match=rf"{path} at commit {bad_commit[:12]}"):
         ledger.get(a.id)
     with pytest.raises(CorruptRecord):
         ledger.update(a.id, status="closed")
     snap = ledger.snapshot()
-    assert set(snap.beads()) == {ok.id} and snap.corrupt[0].path == f"beads/{a.id}.json"
+    assert set(snap.beads()) == {ok.id} and snap.corrupt[0].path == path
     ledger.update(ok.id, status="closed")  # the rest of the ledger keeps working
-    assert git("show", f"{LEDGER_BRANCH}:beads/{a.id}.json", cwd=remote) == "{not json"
+    assert git("show", f"{LEDGER_BRANCH}:{path}", cwd=remote) == "{not json"
 
 
 def test_reads_fetch_only_when_the_remote_moved(ledger, remote, tmp_path, monkeypatch):
@@ -203,3 +210,35 @@ def test_eight_processes_lose_and_duplicate_nothing(remote, tmp_path):
              if ln.startswith("bead ")]
     assert len(lines) == 48 * 6
     assert git("fsck", "--strict", "--no-dangling", cwd=remote) == ""
+
+
+def test_a_writer_packs_a_cache_full_of_loose_objects_in_the_background(ledger):
+    ledger.create("A")
+    store = ledger.store
+    assert store.pack_if_loose() is False  # a handful of loose objects: nothing to do
+    n = 0
+    while len(list((store.cache / "objects" / "17").glob("*"))) * 256 <= PACK_LOOSE_OBJECTS:
+        # what thousands of writes leave behind, pushed: never fetched back, yet kept by gc
+        ledger.apply(Together(tuple(Create(title=f"t{n}-{i}", actor="t", seed=f"{n}-{i}") for i in range(300))))
+        n += 1
+    assert store.pack_if_loose() is True
+    deadline = time.monotonic() + 60
+    while loose_objects(store.cache) > 100 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert loose_objects(store.cache) <= 100  # packed by the detached `git gc --auto`
+    assert ledger.beads(refresh=False) and ledger.create("B")  # the ledger reads and writes on
+
+
+def loose_objects(repo: Path) -> int:
+    return int(git("count-objects", cwd=repo).split()[0])
+
+
+def test_a_writer_never_builds_on_an_older_tip_than_it_has_read(remote, tmp_path):
+    shared = tmp_path / "shared"
+    with Ledger(str(remote), cache_dir=shared) as a:
+        a.create("X")  # the cache's last written tip
+    with Ledger(str(remote), cache_dir=tmp_path / "elsewhere") as b:
+        y = b.create("Y")  # another machine moves the ledger on
+    with Ledger(str(remote), cache_dir=shared) as a2:
+        assert y.id in a2.beads()
+        assert a2.comment(y.id, "seen").comments[-1].text == "seen"  # built on what it read

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -12,13 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from gastown.api.common import RuntimeSpec
 from gastown.ledger import BeadType, Status
 from gastown.ledger.errors import Unavailable
 from gastown.ledger.worktree import RESCUE_REFS, prepare_branch, rescue_unpushed
+from gastown.local.driver import RigConfig, RigDriver
 from gastown.polecats import agent_id
 from gastown.runtimes.local import LocalBackend, SessionRequest
+from gastown.runtimes.session import AGENT_PGID
 
-from conftest import session_processes, wait_for
+from conftest import agents_at_once, most_at_once, session_processes, wait_for
 from rigs import git, make_rig
 
 AGENT = str(Path(__file__).resolve().parent.parent / "agent_script.py")
@@ -272,3 +276,196 @@ def test_polecats_of_one_rig_fetch_at_once_without_failing(rig, backend):
         for t in threads:
             t.join()
     assert errors == []
+
+
+# A freed slot's next agent: the daemon prepares and books its session (it holds the bead), and
+# the wrapper starts the agent first thing. The rig repository's pre-receive hook holds every push
+# made from inside a session (its environment names the session) while a gate file exists: the
+# agent starts all the same, its session already booked, and the session's own writes follow once
+# the gate opens.
+
+def gate_pushes_from_sessions(rig, tmp_path) -> Path:
+    gate = tmp_path / "gate"
+    gate.touch()
+    hook = rig.remote / "hooks" / "pre-receive"
+    hook.write_text(f'#!/bin/sh\n[ -z "$GT_SESSION" ] || while [ -e "{gate}" ]; do sleep 0.05; done\ncat >/dev/null\n')
+    hook.chmod(0o755)
+    return gate
+
+
+def one_polecat_editing(rig) -> RigConfig:
+    return RigConfig(rig.name, str(rig.remote), max_polecats=1,
+                     runtime=RuntimeSpec(preset="script", args=[sys.executable, AGENT, "edit"]))
+
+
+def test_a_session_the_daemon_prepared_starts_its_agent_before_any_write_of_its_own(rig, backend, tmp_path):
+    bead = rig.hooked_bead("Add a WORK file")
+    gate = gate_pushes_from_sessions(rig, tmp_path)
+    config = one_polecat_editing(rig)
+    work = backend.checkout(rig.name, "furiosa") / "WORK.md"
+    with rig.ledger("gastown daemon") as ledger:
+        driver = RigDriver(config, backend, ledger)
+        assert driver.step().started == 1
+        session = driver.port.sessions["furiosa"]
+        try:
+            wait_for(work.exists, timeout=30, what="the agent's first act while the session's own pushes are held")
+            with rig.ledger() as lg:  # booked before the agent started, as when its wrapper booked it
+                assert lg.beads()[bead].status == Status.IN_PROGRESS
+                assert lg.beads()[bead].metadata["session"] == session.name
+        finally:
+            gate.unlink()
+    outcome = session.wait(60)
+    assert outcome.status == "completed", (session.dir / "session.log").read_text()
+    with rig.ledger() as lg:
+        beads = lg.beads()
+    assert beads[bead].metadata["mr"] == outcome.result_bead
+    assert beads[agent_id("gt", "furiosa")].metadata["sessions"] == 1
+    assert session.name in beads[bead].metadata["usage"]  # what it spent, booked with its result
+
+
+def test_a_session_ending_wakes_the_daemon_at_once(rig, backend):
+    rig.hooked_bead("Quick one")
+    config = RigConfig(rig.name, str(rig.remote), max_polecats=1,
+                       runtime=RuntimeSpec(preset="script", args=[sys.executable, AGENT, "edit"]))
+    with rig.ledger("gastown daemon") as ledger:
+        driver = RigDriver(config, backend, ledger)
+        assert driver.step().started == 1
+        session = driver.port.sessions["furiosa"]
+        # between ticks the driver looks at this machine every `check` seconds; a session's exit
+        # is seen at once, whatever that interval
+        woke, stop = threading.Event(), threading.Event()
+        waiter = threading.Thread(target=lambda: (driver.wait(600, stop, 600), woke.set()))
+        waiter.start()
+        try:
+            assert session.wait(60).status == "completed"
+            assert woke.wait(30), "the session's exit did not end the driver's wait"
+        finally:
+            stop.set()
+            waiter.join()
+
+
+def test_a_session_that_ends_after_the_pass_read_the_ledger_is_not_judged_gone(rig, backend, tmp_path, caplog):
+    # A wrapper records its end, then exits at once: a pass whose ledger was read before that end
+    # sees the session gone while the bead still names it. Gone with its result recorded is no
+    # stalled session: nothing is healed, nothing salvaged, the result stands.
+    bead = rig.hooked_bead("Add a WORK file")
+    gate = gate_pushes_from_sessions(rig, tmp_path)
+    work = backend.checkout(rig.name, "furiosa") / "WORK.md"
+    with rig.ledger("gastown daemon") as ledger:
+        driver = RigDriver(one_polecat_editing(rig), backend, ledger)
+        assert driver.step().started == 1
+        session = driver.port.sessions["furiosa"]
+        try:
+            wait_for(work.exists, timeout=30, what="the agent's work, its session's end held back")
+            ledger.refresh()  # what the next pass reads: the session under way
+            assert ledger.beads(refresh=False)[bead].metadata["session"] == session.name
+        finally:
+            gate.unlink()
+        outcome = session.wait(60)
+        assert outcome.status == "completed", (session.dir / "session.log").read_text()
+        with caplog.at_level(logging.WARNING, logger="gastown"):
+            report = driver.step(fresh=False)
+    assert report.healed == 0 and "stalled" not in caplog.text
+    with rig.ledger() as lg:
+        beads = lg.beads()
+    assert beads[bead].metadata["mr"] == outcome.result_bead
+    assert "stalled" not in " ".join(c.text for c in beads[bead].comments)
+
+
+# A slot is an agent: the limit protects the API's rate limits, and agents spend them. The moment
+# a session's agent exits its wrapper says so, and the slot is free while the wrapper wraps up
+# (pushes the branch, books the result). Here every push from inside a session takes a second (the
+# rig repository's pre-receive hook), so wrap-ups are slow; agents log when they start and end.
+
+def slow_pushes_from_sessions(rig, seconds: float) -> None:
+    hook = rig.remote / "hooks" / "pre-receive"
+    hook.write_text(f'#!/bin/sh\n[ -z "$GT_SESSION" ] || sleep {seconds}\ncat >/dev/null\n')
+    hook.chmod(0o755)
+
+
+def agent_log(log: Path) -> tuple[list[float], list[float]]:
+    """When the agents started and ended, from their "start|end RIG TIME" lines."""
+    lines = [line.split() for line in log.read_text().splitlines()]
+    return [float(t) for what, _r, t in lines if what == "start"], [float(t) for what, _r, t in lines if what == "end"]
+
+
+@pytest.mark.slow
+def test_a_slot_frees_when_its_agent_exits_and_the_limit_holds_for_agents(rig, backend, tmp_path, monkeypatch):
+    log = tmp_path / "agents.log"
+    monkeypatch.setenv("AGENT_LOG", str(log))
+    monkeypatch.setenv("AGENT_SECONDS", "0.5")
+    slow_pushes_from_sessions(rig, 1.0)
+    with rig.ledger() as lg:
+        beads = [lg.create(f"Part {n}").id for n in range(4)]
+    config = RigConfig(rig.name, str(rig.remote), max_polecats=2,
+                       runtime=RuntimeSpec(preset="script", args=[sys.executable, AGENT, "usage"]))
+    stop = threading.Event()
+    with rig.ledger("gastown daemon") as ledger:
+        driver = RigDriver(config, backend, ledger)
+        loop = threading.Thread(target=driver.run, args=(stop,), kwargs={"poll": 0.05}, daemon=True)
+        loop.start()
+        try:
+            def all_done() -> bool:
+                with rig.ledger() as lg:
+                    return all(lg.beads()[b].metadata.get("mr") for b in beads)
+            wait_for(all_done, timeout=90, what="every bead worked")
+            wait_for(lambda: not any(s.running() for s in backend.sessions()), timeout=30, what="the wrappers' end")
+        finally:
+            stop.set()
+            loop.join(30)
+    sessions = backend.sessions()
+    assert len(sessions) == 4 and all(s.outcome().status == "completed" for s in sessions)
+    starts, ends = agent_log(log)
+    assert most_at_once(starts, ends) == 2, log.read_text()  # the limit is used, never passed
+    # and the session dirs say the same (the other tests count agents from them)
+    assert agents_at_once(backend.town / "sessions") == 2
+    starts.sort()
+    wrapped_up = sorted(s.outcome().ended_at for s in sessions)
+    # the third agent did not wait for a wrap-up: it started before the first session's wrapper ended
+    assert starts[2] < wrapped_up[0], (starts, wrapped_up)
+
+
+HOLD_PUSHES = """#!/bin/sh
+cat > /dev/null
+i=0
+while [ -e {gate} ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i + 1)); done
+"""  # every push held while the gate is there (a minute at most: a killed test leaves no hook spinning)
+
+
+def test_a_hook_goes_out_with_its_sessions_start_and_the_agent_waits_for_both(rig, backend, tmp_path):
+    """The pass does not wait for its hook's push before starting the session on it: the wrapper and
+    the checkout get going meanwhile, the hook and the session's start go out in one commit, in that
+    order, and the agent starts only once it is on the remote."""
+    config = RigConfig(rig.name, str(rig.remote), max_polecats=1,
+                       runtime=RuntimeSpec(preset="script", args=[sys.executable, AGENT, "edit"]))
+    gate = tmp_path / "hold"
+    hook = rig.remote / "hooks" / "pre-receive"
+    hook.write_text(HOLD_PUSHES.format(gate=gate))
+    hook.chmod(0o755)
+    with rig.ledger("gastown daemon") as ledger:
+        driver = RigDriver(config, backend, ledger)
+        driver.step()  # the rig's own records (its limit) land first
+        bead = ledger.create("Work while the hook is pushed").id
+        gate.touch()
+        step = threading.Thread(target=driver.step, daemon=True)
+        try:
+            step.start()
+            # every push held: the session is under way all the same, its agent not started
+            session_dir = wait_for(lambda: next((p.parent for p in (backend.town / "sessions").glob("*/request.json")),
+                                                None),
+                                   timeout=30, what="the session to start while its hook is being pushed")
+            time.sleep(1.0)
+            assert not (session_dir / AGENT_PGID).exists(), "the agent started before its hook was on the remote"
+            assert ledger.snapshot(refresh=True).beads()[bead].status == Status.OPEN  # nothing landed
+        finally:
+            gate.unlink(missing_ok=True)
+        step.join(30)
+        assert not step.is_alive()
+        [session] = backend.sessions()
+        assert session.wait(60).status == "completed", (session.dir / "session.log").read_text()
+        assert (session_dir / AGENT_PGID).exists()
+        ledger_history = ledger.history(bead)
+        history = [h.change for h in ledger_history]
+    hooked = next(i for i, m in enumerate(history) if "hooked" in m)
+    started = next(i for i, m in enumerate(history) if "session" in m and "in_progress" in m)
+    assert hooked < started and ledger_history[hooked].commit == ledger_history[started].commit, ledger_history

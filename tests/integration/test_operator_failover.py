@@ -34,7 +34,7 @@ class Replica:
     def __init__(self, kubeconfig: Path, log: Path, pod: str, *args: str):
         self.pod, self.log, self.port = pod, log, free_port()
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1", "POD_NAME": pod,
-               "POD_NAMESPACE": NS}
+               "POD_NAMESPACE": NS, "GT_CACHE_DIR": str(log.parent / f"{pod}-cache")}  # the pod's own emptyDir
         self.proc = subprocess.Popen(
             [GT, "operator", "run", "--liveness", f"http://127.0.0.1:{self.port}/healthz", "--metrics-port", "0",
              *args], stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
@@ -118,6 +118,10 @@ def test_sigterm_releases_the_lease_and_the_standby_takes_over_at_once(kubeapi, 
     # the new leader works: a second rig is reconciled
     apply_rig(kubeapi, "api", make_rig(tmp_path / "api").remote)
     wait_for(lambda: rig_phase(kubeapi, "api") == "Ready", timeout=30, what=f"the new leader at work\n{second.output()}")
+    # the last replica stops (an uninstall): no Lease is left behind, held or not
+    second.proc.send_signal(signal.SIGTERM)
+    assert second.proc.wait(20) == 0, second.output()[-3000:]  # a clean stop, even mid-tick of the new rig's loop
+    assert kubeapi.get("leases", NS, LEASE, group="coordination.k8s.io") is None, second.output()[-2000:]
 
 
 @pytest.mark.slow
@@ -224,8 +228,9 @@ def play_sessions(kubeapi, rig, tmp_path: Path, played: set[str]) -> None:
         git("-c", "user.name=p", "-c", "user.email=p@x", "commit", "-q", "-m", f"do {bead}", cwd=work)
         git("push", "-q", "origin", branch, cwd=work)
         with rig.ledger(actor=f"polecat {polecat}") as lg:
-            lg.apply(Done(bead, polecat, name, "completed", branch, "main", git("rev-parse", "HEAD", cwd=work), "",
-                          f"polecat {polecat}"))
+            lg.apply(Done(bead_id=bead, polecat=polecat, session=name, status="completed", branch=branch,
+                          target="main", commit=git("rev-parse", "HEAD", cwd=work), reason="",
+                          actor=f"polecat {polecat}"))
         kubeapi.patch("jobs", "default", name, {"status": {"active": 0, "succeeded": 1, "conditions": [
             {"type": "Complete", "status": "True"}]}}, subresource="status")
         played.add(name)

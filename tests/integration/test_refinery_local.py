@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pytest
 from gastown.ledger import BeadType, Status
 from gastown.local.driver import LocalPort, RigConfig
 from gastown.refinery import QueueSettings, Refinery
-from gastown.refinery.records import state_of, verified_tip
+from gastown.refinery.records import SettleRound, state_of, verified_tip
 from gastown.runtimes.local import LocalBackend
 
 from conftest import wait_for
@@ -88,6 +89,16 @@ def test_batch_of_eight_merges_exactly_the_good_ones(rig, tmp_path, bad):
     branches = rig.branches()
     assert {n for n in names if f"polecat/cat-{n}/{n}" in branches} == bad
     assert not git("for-each-ref", "refs/gastown/verify", cwd=rig.remote)
+    ledger.close()
+
+
+def test_the_step_that_forms_a_batch_starts_its_first_round(rig, tmp_path):
+    port, ledger, settings = make_port(rig, tmp_path)
+    mrs = [push_mr(rig, tmp_path, f"m{i}", "fine\n") for i in range(3)]
+    report = Refinery(ledger, port, settings).step(ledger.snapshot().beads(), datetime.now(UTC))
+    assert (report.opened, report.started, report.phase) == (1, 1, "Verifying")  # no pass waited for in between
+    beads = settle(Refinery(ledger, port, settings), ledger, idle)
+    assert all(beads[m].status == Status.CLOSED for m in mrs)
     ledger.close()
 
 
@@ -244,12 +255,26 @@ def test_restart_after_push_before_record_records_without_pushing_again(rig, tmp
         settle(refinery, ledger, lambda beads: False)
     tip = git("rev-parse", "main", cwd=rig.remote)
     batch = next(b for b in ledger.beads().values() if b.type == BeadType.MERGE_BATCH)
-    assert batch.metadata["phase"] == "merging" and verified_tip(batch) == tip  # pushed, not recorded
+    # pushed, not recorded: the round that decided it is not even settled (one write records both)
+    assert batch.metadata["phase"] == "verifying" and [r["tip"] for r in batch.metadata["runs"].values()] == [tip]
 
     beads = settle(Refinery(ledger, port, settings), ledger, idle)
     assert git("rev-parse", "main", cwd=rig.remote) == tip
     assert all(beads[m].status == Status.CLOSED and beads[m].metadata["merged_commit"] == tip for m in mrs)
     assert state_of(beads[batch.id]).accepted == mrs
+    ledger.close()
+
+
+def test_the_round_that_decides_a_merge_is_recorded_with_it_in_one_write(rig, tmp_path):
+    port, ledger, settings = make_port(rig, tmp_path, parallel=4)
+    mrs = [push_mr(rig, tmp_path, f"m{i}", "BAD\n" if i == 1 else "fine\n") for i in range(4)]
+    beads = settle(Refinery(ledger, port, settings), ledger, idle)
+    assert main_mods(rig) == {"m0", "m2", "m3"} and beads[mrs[1]].status == Status.BLOCKED
+    batch = next(b for b in beads.values() if b.type == BeadType.MERGE_BATCH)
+    history = ledger.history(batch.id)
+    rounds = [h for h in history if h.change.startswith("round ")]
+    assert len(rounds) == state_of(batch).rounds >= 2
+    assert rounds[-1].commit == history[-1].commit and history[-1].change.startswith("merged 3 as")
     ledger.close()
 
 
@@ -277,3 +302,96 @@ def test_gt_mq_commands(rig, tmp_path):
     assert retried.returncode == 1 and "already closed" in retried.stderr
     ledger.close()
 
+
+
+# a gate noting who started it (its parent process) and the run it checks (the checkout's HEAD)
+WHO = "import os, subprocess, sys; head = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, " \
+      "text=True).stdout.strip(); open(sys.argv[1], 'a').write(f'{os.getppid()} {head}\\n')"
+# a pre-receive hook noting, per push to the rig: the verification refs it sets, and the polecat
+# branches it deletes
+PUSHES = "#!/bin/sh\nawk '$2 !~ /^0+$/ && $3 ~ /^refs\\/gastown\\/verify\\// {{v++}} " \
+         "$2 ~ /^0+$/ && $3 ~ /^refs\\/heads\\/polecat\\// {{d++}} END {{print v+0, d+0}}' >> {log}\n"
+
+
+def test_a_round_runs_in_threads_of_the_daemon_started_together_on_reused_checkouts(rig, tmp_path):
+    who, pushes = tmp_path / "gates", tmp_path / "pushes"
+    hook = rig.remote / "hooks" / "pre-receive"
+    hook.write_text(PUSHES.format(log=pushes))
+    hook.chmod(0o755)
+    gates = [("who", [sys.executable, "-c", WHO, str(who)]), ("test", [sys.executable, "check.py"])]
+    port, ledger, settings = make_port(rig, tmp_path, gates=gates, parallel=4)
+    mrs = [push_mr(rig, tmp_path, f"m{i}", "BAD\n" if i == 6 else "fine\n") for i in range(8)]
+    beads = settle(Refinery(ledger, port, settings), ledger, idle)
+    assert main_mods(rig) == {f"m{i}" for i in range(8)} - {"m6"}
+    assert beads[mrs[6]].status == Status.BLOCKED
+
+    # no Python process per run: every gate was started by this process (the daemon's verifier threads)
+    started = [line.split() for line in who.read_text().splitlines()]
+    batch = next(b for b in beads.values() if b.type == BeadType.MERGE_BATCH)
+    assert len(started) == batch.metadata["total_runs"] >= 4
+    assert {int(parent) for parent, _ in started} == {os.getpid()}
+    # the verifiers read the stacks where the Refinery built them (the daemon's cache): no scratch
+    # ref reaches the rig; each checkout is the run's own stack
+    counts = [tuple(map(int, line.split())) for line in pushes.read_text().splitlines()]
+    assert not any(v for v, _ in counts) and not git("for-each-ref", "refs/gastown/verify", cwd=rig.remote)
+    assert sorted(head for _, head in started) == sorted(r["tip"] for r in batch.metadata["runs"].values())
+    # the merged MRs' branches are deleted in one push
+    assert [d for _, d in counts if d] == [7]
+    # checkouts are reused, not made anew for each run: as many as ran at once
+    checkouts = list((tmp_path / "town" / "verify" / "checkouts" / rig.name).iterdir())
+    assert 1 <= len(checkouts) <= settings.parallel < len(started)
+    ledger.close()
+
+
+def test_each_stack_is_built_on_the_stacks_already_verified(rig, tmp_path):
+    # (a gate of a second or more: a stack built anew from the base would be a commit of another second)
+    port, ledger, settings = make_port(rig, tmp_path, gate_delay=1.1, parallel=4)
+    mrs = [push_mr(rig, tmp_path, f"m{i}", "BAD\n" if i == 6 else "fine\n") for i in range(8)]
+    beads = settle(Refinery(ledger, port, settings), ledger, idle)
+    batch = next(b for b in beads.values() if b.type == BeadType.MERGE_BATCH)
+    runs = [r for r in batch.metadata["runs"].values() if r["tip"]]
+    assert len(runs) >= 6 and any(r["prefix"] for r in runs)
+    for run in runs:
+        stack = run["prefix"] + run["group"]
+        below = max((r for r in runs if r is not run and (r["prefix"] + r["group"]) == stack[:len(r["prefix"] + r["group"])]
+                     and len(r["prefix"] + r["group"]) < len(stack)), key=lambda r: len(r["prefix"] + r["group"]),
+                    default=None)
+        if below is not None:  # built on the longest stack verified before it, never rebuilt from the base
+            assert git("merge-base", "--is-ancestor", below["tip"], run["tip"], cwd=ledger.store.cache) == "", \
+                (below, run)
+    # what merges is the stack verified as a whole, and the merge commits name each MR and the batch
+    assert git("rev-parse", "main", cwd=rig.remote) == verified_tip(batch)
+    merges = git("log", "--merges", "--format=%s", "main", cwd=rig.remote).splitlines()
+    assert sorted(merges) == sorted(f"Merge {mr} (merge queue {batch.id})" for i, mr in enumerate(mrs) if i != 6)
+    ledger.close()
+
+
+def test_the_next_round_starts_while_the_settling_is_pushed_and_a_lost_settling_runs_nothing_twice(rig, tmp_path):
+    who = tmp_path / "gates"
+    gates = [("who", [sys.executable, "-c", WHO, str(who)]), ("test", [sys.executable, "check.py"])]
+    port, ledger, settings = make_port(rig, tmp_path, gates=gates, parallel=4)
+    mrs = [push_mr(rig, tmp_path, f"m{i}", "BAD\n" if i == 5 else "fine\n") for i in range(8)]
+    submit = ledger.submit
+
+    def settling_lost(op):  # the first settling never reaches the ledger (the queue dies pushing it)
+        if isinstance(op, SettleRound):
+            lost = Future()
+            lost.set_exception(Crash())
+            return lost
+        return submit(op)
+
+    ledger.submit = settling_lost
+    with pytest.raises(Crash):
+        settle(Refinery(ledger, port, settings), ledger, lambda beads: False)
+    ledger.submit = submit
+    batch = next(b for b in ledger.beads().values() if b.type == BeadType.MERGE_BATCH)
+    assert state_of(batch).rounds == 0  # not settled, and yet the next round is under way
+    assert len(port.verifications(batch.id)) == 1 + 4  # the batch's run, and the next round's four
+
+    beads = settle(Refinery(ledger, port, settings), ledger, idle)
+    assert main_mods(rig) == {f"m{i}" for i in range(8)} - {"m5"}
+    assert beads[mrs[5]].status == Status.BLOCKED
+    batch = beads[batch.id]
+    # every run verified once: the round started before the settling was lost is not started again
+    assert len(who.read_text().splitlines()) == batch.metadata["total_runs"] == len(batch.metadata["runs"])
+    ledger.close()

@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from gastown.ledger import BeadType, Status
+from gastown.names import VERIFICATION_LABEL
 
 from conftest import GT, wait_for
 from rigs import GATE_CHECK, git, make_rig, push_mr
@@ -58,9 +59,10 @@ def play(kubeapi, tmp_path, played: dict[str, int]) -> None:
 
 
 def test_the_operator_verifies_bisects_and_merges_with_jobs(kubeapi, operator, rig, tmp_path):
+    # the MRs are queued before the queue exists, so that they form one batch however slow the machine
+    mrs = {n: push_mr(rig, tmp_path, n, "BAD\n" if n == "m2" else "fine\n") for n in ("m0", "m1", "m2", "m3")}
     op = operator()
     queue = apply(kubeapi, rig)
-    mrs = {n: push_mr(rig, tmp_path, n, "BAD\n" if n == "m2" else "fine\n") for n in ("m0", "m1", "m2", "m3")}
     played: dict[str, int] = {}
 
     def finished():
@@ -111,3 +113,73 @@ def test_a_second_mergequeue_for_the_rig_is_marked_duplicate(kubeapi, operator, 
 def ready(kubeapi, name):
     status = (kubeapi.get("mergequeues", "default", name) or {}).get("status") or {}
     return next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
+
+
+@pytest.mark.slow
+def test_the_mergequeue_status_shows_the_bisection_while_and_after_it_runs(kubeapi, operator, rig, tmp_path):
+    """A batch of four with m2 bad: round 1 runs the batch (red), round 2 its four singles at once, round 3
+    the three accepted together. The status shows each round's runs (their groups, results and run IDs,
+    those of the Jobs) while they run, and the finished batch with the merges and the rejection after."""
+    mrs = {n: push_mr(rig, tmp_path, n, "BAD\n" if n == "m2" else "fine\n") for n in ("m0", "m1", "m2", "m3")}
+    batch_of = [mrs[n] for n in ("m0", "m1", "m2", "m3")]
+    op = operator()
+    apply(kubeapi, rig)
+    played: dict[str, int] = {}
+
+    def status():
+        return (kubeapi.get("mergequeues", "default", "webapp") or {}).get("status") or {}
+
+    def until(predicate, what: str):
+        try:
+            return wait_for(predicate, timeout=90, what=what)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; the status: {status()}\n{op.output()}") from None
+
+    def running_round(n: int, jobs: int):
+        """Round ``n`` shown as running, its runs those of the ``jobs`` Jobs not yet played."""
+        unplayed = {j["metadata"]["labels"][VERIFICATION_LABEL] for j in verification_jobs(kubeapi)
+                    if j["metadata"]["name"] not in played}
+        batch = status().get("batch") or {}
+        rounds = batch.get("rounds") or []
+        if len(unplayed) != jobs or len(rounds) != n:
+            return None
+        runs = rounds[-1]["runs"]
+        return batch if ({r["run"] for r in runs} == unplayed and {r["result"] for r in runs} == {"running"}) else None
+
+    batch = until(lambda: running_round(1, 1), "round 1 running in the status")
+    assert batch["mrs"] == batch_of and batch["phase"] == "verifying" and batch["round"] == 1
+    assert batch["rounds"][0]["round"] == 1
+    [run] = batch["rounds"][0]["runs"]
+    assert run["group"] == batch_of and run["stackedOn"] == 0 and run["summary"] == "4 MR(s) on 0 accepted"
+    assert status()["currentBatch"] == batch_of and status()["phase"] in ("Verifying", "Bisecting")
+
+    play(kubeapi, tmp_path, played)
+    batch = until(lambda: running_round(2, 4), "round 2 running in the status")
+    [first] = batch["rounds"][0]["runs"]
+    assert (first["run"], first["result"], first["gate"]) == (run["run"], "fail", "test")
+    assert sorted(r["group"] for r in batch["rounds"][1]["runs"]) == [[m] for m in sorted(batch_of)]
+
+    def finished():
+        play(kubeapi, tmp_path, played)
+        s = status()
+        return s if (s.get("counters") or {}).get("merged") == 3 and (s.get("batch") or {}).get("phase") == "merged" \
+            else None
+
+    after = until(finished, "the batch to be merged")
+    batch = after["batch"]
+    assert after["currentBatch"] == [] and batch["mrs"] == batch_of
+    assert [sorted((tuple(r["group"]), r["result"]) for r in rnd["runs"]) for rnd in batch["rounds"]] == [
+        [(tuple(batch_of), "fail")], sorted(((m,), "fail" if m == mrs["m2"] else "pass") for m in batch_of),
+        [((), "pass")]]
+    assert [r["run"] for rnd in batch["rounds"] for r in rnd["runs"]] != [] and \
+        {r["run"] for rnd in batch["rounds"] for r in rnd["runs"]} == \
+        {j["metadata"]["labels"][VERIFICATION_LABEL] for j in verification_jobs(kubeapi)}
+    last = batch["rounds"][2]["runs"][0]
+    assert last["group"] == [] and last["stackedOn"] == 3 and last["summary"] == "the 3 accepted together"
+    assert batch["accepted"] == [mrs["m0"], mrs["m1"], mrs["m3"]] and batch["rejected"] == [mrs["m2"]]
+    recent = {r["mr"]: r for r in after["recent"]}
+    assert recent[mrs["m2"]]["outcome"] == "rejected" and "test" in recent[mrs["m2"]]["reason"]
+    main = git("rev-parse", "main", cwd=rig.remote)
+    assert {recent[mrs[n]]["outcome"] for n in ("m0", "m1", "m3")} == {"merged"}
+    assert {main.startswith(recent[mrs[n]]["commit"]) for n in ("m0", "m1", "m3")} == {True}
+    assert recent[mrs["m0"]]["title"] == "Merge polecat/cat-m0/m0"

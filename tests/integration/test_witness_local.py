@@ -40,7 +40,8 @@ def make_driver(rig, tmp_path, monkeypatch):
         ledger = rig.ledger("gastown daemon")
         backend = LocalBackend(tmp_path / "town", cache_dir=tmp_path / "town-cache",
                                heartbeat_interval=heartbeat_interval)
-        config = RigConfig(rig.name, str(rig.remote), 1, RuntimeSpec(preset="script", args=[sys.executable, AGENT, mode]),
+        config = RigConfig(rig.name, str(rig.remote), max_polecats=1,
+                           runtime=RuntimeSpec(preset="script", args=[sys.executable, AGENT, mode]),
                            thresholds=Thresholds(start_grace=10, hung_after=hung_after))
         driver = RigDriver(config, backend, ledger)
         stop = threading.Event()

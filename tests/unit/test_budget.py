@@ -3,6 +3,7 @@ thresholds, escalations once per period, and fair shares of a shared limit."""
 
 from __future__ import annotations
 
+from collections import deque
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from gastown import convoy as convoys
 from gastown.api.budget import ConvoyBudget, RigBudget, TownLimits
 from gastown.ledger import BeadType
 from gastown.ledger.ops import Create, Tx
+from gastown.polecats import Done, StartSession
 from gastown.spend import RecordUsage
 
 from ledgermem import MemSnapshot
@@ -25,8 +27,9 @@ def beads_of(tx):
 
 def used(tx, bead, session, tokens, usd=0.0, at=NOW):
     tx.now = at
-    RecordUsage(bead, session, "script", {"input_tokens": tokens // 2, "output_tokens": tokens - tokens // 2,
-                                          **({"cost_usd": usd} if usd else {})}, "t").apply(tx)
+    RecordUsage(bead_id=bead, session=session, runtime="script", actor="t",
+                usage={"input_tokens": tokens // 2, "output_tokens": tokens - tokens // 2,
+                       **({"cost_usd": usd} if usd else {})}).apply(tx)
 
 
 @pytest.fixture
@@ -119,7 +122,7 @@ def test_an_exhausted_convoy_holds_its_own_beads_only():
     gate = budget.gate(beads, rig="webapp", budget=RigBudget(), now=NOW, actor="t")
     assert gate.convoys == {convoy.id} and gate.held is None
     assert [r.severity for r in gate.raises] == ["P1"] and gate.raises[0].related == convoy.id
-    decision = scheduler.plan(beads, "gt", 5, [], now=NOW, waiting=lambda b: budget.waits(b, beads, gate.convoys))
+    decision = scheduler.plan(beads, "gt", 5, [], now=NOW, waiting=gate.admits(beads))
     assert [beads[b].title for b, _ in decision.assign] == ["loose"]
 
 
@@ -219,3 +222,158 @@ def test_a_session_job_carries_the_rigs_session_ceilings():
     given = env({"sessionTokens": 50000, "sessionSeconds": 600})
     assert (given["GT_SESSION_MAX_TOKENS"], given["GT_SESSION_MAX_SECONDS"]) == ("50000", "600")
     assert "GT_SESSION_MAX_TOKENS" not in env({})
+
+
+def test_from_a_cold_start_the_first_rig_to_pass_takes_one_slot_not_all_of_them():
+    for _restart in range(3):  # every restart begins with no memory of who was served
+        shared = budget.SharedLimits(TownLimits.model_validate({"keys": {"KEY": 2}}))
+        groups = shared.groups("KEY:abc", "claude")
+        assert shared.share("a", groups, in_flight=0, queued=5, now=NOW) == 1
+        assert shared.share("b", groups, in_flight=0, queued=5, now=NOW + timedelta(seconds=0.5)) == 1
+        assert shared.share("a", groups, in_flight=1, queued=4, now=NOW + timedelta(seconds=1)) == 0
+
+
+def test_between_rigs_served_alike_the_one_whose_work_waited_longest_goes_first_not_the_first_named():
+    shared = budget.SharedLimits(TownLimits.model_validate({"keys": {"KEY": 1}}))
+    groups = shared.groups("KEY:abc", "claude")
+    assert shared.share("c", groups, in_flight=0, queued=1, now=NOW) == 1  # c holds the one slot
+    later = NOW + timedelta(seconds=2)
+    assert shared.share("a", groups, in_flight=0, queued=3, now=later, waiting_since=NOW) == 0
+    assert shared.share("b", groups, in_flight=0, queued=3, now=later, waiting_since=NOW - timedelta(minutes=5)) == 0
+    owed = shared.owed("b")
+    assert shared.share("c", groups, in_flight=0, queued=0, now=later) == 0  # c's session ended: b is woken
+    assert shared.owed("b") > owed
+    assert shared.share("a", groups, in_flight=0, queued=3, now=later, waiting_since=NOW) == 0
+    assert shared.share("b", groups, in_flight=0, queued=3, now=later, waiting_since=NOW - timedelta(minutes=5)) == 1
+
+
+def test_weights_share_a_limit_in_proportion_and_nobody_starves():
+    shared = budget.SharedLimits(TownLimits.model_validate({"keys": {"KEY": 2}}))
+    groups = shared.groups("KEY:abc", "claude")
+    weight = {"a": 2, "b": 1}
+    running: deque[str] = deque()  # the sessions under way, oldest first
+    started = {"a": 0, "b": 0}
+    now = NOW
+    for turn in range(120):  # rigs pass in turn, each with plenty of work; the oldest session ends now and then
+        rig = "ab"[turn % 2]
+        if turn % 2 == 0 and len(running) == 2:
+            running.popleft()
+        granted = shared.share(rig, groups, in_flight=running.count(rig), queued=10, now=now, weight=weight[rig])
+        running.extend([rig] * granted)
+        started[rig] += granted
+        assert len(running) <= 2
+        now += timedelta(seconds=1)
+    assert started["b"] >= 10 and 1.8 <= started["a"] / started["b"] <= 2.2, started
+
+
+def test_a_rigs_share_weight_is_one_or_more():
+    assert RigBudget().share == 1 and RigBudget.model_validate({"share": 3}).share == 3
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        RigBudget.model_validate({"share": 0})
+
+
+def test_with_a_session_ceiling_a_budget_starts_only_the_sessions_it_has_room_for(tx):
+    given = RigBudget.model_validate({"daily": {"tokens": 1000}, "sessionTokens": 400})
+    standing = budget.rig_standings(beads_of(tx), given, NOW)[0]
+    assert budget.room(standing, budget.PerSession(400), under_way=0) == 2
+    assert budget.room(standing, budget.PerSession(400), under_way=1) == 1  # the one under way may still use its 400
+    assert budget.room(standing, budget.PerSession(400), under_way=3) == 0
+    assert budget.room(standing, budget.PerSession(), under_way=3) is None  # no ceiling: nothing to reserve
+    used(tx, next(iter(tx.ids())), "s1", 700)
+    gate = budget.gate(beads_of(tx), rig="web", budget=given, now=NOW, actor="t")
+    assert gate.room == 0 and gate.held is None  # nothing new is hooked; what is hooked already starts
+    assert gate.rig[0].state == "Ok"  # not exhausted: no P1, it only waits
+
+
+def worked(tx, bead, polecat, session, *, done=True):
+    """The bead hooked to ``polecat``, its session started and (``done``) ended by `gt done`: in review."""
+    scheduler.Assign(bead, polecat, "web", "t", runtime="script").apply(tx)
+    StartSession(bead, polecat, session, "t").apply(tx)
+    if done:
+        Done(bead_id=bead, polecat=polecat, session=session, status="completed", branch=f"polecat/{polecat}/{bead}",
+             target="main", commit="c0ffee", reason="", actor="t").apply(tx)
+
+
+def test_a_session_in_review_counts_as_under_way_until_its_spend_is_recorded(tx):
+    given = RigBudget.model_validate({"daily": {"tokens": 1000}, "sessionTokens": 400})
+    work = next(iter(tx.ids()))
+    worked(tx, work, "furiosa", "s1")
+    assert tx.get(work).metadata["mr"] and not scheduler.flying(tx.get(work))  # in review: not in flight any more
+    gate = budget.gate(beads_of(tx), rig="web", budget=given, now=NOW, actor="t")
+    assert (gate.under_way, gate.room) == (1, 1)  # its spend may still come: counted at its ceiling
+    used(tx, work, "s1", 300)
+    gate = budget.gate(beads_of(tx), rig="web", budget=given, now=NOW, actor="t")
+    assert (gate.under_way, gate.room) == (0, 1)  # recorded: 700 left, room for one session of 400
+    # a wrapper that died before recording its session's spend is awaited for USAGE_GRACE at most
+    Create("other", "t", seed="o").apply(tx)
+    other = next(i for i in tx.ids() if tx.get(i).title == "other")
+    worked(tx, other, "nux", "s2")
+    late = NOW + budget.USAGE_GRACE + timedelta(seconds=1)
+    assert budget.gate(beads_of(tx), rig="web", budget=given, now=NOW, actor="t").under_way == 1
+    assert budget.gate(beads_of(tx), rig="web", budget=given, now=late, actor="t").under_way == 0
+
+
+def test_the_towns_room_counts_every_rigs_sessions_under_way_and_is_reserved_while_a_rig_hooks(tx):
+    shared = budget.SharedLimits(TownLimits.model_validate({"daily": {"tokens": 2000}}))
+    given = RigBudget.model_validate({"sessionTokens": 400})
+    other = Tx(MemSnapshot("c0", {}), NOW)
+    for i in range(3):
+        Create(f"w{i}", "t", seed=f"w{i}").apply(other)
+    for i, bead in enumerate(sorted(other.ids())):
+        worked(other, bead, f"cat{i}", f"s{i}", done=False)
+    gate_other = budget.gate(beads_of(other), rig="other", budget=given, now=NOW, actor="t", shared=shared,
+                             ident="other")
+    assert gate_other.room == 2  # 2000 - 3 x 400: two more; reserved for it until it says what it hooked
+    gate = budget.gate(beads_of(tx), rig="web", budget=given, now=NOW, actor="t", shared=shared, ident="web")
+    assert gate.room == 0  # 3 under way and 2 reserved there: 2000 - 5 x 400
+    shared.took("other", [], None, 0, under_way=3)  # it hooked nothing: the reservation is given back
+    assert budget.gate(beads_of(tx), rig="web", budget=given, now=NOW, actor="t", shared=shared,
+                       ident="web").room == 2
+    # a rig not heard of for a while no longer holds room
+    assert budget.gate(beads_of(tx), rig="web", budget=given, now=NOW + budget.STALE, actor="t", shared=shared,
+                       ident="web").room == 5
+
+
+def test_a_convoys_room_counts_its_sessions_on_every_rig_and_a_dispatch_hooks_no_more_than_fit():
+    tx = convoy_tx(n=4, given={"tokens": 1000})
+    given = RigBudget.model_validate({"sessionTokens": 400})
+    convoy = tx.get(convoys.convoy_id("gt", "c"))
+    beads = beads_of(tx)
+    gate = budget.gate(beads, rig="webapp", budget=given, now=NOW, actor="t")
+    assert gate.convoy_room == {convoy.id: 2}
+    decision = scheduler.plan(beads, "gt", 5, [], now=NOW, waiting=gate.admits(beads))
+    assert len(decision.assign) == 2  # two fit, four were ready
+    # a part on another rig with one session under way there
+    away = convoy_tx(n=1, given=None)
+    part = away.get(convoys.convoy_id("gt", "c"))
+    worked(away, part.deps()[0], "furiosa", "s1", done=False)
+    gate = budget.gate(beads, rig="webapp", budget=given, now=NOW, actor="t",
+                       parts=lambda c: [(part, beads_of(away))])
+    assert gate.convoy_room == {convoy.id: 1}
+    assert not gate.waits(beads[convoy.deps()[0]], beads)
+
+
+def test_a_money_budget_counts_each_session_under_way_at_the_most_a_recent_session_cost(tx):
+    given = RigBudget.model_validate({"daily": {"usd": 1.0}})
+    work = next(iter(tx.ids()))
+    assert budget.gate(beads_of(tx), rig="web", budget=given, now=NOW, actor="t").room is None  # no cost known yet
+    for i in range(budget.RECENT + 1):  # an old costly one, then RECENT cheap ones: the estimate is the recent ones'
+        used(tx, work, f"old{i}", 10, usd=0.5 if i == 0 else 0.01, at=NOW - timedelta(days=2, minutes=-i))
+    assert budget.session_cost(beads_of(tx).values()) == pytest.approx(0.01)
+    used(tx, work, "today", 10, usd=0.3)
+    assert budget.session_cost(beads_of(tx).values()) == pytest.approx(0.3)
+    Create("other", "t", seed="o").apply(tx)
+    worked(tx, next(i for i in tx.ids() if tx.get(i).title == "other"), "nux", "s1", done=False)
+    gate = budget.gate(beads_of(tx), rig="web", budget=given, now=NOW, actor="t")
+    assert (gate.under_way, gate.room) == (1, 1)  # $1 - $0.30 spent - $0.30 under way: one more at $0.30
+
+
+def test_a_rigs_turns_under_a_shared_limit_are_the_slots_it_took():
+    shared = budget.SharedLimits(TownLimits.model_validate({"keys": {"K": 2}}))
+    groups = shared.groups("K:abc", "claude")
+    granted = shared.share("a", groups, in_flight=0, queued=3, now=NOW - budget.SETTLE, weight=2)
+    shared.took("a", groups, granted, 1)  # it hooked one of the two
+    shared.share("b", groups, in_flight=0, queued=1, now=NOW)
+    (a,) = shared.turns("a", groups, NOW)
+    assert a == {"name": "key K", "limit": 2, "inUse": 2, "sessions": 1, "share": 2, "served": 1}
+    assert shared.turns("b", groups, NOW)[0]["served"] == 1

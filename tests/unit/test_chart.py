@@ -44,6 +44,11 @@ def by_kind(docs: list[dict], kind: str) -> list[dict]:
     return [d for d in docs if d["kind"] == kind]
 
 
+def installed(docs: list[dict]) -> list[dict]:
+    """The release's own objects, without its hooks' (tests, uninstall)."""
+    return [d for d in docs if "helm.sh/hook" not in (d["metadata"].get("annotations") or {})]
+
+
 EVERYTHING = ("--set", "watchNamespaces={team-a,team-b}", "--set", "serviceMonitor.enabled=true",
               "--set", "replicas=1", "--set", "logLevel=debug", "--set", "image.tag=1.2.3",
               "--set-json", 'runtimes={"mycli": {"command": ["mycli", "run"], "promptMode": "file"}}',
@@ -69,7 +74,7 @@ def rules_of(role: dict) -> set[tuple[str, str, str]]:
 
 
 def test_watching_every_namespace_is_one_cluster_role_with_exactly_the_operators_rules():
-    docs = render()
+    docs = installed(render())
     (role,) = by_kind(docs, "ClusterRole")
     assert rules_of(role) == rbac.triples(rbac.NAMESPACED + rbac.CLUSTER)
     (binding,) = by_kind(docs, "ClusterRoleBinding")
@@ -79,7 +84,7 @@ def test_watching_every_namespace_is_one_cluster_role_with_exactly_the_operators
 
 
 def test_watching_some_namespaces_is_a_role_in_each_and_a_small_cluster_role():
-    docs = render("--set", "watchNamespaces={team-a,team-b}")
+    docs = installed(render("--set", "watchNamespaces={team-a,team-b}"))
     (cluster_role,) = by_kind(docs, "ClusterRole")
     assert rules_of(cluster_role) == rbac.triples(rbac.CLUSTER)
     roles = [r for r in by_kind(docs, "Role") if r["metadata"]["name"] == "gt-gastown"]
@@ -136,11 +141,11 @@ def test_the_leader_lease_role_is_least_privilege_in_the_release_namespace():
     (role,) = [r for r in by_kind(docs, "Role") if r["metadata"]["name"] == "gt-gastown-leader"]
     assert role["metadata"]["namespace"] == "gastown-system"
     assert rules_of(role) == rbac.triples(rbac.LEADER)
-    # create cannot be limited to a name; get and update are, to the Lease the operator is given
+    # create cannot be limited to a name; get, update and delete (a clean stop) are, to the Lease it is given
     assert role["rules"] == [
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["gt-gastown"],
-         "verbs": ["get", "update"]}]
+         "verbs": ["get", "update", "delete"]}]
     (binding,) = [b for b in by_kind(docs, "RoleBinding") if b["metadata"]["name"] == "gt-gastown-leader"]
     assert binding["roleRef"]["name"] == "gt-gastown-leader" and binding["metadata"]["namespace"] == "gastown-system"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gt-gastown", "namespace": "gastown-system"}]
@@ -279,3 +284,123 @@ def test_the_runtimes_copy_the_operator_writes_is_release_scoped_and_never_the_c
         assert ("ConfigMap", "gastown-system", configmap) in written
         assert copies[release] not in {n for k, _, n in written if k == "ConfigMap"}
     assert copies["gastown"] != copies["other"]
+
+
+def test_the_replicas_prefer_distinct_nodes_and_values_override_it():
+    """Two replicas on one node would both go with it: the scheduler is asked to spread them by
+    hostname (preferred: a one-node cluster still runs both)."""
+    (deployment,) = by_kind(render(), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert 1 <= term["weight"] <= 100
+    required = by_kind(render("--set", "podAntiAffinity=required"), "Deployment")[0]["spec"]["template"]["spec"]
+    (rule,) = required["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert rule["topologyKey"] == "kubernetes.io/hostname"
+    assert "affinity" not in by_kind(render("--set", "podAntiAffinity=none"), "Deployment")[0]["spec"]["template"]["spec"]
+    assert "affinity" not in by_kind(render("--set", "replicas=1"), "Deployment")[0]["spec"]["template"]["spec"]
+    # an affinity of the user's own: kept, and its podAntiAffinity replaces the chart's
+    zone = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}}
+    mixed = by_kind(render("--set-json", f"affinity={json.dumps(zone)}"), "Deployment")[0]["spec"]["template"]["spec"]
+    assert mixed["affinity"]["nodeAffinity"] == zone["nodeAffinity"] and "podAntiAffinity" in mixed["affinity"]
+    theirs = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"topologyKey": "topology.kubernetes.io/zone", "labelSelector": {"matchLabels": {"x": "y"}}}]}}
+    own = by_kind(render("--set-json", f"affinity={json.dumps(theirs)}"), "Deployment")[0]["spec"]["template"]["spec"]
+    assert own["affinity"] == theirs
+    assert "podAntiAffinity" in template("--set", "podAntiAffinity=sometimes").stderr
+
+
+def hook_docs(*args: str) -> list[dict]:
+    return [d for d in render(*args) if "helm.sh/hook" in (d["metadata"].get("annotations") or {})
+            and "pre-delete" in d["metadata"]["annotations"]["helm.sh/hook"]]
+
+
+def test_helm_uninstall_runs_gt_operator_uninstall_in_a_bounded_restricted_job():
+    docs = hook_docs()
+    (job,) = by_kind(docs, "Job")
+    assert job["metadata"]["namespace"] == "gastown-system" and job["metadata"]["name"] == "gt-gastown-uninstall"
+    annotations = job["metadata"]["annotations"]
+    assert set(annotations["helm.sh/hook-delete-policy"].split(",")) >= {"before-hook-creation", "hook-succeeded"}
+    spec = job["spec"]
+    assert 0 < spec["activeDeadlineSeconds"] <= 300 and spec["backoffLimit"] <= 1
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "gastown/operator:0.1.0"
+    argv = container["command"] + container.get("args", [])
+    assert argv[:3] == ["gt", "operator", "uninstall"] and "-A" in argv
+    timeout = int(argv[argv.index("--timeout") + 1])
+    assert timeout < spec["activeDeadlineSeconds"]  # gt gives up (and says why) before the Job is killed
+    # restricted Pod Security Standard
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = container["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["readOnlyRootFilesystem"] is True and pod["restartPolicy"] == "Never"
+    # its own account, not the operator's, bound before the Job runs
+    assert pod["serviceAccountName"] == "gt-gastown-uninstall"
+    weights = {d["kind"]: int(d["metadata"]["annotations"].get("helm.sh/hook-weight", "0")) for d in docs}
+    assert all(weights[k] < weights["Job"] for k in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding"))
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+        assert "before-hook-creation" in doc["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
+
+
+def test_the_uninstall_hooks_rules_are_exactly_what_gt_operator_uninstall_calls():
+    """rbac.UNINSTALL is checked against the calls `gt operator uninstall` makes on the API double
+    (tests/integration/test_operator_lifecycle.py); the hook's account gets exactly those, bound
+    only while the hook runs (the hook's own resources, deleted with it)."""
+    docs = hook_docs()
+    (role,) = by_kind(docs, "ClusterRole")
+    assert role["metadata"]["name"] == "gt-gastown-uninstall" and rules_of(role) == rbac.triples(rbac.UNINSTALL)
+    (binding,) = by_kind(docs, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == "gt-gastown-uninstall"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gt-gastown-uninstall",
+                                    "namespace": "gastown-system"}]
+    # watching some namespaces: a Role in each, and the Job names them
+    some = hook_docs("--set", "watchNamespaces={team-a,team-b}")
+    assert not by_kind(some, "ClusterRole") and not by_kind(some, "ClusterRoleBinding")
+    roles = by_kind(some, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert all(rules_of(r) == rbac.triples(rbac.UNINSTALL) for r in roles)
+    assert sorted(b["metadata"]["namespace"] for b in by_kind(some, "RoleBinding")) == ["team-a", "team-b"]
+    (job,) = by_kind(some, "Job")
+    argv = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert "-A" not in argv and argv[argv.index("-n") + 1] == "team-a" and "team-b" in argv
+
+
+def test_the_uninstall_hook_is_release_scoped_and_can_be_switched_off():
+    ours, theirs = names_written("gastown"), names_written("other")
+    hooks = {n for k, _, n in ours if n.endswith("-uninstall")}
+    assert hooks == {"gastown-uninstall"}  # the Job, its account, its ClusterRole and binding
+    assert ours & theirs == set()
+    assert not hook_docs("--set", "uninstallHook.enabled=false")
+
+
+def test_the_dashboard_on_the_operators_service():
+    docs = render()
+    (deployment,) = by_kind(docs, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert not [a for a in container["args"] if a.startswith("--dashboard-port")]  # off by default
+    docs = render("--set", "dashboard.enabled=true", "--set", "dashboard.port=8700",
+                  "--set", "dashboard.tokenSecret.name=dash", "--set", "dashboard.tokenSecret.key=tok")
+    (deployment,) = by_kind(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert "--dashboard-port=8700" in container["args"]
+    assert {"name": "dashboard", "containerPort": 8700, "protocol": "TCP"} in container["ports"]
+    (service,) = by_kind(docs, "Service")
+    assert {"name": "dashboard", "port": 8700, "targetPort": "dashboard", "protocol": "TCP"} in service["spec"]["ports"]
+    # the token for actions: the Secret's key mounted where the operator reads it
+    from gastown.dashboard.cluster import TOKEN_FILE
+
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "dashboard-token"]
+    assert mount["mountPath"] == str(TOKEN_FILE.parent) and mount["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "dashboard-token"]
+    assert volume["secret"]["secretName"] == "dash"
+    assert volume["secret"]["items"] == [{"key": "tok", "path": TOKEN_FILE.name}]
+    kubernetes_validate.validate(deployment, KUBE_VERSION, strict=True)
+    # read-only without a Secret: nothing mounted
+    (plain,) = by_kind(render("--set", "dashboard.enabled=true"), "Deployment")
+    assert "dashboard-token" not in {v["name"] for v in plain["spec"]["template"]["spec"]["volumes"]}

@@ -47,9 +47,24 @@ def test_help_imports_nothing_heavy(args):
 
 def test_a_command_still_loads_what_it_needs():
     """The check above would pass for a CLI that loads nothing: a real command does load the ledger."""
-    out, modules = loaded_by("bead", "create", "--help")
-    assert "--description" in out
-    assert "gastown.ledger" in modules
+    out, modules = loaded_by("bead", "show", "--help")
+    assert "--json" in out
+    assert "gastown.ledger.ledger" in modules and "pydantic" in modules
+
+
+def test_a_create_handed_to_the_committer_loads_no_ledger(tmp_path):
+    """`gt bead create` on a rig path spools its write for the machine's committer and waits for
+    its outcome: it loads neither pydantic nor the git plumbing, and the bead is on the remote."""
+    rig = tmp_path / "rig.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(rig)], check=True)
+    env = {**os.environ, "GT_CACHE_DIR": str(tmp_path / "cache"), "GT_TOWN": str(tmp_path), "GT_ACTOR": "tester"}
+    res = subprocess.run([sys.executable, "-c", PROGRAM, "bead", "--rig", str(rig), "create", "handed off"],
+                         capture_output=True, text=True, check=True, env=env)
+    *out, modules = res.stdout.splitlines()
+    assert heavy(json.loads(modules)) == ["gastown.ledger", "gastown.ledger.errors", "gastown.ledger.handoff"]
+    listed = subprocess.run([GT, "bead", "--rig", str(rig), "list", "--json"], capture_output=True, text=True,
+                            check=True, env=env).stdout
+    assert [(b["id"], b["title"], b["created_by"]) for b in json.loads(listed)] == [(out[0], "handed off", "tester")]
 
 
 @pytest.mark.parametrize("command", [["bead", "--rig", "{rig}", "create", "hello"], ["escalate", "list", "--rig", "{rig}"]],
@@ -62,3 +77,21 @@ def test_the_git_timeout_still_reaches_the_ledger(tmp_path, command):
     res = subprocess.run([GT, *(a.format(rig=rig) for a in command)], capture_output=True, text=True, env=env)
     assert res.returncode == 1
     assert "timed out" in res.stderr
+
+
+def test_the_light_create_offers_every_kind_of_bead_a_person_makes():
+    """`gt bead create` spells the types out (it loads no model): they are the model's, but merge-batch."""
+    from gastown.cli.bead_create import TYPES
+    from gastown.ledger import BeadType
+
+    assert TYPES == [t.value for t in BeadType if t != BeadType.MERGE_BATCH]
+
+
+def test_a_local_sessions_wrapper_loads_nothing_heavy_before_its_agent_starts():
+    """The wrapper (`python -m gastown.runtimes.wrapper`) starts the agent from what its own module
+    imports: no click, no settings, no ledger, git or pydantic until the agent runs."""
+    program = "import json, sys, gastown.runtimes.wrapper; print(json.dumps(sorted(sys.modules)))"
+    res = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    modules = json.loads(res.stdout)
+    assert "gastown.runtimes.session" in modules
+    assert heavy(modules) + [m for m in modules if m in ("click", "gastown.settings", "gastown.cli")] == []

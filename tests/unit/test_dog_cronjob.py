@@ -16,7 +16,7 @@ RIG = RigSpec.model_validate({"gitUrl": "https://git.example.com/webapp.git", "d
 
 @pytest.mark.parametrize("dog", ["prune", "compact"])
 def test_the_cronjob_is_valid_kubernetes_and_runs_gt_dog(dog):
-    cron = dog_cronjob("team-a", "webapp", "rig-1", RIG, dog, image="registry.local/gastown-agent:1")
+    cron = dog_cronjob("team-a", "webapp", "rig-1", RIG, dog=dog, image="registry.local/gastown-agent:1")
     kubernetes_validate.validate(cron, KUBE_VERSION, strict=True)
     spec = cron["spec"]
     assert spec["schedule"] == {"prune": "17 * * * *", "compact": "@weekly"}[dog]

@@ -30,3 +30,13 @@ def test_the_feed_reads_only_new_commits_and_classifies_them(tmp_path):
         assert [e.bead for e in town.recent(Filter(kinds=("escalation",)))] == [esc.id]
         assert town.recent(Filter(rig="other")) == []
         assert len(town.recent(limit=2)) == 2
+
+
+def test_an_escalation_that_says_where_it_was_raised_is_read(tmp_path):
+    """`gt escalate` records its source as {"rig": ...}: not a bead ID to follow to a convoy."""
+    rig = make_rig(tmp_path)
+    with rig.ledger() as lg:
+        lg.ensure()
+        esc = lg.apply(Raise("P1", "help", "user tester", source={"rig": "webapp", "polecat": "toast"}))
+        new = RigFeed("webapp", lg).poll()
+        assert [(e.kind, e.bead, e.convoy) for e in new][0] == ("escalation", esc.id, None)

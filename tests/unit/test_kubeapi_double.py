@@ -51,6 +51,22 @@ def test_replace_with_stale_resource_version_conflicts(api):
     assert e.value.status == 409
 
 
+def test_a_delete_with_a_stale_resource_version_precondition_conflicts(api):
+    core = client.CoreV1Api(api)
+    first = core.create_namespaced_config_map("default", _cm("a"))
+    first.data = {"k": "w"}
+    second = core.replace_namespaced_config_map("a", "default", first)
+    stale = client.V1DeleteOptions(preconditions=client.V1Preconditions(resource_version=first.metadata.resource_version))
+    with pytest.raises(ApiException) as e:
+        core.delete_namespaced_config_map("a", "default", body=stale)
+    assert e.value.status == 409 and core.read_namespaced_config_map("a", "default")
+    core.delete_namespaced_config_map("a", "default", body=client.V1DeleteOptions(
+        preconditions=client.V1Preconditions(resource_version=second.metadata.resource_version)))
+    with pytest.raises(ApiException) as e:
+        core.read_namespaced_config_map("a", "default")
+    assert e.value.status == 404
+
+
 def test_a_patch_carrying_a_stale_resource_version_conflicts(kubeapi):
     made = kubeapi.create(_cm("a"))
     rv = made["metadata"]["resourceVersion"]

@@ -78,6 +78,21 @@ def test_idle_polecats_are_reused_and_busy_ones_counted():
     assert again.assign == [] and again.in_flight == 3 and again.queued == 1
 
 
+def test_a_session_winding_down_holds_no_slot_and_its_polecat_gets_no_new_bead():
+    tx = ledger_with(4)
+    first = scheduler.plan(dict(tx.changes), "gt", 2, [], now=NOW)
+    for bead, polecat in first.assign:
+        scheduler.Assign(bead, polecat, "webapp", "t").apply(tx)
+        StartSession(bead, polecat, f"s-{polecat}", "t").apply(tx)
+    beads = dict(tx.changes)
+    assert scheduler.plan(beads, "gt", 2, [], now=NOW).assign == []  # both agents run: the rig is full
+    # furiosa's agent has exited; its wrapper still pushes and books the result: one slot is free,
+    # taken by a new polecat (furiosa's checkout is still in use)
+    again = scheduler.plan(beads, "gt", 2, [], now=NOW, winding={"furiosa"})
+    assert [p for _, p in again.assign] == ["capable"] and again.in_flight == 2
+    assert len(scheduler.in_slots(beads, {"furiosa"})) == 1
+
+
 def test_convoy_max_parallel():
     tx = ledger_with(5, convoy_cap=2)
     d = scheduler.plan(dict(tx.changes), "gt", 10, [], now=NOW)

@@ -76,8 +76,8 @@ def test_session_start_end_and_attempts(tx):
         StartSession(bead.id, "furiosa", f"s{n}", "t").apply(tx)
         assert tx.get(bead.id).status == Status.IN_PROGRESS
         assert sessions_to_start(dict(tx.changes), ["furiosa"], []) == []  # in progress
-        EndSession(bead.id, "furiosa", f"s{n}", "failed", "boom", "t").apply(tx)
-        EndSession(bead.id, "furiosa", f"s{n}", "failed", "boom", "t").apply(tx)  # recorded once
+        EndSession(bead_id=bead.id, polecat="furiosa", session=f"s{n}", status="failed", reason="boom", actor="t").apply(tx)
+        EndSession(bead_id=bead.id, polecat="furiosa", session=f"s{n}", status="failed", reason="boom", actor="t").apply(tx)  # recorded once
         assert tx.get(bead.id).metadata["attempts"] == n
     assert tx.get(agent_id("gt", "furiosa")).metadata["sessions"] == 3
     assert sessions_to_start(dict(tx.changes), ["furiosa"], []) == []  # three tries: the Witness decides
@@ -98,17 +98,23 @@ def test_sessions_never_exceed_the_limit(tx):
     assert sessions_to_start(beads, everyone, ["max", "toast", "ace"], limit=2) == []  # over (limit lowered): none
 
 
+def done(tx, bead_id, polecat, session, *, status="completed", branch="polecat/furiosa/x", commit="a" * 40, reason=""):
+    """`gt done` of ``polecat``'s ``session`` on ``bead_id``, into main."""
+    return Done(bead_id=bead_id, polecat=polecat, session=session, status=status, branch=branch, target="main",
+                commit=commit, reason=reason, actor="t").apply(tx)
+
+
 def test_done_records_one_merge_request_per_branch(tx):
     bead = new_bead(tx)
     Hook(bead.id, "furiosa", "t").apply(tx)
     StartSession(bead.id, "furiosa", "s1", "t").apply(tx)
-    mr = Done(bead.id, "furiosa", "s1", "completed", "polecat/furiosa/x", "main", "a" * 40, "", "t").apply(tx)
+    mr = done(tx, bead.id, "furiosa", "s1")
     assert mr.type == BeadType.MERGE_REQUEST and mr.metadata["commit"] == "a" * 40
-    assert Done(bead.id, "furiosa", "s1", "completed", "polecat/furiosa/x", "main", "a" * 40, "", "t").apply(tx) == mr
+    assert done(tx, bead.id, "furiosa", "s1") == mr
     # after a rejection the polecat fixes the branch and is done again: the same MR, a new commit
     tx.changes[bead.id] = tx.get(bead.id).model_copy(update={"status": Status.HOOKED})
     StartSession(bead.id, "furiosa", "s2", "t").apply(tx)
-    again = Done(bead.id, "furiosa", "s2", "completed", "polecat/furiosa/x", "main", "b" * 40, "", "t").apply(tx)
+    again = done(tx, bead.id, "furiosa", "s2", commit="b" * 40)
     assert again.id == mr.id and again.metadata["commit"] == "b" * 40
     assert len([b for b in tx.changes.values() if b.type == BeadType.MERGE_REQUEST]) == 1
     assert tx.get(agent_id("gt", "furiosa")).metadata["state"] == "idle"
@@ -119,8 +125,8 @@ def test_deferred_and_escalated(tx):
     for bead, polecat in ((a, "furiosa"), (b, "nux")):
         Hook(bead.id, polecat, "t").apply(tx)
         StartSession(bead.id, polecat, f"s-{polecat}", "t").apply(tx)
-    assert Done(a.id, "furiosa", "s-furiosa", "deferred", "x", "main", "c", "later", "t").apply(tx) is None
+    assert done(tx, a.id, "furiosa", "s-furiosa", status="deferred", branch="x", commit="c", reason="later") is None
     assert tx.get(a.id).status == Status.DEFERRED and tx.get(a.id).assignee is None
-    esc = Done(b.id, "nux", "s-nux", "escalated", "x", "main", "c", "spec unclear", "t").apply(tx)
+    esc = done(tx, b.id, "nux", "s-nux", status="escalated", branch="x", commit="c", reason="spec unclear")
     assert esc.type == BeadType.ESCALATION and esc.metadata["severity"] == "P2"
     assert tx.get(b.id).status == Status.BLOCKED and tx.get(b.id).metadata["escalation"] == esc.id

@@ -56,7 +56,7 @@ def other_pods() -> dict[str, dict]:
     mayor = session_pod(polecat="mayor", mayor_for=("team-a/c", "c", "uid-c"))
     verify = verification_job(VerifyRequest(namespace="team-a", rig="webapp", rig_spec=RIG, batch="gt-b", run={},
                                             ident="x" * 16, attempt=0, ref="refs/x", owner={}))
-    dogs = {dog: dog_cronjob("team-a", "webapp", "uid-w", RIG, dog)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    dogs = {dog: dog_cronjob("team-a", "webapp", "uid-w", RIG, dog=dog)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
             for dog in ("prune", "compact")}
     return {"mayor": mayor, "verification": verify["spec"]["template"]["spec"], **dogs}
 

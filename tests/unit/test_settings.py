@@ -8,6 +8,7 @@ import pytest
 
 from gastown import __version__
 from gastown.ledger.ledger import default_cache_dir
+from gastown.rigloop import Cadence
 from gastown.settings import Settings, SettingsError, cache_root
 
 
@@ -60,3 +61,16 @@ def test_a_towns_settings_come_under_the_environment_and_flags():
 def test_a_bad_town_setting_says_which(config, says):
     with pytest.raises(SettingsError, match=says):
         Settings.from_env({}, config=config)
+
+
+def test_the_poll_bounds_are_settings_and_an_idle_rig_waits_at_most_a_third_of_the_lease():
+    s = Settings.from_env({}, {"pollIdleSeconds": 90, "pollBusySeconds": "0.5"})
+    assert (s.poll_busy_seconds, s.poll_idle_seconds) == (0.5, 90.0)
+    with pytest.raises(SettingsError, match="GT_POLL_IDLE_SECONDS .2.0. must be at least GT_POLL_BUSY_SECONDS"):
+        Settings.from_env({"GT_POLL_IDLE_SECONDS": "2", "GT_POLL_BUSY_SECONDS": "3"})
+    cadence = Cadence.of(s, poll=s.poll_busy_seconds, period=2, idle=s.poll_idle_seconds)
+    waits = [cadence.poll]
+    for _ in range(10):
+        waits.append(cadence.slower(waits[-1]))
+    assert waits[:4] == [0.5, 1.0, 2.0, 4.0] and max(waits) == s.lease_seconds / 3  # 40 s: the claim renews in time
+    assert Cadence.of(s, poll=2, period=30).slower(2) == 2  # no idle cap: always the poll

@@ -100,7 +100,7 @@ def test_the_problems_say_the_fix():
 
 
 def test_a_trouble_round_trips_and_says_when_it_is_tried_next():
-    t = Trouble(REMOTE, "cannot reach", at(0), 3, at(10), "")
+    t = Trouble(key=REMOTE, problem="cannot reach", since=at(0), attempts=3, next_try=at(10), escalation="")
     assert Trouble.from_dict(t.to_dict()) == t
     line = t.line(at(4))
     assert line.startswith("blocked: cannot reach (3 attempts since 12:00:00, next in 6s; escalated)")

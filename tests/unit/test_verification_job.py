@@ -7,14 +7,17 @@ from datetime import UTC, datetime, timedelta
 
 from gastown.api import RigSpec
 from gastown.kube.mergequeue_handlers import (
+    KEEP_OUTCOMES,
+    KEEP_ROUNDS,
+    KEEP_TEXT,
     active_queue,
     mergequeue_status,
     queue_settings,
     verification_ended,
 )
-from gastown.ledger import Bead, BeadType, Status
+from gastown.ledger import Bead, BeadType, HistoryEntry, Status
 from gastown.refinery import RefineryReport
-from gastown.refinery.bisect import Run, run_id
+from gastown.refinery.bisect import Bisection, Run, run_id
 from gastown.refinery.verify import Verification
 from gastown.runtimes.kubernetes import VerifyRequest, verification_job
 
@@ -124,9 +127,55 @@ def test_status_counts_from_the_ledger():
         bead("gt-a03", BeadType.MERGE_REQUEST, Status.BLOCKED, target="main", rejections=2),
         bead("gt-a04", BeadType.MERGE_REQUEST, Status.OPEN, target="main"),
         bead("gt-a05", BeadType.MERGE_REQUEST, Status.IN_PROGRESS, target="main", batch="gt-bat"),
-        bead("gt-bat", BeadType.MERGE_BATCH, Status.IN_PROGRESS, target="main", mrs=["gt-a05"], total_runs=3),
+        bead("gt-bat", BeadType.MERGE_BATCH, Status.IN_PROGRESS, target="main", mrs=["gt-a05"], total_runs=3,
+             state=Bisection.start(["gt-a05"]).to_dict(), runs={}, phase="verifying"),
     ]}
     status = mergequeue_status(beads, "main", RefineryReport(phase="Bisecting"))
+    only = Run((), ("gt-a05",))
     assert status == {"phase": "Bisecting", "queueLength": 1, "currentBatch": ["gt-a05"],
+                      "batch": {"id": "gt-bat", "phase": "verifying", "mrs": ["gt-a05"], "round": 1,
+                                "rounds": [{"round": 1, "runs": [
+                                    {"run": Verification("gt-bat", only, 0).ident, "group": ["gt-a05"], "stackedOn": 0,
+                                     "result": "running", "summary": "1 MR(s) on 0 accepted"}]}],
+                                "accepted": [], "rejected": []},
+                      "recent": [{"mr": "gt-a0002", "title": "gt-a0002", "outcome": "merged", "commit": "b" * 40,
+                                  "at": "2026-11-24T00:08:00+00:00"},
+                                 {"mr": "gt-a01", "title": "gt-a01", "outcome": "merged", "commit": "a" * 40,
+                                  "at": "2026-11-24T00:06:00+00:00"},
+                                 {"mr": "gt-a03", "title": "gt-a03", "outcome": "rejected", "reason": "",
+                                  "at": "2026-11-24T00:00:00+00:00"}],
                       "lastMergedCommit": "b" * 40,
                       "counters": {"merged": 2, "rejected": 2, "conflicts": 0, "verificationRuns": 3}}
+
+
+def test_the_status_keeps_a_long_bisection_and_the_queues_history_bounded():
+    """A batch of 64 bisected one run at a time (many rounds) and 30 merges: the status keeps the last
+    rounds (numbered as they were), the last merges and rejections, and short reasons."""
+    mrs = [f"gt-m{i:02}" for i in range(64)]
+    bad = set(mrs[::7])
+    state, records, history = Bisection.start(mrs), {}, []
+    while runs := state.next_round(1):
+        results = {r: "fail" if bad & set(r.group) or (not r.group and bad & set(r.prefix)) else "pass"
+                   for r in runs}
+        for r, res in results.items():
+            records[r.key] = {**r.to_dict(), "result": res, "tip": "t", "gate": "test" if res == "fail" else None}
+            history.append(HistoryEntry("c", "refinery", "d", f"run {run_id('gt-bat', r, 0)}: {r.describe()}: {res}"))
+        state.settle(results)
+        history.append(HistoryEntry("c", "refinery", "d", f"round {state.rounds}: settled"))
+    batch = bead("gt-bat", BeadType.MERGE_BATCH, Status.IN_PROGRESS, target="main", mrs=mrs, runs=records,
+                 state=state.to_dict(), phase="verifying")
+    merged = [bead(f"gt-x{i:02}", BeadType.MERGE_REQUEST, Status.CLOSED, target="main", merged_commit=f"{i:040}")
+              for i in range(30)]
+    rejected = bead("gt-r00", BeadType.MERGE_REQUEST, Status.BLOCKED, target="main",
+                    rejection={"reason": "gate test failed: " + "x" * 1000})
+    beads = {b.id: b for b in [batch, *merged, rejected]}
+
+    status = mergequeue_status(beads, "main", None, history=lambda bid: history if bid == "gt-bat" else [], parallel=1)
+    shown = status["batch"]
+    assert state.rounds > KEEP_ROUNDS and shown["round"] == state.rounds
+    assert [r["round"] for r in shown["rounds"]] == list(range(state.rounds - KEEP_ROUNDS + 1, state.rounds + 1))
+    assert all(len(r["runs"]) == 1 for r in shown["rounds"])
+    assert shown["rejected"] == sorted(bad) and len(shown["accepted"]) == 64 - len(bad)
+    assert [r["outcome"] for r in status["recent"]] == ["merged"] * KEEP_OUTCOMES + ["rejected"]
+    assert len(status["recent"][-1]["reason"]) == KEEP_TEXT
+    assert len(json.dumps(status)) < 16_000  # a status, not a log

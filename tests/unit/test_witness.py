@@ -52,15 +52,15 @@ def test_a_recent_commit_keeps_a_session_with_a_late_heartbeat_alive(session, ve
 
 
 def test_reasons_say_what_was_seen():
-    j = judge("furiosa", bead(session="s1"), SessionSignal("s1", True, 900, 300), T)
+    j = judge("furiosa", bead(session="s1"), SessionSignal("s1", True, age=900, heartbeat_age=300), T)
     assert j.reason == "last heartbeat 300s ago" and j.session == "s1"
 
 
 def test_a_session_that_lingers_long_after_its_result_is_cleaned_up():
     done = bead(mr="gt-mr", ended="s1")
     running = SessionSignal("s1", True, age=900, heartbeat_age=1)
-    assert judge("furiosa", done, running, T, NOW + timedelta(seconds=60)).verdict == "healthy"
-    late = judge("furiosa", done, running, T, NOW + timedelta(seconds=121))
+    assert judge("furiosa", done, running, T, now=NOW + timedelta(seconds=60)).verdict == "healthy"
+    late = judge("furiosa", done, running, T, now=NOW + timedelta(seconds=121))
     assert late.verdict == "done-not-cleaned" and "recorded 121s ago" in late.reason
 
 
@@ -78,8 +78,41 @@ def test_cluster_signals_come_from_the_newest_job_its_pod_and_its_lease():
     beats = {("ns", "gt-furiosa-gt-abc-2"): ["2026-11-24T11:59:30.000000Z"]}
     signals = session_signals("ns", "web", ["furiosa", "nux", "capable"], sessions=sessions, starts=starts, heartbeats=beats,
                               now=now)
-    assert signals["furiosa"] == SessionSignal("gt-furiosa-gt-abc-2", True, 300.0, 30.0)
+    assert signals["furiosa"] == SessionSignal("gt-furiosa-gt-abc-2", True, age=300.0, heartbeat_age=30.0)
     # a pod still pulling its image an hour on is starting, not hung (its trouble is a condition)
-    assert signals["nux"] == SessionSignal("gt-nux-gt-def-1", True, 0.0, None)
+    assert signals["nux"] == SessionSignal("gt-nux-gt-def-1", True, age=0.0, heartbeat_age=None)
     assert judge("nux", bead(session="gt-nux-gt-def-1"), signals["nux"], Thresholds()).verdict == "healthy"
     assert "capable" not in signals
+
+
+def test_the_newest_cluster_session_is_the_one_of_the_highest_count_when_two_start_within_a_second():
+    """creationTimestamp counts whole seconds: a session restarted within the second it failed has
+    the same stamp as the one it replaces (a fast rig loop does that). Its count tells them apart;
+    judging the failed one would find the running one "gone without a result"."""
+    from gastown.kube.polecat_handlers import session_signals
+
+    now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    second = "2026-11-24T11:59:00Z"
+    for jobs in ([{"name": "gt-furiosa-gt-abc-2", "active": True, "created": second, "count": 2},
+                  {"name": "gt-furiosa-gt-abc-1", "active": False, "created": second, "count": 1}],
+                 [{"name": "gt-furiosa-gt-abc-1", "active": False, "created": second, "count": 1},
+                  {"name": "gt-furiosa-gt-abc-2", "active": True, "created": second, "count": 2}]):
+        signals = session_signals("ns", "web", ["furiosa"], sessions={("ns", "web", "furiosa"): jobs}, starts={},
+                                  heartbeats={}, now=now)
+        assert signals["furiosa"].name == "gt-furiosa-gt-abc-2" and signals["furiosa"].running
+
+
+def test_the_witness_says_when_time_alone_turns_a_healthy_verdict():
+    """What the rig loop may not sleep through: a start grace, a heartbeat's age, a linger."""
+    from gastown.witness import next_due
+
+    starting = judge("furiosa", bead(session="s1"), SessionSignal("s1", True, age=20, heartbeat_age=None), T)
+    beating = judge("furiosa", bead(session="s1"), SessionSignal("s1", True, age=900, heartbeat_age=100), T)
+    committed = judge("furiosa", bead(session="s1"),
+                      SessionSignal("s1", True, age=900, heartbeat_age=500, commit_age=90), T)
+    finishing = judge("furiosa", bead(ended="s1"), SessionSignal("s1", True, age=900, heartbeat_age=1), T,
+                      now=NOW + timedelta(seconds=100))
+    assert (starting.due, beating.due, committed.due, finishing.due) == (40, 20, 30, 20)
+    hung = judge("furiosa", bead(session="s1"), SessionSignal("s1", True, age=900, heartbeat_age=500), T)
+    assert hung.verdict == "hung" and hung.due is None  # already acted on
+    assert next_due([starting, beating, committed, hung]) == 20 and next_due([hung]) is None

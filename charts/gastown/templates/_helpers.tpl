@@ -97,7 +97,7 @@ app.kubernetes.io/component: operator
 - apiGroups: [coordination.k8s.io]
   resources: [leases]
   resourceNames: [{{ include "gastown.leaseName" . }}]
-  verbs: [get, update]
+  verbs: [get, update, delete]
 {{- end -}}
 
 {{/* The cluster-scoped rules (gastown.kube.rbac.CLUSTER). */}}
@@ -108,4 +108,41 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: [namespaces]
   verbs: [list, watch]
+{{- end -}}
+
+{{/* The pod's affinity: the values' own, with the replicas spread by hostname (podAntiAffinity)
+unless the values' affinity has a podAntiAffinity of its own. */}}
+{{- define "gastown.affinity" -}}
+{{- $affinity := deepCopy (.Values.affinity | default dict) -}}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" (include "gastown.selectorLabels" . | fromYaml)) -}}
+{{- if and (gt (int .Values.replicas) 1) (not (hasKey $affinity "podAntiAffinity")) -}}
+{{- if eq .Values.podAntiAffinity "preferred" -}}
+{{- $_ := set $affinity "podAntiAffinity" (dict "preferredDuringSchedulingIgnoredDuringExecution" (list (dict "weight" 100 "podAffinityTerm" $term))) -}}
+{{- else if eq .Values.podAntiAffinity "required" -}}
+{{- $_ := set $affinity "podAntiAffinity" (dict "requiredDuringSchedulingIgnoredDuringExecution" (list $term)) -}}
+{{- end -}}
+{{- end -}}
+{{- if $affinity }}{{ toYaml $affinity }}{{ end -}}
+{{- end -}}
+
+{{/* What `gt operator uninstall` calls (gastown.kube.rbac.UNINSTALL; a test keeps the two equal). */}}
+{{- define "gastown.uninstallRules" -}}
+- apiGroups: [gastown.dev]
+  resources: [rigs, polecats, convoys, mergequeues]
+  verbs: [list, patch]
+- apiGroups: [batch]
+  resources: [cronjobs, jobs]
+  verbs: [list, delete]
+- apiGroups: [""]
+  resources: [serviceaccounts, resourcequotas, configmaps, persistentvolumeclaims]
+  verbs: [list, delete]
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [roles, rolebindings]
+  verbs: [list, delete]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [list, delete]
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [list, delete]
 {{- end -}}

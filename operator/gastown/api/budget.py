@@ -36,6 +36,9 @@ class RigBudget(Model):
     session_tokens: int | None = Field(
         default=None, ge=1, description="One session's ceiling in tokens, where its runtime reports them as it "
                                         "goes: it is ended cleanly (its work pushed) and why is recorded.")
+    share: int = Field(default=1, ge=1, le=100,
+                       description="This rig's weight in the town's shared limits (per key, per runtime): rigs "
+                                   "competing for one get free slots in proportion, 2 twice as many as 1.")
     session_seconds: int | None = Field(
         default=None, ge=10, le=86400, description="One session's ceiling in wall time: ended cleanly (its work "
                                                    "pushed) and why is recorded. Tighter than "
@@ -81,3 +84,14 @@ class SpendStatus(Model):
     usd_budget: float | None = None
     used_percent: int | None = Field(default=None, description="Of the budget (the larger of tokens and usd).")
     state: str = Field(default="Unbudgeted", description="Unbudgeted, Ok, Warning or Exhausted.")
+
+
+class SharedLimitStatus(Model):
+    """A rig's turns under one of the town's shared limits, as its operator hands them out."""
+
+    name: str = Field(description="The shared limit: key NAMESPACE/SECRET, or runtime NAME.")
+    limit: int = Field(description="Most sessions at once under it, all rigs together.")
+    in_use: int = Field(default=0, description="Sessions under it now, all rigs together.")
+    sessions: int = Field(default=0, description="This rig's sessions under it now.")
+    share: int = Field(default=1, description="This rig's weight (spec.budget.share).")
+    served: int = Field(default=0, description="Slots given to this rig since the operator started (its turns).")

@@ -25,7 +25,7 @@ class Column:
 AGE = Column("Age", ".metadata.creationTimestamp", "date")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Kind:
     kind: str
     plural: str
@@ -49,8 +49,8 @@ class Kind:
 
 
 RIG = Kind(
-    "Rig", "rigs", "gtrig", RigSpec, RigStatus,
-    (
+    kind="Rig", plural="rigs", short_name="gtrig", spec=RigSpec, status=RigStatus,
+    columns=(
         Column("Phase", ".status.phase"),
         Column("URL", ".spec.gitUrl", priority=1),
         Column("Max", ".spec.maxPolecats", "integer", description="Most polecats at once"),
@@ -58,12 +58,12 @@ RIG = Kind(
         Column("Ledger", ".status.ledgerHead", priority=1),
         AGE,
     ),
-    "A git repository and the agents that work on it.",
-    "Pending",
+    description="A git repository and the agents that work on it.",
+    initial_phase="Pending",
 )
 POLECAT = Kind(
-    "Polecat", "polecats", "gtpc", PolecatSpec, PolecatStatus,
-    (
+    kind="Polecat", plural="polecats", short_name="gtpc", spec=PolecatSpec, status=PolecatStatus,
+    columns=(
         Column("Polecat", r".metadata.labels.gastown\.dev/polecat", description="The polecat's name in the ledger"),
         Column("Rig", ".spec.rig"),
         Column("Phase", ".status.phase"),
@@ -73,34 +73,36 @@ POLECAT = Kind(
         Column("Heartbeat", ".status.lastHeartbeat", "date", priority=1),
         AGE,
     ),
-    "A worker agent with a persistent identity; its sessions run as Jobs.",
-    "Idle",
+    description="A worker agent with a persistent identity; its sessions run as Jobs.",
+    initial_phase="Idle",
 )
 CONVOY = Kind(
-    "Convoy", "convoys", "gtcv", ConvoySpec, ConvoyStatus,
-    (
+    kind="Convoy", plural="convoys", short_name="gtcv", spec=ConvoySpec, status=ConvoyStatus,
+    columns=(
         Column("Rig", ".spec.rig"),
         Column("Phase", ".status.phase"),
         Column("Progress", ".status.progress"),
         Column("Bead", ".status.convoyBead", priority=1),
         AGE,
     ),
-    "A bundle of beads delivered together: a goal, an explicit list, or a formula.",
-    "Planning",
+    description="A bundle of beads delivered together: a goal, an explicit list, or a formula.",
+    initial_phase="Planning",
 )
 MERGEQUEUE = Kind(
-    "MergeQueue", "mergequeues", "gtmq", MergeQueueSpec, MergeQueueStatus,
-    (
+    kind="MergeQueue", plural="mergequeues", short_name="gtmq", spec=MergeQueueSpec, status=MergeQueueStatus,
+    columns=(
         Column("Rig", ".spec.rig"),
         Column("Phase", ".status.phase"),
         Column("Queue", ".status.queueLength", "integer"),
         Column("Merged", ".status.counters.merged", "integer"),
         Column("Rejected", ".status.counters.rejected", "integer"),
+        Column("Batch", ".status.batch.id", priority=1, description="The batch being verified, else the last."),
+        Column("Round", ".status.batch.round", "integer", priority=1, description="Its bisection's rounds so far."),
         Column("Last", ".status.lastMergedCommit", priority=1),
         AGE,
     ),
-    "The Refinery of a rig: a bisecting merge queue.",
-    "Idle",
+    description="The Refinery of a rig: a bisecting merge queue.",
+    initial_phase="Idle",
 )
 
 KINDS: tuple[Kind, ...] = (RIG, POLECAT, CONVOY, MERGEQUEUE)

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 
 from ..cron import check as check_schedule
-from .budget import RigBudget, SpendStatus
+from .budget import RigBudget, SharedLimitStatus, SpendStatus
 from .common import (
     DNS_SUBDOMAIN,
     BranchName,
@@ -80,7 +80,7 @@ class Network(Model):
 RouteName = Literal["event", "condition", "webhook", "log"]
 
 
-def _default_routes() -> dict[str, list[str]]:
+def _default_routes() -> dict[Literal["P0", "P1", "P2", "P3"], list[RouteName]]:
     return {"P0": ["event", "condition", "webhook", "log"], "P1": ["event", "condition", "webhook", "log"],
             "P2": ["event", "log"], "P3": ["log"]}
 
@@ -200,3 +200,5 @@ class RigStatus(Model):
     last_sync: datetime | None = None
     spend: list[SpendStatus] = Field(default_factory=list, description="This UTC day's and month's spend "
                                                                       "against the rig's budget.")
+    shared_limits: list[SharedLimitStatus] = Field(default_factory=list, description="The rig's turns under the "
+                                                   "town's shared limits (per key, per runtime).")

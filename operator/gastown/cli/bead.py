@@ -11,18 +11,19 @@ from pathlib import Path
 
 import click
 
-from .common import fail, settings, town_option, use_git_timeout
+from .common import fail, town_option
 from .lazy import LazyGroup
 
 # name -> where the command lives, and its short help (the first sentence of its own help)
 COMMANDS = {
     "close": ("gastown.cli.bead_commands:close", "Close a bead."),
     "comment": ("gastown.cli.bead_commands:comment", "Add a comment to a bead."),
-    "create": ("gastown.cli.bead_commands:create", "Create a bead titled TITLE and print its ID."),
+    "create": ("gastown.cli.bead_create:create", "Create a bead titled TITLE and print its ID."),
     "dep": ("gastown.cli.bead_commands:dep", "Dependencies between beads."),
     "history": ("gastown.cli.bead_commands:history",
                 "What happened to a bead, oldest first, from the git log of the ledger."),
     "list": ("gastown.cli.bead_commands:list_", "List beads, most urgent first."),
+    "migrate": ("gastown.cli.bead_commands:migrate", "Bring the ledger to this release's format now, in one commit."),
     "ready": ("gastown.cli.bead_commands:ready", "Open beads with nothing open blocking them, most urgent first."),
     "reopen": ("gastown.cli.bead_commands:reopen", "Reopen a closed bead."),
     "show": ("gastown.cli.bead_commands:show", "Show one bead."),
@@ -54,12 +55,13 @@ def _check_prefix(_ctx: click.Context, _param: click.Parameter, value: str | Non
               help="gastown's cache root; ledger caches go under its ledgers/ (env GT_CACHE_DIR; "
                    "default $XDG_CACHE_HOME/gastown, else ~/.cache/gastown).")
 @click.pass_context
-def bead(ctx: click.Context, rig: str, town: Path | None, actor: str | None, prefix: str | None,
+def bead(ctx: click.Context, *, rig: str, town: Path | None, actor: str | None, prefix: str | None,
          cache_dir: Path | None) -> None:
     """Beads: the tracked work items of a rig, stored as commits on its ledger branch.
 
     Every write is one commit on the branch gastown/ledger of the rig's repository; the
     branch is created on the first write. Read commands take --json.
     """
-    use_git_timeout(settings())  # `gt` left it to this group (see main.cli)
+    # `gt` left the git timeout to this group (see main.cli): each command that opens a ledger applies
+    # it (bead_commands.ledger_command), so that a create handed off (bead_create) loads no git
     ctx.obj = {"rig": rig, "town": town, "actor": actor, "prefix": prefix, "cache_dir": cache_dir}

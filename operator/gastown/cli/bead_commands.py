@@ -14,6 +14,7 @@ import click
 from ..ledger import (
     Bead,
     BeadType,
+    Comment,
     DepType,
     Ledger,
     LedgerError,
@@ -22,33 +23,24 @@ from ..ledger import (
     select,
 )
 from ..ledger.ledger import default_cache_dir
-from ..ledger.ops import check_title
-from .common import emit, fail, json_option
+from .bead_create import TYPES, checked_title, meta_values, rig_here_option, town_here_option
+from .common import emit, fail, json_option, settings, use_git_timeout
 
 STATUSES = [s.value for s in Status]
-TYPES = [t.value for t in BeadType if t != BeadType.MERGE_BATCH]
 DEP_TYPES = [d.value for d in DepType]
-
-
-def _check_title(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    try:
-        return value if value is None else check_title(value)
-    except LedgerError as e:
-        fail(e)
 
 
 def ledger_command(fn: Callable) -> Callable:
     """Open the rig's ledger for the command; turn ledger errors into one line on stderr."""
 
-    @click.option("--rig", "rig_here", metavar="NAME|PATH|URL",
-                  help="The rig, as `gt bead --rig` takes it (either place works).")
-    @click.option("--town", "town_here", type=click.Path(path_type=Path, file_okay=False),
-                  help="The town whose rig names --rig takes (as `gt bead --town`).")
+    @rig_here_option
+    @town_here_option
     @functools.wraps(fn)
     @click.pass_context
     def wrapper(ctx: click.Context, *args: Any, rig_here: str | None = None, town_here: Path | None = None,
                 **kwargs: Any) -> None:
         o = ctx.obj
+        use_git_timeout(settings())
         remote, cache = _where(rig_here or o["rig"], town_here or o["town"], o["cache_dir"])
         try:
             ledger = Ledger(remote, cache_dir=cache, prefix=o["prefix"] or "gt", actor=o["actor"])
@@ -87,7 +79,7 @@ def _where(rig: str, town: Path | None, cache_dir: Path | None) -> tuple[str, Pa
     return rig, _cache_dir(cache_dir, rig)
 
 
-def _dump(b: Bead) -> dict:
+def _dump(b: Bead | Comment) -> dict:
     return b.model_dump(mode="json", exclude_none=True)
 
 
@@ -121,43 +113,11 @@ def _print_bead(b: Bead, as_json: bool, beads: dict[str, Bead] | None = None) ->
         click.echo("\n  metadata: " + json.dumps(b.metadata, sort_keys=True))
 
 
-def _meta(values: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r}: use KEY=VALUE (an empty VALUE removes the key)",
-                                     param_hint="--meta")
-        out[key] = value or None
-    return out
-
-
-@click.command()
-@click.argument("title", callback=_check_title)
-@click.option("-d", "--description", default="", help="What the work is.")
-@click.option("-a", "--acceptance", default="", help="How to tell it is done.")
-@click.option("-t", "--type", "type_", type=click.Choice(TYPES), default="task", show_default=True,
-              help="Kind of bead.")
-@click.option("-p", "--priority", type=click.IntRange(0, 4), default=2, show_default=True,
-              help="0 is the most urgent, 4 the least.")
-@click.option("-l", "--label", "labels", multiple=True, help="A label (repeat for more).")
-@click.option("--assignee", help="Who works on it.")
-@click.option("--owner", help="Who answers for it.")
-@click.option("--parent", metavar="ID", help="Make it a child step PARENT.N of this bead.")
-@click.option("--needs", multiple=True, metavar="ID",
-              help="A bead that must be closed before this one is ready (repeat for more).")
-@click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Free metadata (repeat for more).")
-@json_option
 @ledger_command
-def create(ledger: Ledger, title: str, description: str, acceptance: str, type_: str, priority: int,
-           labels: tuple[str, ...], assignee: str | None, owner: str | None, parent: str | None,
-           needs: tuple[str, ...], meta: tuple[str, ...], as_json: bool) -> None:
-    """Create a bead titled TITLE and print its ID."""
-    b = ledger.create(title, type=type_, description=description, acceptance=acceptance,
-                      priority=priority, labels=labels, assignee=assignee or None, owner=owner or None,
-                      parent=parent, deps=[(n, DepType.BLOCKS) for n in needs],
-                      metadata={k: v for k, v in _meta(meta).items() if v is not None})
-    emit(_dump(b)) if as_json else click.echo(b.id)
+def create_in_ledger(ledger: Ledger, *, title: str, fields: dict[str, Any], as_json: bool) -> None:
+    """`gt bead create` through a Ledger of this process (a rig of a town, a --prefix to check)."""
+    bead = ledger.create(title, **fields)
+    emit(_dump(bead)) if as_json else click.echo(bead.id)
 
 
 @click.command()
@@ -181,7 +141,7 @@ def show(ledger: Ledger, bead_id: str, as_json: bool) -> None:
 @click.option("-t", "--type", "type_", type=click.Choice(TYPES), help="Only beads of this type.")
 @json_option
 @ledger_command
-def list_(ledger: Ledger, statuses: tuple[str, ...], show_all: bool, label: str | None,
+def list_(ledger: Ledger, *, statuses: tuple[str, ...], show_all: bool, label: str | None,
           assignee: str | None, type_: str | None, as_json: bool) -> None:
     """List beads, most urgent first."""
     snap = ledger.snapshot()
@@ -201,7 +161,7 @@ def list_(ledger: Ledger, statuses: tuple[str, ...], show_all: bool, label: str 
 
 @click.command()
 @click.argument("bead_id", metavar="ID")
-@click.option("--title", callback=_check_title, help="New title.")
+@click.option("--title", callback=checked_title, help="New title.")
 @click.option("-d", "--description", help="New description.")
 @click.option("-a", "--acceptance", help="New acceptance criteria.")
 @click.option("--notes", help="New notes.")
@@ -215,19 +175,19 @@ def list_(ledger: Ledger, statuses: tuple[str, ...], show_all: bool, label: str 
 @click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Set metadata; KEY= removes it.")
 @json_option
 @ledger_command
-def update(ledger: Ledger, bead_id: str, title: str | None, description: str | None,
+def update(ledger: Ledger, *, bead_id: str, title: str | None, description: str | None,
            acceptance: str | None, notes: str | None, type_: str | None, priority: int | None,
            status: str | None, assignee: str | None, owner: str | None, add_label: tuple[str, ...],
            remove_label: tuple[str, ...], meta: tuple[str, ...], as_json: bool) -> None:
     """Change fields of a bead."""
-    fields = {k: v for k, v in (("title", title), ("description", description),
+    fields: dict[str, Any] = {k: v for k, v in (("title", title), ("description", description),
                                 ("acceptance", acceptance), ("notes", notes), ("priority", priority),
                                 ("type", BeadType(type_) if type_ else None)) if v is not None}
     for name, value in (("assignee", assignee), ("owner", owner)):
         if value is not None:
             fields[name] = value or None
     b = ledger.update(bead_id, status=status, add_labels=add_label, remove_labels=remove_label,
-                      metadata=_meta(meta), **fields)
+                      metadata=meta_values(meta), **fields)
     emit(_dump(b)) if as_json else click.echo(_row(b))
 
 
@@ -280,7 +240,7 @@ dep_type_option = click.option("-t", "--type", "type_", type=click.Choice(DEP_TY
 @dep_type_option
 @json_option
 @ledger_command
-def dep_add(ledger: Ledger, bead_id: str, depends_on: str, type_: str, as_json: bool) -> None:
+def dep_add(ledger: Ledger, *, bead_id: str, depends_on: str, type_: str, as_json: bool) -> None:
     """Make ID depend on DEPENDS_ON. A dependency cycle is refused."""
     b = ledger.add_dep(bead_id, depends_on, type_)
     emit(_dump(b)) if as_json else click.echo(f"{b.id} depends on {depends_on} ({type_})")
@@ -293,7 +253,7 @@ def dep_add(ledger: Ledger, bead_id: str, depends_on: str, type_: str, as_json: 
               help="Only the dependency of this type (default: any).")
 @json_option
 @ledger_command
-def dep_rm(ledger: Ledger, bead_id: str, depends_on: str, type_: str | None, as_json: bool) -> None:
+def dep_rm(ledger: Ledger, *, bead_id: str, depends_on: str, type_: str | None, as_json: bool) -> None:
     """Remove the dependency of ID on DEPENDS_ON."""
     b = ledger.remove_dep(bead_id, depends_on, type_)
     emit(_dump(b)) if as_json else click.echo(f"{b.id} no longer depends on {depends_on}")
@@ -325,3 +285,17 @@ def history(ledger: Ledger, bead_id: str, as_json: bool) -> None:
     else:
         for e in entries:
             click.echo(f"{e.date}  {e.commit[:10]}  {e.change}")
+
+
+@click.command()
+@ledger_command
+def migrate(ledger: Ledger) -> None:
+    """Bring the ledger to this release's format now, in one commit.
+
+    The first write of this release migrates an older ledger anyway; releases that read only
+    the older format then refuse the ledger (with an error naming ledger.json), so upgrade
+    every gt that writes to this rig first."""
+    if ledger.migrate():
+        click.echo(f"migrated the ledger of {ledger.remote} to format {ledger.snapshot().format}")
+    else:
+        click.echo("the ledger is already in this release's format (or does not exist yet): nothing to do")

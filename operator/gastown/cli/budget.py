@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,9 @@ from .. import convoy as convoys
 from ..api import Invalid, RigSpec
 from ..api.budget import ConvoyBudget, TownLimits
 from ..api.validation import parse_spec
-from ..ledger import Ledger, LedgerError, default_actor
+from ..ledger import Bead, Ledger, LedgerError, default_actor
 from ..local.town import Town, TownError
+from ..rigpass import parts_of
 from .common import emit, fail, json_option, town_option
 
 EPILOG = """Budgets count tokens (in and out together) and US dollars where the runtime reports cost, per
@@ -29,6 +31,19 @@ work waits, hooked or ready, and goes on once the budget is raised. A figure of 
 def budget() -> None:
     """Budgets and shared limits of the local town (on a cluster: the Rig's and the Convoy's
     spec.budget, and the operator's GT_TOWN_LIMITS)."""
+
+
+def convoy_standing(t: Town, convoy: Bead, beads: Mapping[str, Bead]) -> budgets.Standing:
+    """A convoy's spend on every rig of the town that holds a part of it, against its one budget."""
+    def peer(rig: str) -> Ledger | None:
+        try:
+            config = t.rig(rig)
+            return stack.enter_context(Ledger(config.remote, cache_dir=t.ledger_cache(config.name)))
+        except (TownError, LedgerError):
+            return None  # a rig gone from the town, or out of reach: its part is not counted
+
+    with ExitStack() as stack:
+        return budgets.convoy_standing(convoy, beads, parts_of(peer, convoy, convoy.metadata.get("rig", "")))
 
 
 def _standings(t: Town, now: datetime) -> dict[str, Any]:
@@ -46,7 +61,7 @@ def _standings(t: Town, now: datetime) -> dict[str, Any]:
         for s in rig:
             by_period[s.period] = by_period.get(s.period, budgets.Spent()) + s.spent
         out["rigs"][name] = {"spend": [s.status() for s in rig], "convoys": {
-            c.metadata["name"]: budgets.convoy_standing(c, beads).status() for c in convoys.open_convoys(beads)}}
+            c.metadata["name"]: convoy_standing(t, c, beads).status() for c in convoys.open_convoys(beads)}}
     out["town"]["spend"] = [s.status() for s in budgets.town_standings(by_period, limits, now)]
     return out
 
@@ -126,14 +141,16 @@ def _checked(parse: Callable[[], Any]) -> Any:
 @click.option("--warn-percent", type=click.IntRange(1, 100), help="The warning threshold (default 80).")
 @click.option("--session-tokens", type=click.IntRange(0), help="A rig's ceiling for one session, in tokens.")
 @click.option("--session-seconds", type=click.IntRange(0), help="A rig's ceiling for one session, in seconds.")
+@click.option("--share", type=int, help="A rig's weight in the town's shared limits (default 1): rigs competing "
+                                        "for one key or runtime get free slots in proportion.")
 @click.option("--key", "keys", multiple=True, metavar="NAME=SESSIONS",
               help="Town: most sessions at once on the provider key NAME (its environment variable), across "
                    "rigs (repeat).")
 @click.option("--runtime", "runtimes", multiple=True, metavar="NAME=SESSIONS",
               help="Town: most sessions at once of the runtime NAME, across rigs (repeat).")
-def set_(town: Path | None, rig: str | None, convoy: str | None, daily_tokens: int | None, daily_usd: float | None,
+def set_(*, town: Path | None, rig: str | None, convoy: str | None, daily_tokens: int | None, daily_usd: float | None,
          monthly_tokens: int | None, monthly_usd: float | None, tokens: int | None, usd: float | None,
-         warn_percent: int | None, session_tokens: int | None, session_seconds: int | None,
+         warn_percent: int | None, session_tokens: int | None, session_seconds: int | None, share: int | None,
          keys: tuple[str, ...], runtimes: tuple[str, ...]) -> None:
     """Set the town's, a rig's or a convoy's budget (only the figures given change); the town daemon
     applies it at the next pass of each rig."""
@@ -142,17 +159,17 @@ def set_(town: Path | None, rig: str | None, convoy: str | None, daily_tokens: i
     if convoy is not None:
         if rig is None:
             fail("--convoy needs --rig (the convoy's rig)")
-        if any(v is not None for v in (*periodic, session_tokens, session_seconds)) or keys or runtimes:
+        if any(v is not None for v in (*periodic, session_tokens, session_seconds, share)) or keys or runtimes:
             fail("a convoy's budget is for its whole life: give --tokens, --usd or --warn-percent")
-        _set_convoy(t, rig, convoy, tokens, usd, warn_percent)
+        _set_convoy(t, rig, convoy, tokens=tokens, usd=usd, warn=warn_percent)
         return
     if tokens is not None or usd is not None:
         fail("--tokens and --usd are a convoy's budget (with --convoy); a rig's and the town's are --daily-* "
              "and --monthly-*")
     try:
         if rig is None:
-            if session_tokens is not None or session_seconds is not None:
-                fail("--session-tokens and --session-seconds are a rig's (with --rig)")
+            if session_tokens is not None or session_seconds is not None or share is not None:
+                fail("--session-tokens, --session-seconds and --share are a rig's (with --rig)")
             raw = t.limits().wire()
             _periodic(raw, periodic, warn_percent)
             for field, given in (("keys", _limits(keys, "--key")), ("runtimes", _limits(runtimes, "--runtime"))):
@@ -174,6 +191,8 @@ def set_(town: Path | None, rig: str | None, convoy: str | None, daily_tokens: i
             if value is not None:
                 given.pop(field, None)
                 given.update({field: value} if value else {})
+        if share is not None:
+            given["share"] = share
         raw["budget"] = given
         spec = _checked(lambda: parse_spec(RigSpec, raw))
         t.put_rig(rig, spec)
@@ -198,10 +217,12 @@ def _describe(given: Any) -> str:
         parts.append(f"{given.session_tokens:,} tokens a session")
     if getattr(given, "session_seconds", None):
         parts.append(f"{given.session_seconds} s a session")
+    if getattr(given, "share", 1) != 1:
+        parts.append(f"share {given.share} in shared limits")
     return (", ".join(parts) or "none") + f" (warning at {given.warn_percent} %)"
 
 
-def _set_convoy(t: Town, rig: str, name: str, tokens: int | None, usd: float | None, warn: int | None) -> None:
+def _set_convoy(t: Town, rig: str, name: str, *, tokens: int | None, usd: float | None, warn: int | None) -> None:
     try:
         config = t.rig(rig)
         with Ledger(config.remote, cache_dir=t.ledger_cache(config.name), actor=default_actor()) as ledger:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from typing import Literal
 
 import click
 
@@ -36,7 +37,7 @@ def _fail(err: object) -> None:
 @click.option("--model-args", default="", metavar="'ARGS'", help="Added when a model is chosen, e.g. '--model {model}'.")
 @click.option("--resume-args", default="", metavar="'ARGS'", help="Added when a session resumes earlier work.")
 @click.option("--api-key-env", multiple=True, metavar="VAR", help="Variable that carries the API key (repeat).")
-def agent_set(name: str, command: str, args: str, prompt_mode: str, model_args: str, resume_args: str,
+def agent_set(*, name: str, command: str, args: str, prompt_mode: Literal["arg", "stdin", "file"], model_args: str, resume_args: str,
               api_key_env: tuple[str, ...]) -> None:
     """Define the runtime NAME (written to the runtimes file)."""
     try:

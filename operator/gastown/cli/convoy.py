@@ -20,6 +20,7 @@ from ..ledger import Ledger, LedgerError, default_actor, query
 from ..local.apply import create_convoy
 from ..local.town import Town, TownError
 from ..spend import describe
+from .budget import convoy_standing
 from .common import emit, fail, json_option, rig_ledger, rig_option, town_option
 
 
@@ -46,7 +47,7 @@ def convoy() -> None:
 @click.option("--stall-after", type=click.IntRange(60), default=3600, show_default=True,
               help="Seconds without progress before the convoy is Stalled.")
 @json_option
-def create(town: Path | None, rig: str, name: str | None, goal: str | None, beads_file: Path | None, formula: str | None,
+def create(*, town: Path | None, rig: str, name: str | None, goal: str | None, beads_file: Path | None, formula: str | None,
            vars_: tuple[str, ...], mode: str, labels: tuple[str, ...], max_parallel: int | None, strategy: str,
            stall_after: int, as_json: bool) -> None:
     """Create a convoy from exactly one of --goal, --beads or --formula."""
@@ -73,7 +74,7 @@ def create(town: Path | None, rig: str, name: str | None, goal: str | None, bead
     except (TownError, LedgerError, formulas.FormulaError) as e:
         fail(e)
     with rig_ledger(town, rig) as (_config, ledger):
-        _show(ledger, convoys.convoy_id(ledger.prefix, name), as_json)
+        _show(ledger, convoys.convoy_id(ledger.prefix, name), as_json, Town(town))
 
 
 def _default_name(goal: str | None, beads_file: Path | None, formula: str | None) -> str:
@@ -93,7 +94,7 @@ def _pairs(items: tuple[str, ...]) -> list[tuple[str, str]]:
     return out
 
 
-def _show(ledger: Ledger, convoy_id: str, as_json: bool) -> None:
+def _show(ledger: Ledger, convoy_id: str, as_json: bool, town: Town) -> None:
     beads = ledger.beads()
     prog = convoys.progress(beads[convoy_id], beads)
     meta = prog.convoy.metadata
@@ -101,7 +102,7 @@ def _show(ledger: Ledger, convoy_id: str, as_json: bool) -> None:
             "source": meta.get("source"), "strategy": meta.get("strategy"), "labels": prog.convoy.labels,
             "planError": meta.get("plan_error"), "closeReason": prog.convoy.close_reason,
             "beads": [b.__dict__ for b in prog.beads], "spend": prog.spend,
-            "budget": budgets.convoy_standing(prog.convoy, beads).status()}
+            "budget": convoy_standing(town, prog.convoy, beads).status()}
     if as_json:
         emit(data)
         return
@@ -137,7 +138,7 @@ def _find(ledger: Ledger, name: str) -> str:
 def show(name: str, town: Path | None, rig: str, as_json: bool) -> None:
     """Show a convoy: phase, progress, and each bead's state."""
     with rig_ledger(town, rig) as (_config, ledger):
-        _show(ledger, _find(ledger, name), as_json)
+        _show(ledger, _find(ledger, name), as_json, Town(town))
 
 
 @convoy.command("list")

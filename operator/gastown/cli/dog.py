@@ -27,7 +27,7 @@ def dog() -> None:
 @click.option("--retain-days", type=click.IntRange(1, 3650), default=None,
               help="compact: closed records younger than this stay live (default: the rig's spec, else 14).")
 @json_option
-def run(name: str, town: Path | None, rig: str, target: str | None, retain_days: int | None, as_json: bool) -> None:
+def run(*, name: str, town: Path | None, rig: str, target: str | None, retain_days: int | None, as_json: bool) -> None:
     """Run the Dog NAME once against a rig, now. With a rig of the town, prune also removes
     its stale worktrees and gc also packs its clone."""
     from ..local.driver import LocalPort

@@ -32,7 +32,7 @@ def escalate() -> None:
 @click.option("--polecat", envvar="GT_POLECAT", help="The polecat it is about (env GT_POLECAT).")
 @town_option
 @rig_option
-def raise_(reason: str, severity: str, bead: str | None, polecat: str | None, town: Path | None, rig: str) -> None:
+def raise_(*, reason: str, severity: str, bead: str | None, polecat: str | None, town: Path | None, rig: str) -> None:
     """Raise an escalation."""
     with rig_ledger(town, rig) as (config, ledger):
         source = {k: v for k, v in (("rig", config.name), ("bead", bead), ("polecat", polecat)) if v}

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -16,9 +17,8 @@ from ..local.town import Town, TownError
 from .common import emit, fail, json_option, town_option
 
 
-@contextmanager
-def town_feed(town: Path | None, rig: str | None = None) -> Iterator[Feed]:
-    """A feed of the town's rigs (or of ``rig`` alone); errors become one line."""
+def town_rigs(town: Path | None, rig: str | None = None) -> tuple[Town, dict[str, Any]]:
+    """The town and its rigs' configs, ``rig`` among them when given; errors become one line."""
     t = Town(town)
     try:
         rigs = t.rigs()
@@ -26,6 +26,13 @@ def town_feed(town: Path | None, rig: str | None = None) -> Iterator[Feed]:
         fail(e)
     if rig is not None and rig not in rigs:
         fail(f"no rig {rig!r} in {t.root}; rigs: {', '.join(sorted(rigs)) or 'none yet (gt rig add NAME URL)'}")
+    return t, rigs
+
+
+@contextmanager
+def town_feed(town: Path | None, rig: str | None = None) -> Iterator[Feed]:
+    """A feed of the town's rigs (or of ``rig`` alone); errors become one line."""
+    t, rigs = town_rigs(town, rig)
     with ExitStack() as stack:
         ledgers = {name: stack.enter_context(Ledger(c.remote, cache_dir=t.ledger_cache(name)))
                    for name, c in sorted(rigs.items()) if rig in (None, name)}
@@ -44,7 +51,7 @@ def town_feed(town: Path | None, rig: str | None = None) -> Iterator[Feed]:
 @click.option("--interval", type=click.FloatRange(0.1), default=1.0, show_default=True,
               help="Seconds between looks at the ledgers, with --follow.")
 @json_option
-def feed(town: Path | None, rig: str | None, convoy: str | None, polecat: str | None, kinds: tuple[str, ...],
+def feed(*, town: Path | None, rig: str | None, convoy: str | None, polecat: str | None, kinds: tuple[str, ...],
          limit: int, follow: bool, interval: float, as_json: bool) -> None:
     """The town's activity: who did what to which bead, sessions, verification runs, merges,
     rejections, escalations; newest first.
@@ -61,13 +68,13 @@ def feed(town: Path | None, rig: str | None, convoy: str | None, polecat: str | 
         recent = f.recent(match, limit)
         if not follow:
             if as_json:
-                emit([e.to_dict() for e in recent])
+                emit([ev.to_dict() for ev in recent])
             else:
-                for e in recent:
-                    click.echo(describe(e))
+                for ev in recent:
+                    click.echo(describe(ev))
             return
-        for e in reversed(recent):
-            _print(e, as_json)
+        for ev in reversed(recent):
+            _print(ev, as_json)
         try:
             while True:
                 time.sleep(interval)

@@ -46,6 +46,7 @@ COMMANDS = {
     "sling": ("gastown.cli.convoy:sling", "Hook BEAD to a polecat of RIG now, within the rig's limit."),
     "status": ("gastown.cli.town:status",
                "The town at a glance: the daemon, and per rig its polecats, convoys, merge queue, escalations."),
+    "tui": ("gastown.cli.tui:tui", "The town in a terminal: agents, convoys, merge queue, problems, activity."),
     "up": ("gastown.cli.town:up", "Start the town's daemon: it drives every rig of the town until `gt down`."),
 }
 

@@ -10,6 +10,7 @@ from .. import convoy as convoys
 from ..ledger import Ledger, LedgerError
 from ..mayor import MayorRun, PlanInvalid
 from ..runtimes import ConfigError, resolve
+from ..telemetry import tracing
 from .common import fail
 
 
@@ -30,14 +31,14 @@ def mayor() -> None:
 @click.option("--cache-dir", envvar="GT_CACHE_DIR", type=click.Path(path_type=Path),
               help="Ledger cache directory (env GT_CACHE_DIR).")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def plan(key: str, rig: str, runtime: str, model: str | None, workdir: Path, session_dir: Path,
+def plan(*, key: str, rig: str, runtime: str, model: str | None, workdir: Path, session_dir: Path,
          cache_dir: Path | None, args: tuple[str, ...]) -> None:
     """Ask the runtime for a plan of the convoy's goal; write the beads, or say why not.
 
     An invalid plan is sent back once with the error; a second one marks the convoy
     PlanInvalid and raises an escalation. Planning a planned convoy changes nothing.
     """
-    with Ledger(rig, cache_dir=cache_dir, actor="mayor") as ledger:
+    with tracing.carried_on("gastown-mayor"), Ledger(rig, cache_dir=cache_dir, actor="mayor") as ledger:
         try:
             beads = ledger.beads()
             convoy = beads.get(convoys.convoy_id(ledger.prefix, key))
@@ -46,9 +47,11 @@ def plan(key: str, rig: str, runtime: str, model: str | None, workdir: Path, ses
             if convoy.metadata.get("planned"):
                 click.echo(f"convoy {key} is already planned")
                 return
-            run = MayorRun(resolve(runtime), workdir.resolve(), session_dir.resolve(), model, args)
+            run = MayorRun(runtime=resolve(runtime), workdir=workdir.resolve(), session_dir=session_dir.resolve(),
+                           model=model, args=args)
             try:
-                result = run.plan(convoy.description, convoy.metadata.get("rig", ""))
+                with tracing.planning_of(convoy, source="mayor"):  # under the convoy's root, as the operator's
+                    result = run.plan(convoy.description, convoy.metadata.get("rig", ""))
             except (PlanInvalid, OSError) as e:
                 ledger.apply(convoys.FailPlan(key, str(e), "mayor"))
                 fail(f"convoy {key}: plan invalid: {e}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,8 +13,11 @@ from ..ledger import BeadType, Status
 from ..refinery import Reject, Requeue
 from ..refinery import queue as q
 from ..refinery.bisect import Run
-from ..refinery.records import RecordRun, state_of
+from ..refinery.records import state_of
 from .common import emit, fail, json_option, rig_ledger, rig_option, town_option
+
+if TYPE_CHECKING:
+    from ..refinery.verify import GateResult, Verification
 
 target_option = click.option("--target", envvar="GT_TARGET", default="main", show_default=True,
                              help="The target branch of the queue (env GT_TARGET).")
@@ -31,14 +34,14 @@ def mq() -> None:
 @rig_option
 @target_option
 @json_option
-def list_(show_all: bool, town: Path | None, rig: str, target: str, as_json: bool) -> None:
+def list_(*, show_all: bool, town: Path | None, rig: str, target: str, as_json: bool) -> None:
     """Merge requests in queue order: queued, verifying, then blocked (rejected or conflicting)."""
     with rig_ledger(town, rig) as (_config, ledger):
         beads = ledger.beads()
     order = {Status.IN_PROGRESS: 0, Status.OPEN: 1, Status.BLOCKED: 2, Status.CLOSED: 3}
     mrs = [b for b in q.merge_requests(beads, target) if show_all or b.status != Status.CLOSED]
     mrs.sort(key=lambda b: (order.get(b.status, 4), q.score(b, beads)))
-    rows = [{"id": b.id, "status": str(b.status), "source": b.metadata.get("source"),
+    rows: list[dict[str, Any]] = [{"id": b.id, "status": str(b.status), "source": b.metadata.get("source"),
              "branch": b.metadata.get("branch"), "worker": b.metadata.get("worker"), "priority": b.priority,
              "batch": b.metadata.get("batch"), "rejections": int(b.metadata.get("rejections", 0)),
              "conflicts": int(b.metadata.get("conflict_rounds", 0)), "merged": b.metadata.get("merged_commit")}
@@ -114,7 +117,7 @@ def reject(mr_id: str, reason: str, town: Path | None, rig: str) -> None:
             fail(f"{mr_id} is not a merge request of this rig")
         if mr.status != Status.OPEN:
             fail(f"{mr_id} is {mr.status}: only a queued merge request can be rejected by hand")
-        ledger.apply(Reject(mr_id, f"rejected by {ledger.actor}: {reason}", "", ledger.actor))
+        ledger.apply(Reject(mr_id=mr_id, reason=f"rejected by {ledger.actor}: {reason}", log="", actor=ledger.actor))
     click.echo(f"{mr_id}: rejected")
 
 
@@ -135,31 +138,40 @@ def reject(mr_id: str, reason: str, town: Path | None, rig: str) -> None:
               default=".", show_default=True, help="Where to check the tip out (env GT_WORKDIR).")
 @click.option("--cache-dir", envvar="GT_CACHE_DIR", type=click.Path(path_type=Path),
               help="Ledger cache directory (env GT_CACHE_DIR).")
-def verify(rig: str, batch: str, run_json: str, ref: str, attempt: int | None, gates_json: str, timeout: float,
+def verify(*, rig: str, batch: str, run_json: str, ref: str, attempt: int | None, gates_json: str, timeout: float,
            workdir: Path, cache_dir: Path | None) -> None:
     """Verify one stacked tip and record the result (what runs in a verification Job).
 
     Exit code 0 when every gate passed, 1 when one failed, 2 when it could not run.
     """
-    from ..ledger import Ledger, LedgerError
-    from ..refinery.verify import Verification, checkout, run_gates
+    from ..refinery.verify import Verification
+    from ..telemetry import tracing
 
     try:
         run = Run.from_dict(json.loads(run_json))
         gates = [(str(n), [str(a) for a in argv]) for n, argv in json.loads(gates_json)]
     except (ValueError, KeyError, TypeError) as e:
         fail(f"--run or --gates is not valid JSON of the expected shape: {e}")
-    started = datetime.now(UTC)
-    try:
-        tip = checkout(workdir.resolve(), rig, ref)
-    except LedgerError as e:
-        fail(f"cannot check out {ref}: {e}")
-    result = run_gates(workdir.resolve(), gates, timeout)
-    took = (datetime.now(UTC) - started).total_seconds()
-    click.echo(result.log)
-    with Ledger(rig, cache_dir=cache_dir, actor="refinery verifier") as ledger:
-        ledger.apply(RecordRun(batch, run, "pass" if result.ok else "fail", tip, result.gate,
-                               f"{result.log}\n(verified in {took:.1f}s)", ledger.actor, attempt=attempt))
-    ident = Verification(batch, run, attempt or 0).ident
-    click.echo(f"run {ident}: {'pass' if result.ok else f'fail ({result.gate})'} in {took:.1f}s", err=not result.ok)
+    verification = Verification(batch, run, attempt or 0)
+    with tracing.carried_on("gastown-verify"):
+        result, took = _verify(verification, rig, gates=gates, timeout=timeout, workdir=workdir,
+                               cache_dir=cache_dir, attempt=attempt)
+    click.echo(f"run {verification.ident}: {'pass' if result.ok else f'fail ({result.gate})'} in {took:.1f}s",
+               err=not result.ok)
     sys.exit(0 if result.ok else 1)
+
+
+def _verify(verification: Verification, rig: str, *, gates: list[tuple[str, list[str]]], timeout: float,
+            workdir: Path, cache_dir: Path | None, attempt: int | None) -> tuple[GateResult, float]:
+    """Check the tip out, run the gates, record the run: (the gates' result, seconds taken)."""
+    from ..ledger import Ledger, LedgerError
+    from ..refinery.verify import verify_run
+
+    with Ledger(rig, cache_dir=cache_dir, actor="refinery verifier") as ledger:
+        try:
+            result, took = verify_run(verification, rig, gates, timeout, workdir=workdir, ledger=ledger,
+                                      attempt=attempt)
+        except LedgerError as e:
+            fail(f"cannot check out {verification.ref}: {e}")
+    click.echo(result.log)
+    return result, took

@@ -48,7 +48,7 @@ def operator() -> None:
               help="Serve the read-only web dashboard at :PORT (actions with a token mounted at "
                    "/etc/gastown/dashboard/token); 0: none.")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
-def run(namespaces: tuple[str, ...], all_namespaces: bool, standalone: bool, lease_name: str,
+def run(*, namespaces: tuple[str, ...], all_namespaces: bool, standalone: bool, lease_name: str,
         lease_namespace: str | None, lease_seconds: int, priority: int | None, peering_name: str | None,
         liveness: str, metrics_port: int, server_timeout: int, client_timeout: int, workers: int,
         dashboard_port: int, verbose: bool) -> None:
@@ -80,7 +80,7 @@ def run(namespaces: tuple[str, ...], all_namespaces: bool, standalone: bool, lea
         from ..dashboard import cluster
         from ..dashboard.server import Dashboard
 
-        Dashboard(cluster.cluster_rigs(settings().cache_dir), token=cluster.token()).start("0.0.0.0", dashboard_port)  # noqa: S104
+        Dashboard(cluster.cluster_rigs(settings().cache_dir, namespaces), token=cluster.token()).start("0.0.0.0", dashboard_port)  # noqa: S104
     run_operator(opts, settings(), verbose=verbose)
 
 

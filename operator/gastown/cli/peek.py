@@ -24,12 +24,12 @@ from .common import fail, town_option
 @click.option("-n", "--namespace", help="On a cluster: read the pod's log through the API in this namespace "
                                         "(your kubeconfig; needs get on pods/log). Without it, the local town.")
 @town_option
-def peek(name: str, verify: bool, rig: str | None, follow: bool, tail: int | None, namespace: str | None,
+def peek(*, name: str, verify: bool, rig: str | None, follow: bool, tail: int | None, namespace: str | None,
          town: Path | None) -> None:
     """Show what a polecat's current (or last) session is printing: `gt peek POLECAT`; or the
     output of a verification run: `gt peek --verify RUN`."""
     if namespace:
-        _peek_pod(name, verify, rig, follow, tail, namespace)
+        _peek_pod(name, verify=verify, rig=rig, follow=follow, tail=tail, namespace=namespace)
         return
     t = Town(town)
     if verify:
@@ -97,7 +97,7 @@ def _show(log: Path, tail: int | None, follow: bool, running: Callable[[], bool]
         return
 
 
-def _peek_pod(name: str, verify: bool, rig: str | None, follow: bool, tail: int | None, namespace: str) -> None:
+def _peek_pod(name: str, *, verify: bool, rig: str | None, follow: bool, tail: int | None, namespace: str) -> None:
     from kubernetes.client.rest import ApiException
     from kubernetes.config import ConfigException
 

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import click
 
-from ..ledger import LedgerError
-from ..polecats import branch_for
+from .common import settings
+from .lazy import LazyGroup
 
 
-@click.group()
+# a LazyGroup, so that `gt` loads no git before `session run` starts its agent (it applies the git
+# timeout itself, after)
+@click.group(cls=LazyGroup, lazy={})
 def session() -> None:
     """Agent sessions (what runs inside a Job's pod, or a local subprocess)."""
 
@@ -51,7 +53,7 @@ def session() -> None:
               help="End the session cleanly (its work pushed) after this many seconds "
                    "(env GT_SESSION_MAX_SECONDS; the Rig's budget.sessionSeconds).")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def run(rig: str, bead: str, polecat: str, session_name: str, runtime: str, model: str | None,
+def run(*, rig: str, bead: str, polecat: str, session_name: str, runtime: str, model: str | None,
         workdir: Path, session_dir: Path, target: str, deadline: float, heartbeat: str | None,
         heartbeat_interval: float, cache_dir: Path | None, state_dir: Path | None, max_tokens: int | None,
         max_seconds: float | None, args: tuple[str, ...]) -> None:
@@ -68,8 +70,8 @@ def run(rig: str, bead: str, polecat: str, session_name: str, runtime: str, mode
                        model=model, extra_args=list(args), deadline=deadline, heartbeat=heartbeat,
                        heartbeat_interval=heartbeat_interval, cache_dir=cache_dir,
                        state_dir=state_dir.resolve() if state_dir else None, max_tokens=max_tokens,
-                       max_seconds=max_seconds)
-    outcome = run_session(spec)
+                       max_seconds=max_seconds, git_timeout=settings().git_timeout)
+    outcome = run_session(spec)  # its spans under the daemon's dispatch span (its TRACEPARENT)
     click.echo(f"session {session_name}: {outcome.status}" + (f": {outcome.reason}" if outcome.reason else ""),
                err=outcome.code != 0)
     _termination_message(f"{outcome.status}: {outcome.reason}"[:4000])
@@ -102,20 +104,25 @@ def _termination_message(text: str) -> None:
               help="The session's directory (env GT_SESSION_DIR).")
 @click.option("--cache-dir", envvar="GT_CACHE_DIR", type=click.Path(path_type=Path),
               help="Ledger cache directory (env GT_CACHE_DIR).")
-def done(status: str, reason: str, rig: str, bead: str, polecat: str, session_name: str, target: str,
+def done(*, status: str, reason: str, rig: str, bead: str, polecat: str, session_name: str, target: str,
          workdir: Path, session_dir: Path | None, cache_dir: Path | None) -> None:
     """Finish the work on a bead: commit leftovers, push the branch, record the result.
 
     Inside a session everything comes from the environment: just run `gt done`.
     """
+    from ..ledger import LedgerError
+    from ..polecats import branch_for
     from ..runtimes.session import finish
+    from ..telemetry import tracing
 
     if status == "escalated" and not reason.strip():
         click.echo("gt: error: say why with --reason when you escalate", err=True)
         sys.exit(1)
     try:
-        marker = finish(rig, bead, polecat, session_name, status, reason, workdir.resolve(), target,  # type: ignore[arg-type]
-                        session_dir, cache_dir)
+        with tracing.carried_on("gastown-session"):  # under its session's runtime span
+            marker = finish(rig, bead, polecat=polecat, session=session_name,
+                            status=status, reason=reason,  # type: ignore[arg-type]
+                            workdir=workdir.resolve(), target=target, session_dir=session_dir, cache_dir=cache_dir)
     except LedgerError as e:
         click.echo(f"gt: error: {e}", err=True)
         sys.exit(1)

@@ -27,6 +27,7 @@ from ..runtimes.local import LocalBackend
 from ..scheduler import in_flight
 from ..spend import describe
 from ..trouble import MERGE, VERIFY
+from .budget import convoy_standing
 from .common import emit, fail, json_option, load_settings, town_option, use_git_timeout
 
 GATES = ("setup", "lint", "typecheck", "build", "test")
@@ -42,7 +43,7 @@ GATES = ("setup", "lint", "typecheck", "build", "test")
 @click.option("--dashboard-port", type=click.IntRange(0, 65535), default=0, show_default=True,
               help="Serve the web dashboard at http://127.0.0.1:PORT/ (read-only; actions with the token in "
                    "TOWN/dashboard.token); 0: none.")
-def up(town: Path | None, foreground: bool, verbose: bool, metrics_port: int, dashboard_port: int) -> None:
+def up(*, town: Path | None, foreground: bool, verbose: bool, metrics_port: int, dashboard_port: int) -> None:
     """Start the town's daemon: it drives every rig of the town until `gt down`."""
     t = Town(town)
     try:
@@ -52,8 +53,10 @@ def up(town: Path | None, foreground: bool, verbose: bool, metrics_port: int, da
     except TownError as e:
         fail(e)
     if foreground:
-        logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stdout,
-                            format="%(asctime)s %(name)-18s %(levelname)-7s %(message)s")
+        from ..telemetry.tracing import LOG_FORMAT, log_ids
+
+        logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stdout, format=LOG_FORMAT)
+        log_ids()  # the trace and span ids in each line, while a span is current
         try:
             daemon.serve(t, metrics_port=metrics_port, settings=config, dashboard_port=dashboard_port)
         except (TownError, OSError) as e:
@@ -119,7 +122,7 @@ def status(town: Path | None, as_json: bool) -> None:
             inFlight=len(in_flight(beads)),
             spend=[s.status() for s in budgets.rig_standings(beads, config.budget, now)],
             convoys=[{"name": c.metadata["name"], "id": c.id, "phase": p.phase, "progress": p.text,
-                      "spend": p.spend, "budget": budgets.convoy_standing(c, beads).status()}
+                      "spend": p.spend, "budget": convoy_standing(t, c, beads).status()}
                      for c in convoys.open_convoys(beads) if (p := convoys.progress(c, beads))],
             mergeQueue={"waiting": len(mq.queued(beads, target)), "batch": batch.id if batch else None,
                         **mq.counters(beads, target)},
@@ -155,8 +158,8 @@ def status(town: Path | None, as_json: bool) -> None:
             spent = f", spent {describe(c['spend'])}" if c["spend"] else ""
             spent += f"; budget {budgets.status_line(c['budget'])}" if c["budget"]["state"] != "Unbudgeted" else ""
             click.echo(f"  convoy {c['name']} ({c['id']}): {c['phase']}, {c['progress']}{spent}")
-        for e in r["escalations"]:
-            click.echo(f"  escalation {e['id']} {e['severity']}: {e['title']}")
+        for esc in r["escalations"]:
+            click.echo(f"  escalation {esc['id']} {esc['severity']}: {esc['title']}")
 
 
 @click.group()
@@ -203,7 +206,7 @@ def _rig_options(add: bool):
 @click.argument("url")
 @town_option
 @_rig_options(add=True)
-def rig_add(name: str, url: str, town: Path | None, max_polecats: int, runtime: str, model: str | None,
+def rig_add(*, name: str, url: str, town: Path | None, max_polecats: int, runtime: str, model: str | None,
             agent_args: tuple[str, ...], branch: str, gates: tuple[str, ...], deadline: int,
             webhook_url: str | None) -> None:
     """Add the rig NAME, the git repository at URL (a path works too), to the town.
@@ -223,14 +226,14 @@ def rig_add(name: str, url: str, town: Path | None, max_polecats: int, runtime: 
            "sessionDeadlineSeconds": deadline,
            "runtime": {"preset": runtime, **({"model": model} if model else {}), "args": list(agent_args)},
            "verification": {"gates": dict(_gate(g) for g in gates)}}
-    _put_rig(t, name, raw, webhook_url, added=True)
+    _put_rig(t, name, raw, webhook_url=webhook_url, added=True)
 
 
 @rig.command("set")
 @click.argument("name")
 @town_option
 @_rig_options(add=False)
-def rig_set(name: str, town: Path | None, max_polecats: int | None, runtime: str | None, model: str | None,
+def rig_set(*, name: str, town: Path | None, max_polecats: int | None, runtime: str | None, model: str | None,
             agent_args: tuple[str, ...], branch: str | None, gates: tuple[str, ...], deadline: int | None,
             webhook_url: str | None, url: str | None, remove_gates: tuple[str, ...]) -> None:
     """Change the rig NAME: only the options given change, the rest of it stays as it is."""
@@ -260,7 +263,7 @@ def rig_set(name: str, town: Path | None, max_polecats: int | None, runtime: str
     if raw == specs[name][0].wire() and webhook_url is None:
         click.echo(f"rig {name} unchanged")
         return
-    _put_rig(t, name, raw, webhook_url, added=False, repository=bool(url or branch))
+    _put_rig(t, name, raw, webhook_url=webhook_url, added=False, repository=bool(url or branch))
 
 
 def _gate(text: str) -> tuple[str, list[str]]:
@@ -274,7 +277,7 @@ def _gate(text: str) -> tuple[str, list[str]]:
              f"--gate argument for your shell")
 
 
-def _put_rig(t: Town, name: str, raw: dict, webhook_url: str | None, added: bool, repository: bool = True) -> None:
+def _put_rig(t: Town, name: str, raw: dict, *, webhook_url: str | None, added: bool, repository: bool = True) -> None:
     """Check the rig, create its ledger, and only then save it in town.json."""
     try:
         spec = parse_spec(RigSpec, raw)

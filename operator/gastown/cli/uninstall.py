@@ -20,7 +20,7 @@ from .common import emit, fail, json_option
 @click.option("--timeout", type=click.IntRange(1, 3600), default=120, show_default=True,
               help="Give up after this many seconds, whatever the API server does.")
 @json_option
-def uninstall(namespaces: tuple[str, ...], all_namespaces: bool, delete_home_claims: bool, dry_run: bool,
+def uninstall(*, namespaces: tuple[str, ...], all_namespaces: bool, delete_home_claims: bool, dry_run: bool,
               timeout: int, as_json: bool) -> None:
     """Remove gastown's finalizers and what the operator made in each rig namespace.
 

@@ -49,6 +49,7 @@ class Dashboard:
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self.server: ThreadingHTTPServer | None = None
+        self._town: tuple[tuple, dict[tuple[bool, str], views.Page]] = ((), {})  # the town page per ledger tips
 
     # --- the poller ---------------------------------------------------------------------------
 
@@ -113,11 +114,25 @@ class Dashboard:
 
     # --- pages --------------------------------------------------------------------------------
 
+    def _town_page(self, actions: views.Actions) -> views.Page:
+        """The town page, rendered again only when a rig's ledger tip (or its settings) moved: it reads
+        every bead of every rig (bench/dashboard_bench.py has the figures)."""
+        tips = tuple((n, r.ledger.tip, r.limit, r.queue.target) for n, r in self.rigs.items())
+        seen, pages = self._town
+        if seen != tips or len(pages) > 64:  # a page per browser session (its CSRF token), a few at a time
+            pages = {}
+            self._town = (tips, pages)
+        key = (actions.enabled, actions.csrf)
+        page = pages.get(key)
+        if page is None:
+            beads = {n: r.ledger.beads(refresh=False) for n, r in self.rigs.items()}
+            page = pages[key] = views.town_page(self.rigs, beads, actions)
+        return page
+
     def render(self, path: str, query: dict[str, list[str]], actions: views.Actions) -> views.Page:
         parts = [unquote(p) for p in path.strip("/").split("/") if p]
         if not parts:
-            beads = {n: r.ledger.beads(refresh=False) for n, r in self.rigs.items()}
-            return views.town_page(self.rigs, beads, actions)
+            return self._town_page(actions)
         if parts[0] == "feed" and len(parts) == 1:
             one = {k: v[0] for k, v in query.items() if v and k in ("rig", "convoy", "polecat")}
             kinds = tuple(k for k in query.get("kind", []) if k in KINDS)
@@ -160,7 +175,7 @@ class Dashboard:
             if mr.type != BeadType.MERGE_REQUEST or mr.status != Status.OPEN:
                 raise Refused(409, f"{target} is not a queued merge request")
             reason = form.get("reason", "").strip() or "rejected from the dashboard"
-            ledger.apply(Reject(target, f"rejected by {actor}: {reason}", "", actor))
+            ledger.apply(Reject(mr_id=target, reason=f"rejected by {actor}: {reason}", log="", actor=actor))
             return f"{target}: rejected"
         if action == "ack":
             ledger.apply(escalation.Ack(target, actor))

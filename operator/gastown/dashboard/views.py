@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from html import escape
-from typing import Any
 from urllib.parse import quote
 
 from .. import convoy as convoys
-from .. import scheduler, spend
+from .. import overview, scheduler, spend
 from ..escalation import open_escalations
 from ..feed import Event
 from ..graph import topo_order
 from ..ledger import Bead, BeadType, DepType, HistoryEntry, Status
 from ..refinery import queue as mq
-from ..refinery.bisect import Bisection, Run, run_id
-from ..refinery.records import attempt_of
+from ..refinery.bisect import Bisection
 from .sources import RigView
 
 Page = tuple[str, str]  # (title, the main part's HTML)
@@ -80,16 +78,17 @@ class Actions:
 
 
 def town_page(rigs: Mapping[str, RigView], beads_of: Mapping[str, Mapping[str, Bead]], actions: Actions) -> Page:
-    rows, convoy_rows, escalations, spent = [], [], [], {}
+    rows, convoy_rows, escalations = [], [], []
+    spent: dict[str, float] = {}
     for name, rig in rigs.items():
         beads = beads_of[name]
         batch = mq.active_batch(beads, rig.queue.target)
-        state = scheduler.state_of(beads, _prefix(beads))
+        state = scheduler.state_of(beads, overview.prefix(beads))
         rows.append(f"<tr><td>{link(f'/rig/{q(name)}', name)}</td><td>{len(scheduler.in_flight(beads))} of "
                     f"{rig.limit}</td><td>{len(mq.queued(beads, rig.queue.target))}</td>"
                     f"<td>{link(f'/rig/{q(name)}', batch.id) if batch else '-'}</td>"
                     f"<td>{'paused' if state.paused else 'dispatching'}</td></tr>")
-        for c in convoys.open_convoys(beads) + _recently_done(beads):
+        for c in overview.convoys_shown(beads):
             p = convoys.progress(c, beads)
             convoy_rows.append(f"<tr><td>{link(f'/convoy/{q(name)}/{q(c.id)}', c.metadata.get('name', c.id))}</td>"
                                f"<td>{e(name)}</td><td class=phase>{e(p.phase)}</td><td>{bar(p.done, p.total)}</td>"
@@ -110,36 +109,22 @@ def town_page(rigs: Mapping[str, RigView], beads_of: Mapping[str, Mapping[str, B
         f"<h2>Spend</h2><p>{e(spend.describe(spent)) if spent else 'nothing recorded yet'}</p>"))
 
 
-def _recently_done(beads: Mapping[str, Bead], keep: int = 5) -> list[Bead]:
-    done = [b for b in beads.values() if b.type == BeadType.CONVOY and b.status == Status.CLOSED]
-    return sorted(done, key=lambda b: b.closed_at or b.updated_at, reverse=True)[:keep]
-
-
-def _prefix(beads: Mapping[str, Bead]) -> str:
-    return next(iter(beads), "gt-").split("-")[0]
-
-
 def rig_page(rig: RigView, beads: Mapping[str, Bead], batch_history: Sequence[HistoryEntry],
              actions: Actions) -> Page:
     name, target = rig.name, rig.queue.target
-    state = scheduler.state_of(beads, _prefix(beads))
+    state = scheduler.state_of(beads, overview.prefix(beads))
     toggle = actions.button("resume", "resume", rig=name) if state.paused else actions.button("pause", "pause",
                                                                                            rig=name)
-    agents = sorted((b for b in beads.values() if b.type == BeadType.AGENT and b.metadata.get("name")),
-                    key=lambda b: b.metadata["name"])
     polecats = []
-    for a in agents:
-        held = beads.get(a.metadata.get("hooked") or "")
+    for a, held in overview.polecats(beads):
         polecats.append(f"<tr><td>{e(a.metadata.get('name', a.id))}</td><td>{e(a.metadata.get('state', ''))}</td>"
                         f"<td>{link(f'/bead/{q(name)}/{q(held.id)}', held.title) if held else '-'}</td></tr>")
     queued = "".join(f"<li>{link(f'/bead/{q(name)}/{q(m.id)}', m.title)} "
                      + actions.button("reject", "reject", rig=name, id=m.id) + "</li>"
                      for m in mq.queued(beads, target))
     batch = mq.active_batch(beads, target)
-    mrs = mq.merge_requests(beads, target)
-    merged = sorted((m for m in beads.values() if m.type == BeadType.MERGE_REQUEST and m.metadata.get("merged_commit")),
-                    key=lambda m: m.updated_at, reverse=True)[:10]
-    rejected = [m for m in mrs if m.status == Status.BLOCKED]
+    merged = overview.recently_merged(m for m in beads.values() if m.type == BeadType.MERGE_REQUEST)
+    rejected = overview.recently_rejected(mq.merge_requests(beads, target))
     return (f"rig {name}", (
         f"<h1>Rig {e(name)}</h1><p>scheduler: {e(state.held(_now()) or 'dispatching')} {toggle}; up to "
         f"{rig.limit} polecats</p><h2>Polecats</h2><table id=polecats><tr><th>polecat</th><th>state</th>"
@@ -158,39 +143,11 @@ def _now():  # a function of its own so that the page module stays free of clock
     return datetime.now(UTC)
 
 
-def rounds_of(batch: Bead, history: Sequence[HistoryEntry], parallel: int) -> list[list[dict[str, Any]]]:
-    """The batch's runs grouped into rounds (from its history), the current round's runs under way last."""
-    attempt = attempt_of(batch)
-    round_of: dict[str, int] = {}
-    current = 1
-    for h in history:  # oldest first: run lines, then the round line that settles them
-        if h.change.startswith("run "):
-            round_of.setdefault(h.change.split()[1].rstrip(":"), current)
-        elif h.change.startswith("round "):
-            current += 1
-        elif h.change.startswith("target moved"):
-            round_of, current = {}, 1
-    out: list[list[dict[str, Any]]] = []
-    records = batch.metadata.get("runs", {})
-    for rec in records.values():
-        run = Run.from_dict(rec)
-        n = round_of.get(run_id(batch.id, run, attempt), current)
-        while len(out) < n:
-            out.append([])
-        out[n - 1].append({**rec, "describe": run.describe()})
-    state = Bisection.from_dict(batch.metadata["state"])
-    pending = [r for r in state.next_round(parallel) if r.key not in records]
-    if pending:
-        while len(out) < current:
-            out.append([])
-        out[current - 1] += [{**r.to_dict(), "result": "running", "describe": r.describe()} for r in pending]
-    return out
-
-
 def batch_view(batch: Bead, history: Sequence[HistoryEntry], parallel: int) -> str:
-    """The batch being bisected: one row per round, one box per run over the MRs it verifies."""
+    """The batch being bisected: one row per round, one box per run over the MRs it verifies (its
+    tooltip: what it verifies, the MRs, the run's ID for `gt peek --verify`)."""
     mrs = list(batch.metadata.get("mrs", []))
-    rounds = rounds_of(batch, history, parallel)
+    rounds = overview.rounds_of(batch, history, parallel)
     width, row, unit = 640, 34, 640 / max(1, len(mrs))
     boxes = []
     for i, runs in enumerate(rounds):
@@ -202,7 +159,7 @@ def batch_view(batch: Bead, history: Sequence[HistoryEntry], parallel: int) -> s
             x, w = 70 + min(xs) * unit, (max(xs) - min(xs) + 1) * unit - 4
             label = f"{r['describe']}: {r['result']}" + (f" ({r['gate']})" if r.get("gate") else "")
             boxes.append(f"<g class=run><rect class='{e(r['result'])}' x={x:.0f} y={y} width={w:.0f} height={row - 8}>"
-                         f"<title>{e(label)}: {e(', '.join(group))}</title></rect>"
+                         f"<title>{e(label)}: {e(', '.join(group))} (run {e(r['run'])})</title></rect>"
                          f"<text x={x + 4:.0f} y={y + 17}>{e(r['result'])}</text></g>")
     header = "".join(f"<text x={70 + i * unit + 2:.0f} y=12 font-size=10>{e(m)}</text>" for i, m in enumerate(mrs))
     height = 30 + len(rounds) * row
@@ -219,9 +176,10 @@ def rejection_view(rig: str, mr: Bead, beads: Mapping[str, Bead], actions: Actio
     source = beads.get(mr.metadata.get("source", ""))
     said = next((c.text for c in reversed(source.comments) if "rejected" in c.text or "conflict" in c.text), "") \
         if source else ""
-    reason = (mr.metadata.get("rejection") or {}).get("reason") or ", ".join(mr.metadata.get("conflicts", []))
+    reason = overview.rejection_reason(mr)
     return (f"<div class=rejection><p>{link(f'/bead/{q(rig)}/{q(mr.id)}', mr.title)}: {e(reason)} "
-            f"{actions.button('retry', 'retry', rig=rig, id=mr.id)}</p><pre>{e(said)}</pre></div>")
+            f"{actions.button('retry', 'retry', rig=rig, id=mr.id) if mr.status == Status.BLOCKED else ''}</p>"
+            f"<pre>{e(said)}</pre></div>")
 
 
 def convoy_page(rig: str, convoy: Bead, beads: Mapping[str, Bead]) -> Page:

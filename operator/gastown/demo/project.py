@@ -8,7 +8,7 @@ back to its polecat with the failing test's output, and the second try applies t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 
 SEED = {
     "README.md": "# stats\n\nA tiny statistics library, built by a convoy of agents.\n\n"
@@ -34,6 +34,7 @@ class Change:
     title: str
     description: str
     needs: tuple[str, ...]
+    _: KW_ONLY
     files: dict[str, str]
     fixed: dict[str, str] = field(default_factory=dict)  # a second try, after a rejection
 
@@ -42,36 +43,36 @@ class Change:
 
 
 CHANGES = [
-    Change("mean", "Arithmetic mean", "stats.mean(xs): the arithmetic mean; ValueError on an empty list.", (), {
+    Change("mean", "Arithmetic mean", "stats.mean(xs): the arithmetic mean; ValueError on an empty list.", (), files={
         "stats/mean.py": "def mean(xs):\n    if not xs:\n        raise ValueError(\"mean of an empty list\")\n"
                          "    return sum(xs) / len(xs)\n",
         "tests/test_mean.py": _test("mean", "from stats.mean import mean")
         + "    def test_mean(self):\n        self.assertEqual(mean([1, 2, 3, 4]), 2.5)\n\n"
           "    def test_empty(self):\n        with self.assertRaises(ValueError):\n            mean([])\n"}),
-    Change("median", "Median", "stats.median(xs): the middle value (the mean of the two middle ones).", (), {
+    Change("median", "Median", "stats.median(xs): the middle value (the mean of the two middle ones).", (), files={
         "stats/median.py": "def median(xs):\n    s = sorted(xs)\n    n = len(s)\n    if n == 0:\n"
                            "        raise ValueError(\"median of an empty list\")\n"
                            "    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2\n",
         "tests/test_median.py": _test("median", "from stats.median import median")
         + "    def test_odd(self):\n        self.assertEqual(median([3, 1, 2]), 2)\n\n"
           "    def test_even(self):\n        self.assertEqual(median([4, 1, 3, 2]), 2.5)\n"}),
-    Change("mode", "Mode", "stats.mode(xs): the most common value (the smallest on a tie).", (), {
+    Change("mode", "Mode", "stats.mode(xs): the most common value (the smallest on a tie).", (), files={
         "stats/mode.py": "from collections import Counter\n\n\ndef mode(xs):\n    counts = Counter(xs)\n"
                          "    top = max(counts.values())\n    return min(x for x, c in counts.items() if c == top)\n",
         "tests/test_mode.py": _test("mode", "from stats.mode import mode")
         + "    def test_mode(self):\n        self.assertEqual(mode([1, 2, 2, 3]), 2)\n\n"
           "    def test_tie(self):\n        self.assertEqual(mode([3, 1, 3, 1]), 1)\n"}),
-    Change("variance", "Variance", "stats.variance(xs): the population variance, using stats.mean.", ("mean",), {
+    Change("variance", "Variance", "stats.variance(xs): the population variance, using stats.mean.", ("mean",), files={
         "stats/variance.py": "from stats.mean import mean\n\n\ndef variance(xs):\n    m = mean(xs)\n"
                              "    return sum((x - m) ** 2 for x in xs) / len(xs)\n",
         "tests/test_variance.py": _test("variance", "from stats.variance import variance")
         + "    def test_variance(self):\n        self.assertEqual(variance([2, 4, 4, 4, 5, 5, 7, 9]), 4)\n"}),
-    Change("stdev", "Standard deviation", "stats.stdev(xs): the square root of the variance.", ("variance",), {
+    Change("stdev", "Standard deviation", "stats.stdev(xs): the square root of the variance.", ("variance",), files={
         "stats/stdev.py": "import math\n\nfrom stats.variance import variance\n\n\ndef stdev(xs):\n"
                           "    return math.sqrt(variance(xs))\n",
         "tests/test_stdev.py": _test("stdev", "from stats.stdev import stdev")
         + "    def test_stdev(self):\n        self.assertEqual(stdev([2, 4, 4, 4, 5, 5, 7, 9]), 2)\n"}),
-    Change("percentile", "Percentile", "stats.percentile(xs, p): the nearest-rank percentile, p in 0..100.", (), {
+    Change("percentile", "Percentile", "stats.percentile(xs, p): the nearest-rank percentile, p in 0..100.", (), files={
         # the first try forgets to sort and is off by one: the tests catch it
         "stats/percentile.py": "def percentile(xs, p):\n    return xs[int(len(xs) * p / 100)]\n",
         "tests/test_percentile.py": _test("percentile", "from stats.percentile import percentile")
@@ -81,7 +82,7 @@ CHANGES = [
         fixed={"stats/percentile.py": "import math\n\n\ndef percentile(xs, p):\n    s = sorted(xs)\n"
                                       "    rank = max(1, math.ceil(len(s) * p / 100))\n    return s[rank - 1]\n"}),
     Change("summary", "Summary", "stats.summary(xs): a dict of count, mean, median and stdev.",
-           ("mean", "median", "stdev"), {
+           ("mean", "median", "stdev"), files={
         "stats/summary.py": "from stats.mean import mean\nfrom stats.median import median\n"
                             "from stats.stdev import stdev\n\n\ndef summary(xs):\n"
                             "    return {\"count\": len(xs), \"mean\": mean(xs), \"median\": median(xs), "
@@ -89,7 +90,7 @@ CHANGES = [
         "tests/test_summary.py": _test("summary", "from stats.summary import summary")
         + "    def test_summary(self):\n        s = summary([2, 4, 4, 4, 5, 5, 7, 9])\n"
           "        self.assertEqual((s[\"count\"], s[\"mean\"], s[\"median\"], s[\"stdev\"]), (8, 5, 4.5, 2))\n"}),
-    Change("cli", "Command line", "python -m stats 1 2 3: prints the summary of the numbers given.", ("summary",), {
+    Change("cli", "Command line", "python -m stats 1 2 3: prints the summary of the numbers given.", ("summary",), files={
         "stats/__main__.py": "import sys\n\nfrom stats.summary import summary\n\n\ndef main(argv):\n"
                              "    s = summary([float(a) for a in argv])\n"
                              "    return \" \".join(f\"{k}={v:g}\" for k, v in s.items())\n\n\n"

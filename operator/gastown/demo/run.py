@@ -160,7 +160,7 @@ class Demo:
                                    if project.change_keyed(kv[0]) else 99):
             bead = beads[bead_id]
             mine = [m for m in mrs if m.metadata.get("source") == bead_id]
-            needs = project.change_keyed(key).needs if project.change_keyed(key) else ()
+            needs = change.needs if (change := project.change_keyed(key)) else ()
             took = (bead.closed_at - bead.created_at).total_seconds() if bead.closed_at else 0
             merged = next((m.metadata.get("merged_commit", "")[:10] for m in mine if m.status == Status.CLOSED), "-")
             rejected = sum(int(m.metadata.get("rejections", 0)) for m in mine)

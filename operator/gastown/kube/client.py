@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from ..api import API_VERSION, GROUP, VERSION, Condition, set_condition
 from ..names import MANAGED_BY
@@ -47,7 +47,8 @@ def get_object(namespace: str, plural: str, name: str) -> dict | None:
     from kubernetes.client.rest import ApiException
 
     try:
-        return client.CustomObjectsApi(api_client()).get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        return cast(dict, client.CustomObjectsApi(api_client()).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, name))
     except ApiException as e:
         if e.status == 404:
             return None

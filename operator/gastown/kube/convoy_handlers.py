@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +14,12 @@ from .. import formulas
 from ..api import GROUP, VERSION, Condition, ConvoySpec, Invalid
 from ..api.validation import parse_spec
 from ..budget import SetConvoyBudget, budget_condition, convoy_standing
-from ..ledger import Bead, LedgerError
+from ..ledger import Bead
 from ..ledger.ops import Together
 from ..names import OPERATOR_ACTOR
+from ..telemetry import tracing
 from .client import set_conditions
+from .ledger_calls import ledger_handler
 from .memo import ledgers
 from .rig_index import require_rig
 
@@ -26,14 +28,15 @@ def convoy_key(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
 
 
-@kopf.index(GROUP, VERSION, "convoys")
+@kopf.index(GROUP, VERSION, "convoys")  # type: ignore[arg-type]  # kopf's Protocol: namespace str | None
 def convoys_by_rig(namespace: str, name: str, uid: str, spec: Mapping, **_: Any) -> dict:
     return {(namespace, spec.get("rig")): {"key": convoy_key(namespace, name), "name": name, "uid": uid}}
 
 
 @kopf.on.create(GROUP, VERSION, "convoys", id="plan")
 @kopf.on.resume(GROUP, VERSION, "convoys", id="plan")
-@kopf.on.update(GROUP, VERSION, "convoys", id="plan")
+@kopf.on.update(GROUP, VERSION, "convoys", id="plan")  # type: ignore[arg-type]  # kopf's Protocol has no index kwargs
+@ledger_handler
 def plan_convoy(*, name: str, namespace: str, spec: Mapping, body: kopf.Body, memo: kopf.Memo,
                 rigs_by_name: kopf.Index, **_: Any) -> None:
     try:
@@ -54,13 +57,11 @@ def plan_convoy(*, name: str, namespace: str, spec: Mapping, body: kopf.Body, me
                        status={"phase": "Failed"})
         kopf.warn(body, reason="FormulaInvalid", message=message)
         return
-    except LedgerError as e:
-        raise kopf.TemporaryError(f"rig {convoy.rig}: {e}", delay=30) from e
     info = convoys.info_from_spec(key, name, convoy)
     parts = convoys.split(info, plan)  # one per rig: every rig must exist before any part is written
     specs = {r: rig if r == convoy.rig else require_rig(rigs_by_name, namespace, r, body) for r in parts}
     written = {}
-    try:
+    with tracing.planning(convoy.rig, key, source=info.source, beads=len(plan) if plan is not None else None):
         for part_rig, (part_info, part_plan) in parts.items():
             ops: list[Any] = [convoys.OpenConvoy(part_info, OPERATOR_ACTOR)]
             if part_plan is not None:
@@ -69,8 +70,6 @@ def plan_convoy(*, name: str, namespace: str, spec: Mapping, body: kopf.Body, me
                 ops.append(SetConvoyBudget(key, convoy.budget.wire() if convoy.budget else None, OPERATOR_ACTOR))
             ledger = ledgers(memo).for_rig(namespace, part_rig, specs[part_rig])
             written[part_rig] = ledger.apply(Together(tuple(ops), OPERATOR_ACTOR))
-    except LedgerError as e:
-        raise kopf.TemporaryError(f"rig {convoy.rig}: {e}", delay=30) from e
     bead = written[convoy.rig]
     # the phase the ledger gives (on a restart the convoy may be long Done), never one assumed from the plan
     set_conditions(namespace, "convoys", name, Condition(
@@ -80,7 +79,7 @@ def plan_convoy(*, name: str, namespace: str, spec: Mapping, body: kopf.Body, me
 
 
 def convoy_status(convoy: Bead, beads: Mapping[str, Bead],
-                  parts: list[tuple[Bead, Mapping[str, Bead]]] = ()) -> tuple[dict, tuple[Condition, ...]]:
+                  parts: Sequence[tuple[Bead, Mapping[str, Bead]]] = ()) -> tuple[dict, tuple[Condition, ...]]:
     """The Convoy's status as the ledgers say it is, and its conditions: its home rig's part and
     the ``parts`` on other rigs. Pure."""
     progs = [convoys.progress(convoy, beads)] + [convoys.progress(p, b) for p, b in parts]
@@ -101,7 +100,7 @@ def convoy_status(convoy: Bead, beads: Mapping[str, Bead],
     conditions.append(Condition(type="Done", status="True" if done else "False",
                                 reason="AllMerged" if done else "InProgress",
                                 message=convoy.close_reason or f"{merged}/{total}", last_transition_time=when))
-    standing = convoy_standing(convoy, beads)  # its home rig's sessions, against its budget
+    standing = convoy_standing(convoy, beads, parts)  # the sessions on all its rigs, against its one budget
     conditions.append(budget_condition([standing]).model_copy(update={"last_transition_time": when}))
     rigs = [meta.get("rig", "")] + [p.metadata.get("rig", "") for p, _ in parts]
     listed = [{"key": b.key, "id": b.id, "title": b.title[:200], "state": b.state,

@@ -21,7 +21,7 @@ from ..api import GROUP, VERSION
 
 
 @kopf.index(GROUP, VERSION, "rigs")
-def rig_uids(namespace: str, name: str, uid: str, **_: Any) -> dict:
+def rig_uids(namespace: str | None, name: str, uid: str, **_: Any) -> dict:
     return {(namespace, name): uid}
 
 
@@ -53,7 +53,7 @@ def rig_daemon(*, id: str, **options: Any) -> Callable[[Callable], Callable]:  #
             return await fn(stopped=_Stopped(stopped, gone), name=name, namespace=namespace, uid=uid,
                             rig_uids=rig_uids, **kwargs)
 
-        kopf.daemon(GROUP, VERSION, "rigs", id=id, **options)(run)
+        kopf.daemon(GROUP, VERSION, "rigs", id=id, **options)(run)  # type: ignore[arg-type]  # kopf's Protocol has no index kwargs
         # kopf.daemon has no option for it: the handler it registered, without requires_finalizer
         spawning = kopf.get_default_registry()._spawning  # noqa: SLF001 (kopf 1.45's registry)
         spawning._handlers = [dataclasses.replace(h, requires_finalizer=False) if h.fn is run else h  # noqa: SLF001

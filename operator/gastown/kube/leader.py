@@ -11,7 +11,9 @@ replicas that try at once, the API server lets one through and answers 409 to th
 - The leader renews every ``retry`` seconds. When it could not renew for ``renew_deadline``
   (two thirds of the lease), or finds that someone else wrote the Lease, it stops acting at once
   (``on_lost``: the operator exits, to come back as a standby) before any standby may take over.
-- A clean stop releases the Lease (no holder), so that a standby takes over within ``retry``.
+- A clean stop releases the Lease: it deletes it (if nobody wrote it since: a resourceVersion
+  precondition), as client-go's ReleaseOnCancel clears its holder. A standby finds no Lease and
+  creates it within ``retry``; the last replica to stop (an uninstall) leaves no Lease behind.
 
 Calls run on this module's own threads, never on kopf's executor or event loop, so busy
 handlers cannot delay a renewal.
@@ -300,13 +302,25 @@ class Elector:
             return
         self.leading.clear()
         from kubernetes import client
+        from kubernetes.client.rest import ApiException
 
+        lease = self.lease
         try:
-            lease = self.lease
-            lease.spec = client.V1LeaseSpec(lease_duration_seconds=1, lease_transitions=lease.spec.lease_transitions,
-                                            renew_time=_now())
-            self.api().replace_namespaced_lease(self.name, self.namespace, lease, _request_timeout=self._timeout())
-            log.info("released the %s", self.what)
+            for _ in range(2):  # a renewal whose answer came late moved it on: read it once again
+                if lease is None or lease.spec is None or lease.spec.holder_identity != self.identity:
+                    return  # someone else's now
+                try:  # only as last read (a precondition): a Lease someone else took stays theirs
+                    self.api().delete_namespaced_lease(
+                        self.name, self.namespace, _request_timeout=self._timeout(),
+                        body=client.V1DeleteOptions(preconditions=client.V1Preconditions(
+                            resource_version=lease.metadata.resource_version)))
+                    log.info("released the %s (deleted it: a standby creates it anew)", self.what)
+                    return
+                except ApiException as e:
+                    if e.status != 409:
+                        raise
+                lease = self._read()
+            raise RuntimeError("it kept changing")
         except Exception as e:  # noqa: BLE001 (it expires on its own; the standby waits that out)
             log.warning("could not release the %s (%s): a standby takes over when it expires", self.what, _reason(e))
 

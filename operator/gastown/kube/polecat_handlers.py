@@ -12,7 +12,6 @@ import kopf
 from .. import witness
 from ..api import GROUP, VERSION, Condition, Invalid, PolecatSpec
 from ..api.validation import parse_spec
-from ..ledger import LedgerError
 from ..names import (
     APP_COMPONENT,
     APP_MANAGED_BY,
@@ -28,6 +27,7 @@ from ..polecats import EnsureAgent, branch_for
 from ..runtimes.kubernetes import COMPONENT
 from .admission import current_conditions
 from .client import get_object, patch_status, post_event, set_conditions
+from .ledger_calls import ledger_handler
 from .memo import ledgers
 from .rig_index import require_rig
 
@@ -49,7 +49,7 @@ def polecat_name(name: str, labels: Mapping) -> str:
 
 
 @kopf.index(GROUP, VERSION, "polecats")
-async def polecats_by_rig(*, namespace: str, name: str, uid: str, spec: Mapping, labels: Mapping, **_: Any) -> dict:
+async def polecats_by_rig(*, namespace: str | None, name: str, uid: str, spec: Mapping, labels: Mapping, **_: Any) -> dict:
     return {(namespace, spec.get("rig")): {"name": polecat_name(name, labels), "resource": name, "uid": uid,
                                            "spec": dict(spec)}}
 
@@ -60,29 +60,30 @@ def polecat_owner(meta: Mapping) -> str | None:
 
 
 @kopf.index("batch", "v1", "jobs", labels=SESSION_LABELS)
-async def sessions_by_polecat(*, namespace: str, name: str, labels: Mapping, status: Mapping, meta: Mapping,
+async def sessions_by_polecat(*, namespace: str | None, name: str, labels: Mapping, status: Mapping, meta: Mapping,
                               **_: Any) -> dict:
     """A rig's sessions by the ledger's name of their polecat (two rigs may each have a furiosa)."""
     return {(namespace, labels.get(RIG_LABEL), labels.get(POLECAT_LABEL)): {
         "name": name, "active": not job_finished(status), "created": meta.get("creationTimestamp") or "",
+        "count": session_count(meta),
         "rig": labels.get(RIG_LABEL), "owned": bool(meta.get("ownerReferences"))}}
 
 
 @kopf.index("batch", "v1", "jobs", labels=SESSION_LABELS)
-async def polecat_of_session(*, namespace: str, name: str, meta: Mapping, **_: Any) -> dict:
+async def polecat_of_session(*, namespace: str | None, name: str, meta: Mapping, **_: Any) -> dict:
     """The Polecat resource a session (its Job, its pods, its heartbeat Lease) belongs to."""
     owner = polecat_owner(meta)
     return {(namespace, name): owner} if owner else {}
 
 
 @kopf.index("coordination.k8s.io", "v1", "leases", labels={APP_COMPONENT: "heartbeat"})
-async def heartbeats_by_session(namespace: str, name: str, spec: Mapping, **_: Any) -> dict:
+async def heartbeats_by_session(namespace: str | None, name: str, spec: Mapping, **_: Any) -> dict:
     """A session's Lease is named after it; its renewTime is the session's last heartbeat."""
     return {(namespace, name): spec.get("renewTime")}
 
 
 @kopf.index("", "v1", "pods", labels=SESSION_LABELS)
-async def session_starts(namespace: str, labels: Mapping, status: Mapping, **_: Any) -> dict:
+async def session_starts(namespace: str | None, labels: Mapping, status: Mapping, **_: Any) -> dict:
     """When the session's agent container started running (None while the pod is still starting)."""
     started = next((cs["state"]["running"].get("startedAt") for cs in status.get("containerStatuses") or []
                     if cs.get("name") == "agent" and (cs.get("state") or {}).get("running")), None)
@@ -91,12 +92,12 @@ async def session_starts(namespace: str, labels: Mapping, status: Mapping, **_: 
 
 @kopf.index("", "v1", "pods", labels={APP_MANAGED_BY: MANAGED_BY},
             when=lambda meta, **_: not meta.get("ownerReferences"))
-async def ownerless_pods(namespace: str, name: str, labels: Mapping, **_: Any) -> dict:
+async def ownerless_pods(namespace: str | None, name: str, labels: Mapping, **_: Any) -> dict:
     """gastown's pods with no owner (a Job's pods have it): the Deacon deletes them."""
     return {(namespace, labels.get(RIG_LABEL)): name}
 
 
-def session_polecat(index: kopf.Index, namespace: str, session: str | None) -> str | None:
+def session_polecat(index: kopf.Index, namespace: str | None, session: str | None) -> str | None:
     """The Polecat resource of a session, by the session's (its Job's) name."""
     return next(iter(index.get((namespace, session), [])), None) if session else None
 
@@ -114,17 +115,22 @@ def session_signals(namespace: str, rig: str, polecats: Iterable[str], *, sessio
         jobs = list(sessions.get((namespace, rig, polecat), []))
         if not jobs:
             continue
-        job = max(jobs, key=lambda j: j["created"])
+        job = max(jobs, key=lambda j: (j["created"], j.get("count", 0)))  # a stamp counts whole seconds
         started = [s for s in starts.get((namespace, job["name"]), []) if s]
         beats = [b for b in heartbeats.get((namespace, job["name"]), []) if b]
         age = max(0.0, (now - _when(max(started))).total_seconds()) if started else 0.0
         beat = max(0.0, (now - _when(max(beats))).total_seconds()) if beats else None
-        out[polecat] = witness.SessionSignal(job["name"], job["active"], age, beat)
+        out[polecat] = witness.SessionSignal(job["name"], job["active"], age=age, heartbeat_age=beat)
     return out
 
 
 def _when(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def session_count(meta: Mapping) -> int:
+    """A session Job's count among its polecat's sessions on its bead (its annotation)."""
+    return int((meta.get("annotations") or {}).get(SESSION_COUNT_ANNOTATION, 0))
 
 
 def job_finished(status: Mapping) -> bool:
@@ -136,12 +142,12 @@ def polecat_status_for_job(job: Mapping, deleted: bool = False) -> dict:
     """The Polecat status a session Job implies. Pure."""
     meta, status = job.get("metadata") or {}, job.get("status") or {}
     labels = meta.get("labels") or {}
-    count = int((meta.get("annotations") or {}).get(SESSION_COUNT_ANNOTATION, 0))
+    count = session_count(meta)
     if deleted or job_finished(status):
         return {"phase": "Idle", "currentBead": None, "branch": None, "session": None, "sessionCount": count}
     bead = labels.get(BEAD_LABEL)
     phase = "Working" if (status.get("ready") or 0) > 0 else "Spawning"
-    return {"phase": phase, "currentBead": bead, "branch": branch_for(labels.get(POLECAT_LABEL, ""), bead),
+    return {"phase": phase, "currentBead": bead, "branch": branch_for(labels.get(POLECAT_LABEL, ""), bead) if bead else None,
             "session": {"name": meta.get("name"), "started": status.get("startTime")},
             "sessionCount": count}
 
@@ -151,7 +157,8 @@ def polecat_status_for_job(job: Mapping, deleted: bool = False) -> dict:
 
 @kopf.on.create(GROUP, VERSION, "polecats", id="identity")
 @kopf.on.resume(GROUP, VERSION, "polecats", id="identity")
-@kopf.on.update(GROUP, VERSION, "polecats", id="identity")
+@kopf.on.update(GROUP, VERSION, "polecats", id="identity")  # type: ignore[arg-type]  # kopf's Protocol has no index kwargs
+@ledger_handler
 def polecat_identity(*, name: str, namespace: str, spec: Mapping, labels: Mapping, body: kopf.Body,
                      patch: kopf.Patch, memo: kopf.Memo, rigs_by_name: kopf.Index, **_: Any) -> None:
     """The polecat's identity is an agent bead in its rig's ledger: make sure it exists. Its
@@ -170,12 +177,7 @@ def polecat_identity(*, name: str, namespace: str, spec: Mapping, labels: Mappin
     elif (body.get("status") or {}).get("phase") == "Retired":
         patch.status["phase"] = "Idle"
     runtime = (polecat.runtime or rig.runtime).preset
-    ledger = ledgers(memo).for_rig(namespace, polecat.rig, rig)
-    try:
-        ledger.apply(EnsureAgent(name, polecat.rig, OPERATOR_ACTOR, runtime))
-    except LedgerError as e:
-        kopf.warn(body, reason="LedgerUnavailable", message=f"ledger of rig {polecat.rig}: {e}")
-        raise kopf.TemporaryError(f"ledger of rig {polecat.rig}: {e}", delay=30) from e
+    ledgers(memo).for_rig(namespace, polecat.rig, rig).apply(EnsureAgent(name, polecat.rig, OPERATOR_ACTOR, runtime))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=SESSION_LABELS)
@@ -190,7 +192,7 @@ def session_job_event(event: Mapping, **_: Any) -> None:
                  polecat_status_for_job(job, deleted=event.get("type") == "DELETED"))
 
 
-@kopf.on.event("coordination.k8s.io", "v1", "leases", labels={APP_COMPONENT: "heartbeat"})
+@kopf.on.event("coordination.k8s.io", "v1", "leases", labels={APP_COMPONENT: "heartbeat"})  # type: ignore[arg-type]  # kopf's Protocol has no index kwargs
 def session_heartbeat(event: Mapping, polecat_of_session: kopf.Index, **_: Any) -> None:
     """A session renewed its Lease (named after the session): that is the polecat's last heartbeat."""
     lease = event.get("object") or {}
@@ -231,7 +233,7 @@ def pod_trouble(pod: Mapping) -> tuple[str, str] | None:
     return None
 
 
-@kopf.on.event("", "v1", "pods", labels=SESSION_LABELS)
+@kopf.on.event("", "v1", "pods", labels=SESSION_LABELS)  # type: ignore[arg-type]  # kopf's Protocol has no index kwargs
 def session_pod_event(event: Mapping, polecat_of_session: kopf.Index, **_: Any) -> None:
     """A session pod in trouble becomes SessionHealthy=False and a Warning Event on its Polecat (once
     per trouble); a session pod running well makes it True again."""

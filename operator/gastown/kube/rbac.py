@@ -50,10 +50,10 @@ CLUSTER = (
     Rule("", ("namespaces",), ("list", "watch"), "kopf follows the namespaces it watches"),
 )
 
-# the leader Lease: a Role in the release's namespace (get and update only on the Lease's own name)
+# the leader Lease: a Role in the release's namespace (get, update and delete only on the Lease's own name)
 LEADER = (
-    Rule("coordination.k8s.io", ("leases",), ("get", "create", "update"),
-         "leader election between the operator's replicas (kube/leader.py)"),
+    Rule("coordination.k8s.io", ("leases",), ("get", "create", "update", "delete"),
+         "leader election between the operator's replicas (kube/leader.py); a clean stop deletes the Lease"),
 )
 
 

@@ -12,7 +12,7 @@ from kubernetes.client.rest import ApiException
 
 from ..api import API_VERSION, GROUP, VERSION, Condition, Invalid, MergeQueueSpec, RigSpec
 from ..api.validation import parse_spec
-from ..ledger import LedgerError
+from ..ledger import LedgerError, git_stopped
 from ..names import APP_COMPONENT, APP_MANAGED_BY, APP_NAME, MANAGED_BY, RIG_LABEL
 from ..runtimes.config import config_file
 from ..runtimes.kubernetes import (
@@ -24,6 +24,8 @@ from ..runtimes.kubernetes import (
     runtimes_copy_name,
 )
 from .client import set_conditions
+from .forbidden import refused, retry_in
+from .ledger_calls import ledger_handler
 from .memo import ledgers, settings
 from .mergequeue_handlers import active_queue
 from .objects import ensure, remove
@@ -62,7 +64,7 @@ class RigEntry(NamedTuple):
 
 
 @kopf.index(GROUP, VERSION, "rigs")
-def rigs_in_namespace(namespace: str, name: str, uid: str, spec: Mapping, **_: Any) -> dict:
+def rigs_in_namespace(namespace: str | None, name: str, uid: str, spec: Mapping, **_: Any) -> dict:
     return {namespace: {"name": name, "uid": uid, "maxPolecats": spec.get("maxPolecats")}}
 
 
@@ -161,7 +163,7 @@ def apply_quotas(namespace: str, rigs: list[RigEntry]) -> list[dict]:
     return written
 
 
-@kopf.on.event(GROUP, VERSION, "rigs")  # not on.delete: that would put a finalizer on every Rig
+@kopf.on.event(GROUP, VERSION, "rigs")  # type: ignore[arg-type]  # not on.delete: that would put a finalizer on every Rig
 def shrink_quotas(*, event: Mapping, name: str, namespace: str, rigs_in_namespace: kopf.Index,
                   mergequeues_by_rig: kopf.Index, **_: Any) -> None:
     """A Rig gone: the quotas for the rigs left (while the operator is down, the garbage collector
@@ -171,7 +173,7 @@ def shrink_quotas(*, event: Mapping, name: str, namespace: str, rigs_in_namespac
 
 
 @kopf.on.create(GROUP, VERSION, "mergequeues", id="quota")
-@kopf.on.update(GROUP, VERSION, "mergequeues", id="quota", field="spec.parallelVerifications")
+@kopf.on.update(GROUP, VERSION, "mergequeues", id="quota", field="spec.parallelVerifications")  # type: ignore[arg-type]  # kopf's Protocol has no index kwargs
 def follow_parallel_verifications(*, namespace: str, spec: Mapping, rigs_in_namespace: kopf.Index,
                                   mergequeues_by_rig: kopf.Index, **_: Any) -> None:
     """A MergeQueue's parallel verifications size the namespace's gastown-runs quota."""
@@ -187,7 +189,8 @@ def _condition(type_: str, ok: bool, reason: str, message: str, *, generation: i
 
 @kopf.on.create(GROUP, VERSION, "rigs", id="reconcile")
 @kopf.on.resume(GROUP, VERSION, "rigs", id="reconcile")
-@kopf.on.update(GROUP, VERSION, "rigs", id="reconcile")
+@kopf.on.update(GROUP, VERSION, "rigs", id="reconcile")  # type: ignore[arg-type]  # kopf's Protocol has no index kwargs
+@ledger_handler
 def reconcile_rig(*, name: str, namespace: str, uid: str, spec: Mapping, body: kopf.Body,
                   memo: kopf.Memo, retry: int, rigs_in_namespace: kopf.Index, mergequeues_by_rig: kopf.Index,
                   **_: Any) -> None:
@@ -199,7 +202,10 @@ def reconcile_rig(*, name: str, namespace: str, uid: str, spec: Mapping, body: k
     try:
         head = ledgers(memo).for_rig(namespace, name, rig).ensure()
     except (LedgerError, ApiException) as e:
-        what = f"Secret {rig.credentials_secret.name}: {e.reason}" if isinstance(e, ApiException) else str(e)
+        if isinstance(e, LedgerError) and git_stopped():
+            raise  # the operator is stopping, its git ended: no error of the Rig's (ledger_handler)
+        secret = rig.credentials_secret
+        what = f"Secret {secret.name}: {e.reason}" if isinstance(e, ApiException) and secret else str(e)
         message = f"{what}. Check spec.gitUrl and the credentials Secret; retrying."
         set_conditions(namespace, "rigs", name, *(_condition(t, False, "GitError", message, generation=generation)
                                                    for t in ("GitReachable", "LedgerReady", "Ready")),
@@ -211,16 +217,16 @@ def reconcile_rig(*, name: str, namespace: str, uid: str, spec: Mapping, body: k
     rigs = namespace_rigs(namespace, rigs_in_namespace, mergequeues_by_rig)
     if not any(r.name == name for r in rigs):  # not indexed yet (its first event): it is there all the same
         rigs.append(RigEntry(name, uid, rig.max_polecats))
-    runtimes = runtimes_configmap(namespace, settings(memo).runtimes_configmap, config_file(), rigs)
-    for obj in [*rig_objects(namespace, name, uid, rig), *([runtimes] if runtimes else [])]:
-        ensure(obj)
-    for dog in CRON_DOGS:
-        cronjob = dog_cronjob(namespace, name, uid, rig, dog, image=settings(memo).agent_image)
-        if getattr(rig.dogs, dog).enabled:
-            ensure(cronjob)
-        else:
-            remove(cronjob)
-    sessions = apply_quotas(namespace, rigs)[0]["spec"]["hard"]["pods"]
+    try:
+        sessions = _apply(namespace, name, uid, rig, rigs=rigs, memo=memo)
+    except ApiException as e:
+        if e.status != 403:
+            raise
+        message = f"{refused(e)} The Rig is reconciled once the operator's RBAC allows it (the chart's grants it)."
+        set_conditions(namespace, "rigs", name, _condition("Ready", False, "Forbidden", message, generation=generation),
+                       status={"phase": "Error"})
+        kopf.warn(body, reason="Forbidden", message=message)
+        raise kopf.TemporaryError(message, delay=retry_in(retry + 1)) from e
     # the spec parsed: not Invalid, in the same write as Ready (admission may not have said so yet)
     valid = Condition(type="Invalid", status="False", reason="SpecValid", message="", observed_generation=generation)
     set_conditions(namespace, "rigs", name, valid, *reachable,
@@ -230,3 +236,17 @@ def reconcile_rig(*, name: str, namespace: str, uid: str, spec: Mapping, body: k
                    _condition("Ready", True, "Reconciled", "ledger, quota, policies and Dogs in place",
                               generation=generation),
                    status={"phase": "Ready", "ledgerHead": head, "observedGeneration": generation})
+
+
+def _apply(namespace: str, name: str, uid: str, rig: RigSpec, *, rigs: list, memo: kopf.Memo) -> int:
+    """The rig's objects, Dogs and quotas in place; the namespace's session pods allowed."""
+    runtimes = runtimes_configmap(namespace, settings(memo).runtimes_configmap, config_file(), rigs)
+    for obj in [*rig_objects(namespace, name, uid, rig), *([runtimes] if runtimes else [])]:
+        ensure(obj)
+    for dog in CRON_DOGS:
+        cronjob = dog_cronjob(namespace, name, uid, rig, dog=dog, image=settings(memo).agent_image)
+        if getattr(rig.dogs, dog).enabled:
+            ensure(cronjob)
+        else:
+            remove(cronjob)
+    return apply_quotas(namespace, rigs)[0]["spec"]["hard"]["pods"]

@@ -13,7 +13,7 @@ from ..api.validation import parse_spec
 
 
 @kopf.index(GROUP, VERSION, "rigs")
-def rigs_by_name(namespace: str, name: str, spec: Mapping, **_: Any) -> dict:
+def rigs_by_name(namespace: str | None, name: str, spec: Mapping, **_: Any) -> dict:
     return {(namespace, name): dict(spec)}
 
 

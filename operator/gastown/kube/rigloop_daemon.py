@@ -1,11 +1,18 @@
 """The rig loop on a cluster: one kopf daemon per Rig runs the engine's RigLoop, with Polecat
 resources and Jobs as its ports.
 
-The loop wakes when the ledger moves (one ls-remote per poll for the whole rig), when kopf's
+The loop passes when the ledger moves (one ls-remote per poll for the whole rig), when kopf's
 indexes of the rig's Polecats, Jobs, Convoys and MergeQueues change, and every
 Settings.patrol_seconds for what only time changes (the Witness's heartbeat ages, escalation
 bumps); it never polls the Kubernetes API. After each pass the driver projects the ledger onto
 the status of the Rig, its Polecats (restarts) and its Convoys.
+
+It keeps the rig loop's one Cadence: GT_POLL_BUSY_SECONDS (at least POLL_SECONDS) between ticks
+while the rig is busy, each quiet tick doubling the wait up to GT_POLL_IDLE_SECONDS. A wait ends at once when the operator sees
+something of the rig move without asking anyone (``KubeRig.woken``, looked at every CHECK_SECONDS:
+kopf's indexes, fed by its watches: the Rig's spec, its Polecats, Convoys, MergeQueues, a Job
+ending; a push to the rig's ledger, or to a ledger of its convoys, from this process: a Convoy's
+handler). A write by anyone else (a session's push) is seen at the next poll.
 
 The daemon is a coroutine: each tick runs in the rig loops' own pool of threads (memo.rig_threads)
 and the daemon awaits between ticks, so a rig holds a thread only while it ticks and kopf's
@@ -38,11 +45,12 @@ from ..deacon import Heal
 from ..dogs import DogReport, Kennel
 from ..escalation import Routes
 from ..ledger import Bead, BeadType, Ledger, Status, counts_by_status
+from ..ledger.ledger import pushed_marker, pushed_stamp
 from ..names import APP_MANAGED_BY, MANAGED_BY, OPERATOR_ACTOR, POLECAT_LABEL, RIG_LABEL
 from ..polecats import agent_id, hooked_to, resource_name
 from ..refinery.verify import Verification
 from ..rigloop import Cadence, Driver, DriverPort, RigLoop, Round
-from ..rigpass import PassConfig, PassReport
+from ..rigpass import PassConfig, PassReport, parts_of
 from ..runtimes.kubernetes import (
     JobRequest,
     KubernetesBackend,
@@ -64,7 +72,9 @@ from .polecat_handlers import session_signals
 from .rig_index import rig_spec
 
 log = logging.getLogger("gastown.dispatch")
-POLL_SECONDS = 2.0  # between two ticks of a rig's loop
+POLL_SECONDS = 2.0  # at least this between two ticks of a busy rig's loop (an idle rig's grow to GT_POLL_IDLE_SECONDS)
+CHECK_SECONDS = 0.25  # how often a waiting rig loop looks at what the operator sees of its rig (no request)
+STOP_BACKOFF = 15.0  # seconds kopf waits for a stopping rig loop (its tick, its claim's release) before cancelling it
 ASK_AGAIN_SECONDS = 30.0  # a request kopf's indexes do not show yet is made again after this long
 
 
@@ -91,6 +101,9 @@ class Asked:
 
 class KubePort:
     """The rig loop's ports on a cluster, over kopf's indexes as they are at one round."""
+
+    shares_cache = False  # the verifiers are Jobs: they fetch each stack's scratch ref from the rig
+    books_in_order = False  # a session books its start from its pod
 
     def __init__(self, *, namespace: str, rig_name: str, rig_uid: str, rig: RigSpec, ledger: Ledger,
                  polecats: Mapping[str, dict], sessions: kopf.Index, convoy_refs: Mapping[str, dict],
@@ -300,9 +313,11 @@ class KubeRig:
         self.git_error: str | None = None
         self.holder: str | None = ""  # who holds the ledger, as last said ("": not said yet)
         self.blocked: dict[str, str] = {}  # the rig's problems besides its remote, by key
-        self.peer_rigs: set[str] = set()  # the other rigs of this rig's open convoys
+        self.peer_rigs: set[str] = set()  # the other rigs of this rig's open convoys (their parts, their budget)
         self.asked = Asked()
         self.restored = False  # the rig's Polecats checked against its ledger (once per loop)
+        self.remote: str | None = None  # its ledger's, as of the last round
+        self.markers: tuple[str, ...] = ()  # the pushed markers of its ledger and of its convoys' other rigs
 
     def peer(self, other: str) -> Ledger | None:
         """Another rig's ledger (for the parts of this rig's convoys that live there)."""
@@ -342,14 +357,34 @@ class KubeRig:
         return Round(ledger=ledger, port=port, config=config)
 
     def wake_key(self, round: Round) -> Hashable:
-        port = self.port
-        assert port is not None
         # the parts of this rig's convoys on other rigs move other ledgers: their tips wake us too
-        peer_tips = tuple((r, other.refresh()) for r in sorted(self.peer_rigs) if (other := self.peer(r)) is not None)
-        return (tuple(sorted((p, p in port.busy()) for p in port.known)), tuple(sorted(port.convoy_refs)), peer_tips,
-                tuple(sorted((m["name"], len(m["conditions"])) for m in port.queues)),
-                tuple(sorted((j["ident"] or "", j["ended"] or "") for j in port.verification_jobs)),
-                self.memo["shared"].owed(round.ledger.store.remote) if "shared" in self.memo else 0)
+        peers = [(r, other) for r in sorted(self.peer_rigs) if (other := self.peer(r)) is not None]
+        self.remote = round.ledger.store.remote
+        self.markers = tuple(str(pushed_marker(lg.store.remote)) for lg in [round.ledger, *(o for _, o in peers)])
+        return self.seen(), tuple((r, other.refresh()) for r, other in peers)
+
+    def seen(self) -> Hashable:
+        """What kopf's indexes show of the rig (its watches keep them): its spec, its Polecats and
+        their sessions (each Job's name, whether it runs, when its pod's agent started), its Convoys,
+        MergeQueues and verification Jobs. Not the heartbeats: the Witness's deadlines (the pass's
+        ``due``) say when one is owed a look, and a beat is no news."""
+        at, ix, sessions = (self.namespace, self.name), self.indexes, self.indexes["sessions_by_polecat"]
+        starts = ix["session_starts"]
+
+        def jobs(polecat: str) -> list[tuple]:
+            return sorted((s["name"], s["active"], sorted(map(str, starts.get((self.namespace, s["name"]), []))))
+                          for s in sessions.get((*at, polecat), []))
+        polecats = sorted(((p["resource"], p["spec"], jobs(p["name"])) for p in ix["polecats_by_rig"].get(at, [])),
+                          key=lambda p: p[0])
+        return (list(ix["rigs_by_name"].get(at, [])), polecats, sorted(c["key"] for c in ix["convoys_by_rig"].get(at, [])),
+                sorted((m["name"], len(m["conditions"])) for m in ix["mergequeues_by_rig"].get(at, [])),
+                sorted((j["ident"] or "", j["ended"] or "") for j in ix["verifications_by_rig"].get(at, [])),
+                self.memo["shared"].owed(self.remote) if "shared" in self.memo and self.remote else 0)
+
+    def woken(self) -> Hashable:
+        """What ends a wait: ``seen``, and each push from this process to the rig's ledger or to a
+        ledger of its convoys (a Convoy's handler writes there; a marker is replaced per push)."""
+        return self.seen(), tuple(pushed_stamp(m) for m in self.markers)
 
     def passed(self, round: Round, report: PassReport) -> bool:
         port, ns, name, beads = self.port, self.namespace, self.name, report.beads or {}
@@ -361,8 +396,9 @@ class KubeRig:
         project(ns, name, prefix=round.ledger.prefix, tip=round.ledger.tip, beads=beads, refs=port.convoy_refs,
                 polecats=port.known, last=self.projected, held=report.held, peer=self.peer, gate=report.budget)
         project_queues(ns, name, queues=port.queues, beads=beads, target=round.config.queue.target,
-                       report=report.refinery, last=self.projected)
-        self.peer_rigs = {r for c in convoys.open_convoys(beads) if convoys.is_home(c, name) for r in convoys.other_rigs(c)}
+                       report=report.refinery, last=self.projected, history=round.ledger.history)
+        # every other rig of its open convoys: their parts' progress, and their budget (the home part's)
+        self.peer_rigs = {r for c in convoys.open_convoys(beads) for r in c.metadata.get("rigs") or [] if r != name}
         # a filling queue forms its batch when the window ends: that is time, not an event
         filling = report.refinery is not None and report.refinery.phase == "Filling"
         return report.acted or filling
@@ -381,7 +417,10 @@ class KubeRig:
         return f"operator rig {self.namespace}/{self.name} (uid {self.uid})"
 
 
-@rig_daemon(id="dispatch", cancellation_timeout=10)  # kopf.daemon without the finalizer (kube/daemon.py)
+# kopf.daemon without the finalizer (kube/daemon.py). At a stop kopf waits up to STOP_BACKOFF
+# seconds for the loop to see ``stopped`` and release its claim (a SIGTERM ends the tick's git at
+# once: kube/run.py), and cancels it only then.
+@rig_daemon(id="dispatch", cancellation_backoff=STOP_BACKOFF, cancellation_timeout=5)
 async def rig_loop(*, name: str, namespace: str, uid: str, spec: Mapping, stopped: kopf.DaemonStopped,
                    memo: kopf.Memo, polecats_by_rig: kopf.Index, sessions_by_polecat: kopf.Index,
                    convoys_by_rig: kopf.Index, rigs_by_name: kopf.Index, mergequeues_by_rig: kopf.Index,
@@ -392,16 +431,28 @@ async def rig_loop(*, name: str, namespace: str, uid: str, spec: Mapping, stoppe
                "verifications_by_rig": verifications_by_rig, "session_starts": session_starts,
                "heartbeats_by_session": heartbeats_by_session, "ownerless_pods": ownerless_pods}
     driver = KubeRig(name=name, namespace=namespace, uid=uid, spec=spec, memo=memo, indexes=indexes)
-    cadence = Cadence.of(driver.settings, poll=POLL_SECONDS, period=driver.settings.patrol_seconds)
+    s = driver.settings
+    poll = max(POLL_SECONDS, s.poll_busy_seconds)  # the local daemon's rule, never below 2 s for an operator's many rigs
+    cadence = Cadence.of(s, poll=poll, period=s.patrol_seconds, idle=max(poll, s.poll_idle_seconds))
     loop = RigLoop(rig=name, label=namespace, driver=driver, actor=OPERATOR_ACTOR, cadence=cadence,
                    holder=driver.claimant(), peers=driver.peer, backoffs=memo["backoffs"])
     threads, aio = rig_threads(memo), asyncio.get_running_loop()
     try:
         while not stopped:  # a thread only for the tick itself; the wait holds none
-            await stopped.wait(await aio.run_in_executor(threads, loop.tick))
+            await rest(driver, stopped, await aio.run_in_executor(threads, loop.tick))
     finally:
         await aio.run_in_executor(threads, loop.release)  # the next driver need not wait out the lease
         metrics.forget(namespace, name)
+
+
+async def rest(driver: KubeRig, stopped: Any, seconds: float) -> None:
+    """Wait ``seconds`` for the next tick, looking CHECK_SECONDS apart at what the operator sees of
+    the rig (``KubeRig.woken``: no request, no git): a change ends the wait at once."""
+    seen, deadline = driver.woken(), time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0 and not stopped:
+        await stopped.wait(min(CHECK_SECONDS, left))
+        if driver.woken() != seen:
+            return
 
 
 def report_git(namespace: str, rig: str, error: str | None, last: str | None) -> str | None:
@@ -457,7 +508,7 @@ def project(namespace: str, rig: str, *, prefix: str, tip: str | None, beads: Ma
     work = [b for b in beads.values() if b.type not in (BeadType.AGENT, BeadType.CONVOY)]
     active = len({b.assignee for b in work if b.assignee and b.status in (Status.HOOKED, Status.IN_PROGRESS)})
     status: dict[str, Any] = {"ledgerHead": tip, "beads": counts_by_status(work), "activePolecats": active}
-    status["spend"] = [s.status() for s in gate.rig] if gate else []
+    status["spend"], status["sharedLimits"] = ([s.status() for s in gate.rig], gate.turns) if gate else ([], [])
     put("rigs", rig, status, Condition(
         type="Dispatching", status="False" if held else "True",
         reason=("Paused" if held.startswith("paused") else "BudgetExhausted" if "budget exhausted" in held
@@ -472,15 +523,7 @@ def project(namespace: str, rig: str, *, prefix: str, tip: str | None, beads: Ma
         convoy = beads.get(convoys.convoy_id(prefix, key))
         if convoy is None or not convoys.is_home(convoy, rig):
             continue  # the Convoy's status is its home rig's to write
-        parts: list[tuple[Bead, Mapping[str, Bead]]] = []
-        for other in convoys.other_rigs(convoy):
-            ledger = peer(other) if peer else None
-            if ledger is not None:
-                snap = ledger.snapshot()
-                part = snap.get(convoys.convoy_id(snap.prefix, key))
-                if part is not None:
-                    parts.append((part, snap.beads()))
-        fields, conditions = convoy_status(convoy, beads, parts)
+        fields, conditions = convoy_status(convoy, beads, parts_of(peer, convoy, rig) if peer else [])
         put("convoys", ref["name"], fields, *conditions)
 
 

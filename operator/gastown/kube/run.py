@@ -13,7 +13,9 @@ import threading
 
 import kopf
 
+from ..ledger import stop_git
 from ..settings import Settings
+from ..telemetry import tracing
 from .access import wait_for_access
 from .health import HealthServer
 from .leader import Elector, own_namespace
@@ -35,6 +37,8 @@ def run(opts: OperatorOptions, settings: Settings, verbose: bool = False) -> Non
         importlib.import_module(f"{__package__}.{module}")
 
     kopf.configure(verbose=verbose)
+    if tracing.setup("gastown-operator"):  # OTEL_EXPORTER_OTLP_ENDPOINT set: spans go out over OTLP/HTTP
+        tracing.log_ids()  # records carry trace_id and span_id
     if opts.metrics_port:
         from ..telemetry.metrics import serve
 
@@ -49,6 +53,23 @@ def _stop_acting(why: str) -> None:
         handler.flush()
     sys.stderr.flush()
     os._exit(LOST_LEASE_EXIT)
+
+
+async def _stop_on_signals(kopf_ready: asyncio.Event, stop: asyncio.Event) -> None:
+    """Once kopf runs (its own handlers of SIGINT and SIGTERM are in place by then), a signal stops
+    it through ``stop`` after ending the git commands under way (``stop_git``): a rig loop's tick
+    or a handler in the middle of a fetch ends at once, and kopf's waits for its daemons and
+    handlers end well within the pod's termination grace period."""
+    await kopf_ready.wait()
+    loop = asyncio.get_running_loop()
+
+    def requested(sig: signal.Signals) -> None:
+        log.info("%s: stopping (ending the git commands under way)", sig.name)
+        stop_git()
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, requested, sig)
 
 
 async def _operate(opts: OperatorOptions, settings: Settings) -> None:
@@ -84,14 +105,19 @@ async def _operate(opts: OperatorOptions, settings: Settings) -> None:
             elector.start()
             if not await loop.run_in_executor(None, elector.wait_leading):
                 return
-        # from here on kopf's own handlers of SIGINT and SIGTERM stop it gracefully
-        await kopf.operator(
-            clusterwide=opts.clusterwide,
-            namespaces=() if opts.clusterwide else opts.namespaces,
-            standalone=True,
-            ready_flag=kopf_ready,
-            memo=kopf.Memo(options=opts, settings=settings),
-        )
+        stop = asyncio.Event()
+        signals = asyncio.create_task(_stop_on_signals(kopf_ready, stop))
+        try:
+            await kopf.operator(
+                clusterwide=opts.clusterwide,
+                namespaces=() if opts.clusterwide else opts.namespaces,
+                standalone=True,
+                ready_flag=kopf_ready,
+                stop_flag=stop,
+                memo=kopf.Memo(options=opts, settings=settings),
+            )
+        finally:
+            signals.cancel()
     finally:
         if elector is not None:
             await loop.run_in_executor(None, elector.release)  # after kopf stopped acting

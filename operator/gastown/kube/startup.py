@@ -8,6 +8,7 @@ import kopf
 
 from ..budget import SharedLimits
 from ..scheduler import SharedBackoffs
+from .forbidden import install as retry_refusals
 from .ledgers import RigLedgers
 from .memo import settings as gastown_settings
 from .options import OperatorOptions, configure
@@ -25,6 +26,7 @@ def cleanup(memo: kopf.Memo, **_) -> None:
 def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     opts = memo.get("options") or OperatorOptions()
     configure(settings, opts, gastown_settings(memo).pod_name)
+    retry_refusals(settings)  # a permission revoked while running: a clear line and a retry, never an exit
     memo["ledgers"] = RigLedgers(gastown_settings(memo).cache_dir)
     memo["backoffs"] = SharedBackoffs()  # one per operator: every rig loop sees the same
     memo["shared"] = SharedLimits(gastown_settings(memo).limits())  # the town's budget and shared limits

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .errors import Unavailable, UnknownOutcome
-from .gitstore import CLAIM_REF, GitStore, Signature, run_git
+from .gitstore import CLAIM_REF, GitStore, Signature, run_git, stop_grace
 
 log = logging.getLogger("gastown.ledger")
 SEEN_REF = "refs/gastown/driver-seen"  # the claim as last fetched, in the cache
@@ -97,16 +97,18 @@ class ClaimStore:
         return Drive(True, mine, took)
 
     def release(self, holder: str) -> bool:
-        """Delete the claim if ``holder`` has it (a clean stop): the next driver need not wait."""
-        claim = self.current()
-        if claim is None or claim.holder != holder:
-            return False
-        return self._push(None, claim.commit)
+        """Delete the claim if ``holder`` has it (a clean stop): the next driver need not wait. It
+        runs even once the process stops its git (``stop_git``), a few seconds at most."""
+        with stop_grace():
+            claim = self.current()
+            if claim is None or claim.holder != holder:
+                return False
+            return self._push(None, claim.commit)
 
     def _swap(self, claim: Claim | None, holder: str, lease: float, now: datetime) -> Claim | None:
         body = json.dumps({"holder": holder, "lease": lease, "renewed": now.isoformat()}, sort_keys=True)
         commit = self.store.commit_tree(EMPTY_TREE, [], f"driver: {holder}\n\n{body}\n", Signature.of(holder),
-                                        now.timestamp())
+                                        when=now.timestamp())
         self.store.write_object("tree", b"")  # the empty tree, in case the cache has never seen it
         if not self._push(commit, claim.commit if claim else None):
             return None

@@ -28,3 +28,7 @@ class Unavailable(LedgerError):
 
 class UnknownOutcome(Unavailable):
     """A push that may or may not have reached the remote (it timed out, the link broke)."""
+
+
+class UnsupportedFormat(LedgerError):
+    """The ledger was written by a newer gastown, in a format this one cannot read."""

@@ -2,7 +2,7 @@
 
 Objects are written straight into the cache's object store (the loose-object format is a
 zlib-compressed "<type> <size>\\0<data>" named by its SHA-1); objects are read through one
-persistent ``git cat-file --batch`` (GitPython); fetch, push and ls-remote are the git CLI,
+persistent ``git cat-file --batch`` (catfile.py); fetch, push and ls-remote are the git CLI,
 always as argv lists, never a shell.
 """
 
@@ -11,31 +11,35 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import io
-import json
 import os
+import signal
 import subprocess
 import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import git
-from git.objects.fun import tree_entries_from_data, tree_to_stream
-
+from . import layout
+from .catfile import CatFile
 from .errors import CorruptRecord, Unavailable, UnknownOutcome
-from .model import Bead, bead_path
+from .handoff import normalise_remote
+from .layout import ARCHIVE_DIR, BEADS_DIR, FORMAT, LEVELS, TREE, Config, record_path
+from .model import Bead
 
 LEDGER_BRANCH = "gastown/ledger"
 LEDGER_REF = f"refs/heads/{LEDGER_BRANCH}"
 CACHE_REF = "refs/gastown/remote"
+WRITTEN_REF = "refs/gastown/written"  # the last tip pushed through this cache, so gc keeps it
 CLAIM_REF = "refs/gastown/driver"  # who drives the ledger (ledger/claim.py)
 CONFIG_FILE = "ledger.json"
-ARCHIVE_DIR = "archive"  # compacted records: kept, read on demand, never loaded with the live ones
-FORMAT = 1
+# the line a commit that migrates the ledger to this release's format carries (layout.py)
+MIGRATION = f"ledger: migrated to format {FORMAT} (records fanned out to beads/<h0>/<h1>/<id>.json)"
+# caches have gc.auto=0 (no gc inside a fetch on the hot path): a writer starts a background
+# `git gc --auto` instead, checked every PACK_CHECK_EVERY pushes of a process and at its first
+PACK_LOOSE_OBJECTS, PACK_CHECK_EVERY = 2048, 16
 _timeout = {"git": 120.0}  # seconds one git command may take: Settings.git_timeout, set at start-up
 
 
@@ -47,7 +51,6 @@ def set_git_timeout(seconds: float) -> None:
 def git_timeout() -> float:
     return _timeout["git"]
 
-_FILE, _TREE = 0o100644, 0o040000
 # git's words for a lost race: another writer moved the ref, or holds its lock right now
 _LOST_RACE = ("non-fast-forward", "fetch first", "stale info", "failed to update ref", "failed to lock", "cannot lock")
 
@@ -56,37 +59,90 @@ class GitTimeout(Unavailable):
     """A git command did not finish in time; for a push, it may or may not have landed."""
 
 
+class GitStopped(Unavailable):
+    """The process is stopping (``stop_git``): the command was ended, or not started. A push
+    ended so may or may not have landed: the next start reads the remote again."""
+
+
+STOP_GRACE = 5.0  # seconds a command of a clean stop's last words (``stop_grace``) may take
+_stop = threading.Event()
+_running: set[subprocess.Popen] = set()  # the git commands running now, to end at a stop
+_running_lock = threading.Lock()
+_grace = threading.local()
+
+
+def stop_git() -> None:
+    """A requested stop (the operator's SIGTERM): end the git commands running now, and start none
+    but a clean stop's last words (``stop_grace``), so that no thread holds the exit up."""
+    _stop.set()
+    with _running_lock:
+        for proc in _running:
+            _end(proc)
+
+
+def _end(proc: subprocess.Popen, sig: signal.Signals = signal.SIGTERM) -> None:
+    """End the command and its helpers (its process group: upload-pack, ssh, the remote's hooks on
+    a local remote), which would otherwise hold its pipes open and its caller waiting."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+
+
+def git_stopped() -> bool:
+    return _stop.is_set()
+
+
+@contextlib.contextmanager
+def stop_grace() -> Iterator[None]:
+    """The git commands of this block run even after ``stop_git``, for STOP_GRACE seconds at most
+    each: what a clean stop still owes the remote (releasing the driver claim)."""
+    _grace.on = True
+    try:
+        yield
+    finally:
+        _grace.on = False
+
+
 def git_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS=env.get("GIT_ASKPASS", "true"), LC_ALL="C")
     return env
 
 
-def run_git(args: list[str], cwd: Path | None = None, input: bytes | None = None,
+def run_git(args: list[str], *, cwd: Path | None = None, input: bytes | None = None,
             timeout: float | None = None, check: bool = True,
             env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
     timeout = git_timeout() if timeout is None else timeout
+    if _stop.is_set():
+        if not getattr(_grace, "on", False):
+            raise GitStopped(f"git {args[0]} not run: the process is stopping")
+        timeout = min(timeout, STOP_GRACE)
+    proc = subprocess.Popen(["git", *args], cwd=cwd, stdin=subprocess.PIPE if input is not None else None,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**git_env(), **(env or {})},
+                            start_new_session=True)  # its own group: a stop ends its helpers (upload-pack, ssh) too
+    with _running_lock:
+        _running.add(proc)
+    if _stop.is_set() and not getattr(_grace, "on", False):
+        _end(proc)  # stopped between the check and the start
     try:
-        proc = subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True,
-                              timeout=timeout, env={**git_env(), **(env or {})})
+        out, err = proc.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired as e:
+        _end(proc, signal.SIGKILL)  # the whole group: a helper left running keeps the pipes open
+        proc.communicate()
         raise GitTimeout(f"git {args[0]} timed out after {timeout:.0f}s") from e
+    finally:
+        with _running_lock:
+            _running.discard(proc)
+    if proc.returncode < 0 and _stop.is_set():
+        raise GitStopped(f"git {args[0]} ended: the process is stopping")
     if check and proc.returncode != 0:
-        raise Unavailable(f"git {args[0]} failed: {_first_line(proc.stderr)}")
-    return proc
+        raise Unavailable(f"git {args[0]} failed: {_first_line(err)}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def _first_line(raw: bytes) -> str:
     lines = [ln.strip() for ln in raw.decode(errors="replace").splitlines() if ln.strip()]
     fatal = [ln for ln in lines if ln.startswith(("fatal:", "error:", "remote:"))]
     return (fatal or lines or ["no error message"])[0]
-
-
-def normalise_remote(remote: str) -> str:
-    """Absolute path for a local repository; URLs as they are."""
-    if "://" in remote or (":" in remote and "@" in remote.split(":", 1)[0]):
-        return remote
-    return str(Path(remote).expanduser().resolve())
 
 
 @dataclass(frozen=True)
@@ -107,11 +163,13 @@ class Signature:
 class GitSnapshot:
     """The ledger at one commit: which beads exist, parsed lazily and cached by blob."""
 
-    def __init__(self, store: GitStore, commit: str | None, prefix: str, blobs: Mapping[str, bytes],
-                 archive: Mapping[str, bytes] | None = None):
-        self.store, self.commit, self.prefix = store, commit, prefix
+    def __init__(self, store: GitStore, commit: str | None, prefix: str, blobs: Mapping[str, bytes], *,
+                 archive: Mapping[str, bytes] | None = None, format: int = FORMAT,
+                 dirs: Mapping[str, bytes | None] | None = None):
+        self.store, self.commit, self.prefix, self.format = store, commit, prefix, format
         self.blobs = dict(blobs)  # bead id -> binary sha of its record
         self.archive = dict(archive or {})  # the same, for beads compacted out of the live ledger
+        self.dirs = dict(dirs or {})  # BEADS_DIR / ARCHIVE_DIR -> its tree (absent: empty)
         self.corrupt: list[CorruptRecord] = []
 
     def ids(self) -> Iterator[str]:
@@ -122,7 +180,8 @@ class GitSnapshot:
 
     def get_archived(self, bead_id: str) -> Bead | None:
         sha = self.archive.get(bead_id)
-        return None if sha is None else self.store.bead(sha, f"{ARCHIVE_DIR}/{bead_id}.json", self.commit or "")
+        return None if sha is None else self.store.bead(sha, record_path(ARCHIVE_DIR, bead_id, self.format),
+                                                         self.commit or "")
 
     def __contains__(self, bead_id: str) -> bool:
         return bead_id in self.blobs
@@ -132,7 +191,8 @@ class GitSnapshot:
 
     def get(self, bead_id: str) -> Bead | None:
         sha = self.blobs.get(bead_id)
-        return None if sha is None else self.store.bead(sha, bead_path(bead_id), self.commit or "")
+        return None if sha is None else self.store.bead(sha, record_path(BEADS_DIR, bead_id, self.format),
+                                                         self.commit or "")
 
     def beads(self) -> dict[str, Bead]:
         """Every readable bead; unreadable ones are listed in ``corrupt``, never dropped silently."""
@@ -158,11 +218,12 @@ class GitStore:
         self.default_prefix = default_prefix
         self.env = dict(env or {})  # credentials for the remote, for the commands that reach it
         self._ensure_cache()
-        self._repo = git.Repo(self.cache)
-        self._read_lock = threading.Lock()
+        self._objects = CatFile(self.cache, git_env())
         self._beads: OrderedDict[bytes, Bead] = OrderedDict()
         self._snapshots: OrderedDict[str | None, GitSnapshot] = OrderedDict()
-        self._config_blob: bytes | None = None
+        self.trees = layout.Trees(self.read_object, self.write_object)
+        self._config_blobs: dict[str, bytes] = {}  # prefix -> this release's ledger.json blob
+        self._pushes = 0
         self.claim_seen: str | None = None  # the driver claim's commit, as the last ls-remote saw it
 
     # --- cache repository ----------------------------------------------------------
@@ -177,17 +238,79 @@ class GitStore:
                 run_git(["config", "gc.auto", "0"], cwd=self.cache)
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self, name: str = "gastown.lock") -> Iterator[None]:
         """Serialise ref updates in a cache shared by several processes."""
-        with open(self.cache / "gastown.lock", "a+b") as fh:
+        with open(self.cache / name, "a+b") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    @contextlib.contextmanager
+    def writing(self, done: Callable[[], bool] = lambda: False) -> Iterator[bool]:
+        """One writer at a time among the processes sharing this cache (the CLI's, on one machine):
+        they take turns instead of racing each other's pushes, and the holder commits the writes
+        every process spooled meanwhile (spool.py). Yields True with the lock held (its file then
+        names the holder's pid), or False once ``done()`` says another process did this one's
+        writes while it waited (asked between short polls of the lock)."""
+        with open(self.cache / "gastown.write.lock", "a+b") as fh:
+            pause = 0.001
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if done():
+                        yield False
+                        return
+                    time.sleep(pause)
+                    pause = min(pause * 1.5, 0.02)
+            try:
+                fh.truncate(0)
+                fh.write(f"{os.getpid()}\n".encode())
+                fh.flush()
+                yield True
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def written_tip(self) -> str | None:
+        """The tip the last writer through this cache pushed (whichever process it was)."""
+        try:
+            tip, remote = (self.cache / "gastown.tip").read_text().split("\t", 1)
+        except (FileNotFoundError, ValueError):
+            return None
+        return tip if remote.strip() == self.remote else None
+
+    def wrote(self, tip: str) -> None:
+        """Called with the tip just pushed, inside ``writing``: the next writer builds on it."""
+        for path, text in ((self.cache / "gastown.tip", f"{tip}\t{self.remote}\n"),
+                           (self.cache / WRITTEN_REF, f"{tip}\n")):  # the ref: what gc must keep
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.parent / f".{path.name}.{os.getpid()}"
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        self._pushes += 1
+        if self._pushes % PACK_CHECK_EVERY == 1:
+            self.pack_if_loose()
+
+    def pack_if_loose(self) -> bool:
+        """Start `git gc --auto` in the background when the cache has many loose objects (git's own
+        estimate: the objects in one of its 256 directories); True when it was started."""
+        try:
+            sample = len(os.listdir(self.cache / "objects" / "17"))
+        except FileNotFoundError:
+            return False
+        if sample * 256 <= PACK_LOOSE_OBJECTS:  # git packs only above gc.auto (more than 8 here of 2048)
+            return False
+        # its own session, not waited for: it outlives a one-shot CLI process, off the hot path
+        subprocess.Popen(["git", "-c", f"gc.auto={PACK_LOOSE_OBJECTS}", "-c", "gc.autoDetach=false", "gc", "--auto",
+                          "--quiet"], cwd=self.cache, env=git_env(), stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        return True
+
     def close(self) -> None:
-        self._repo.close()
+        self._objects.close()
 
     # --- remote ---------------------------------------------------------------------
 
@@ -288,18 +411,7 @@ class GitStore:
         return sha
 
     def read_object(self, sha: bytes) -> bytes:
-        with self._read_lock:
-            return self._repo.odb.stream(sha).read()
-
-    def _tree(self, sha: bytes) -> dict[str, tuple[bytes, int]]:
-        return {name: (bsha, mode) for bsha, mode, name in tree_entries_from_data(self.read_object(sha))}
-
-    def _write_tree(self, entries: Mapping[str, tuple[bytes, int]]) -> bytes:
-        # git orders tree entries by name, directories compared as if they ended in '/'
-        ordered = sorted(entries.items(), key=lambda kv: kv[0] + ("/" if kv[1][1] == _TREE else ""))
-        buf = io.BytesIO()
-        tree_to_stream([(sha, mode, name) for name, (sha, mode) in ordered], buf.write)
-        return self.write_object("tree", buf.getvalue())
+        return self._objects.read(sha)
 
     def bead(self, sha: bytes, path: str, commit: str) -> Bead:
         cached = self._beads.get(sha)
@@ -333,50 +445,66 @@ class GitStore:
             snap = GitSnapshot(self, None, self.default_prefix, {})
         else:
             root_sha = bytes.fromhex(self.read_object(bytes.fromhex(commit)).split(b"\n", 1)[0].split()[1].decode())
-            root = self._tree(root_sha)
-            prefix = self.default_prefix
+            root = self.trees.entries(root_sha)
+            config = Config(1, self.default_prefix)
             if CONFIG_FILE in root:
                 try:
-                    prefix = json.loads(self.read_object(root[CONFIG_FILE][0]))["prefix"]
-                except (ValueError, KeyError) as e:
+                    config = Config.from_json(self.read_object(root[CONFIG_FILE][0]))
+                except ValueError as e:
                     raise CorruptRecord(CONFIG_FILE, commit, str(e)) from None
-            blobs, archive = self._records(root, "beads"), self._records(root, ARCHIVE_DIR)
-            snap = GitSnapshot(self, commit, prefix, blobs, archive)
+            dirs = {d: root[d][0] for d in (BEADS_DIR, ARCHIVE_DIR) if d in root and root[d][1] == TREE}
+            levels = LEVELS[config.format]
+            snap = GitSnapshot(self, commit, config.prefix, self.trees.records(dirs.get(BEADS_DIR), levels),
+                               archive=self.trees.records(dirs.get(ARCHIVE_DIR), levels), format=config.format,
+                               dirs=dirs)
         self._remember(self._snapshots, commit, snap, 8)
         return snap
 
-    def _records(self, root: Mapping[str, tuple[bytes, int]], directory: str) -> dict[str, bytes]:
-        if directory not in root:
-            return {}
-        return {name[:-5]: sha for name, (sha, _mode) in self._tree(root[directory][0]).items()
-                if name.endswith(".json")}
-
     def write_commit(self, base: GitSnapshot, changes: Mapping[str, Bead], message: str,
-                     author: Signature, when: float | None = None, archive: Iterable[str] = ()) -> str:
+                     author: Signature, *, when: float | None = None, archive: Iterable[str] = ()) -> str:
         """Build a commit on ``base`` with ``changes`` (bead id -> new record) and the beads
-        ``archive`` moved to the archive; return its sha."""
-        blobs, archived = dict(base.blobs), dict(base.archive)
+        ``archive`` moved to the archive; return its sha. Only the directories on the changed
+        records' paths are written; a base in an older format is migrated in this commit."""
+        live: dict[str, bytes | None] = {}
+        archived: dict[str, bytes | None] = {}
         for bead_id in archive:
-            archived[bead_id] = blobs.pop(bead_id)
+            archived[bead_id], live[bead_id] = base.blobs[bead_id], None
         fresh: dict[bytes, Bead] = {}
         for bead_id, bead in changes.items():
-            sha = self.write_object("blob", bead.to_json())
-            blobs[bead_id] = sha
-            archived.pop(bead_id, None)
+            sha = live[bead_id] = self.write_object("blob", bead.to_json())
+            if bead_id in base.archive:
+                archived[bead_id] = None
             fresh[sha] = bead
-        config = json.dumps({"format": FORMAT, "prefix": base.prefix}, sort_keys=True).encode() + b"\n"
-        entries = {"beads": (self._write_tree({f"{i}.json": (s, _FILE) for i, s in blobs.items()}), _TREE),
-                   CONFIG_FILE: (self.write_object("blob", config), _FILE)}
-        if archived:
-            entries[ARCHIVE_DIR] = (self._write_tree({f"{i}.json": (s, _FILE) for i, s in archived.items()}), _TREE)
-        root = self._write_tree(entries)
-        commit = self.commit_tree(root.hex(), [base.commit] if base.commit else [], message, author, when)
+        blobs = _changed(base.blobs, live)
+        archive_blobs = _changed(base.archive, archived)
+        levels = LEVELS[FORMAT]
+        if base.format == FORMAT:
+            dirs = {BEADS_DIR: self.trees.edit(base.dirs.get(BEADS_DIR), levels, live) if live
+                    else base.dirs.get(BEADS_DIR),
+                    ARCHIVE_DIR: self.trees.edit(base.dirs.get(ARCHIVE_DIR), levels, archived) if archived
+                    else base.dirs.get(ARCHIVE_DIR)}
+        else:  # the migration: every record at its new path, once
+            dirs = {BEADS_DIR: self.trees.edit(None, levels, blobs) if blobs else None,
+                    ARCHIVE_DIR: self.trees.edit(None, levels, archive_blobs) if archive_blobs else None}
+            if MIGRATION not in message:
+                message = f"{message}\n\n{MIGRATION}"
+        entries = {d: (sha, TREE) for d, sha in dirs.items() if sha is not None}
+        entries[CONFIG_FILE] = (self._config_blob(base.prefix), layout.FILE)
+        root = self.trees.write(entries)
+        commit = self.commit_tree(root.hex(), [base.commit] if base.commit else [], message, author, when=when)
         for sha, bead in fresh.items():
             self._remember(self._beads, sha, bead, 200_000)
-        self._remember(self._snapshots, commit, GitSnapshot(self, commit, base.prefix, blobs, archived), 8)
+        self._remember(self._snapshots, commit, GitSnapshot(self, commit, base.prefix, blobs,
+                                                            archive=archive_blobs, dirs=dirs), 8)
         return commit
 
-    def commit_tree(self, tree: str, parents: list[str], message: str, author: Signature,
+    def _config_blob(self, prefix: str) -> bytes:
+        sha = self._config_blobs.get(prefix)
+        if sha is None:
+            sha = self._config_blobs[prefix] = self.write_object("blob", Config(FORMAT, prefix).to_json())
+        return sha
+
+    def commit_tree(self, tree: str, parents: list[str], message: str, author: Signature, *,
                     when: float | None = None) -> str:
         """Write a commit object for ``tree`` with ``parents``; return its sha."""
         when = time.time() if when is None else when
@@ -404,3 +532,13 @@ class GitStore:
             sha, author, date, body = chunk.split("\x1f", 3)
             entries.append({"commit": sha, "author": author, "date": date, "message": body.strip()})
         return entries
+
+
+def _changed(blobs: Mapping[str, bytes], changes: Mapping[str, bytes | None]) -> dict[str, bytes]:
+    out = dict(blobs)
+    for bead_id, sha in changes.items():
+        if sha is None:
+            out.pop(bead_id, None)
+        else:
+            out[bead_id] = sha
+    return out

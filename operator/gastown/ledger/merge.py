@@ -6,6 +6,7 @@ the Refinery when it stacks merge requests. Pushes are compare-and-swap on the t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .errors import Unavailable
@@ -96,12 +97,14 @@ class Branches:
         """Move ``branch`` to ``commit`` if it is still at ``expected``; False when it moved."""
         return self.store.swap_ref(f"refs/heads/{branch}", commit, expected)
 
-    def push_ref(self, commit: str, ref: str) -> None:
-        """Publish ``commit`` as ``ref`` (a scratch ref outside refs/heads) on the remote."""
-        proc = run_git(["push", "--quiet", "--force", self.store.remote, f"{commit}:{ref}"], cwd=self.store.cache,
-                       check=False, env=self.store.env)
+    def push_refs(self, commits: Mapping[str, str]) -> None:
+        """Publish each commit as its ref (scratch refs outside refs/heads) on the remote, in one push."""
+        if not commits:
+            return
+        proc = run_git(["push", "--quiet", "--force", self.store.remote, *[f"{c}:{r}" for r, c in commits.items()]],
+                       cwd=self.store.cache, check=False, env=self.store.env)
         if proc.returncode != 0:
-            raise Unavailable(f"cannot push {ref} to {self.store.remote}: {_first_line(proc.stderr)}")
+            raise Unavailable(f"cannot push {', '.join(commits)} to {self.store.remote}: {_first_line(proc.stderr)}")
 
     def fetch_ref(self, ref: str) -> bool:
         """Bring the remote's ``ref`` into the cache; False when the remote lacks it."""
@@ -121,8 +124,16 @@ class Branches:
         return run_git(["push", "--quiet", lease, self.store.remote, f":refs/heads/{branch}"], cwd=self.store.cache,
                        check=False, env=self.store.env).returncode == 0
 
+    def delete_all(self, tips: Mapping[str, str], *refs: str) -> None:
+        """Best effort, in one push: each branch of ``tips`` deleted if it is still at its commit (one
+        that moved is kept), and the scratch ``refs``."""
+        if tips or refs:
+            run_git(["push", "--quiet", *[f"--force-with-lease=refs/heads/{b}:{c}" for b, c in tips.items()],
+                     self.store.remote, *[f":refs/heads/{b}" for b in tips], *[f":{r}" for r in refs]],
+                    cwd=self.store.cache, check=False, env=self.store.env)
+
     def merge_into(self, branch: str, target: str, message: str, author: Signature,
-                   attempts: int = 10) -> MergeResult:
+                   *, attempts: int = 10) -> MergeResult:
         """Merge the remote ``branch`` into ``target`` and push it; rebuilt if the target moves."""
         for _ in range(attempts):
             tips = self.fetch(target, branch)

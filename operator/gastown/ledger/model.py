@@ -126,4 +126,6 @@ class Bead(Record):
 
 
 def bead_path(bead_id: str) -> str:
-    return f"beads/{bead_id}.json"
+    """Where the bead's live record is, in the format this release writes (ledger/layout.py)."""
+    from .layout import BEADS_DIR, record_path
+    return record_path(BEADS_DIR, bead_id)

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from ..graph import find_cycle
 from .errors import InvalidOperation, NotFound
+from .handoff import check_title
 from .ids import child_id, new_id
 from .model import (
     ID_PATTERN,
@@ -45,6 +46,14 @@ class Tx:
         self.changes: dict[str, Bead] = {}
         self.archive: set[str] = set()  # beads moved out of the live ledger by this batch
         self.lines: list[str] = []
+
+    def checkpoint(self) -> tuple[dict[str, Bead], set[str], int]:
+        """Where the batch stands, to roll back to when an operation fails half-way."""
+        return dict(self.changes), set(self.archive), len(self.lines)
+
+    def rollback(self, mark: tuple[dict[str, Bead], set[str], int]) -> None:
+        changes, archive, lines = mark
+        self.changes, self.archive, self.lines = changes, archive, self.lines[:lines]
 
     def get(self, bead_id: str) -> Bead | None:
         if bead_id in self.archive:
@@ -104,15 +113,6 @@ class Operation(Protocol):
     def actor(self) -> str: ...  # read-only: operations are frozen dataclasses
 
     def apply(self, tx: Tx) -> Any: ...
-
-
-def check_title(title: str) -> str:
-    """A title a bead may have: not blank, no NUL byte (git, the shells and the agents choke on it)."""
-    if "\0" in title:
-        raise InvalidOperation(f"title {title!r}: contains a NUL byte")
-    if not title.strip():
-        raise InvalidOperation(f"title {title!r}: is blank")
-    return title
 
 
 def _check_id(bead_id: str) -> None:
@@ -357,12 +357,12 @@ class Together:
     actor: str = "gastown"
 
     def apply(self, tx: Tx) -> Any:
-        changes, lines = dict(tx.changes), list(tx.lines)
+        mark = tx.checkpoint()
         try:
             result = None
             for op in self.ops:
                 result = op.apply(tx)
             return result
         except Exception:
-            tx.changes, tx.lines = changes, lines
+            tx.rollback(mark)
             raise

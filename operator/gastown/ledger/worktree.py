@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import random
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import Unavailable
@@ -55,27 +57,31 @@ def rescue_prefix(polecat: str, bead_id: str) -> str:
     return f"{RESCUE_REFS}/{polecat}/{bead_id}"
 
 
-def _local_tips(workdir: Path, branch: str) -> list[tuple[str, str]]:
-    """(commit, where) of what prepare_branch would move away from: HEAD, and the local ``branch``
-    that `checkout -B` resets (the clone's branches are shared by its worktrees)."""
-    tips = []
-    for rev, where in (("HEAD", current_branch(workdir)), (f"refs/heads/{branch}", branch)):
-        commit = git(workdir, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False)
-        if commit and commit not in (c for c, _ in tips):
-            tips.append((commit, where))
-    return tips
+def _unpushed_tips(workdir: Path, branch: str) -> list[tuple[str, str]]:
+    """(commit, where) of what prepare_branch would move away from, HEAD and the local ``branch``
+    (that `checkout -B` resets; the clone's branches are shared by its worktrees), whose history
+    no remote-tracking ref and no rescue ref holds. Two gits when nothing is unpushed (the rule)."""
+    tips: dict[str, str] = {}  # commit -> its ref, HEAD first
+    for line in git(workdir, "show-ref", "--head", f"refs/heads/{branch}", check=False).splitlines():
+        commit, _, ref = line.partition(" ")
+        if ref in ("HEAD", f"refs/heads/{branch}"):
+            tips.setdefault(commit, ref)
+    if not tips or not _unpushed(workdir, *tips):
+        return []
+    return [(commit, current_branch(workdir) if ref == "HEAD" else branch) for commit, ref in tips.items()
+            if _unpushed(workdir, commit)]
 
 
-def _unpushed(workdir: Path, commit: str) -> bool:
-    """``commit`` has history that no remote-tracking ref and no rescue ref holds."""
-    return bool(git(workdir, "rev-list", "-1", commit, "--not", "--remotes", f"--glob={RESCUE_REFS}/*"))
+def _unpushed(workdir: Path, *commits: str) -> bool:
+    """Some of ``commits`` have history that no remote-tracking ref and no rescue ref holds."""
+    return bool(git(workdir, "rev-list", "-1", *commits, "--not", "--remotes", f"--glob={RESCUE_REFS}/*"))
 
 
 def rescue_unpushed(workdir: Path, branch: str, prefix: str, remote: str = "origin") -> list[tuple[str, str, str]]:
     """Push every commit of the checkout that the remote lacks (on HEAD, or on the local ``branch``)
     to a rescue ref under ``prefix``, before anything resets it away: [(ref, commit, where it was)].
     The ref is kept in the clone too, so that prepare_branch knows the commits are safe."""
-    tips = [(c, w) for c, w in _local_tips(workdir, branch) if _unpushed(workdir, c)]
+    tips = _unpushed_tips(workdir, branch)
     if tips:  # the remote-tracking refs may be behind what was pushed: look again, up to date
         git(workdir, "fetch", "--quiet", remote)
         tips = [(c, w) for c, w in tips if _unpushed(workdir, c)]
@@ -88,21 +94,36 @@ def rescue_unpushed(workdir: Path, branch: str, prefix: str, remote: str = "orig
     return out
 
 
-def prepare_branch(workdir: Path, branch: str, target: str, remote: str = "origin") -> str:
+def prepare_branch(workdir: Path, branch: str, target: str, remote: str = "origin", *, rescued: bool = False) -> None:
     """Check out ``branch``: the pushed one when it exists (earlier work kept), else from ``target``.
-    It never resets away a commit that is neither pushed nor rescued (rescue_unpushed first)."""
-    for commit, where in _local_tips(workdir, branch):
-        if _unpushed(workdir, commit):
-            raise Unavailable(f"{workdir} holds commits on {where} that are neither pushed nor rescued "
-                              f"({commit[:10]}): not resetting them away")
-    if remote_branch_exists(workdir, branch, remote):
+    It never resets away a commit that is neither pushed nor rescued: ``rescued`` when the caller
+    has just run rescue_unpushed on this checkout, else it looks again (and refuses)."""
+    for commit, where in [] if rescued else _unpushed_tips(workdir, branch):
+        raise Unavailable(f"{workdir} holds commits on {where} that are neither pushed nor rescued "
+                          f"({commit[:10]}): not resetting them away")
+    # the target is fetched while the remote is asked for the branch (a new bead's has none)
+    fetched: list[BaseException] = []
+    fetch = threading.Thread(target=_catching, args=(fetched, git, workdir, "fetch", "--quiet", remote,
+                                                     f"+refs/heads/{target}:refs/remotes/{remote}/{target}"))
+    fetch.start()
+    try:
+        pushed = remote_branch_exists(workdir, branch, remote)
+    finally:
+        fetch.join()
+    if pushed:
         git(workdir, "fetch", "--quiet", remote, f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}")
-        start = f"{remote}/{branch}"
-    else:
-        git(workdir, "fetch", "--quiet", remote, f"+refs/heads/{target}:refs/remotes/{remote}/{target}")
-        start = f"{remote}/{target}"
+    elif fetched:
+        raise fetched[0]
+    start = f"{remote}/{branch if pushed else target}"
     git(workdir, "checkout", "--quiet", "--no-track", "-B", branch, start)  # no upstream: the config is shared
-    return git(workdir, "rev-parse", "HEAD")
+
+
+def _catching(errors: list[BaseException], fn: Callable[..., object], *args: object) -> None:
+    """``fn(*args)`` in a thread, its error kept for the caller."""
+    try:
+        fn(*args)
+    except Exception as e:  # noqa: BLE001 (handed to the caller, who raises it)
+        errors.append(e)
 
 
 def commit_leftovers(workdir: Path, message: str, author: str) -> bool:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from .errors import LedgerError, Unavailable, UnknownOutcome
+from .errors import Unavailable, UnknownOutcome
 from .ops import Operation, Snapshot, Tx
 
 MAX_ATTEMPTS = 200
@@ -35,6 +35,8 @@ class Store(Protocol):
 class Pending:
     op: Operation
     future: Future = field(default_factory=Future)
+    key: str | None = None  # its name in the machine's spool (spool.py), once spooled
+    owned: bool = True  # False: another process's operation, applied for it by this one
 
 
 def message_for(lines: Sequence[str]) -> str:
@@ -49,21 +51,31 @@ def author_for(batch: Sequence[Pending]) -> str:
 
 
 def commit_batch(store: Store, tip: str | None, batch: Sequence[Pending],
-                 signature: Callable[[str], Any], now: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 backoff: Callable[[int], None] | None = None) -> str | None:
-    """Apply ``batch`` on ``tip`` and push; return the new tip. Resolves every future."""
+                 signature: Callable[[str], Any], *, now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 backoff: Callable[[int], None] | None = None,
+                 pushed: Callable[[str], None] | None = None,
+                 pushing: Callable[[str, Sequence[tuple[Pending, bool, Any]]], None] | None = None) -> str | None:
+    """Apply ``batch`` on ``tip`` and push; return the new tip. Resolves every future, after
+    telling ``pushed`` of the new tip (so that a waiter woken by its future reads it);
+    ``pushing`` hears of each commit and the outcomes it holds before it is pushed.
+
+    An operation that fails, whatever the error, fails alone: the others go on without it."""
     backoff = backoff or _jitter
     for attempt in range(MAX_ATTEMPTS):
         tx = Tx(store.snapshot(tip), now())
         outcomes: list[tuple[Pending, bool, Any]] = []
         for p in batch:
+            mark = tx.checkpoint()
             try:
                 outcomes.append((p, True, p.op.apply(tx)))
-            except LedgerError as e:
+            except Exception as e:  # noqa: BLE001 (its own error, never a neighbour's)
+                tx.rollback(mark)
                 outcomes.append((p, False, e))
         if tx.lines:
             commit = store.write_commit(tx.base, tx.changes, message_for(tx.lines),
                                         signature(author_for([o[0] for o in outcomes if o[1]])), archive=tx.archive)
+            if pushing is not None:
+                pushing(commit, outcomes)
             try:
                 landed = store.push(commit)
             except UnknownOutcome:
@@ -74,6 +86,8 @@ def commit_batch(store: Store, tip: str | None, batch: Sequence[Pending],
                 backoff(attempt)
                 continue
             tip = commit
+            if pushed is not None:
+                pushed(commit)
         for p, ok, value in outcomes:
             if ok:
                 p.future.set_result(value)

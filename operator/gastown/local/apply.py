@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from .. import convoy as convoys
 from ..api import GROUP, ConvoySpec, Invalid, MergeQueueSpec, PolecatSpec, RigSpec
@@ -23,6 +24,7 @@ from ..budget import SetConvoyBudget
 from ..ledger import InvalidOperation, Ledger
 from ..ledger.ops import Together, check_title
 from ..polecats import EnsureAgent, agent_id
+from ..telemetry import tracing
 from .driver import RigConfig, town_holder
 from .rigcheck import check_claim, check_name, check_rig
 from .town import Town, TownError
@@ -60,7 +62,9 @@ def documents(text: str, source: str = "-") -> list[dict[str, Any]]:
 
 def _spec(doc: dict[str, Any]) -> Any:
     kind, name = doc["kind"], str(doc["metadata"]["name"])
-    spec_of = {"Rig": RigSpec, "MergeQueue": MergeQueueSpec, "Polecat": PolecatSpec, "Convoy": ConvoySpec}[kind]
+    specs: dict[str, type[BaseModel]] = {
+        "Rig": RigSpec, "MergeQueue": MergeQueueSpec, "Polecat": PolecatSpec, "Convoy": ConvoySpec}
+    spec_of = specs[kind]
     try:
         return parse_spec(spec_of, doc.get("spec"))
     except Invalid as e:
@@ -140,11 +144,13 @@ def create_convoy(town: Town, name: str, spec: ConvoySpec, actor: str, *, home_r
         plan = convoys.plan_from_spec(spec, convoys.rig_formula_sources(home, config.target, Path(tmp)))
         parts = convoys.split(info, plan)
         ledgers = {config.name: home} | {r: ledger_of(r) for r in parts if r != config.name}  # all known first
-        for rig, (part_info, part_plan) in parts.items():
-            ops: list[Any] = [convoys.OpenConvoy(part_info, actor)]
-            if part_plan is not None:
-                ops.append(convoys.PlanConvoy(name, tuple(part_plan), actor, planned_by=info.source))
-            if spec.budget is not None:
-                ops.append(SetConvoyBudget(name, spec.budget.wire(), actor))
-            ledgers[rig].apply(Together(tuple(ops), actor))
+        tracing.setup("gastown-cli")
+        with tracing.planning(config.name, name, source=info.source, beads=len(plan) if plan is not None else None):
+            for rig, (part_info, part_plan) in parts.items():
+                ops: list[Any] = [convoys.OpenConvoy(part_info, actor)]
+                if part_plan is not None:
+                    ops.append(convoys.PlanConvoy(name, tuple(part_plan), actor, planned_by=info.source))
+                if spec.budget is not None:
+                    ops.append(SetConvoyBudget(name, spec.budget.wire(), actor))
+                ledgers[rig].apply(Together(tuple(ops), actor))
     return True

@@ -1,8 +1,10 @@
 """The town daemon: every rig of town.json driven by the same rig pass as the operator.
 
 One thread per rig runs its RigDriver (convoys, scheduler, sessions, the Refinery, the
-Witness); it steps when the rig's ledger moves or a session ends, polling the remote
-`poll` seconds apart. town.json is read again every second: a rig added, changed or removed
+Witness); it steps when the rig's ledger moves or a session ends. It looks at what happens on
+this machine (a write from here, a session ending: local/driver.py) every CHECK_SECONDS, and
+asks the remote with the rig loop's backoff: GT_POLL_BUSY_SECONDS apart while the rig is busy,
+up to GT_POLL_IDLE_SECONDS when it is idle. town.json is read again every second: a rig added, changed or removed
 is started, restarted or stopped. The daemon holds no state of its own: stopped at any point
 and started again, it re-derives everything from the ledgers, and the sessions it started
 run on meanwhile (they are their own process groups) and are found again.
@@ -27,11 +29,12 @@ from ..names import DAEMON_ACTOR
 from ..runtimes.local import LocalBackend
 from ..scheduler import SharedBackoffs
 from ..settings import Settings
-from ..telemetry import metrics
+from ..telemetry import metrics, tracing
 from .driver import RigConfig, RigDriver
 from .town import Town, TownError
 
 log = logging.getLogger("gastown.daemon")
+CHECK_SECONDS = 0.1  # how often a rig looks at this machine's changes (a stat and a few process polls)
 
 
 @dataclass
@@ -43,10 +46,11 @@ class _Rig:
 
 
 class TownDaemon:
-    def __init__(self, town: Town, poll: float = 0.2, heartbeat_interval: float = 2.0,
+    def __init__(self, town: Town, poll: float = CHECK_SECONDS, heartbeat_interval: float = 2.0,
                  settings: Settings | None = None):
         self.town, self.poll, self.settings = town, poll, settings or Settings()
-        self.backend = LocalBackend(town.root, cache_dir=town.root / "cache", heartbeat_interval=heartbeat_interval)
+        self.backend = LocalBackend(town.root, cache_dir=town.root / "cache", heartbeat_interval=heartbeat_interval,
+                                    git_timeout=self.settings.git_timeout)
         self.rigs: dict[str, _Rig] = {}
         self.backoffs = SharedBackoffs()  # rigs on one API key wait out its rate limits together
         self.shared = SharedLimits()  # the town's budget and shared limits (town.json's limits, read with the rigs)
@@ -160,7 +164,7 @@ def dashboard_token_file(town: Town) -> Path:
     return town.root / "dashboard.token"
 
 
-def serve(town: Town, poll: float = 0.2, metrics_port: int = 0, settings: Settings | None = None, *,
+def serve(town: Town, poll: float = CHECK_SECONDS, metrics_port: int = 0, settings: Settings | None = None, *,
           dashboard_port: int = 0) -> None:
     """Run the daemon in this process until SIGTERM or SIGINT (`gt up --foreground`)."""
     other = running(town)
@@ -170,6 +174,7 @@ def serve(town: Town, poll: float = 0.2, metrics_port: int = 0, settings: Settin
     town.root.mkdir(parents=True, exist_ok=True)
     if metrics_port:
         metrics.serve(metrics_port, "127.0.0.1")  # a laptop's daemon: not for the network
+    tracing.setup("gastown-daemon")  # spans go out over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set
     if dashboard_port:
         _dashboard(town, dashboard_port)
     stop = threading.Event()

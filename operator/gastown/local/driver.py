@@ -1,4 +1,11 @@
-"""The local driver of one rig: the rig loop with local subprocesses and threads as its ports."""
+"""The local driver of one rig: the rig loop with local subprocesses and threads as its ports.
+
+Between two ticks the driver watches what happens on this machine, a stat and a few process polls
+every ``check`` seconds: a ledger write by any process here (each Ledger replaces the remote's
+``pushed`` marker after a push: ledger.pushed_marker), a session, a verifier or a Mayor ending.
+Any of them ends the wait at once; the remote itself is asked with the loop's backoff (1 s while
+busy, up to GT_POLL_IDLE_SECONDS when idle), which is how soon other machines' writes are seen.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,10 @@ import logging
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,18 +31,20 @@ from ..deacon import Heal
 from ..dogs import DogReport, Kennel, stale_polecats
 from ..escalation import Routes
 from ..ledger import Bead, Ledger, LedgerError, Status
+from ..ledger.ledger import pushed_marker, pushed_stamp
 from ..ledger.worktree import commit_leftovers, current_branch, last_commit_age, push_branch
 from ..mayor import MayorRun, PlanInvalid
 from ..names import DAEMON_ACTOR
 from ..polecats import branch_for
 from ..refinery import QueueSettings
-from ..refinery.verify import Verification
+from ..refinery.verify import Verification, VerifierThreads, alive
 from ..rigloop import Cadence, Driver, DriverPort, RigLoop, Round
 from ..rigpass import PassConfig, PassReport
 from ..runtimes import ConfigError, resolve
 from ..runtimes.local import LocalBackend, LocalSession, SessionRequest
 from ..scheduler import SharedBackoffs
 from ..settings import Settings
+from ..telemetry import tracing
 from ..trouble import Trouble
 
 log = logging.getLogger("gastown.local")
@@ -53,6 +60,7 @@ def town_holder(town: Path, rig: str) -> str:
 class RigConfig:
     name: str
     remote: str
+    _: KW_ONLY
     max_polecats: int = 3
     runtime: RuntimeSpec = field(default_factory=lambda: RuntimeSpec(preset="script"))
     target: str = "main"
@@ -74,6 +82,8 @@ class RigConfig:
 class LocalPort:
     """Sessions are subprocesses, the Mayor a thread, announcements log lines (or a callback)."""
 
+    shares_cache = True  # the verifiers are threads reading the stacks from the rig ledger's cache
+
     def __init__(self, config: RigConfig, backend: LocalBackend, ledger: Ledger, *,
                  on_session: Callable[[LocalSession], None] | None = None,
                  announce: Callable[[Bead, convoys.ConvoyProgress], None] | None = None):
@@ -83,8 +93,17 @@ class LocalPort:
         self.sessions: dict[str, LocalSession] = {
             s.request.polecat: s for s in backend.sessions() if s.request.rig == config.name and s.running()}
         self._mayors: dict[str, threading.Thread] = {}
-        self._verifiers: dict[str, subprocess.Popen] = {}
+        self._verifiers = VerifierThreads(backend.town / "verify", backend.town / "verify" / "checkouts" / config.name,
+                                          ledger, remote=config.remote, gates=config.gates,
+                                          timeout=config.verify_timeout)
+        self.ended = threading.Event()  # a session this port started has exited: the rig looks at once
         self._said: set[tuple[str, object]] = set()  # the escalations logged (by id and version)
+
+    @property
+    def books_in_order(self) -> bool:
+        """A session's start is booked in start_session, through this pass's ledger; not while
+        traces are sent (the wrapper prepares the session then, so that its spans go under its own)."""
+        return not tracing.enabled()
 
     def polecats(self) -> tuple[list[str], set[str]]:
         return [], set()  # locally a polecat is its identity in the ledger
@@ -92,6 +111,10 @@ class LocalPort:
     def busy(self) -> set[str]:
         self.sessions = {p: s for p, s in self.sessions.items() if s.running()}
         return set(self.sessions)
+
+    def winding(self) -> set[str]:
+        """Polecats whose session's agent has exited, its wrapper wrapping up: their slots are free."""
+        return {p for p, s in self.sessions.items() if s.running() and s.agent_ended()}
 
     def add_polecat(self, name: str) -> None:
         pass
@@ -101,11 +124,19 @@ class LocalPort:
         session = self.backend.start(SessionRequest(
             rig=self.config.name, remote=self.config.remote, bead=bead, polecat=polecat, runtime=rt.preset,
             model=rt.model, args=tuple(rt.args), target=self.config.target, deadline=self.config.deadline,
-            max_tokens=self.config.budget.session_tokens, max_seconds=self.config.budget.session_seconds))
+            max_tokens=self.config.budget.session_tokens, max_seconds=self.config.budget.session_seconds),
+            beads, self.ledger.submit)  # prepared and booked here, with the beads this pass read: its agent starts at once
         self.sessions[polecat] = session
+        threading.Thread(target=self._watch, args=(session,), daemon=True, name=f"session-{session.name}").start()
         log.info("rig %s: %s started session %s on %s", self.config.name, polecat, session.name, bead)
         if self.on_session:
             self.on_session(session)
+
+    def _watch(self, session: LocalSession) -> None:
+        session.agent_exit()  # its slot is free: the rig looks at once, while the wrapper wraps up
+        self.ended.set()
+        session.wait()
+        self.ended.set()
 
     def plan_with_mayor(self, key: str, goal: str) -> None:
         thread = self._mayors.get(key)
@@ -119,9 +150,10 @@ class LocalPort:
         rt = self.config.runtime
         workdir = self.backend.clone(self.config.name, self.config.remote)
         safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in key)
-        run = MayorRun(resolve(rt.preset), workdir, self.backend.town / "mayor" / safe, rt.model, tuple(rt.args))
+        run = MayorRun(resolve(rt.preset), workdir, self.backend.town / "mayor" / safe, model=rt.model, args=tuple(rt.args))
         try:
-            plan = run.plan(goal, self.config.name)
+            with tracing.planning(self.config.name, key, source="mayor"):
+                plan = run.plan(goal, self.config.name)
         except (PlanInvalid, OSError) as e:
             self.ledger.apply(convoys.FailPlan(key, str(e), DAEMON_ACTOR))
             return
@@ -130,8 +162,8 @@ class LocalPort:
 
     def session_signals(self) -> dict[str, witness.SessionSignal]:
         now = time.time()
-        return {p: witness.SessionSignal(s.name, s.running(), now - s.started, s.heartbeat_age(),
-                                         last_commit_age(self.backend.checkout(self.config.name, p), now))
+        return {p: witness.SessionSignal(s.name, s.running(), age=now - s.started, heartbeat_age=s.heartbeat_age(),
+                                         commit_age=last_commit_age(self.backend.checkout(self.config.name, p), now))
                 for p, s in self.sessions.items()}
 
     def salvage(self, polecat: str, bead: str) -> None:
@@ -166,34 +198,14 @@ class LocalPort:
         return []  # the heals are the ledger's records and the Deacon's log lines
 
     def start_verification(self, verification: Verification) -> None:
-        batch = verification.batch
-        vdir = self.backend.town / "verify" / batch / verification.ident
-        vdir.mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, "-m", "gastown.cli.main", "mq", "verify", "--rig", self.config.remote,
-                "--batch", batch, "--run", json.dumps(verification.run.to_dict()), "--ref", verification.ref,
-                "--attempt", str(verification.attempt),
-                "--gates", json.dumps(self.config.gates), "--timeout", str(self.config.verify_timeout),
-                "--workdir", str(vdir / "checkout"), "--cache-dir", str(self.backend.ledger_cache(self.config.name))]
-        with (vdir / "verify.log").open("wb") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
-        (vdir / "pid").write_text(str(proc.pid))
-        self._verifiers[f"{batch}/{verification.ident}"] = proc
+        self._verifiers.start(verification)  # a thread of the daemon: no Python process to start
 
     def verifications(self, batch: str) -> dict[str, str | None]:
-        """From the town's verify directory, so a restarted daemon still sees runs under way."""
-        out: dict[str, str | None] = {}
-        for pid_file in (self.backend.town / "verify" / batch).glob("*/pid"):
-            vdir = pid_file.parent
-            proc = self._verifiers.get(f"{batch}/{vdir.name}")
-            alive = proc.poll() is None if proc is not None else _alive(int(pid_file.read_text()))
-            if alive:
-                out[vdir.name] = None
-                continue
-            shutil.rmtree(vdir / "checkout", ignore_errors=True)
-            code = f" with exit code {proc.returncode}" if proc is not None else ""
-            out[vdir.name] = f"the verifier ended{code} without recording a result; see {vdir / 'verify.log'}"
-        return out
+        return self._verifiers.verifications(batch)
+
+    def under_way(self) -> frozenset[str]:
+        """The verifiers and Mayors of this daemon still running (one ending wakes the rig)."""
+        return self._verifiers.under_way() | {k for k, t in self._mayors.items() if t.is_alive()}
 
     def refinery_event(self, reason: str, message: str, warning: bool = False) -> None:
         log.log(logging.WARNING if warning else logging.INFO, "rig %s: refinery %s: %s", self.config.name, reason,
@@ -209,7 +221,7 @@ class LocalPort:
         for vdir in (self.backend.town / "verify").glob("*"):
             batch = beads.get(vdir.name)  # a batch of another rig's ledger is not this Dog's to judge
             if batch is not None and batch.status == Status.CLOSED \
-                    and not any(_alive(int(p.read_text())) for p in vdir.glob("*/pid") if p.read_text().strip()):
+                    and not any(alive(int(p.read_text())) for p in vdir.glob("*/pid") if p.read_text().strip()):
                 shutil.rmtree(vdir, ignore_errors=True)
                 removed.append(f"verification {vdir.name}")
         return removed
@@ -224,16 +236,6 @@ class LocalPort:
         if self._announce:
             self._announce(convoy, progress)
         log.info("convoy %s done: %s", convoy.metadata["name"], convoy.close_reason or progress.text)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class RigDriver:
@@ -251,6 +253,8 @@ class RigDriver:
         self.port = LocalPort(config, backend, ledger, on_session=on_session, announce=announce)
         self.peers, self.backoffs = peers, backoffs
         self._claim: str | None = ""  # who holds the ledger, as last said ("": not said yet)
+        self._marker = pushed_marker(config.remote)  # replaced by every push to it from this machine
+        self._peer_markers: tuple[Path, ...] = ()  # the other rigs' of its open convoys (their parts, their budget)
         rt = config.runtime
         try:
             self.key = resolve(rt.preset).key_identity(rt.model, os.environ)
@@ -266,11 +270,17 @@ class RigDriver:
     def round(self) -> Round:
         return Round(ledger=self.ledger, port=self.port, config=self.pass_config())
 
-    def wake_key(self, round: Round) -> Hashable:
+    def wake_key(self, round: Round | None) -> Hashable:
         return (frozenset(p for p, s in self.port.sessions.items() if s.running()),  # a session ended
-                self.shared.owed(self.ledger.store.remote) if self.shared else 0)  # a shared slot waits for it
+                frozenset(self.port.winding()),  # an agent ended: its slot is free
+                self.shared.owed(self.ledger.store.remote) if self.shared else 0,  # a shared slot waits for it
+                tuple(pushed_stamp(m) for m in self._peer_markers))  # a rig of its convoys moved (a budget raised)
 
     def passed(self, round: Round, report: PassReport) -> bool:
+        peers = {r for c in convoys.open_convoys(report.beads or {}) for r in c.metadata.get("rigs") or []
+                 if r != self.config.name}
+        self._peer_markers = tuple(pushed_marker(ledger.store.remote) for r in sorted(peers)
+                                   if self.peers and (ledger := self.peers(r)) is not None)
         return False
 
     def troubles(self, troubles: Sequence[Trouble]) -> None:
@@ -286,12 +296,29 @@ class RigDriver:
                             "when that claim goes stale)", self.config.name, self.config.remote, holder)
         self._claim = holder
 
-    def loop(self, poll: float = 0.1, idle_step: float = 2.0,
-             clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> RigLoop:
+    def loop(self, idle_step: float = 2.0, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> RigLoop:
+        s = self.settings
         return RigLoop(rig=self.config.name, label=LOCAL, driver=self, actor=DAEMON_ACTOR,
                        holder=town_holder(self.backend.town, self.config.name),
-                       cadence=Cadence.of(self.settings, poll=poll, period=idle_step),
+                       cadence=Cadence.of(s, poll=s.poll_busy_seconds, period=idle_step, idle=s.poll_idle_seconds),
                        peers=self.peers, backoffs=self.backoffs, clock=clock)
+
+    def local_key(self) -> Hashable:
+        """What changes on this machine when the rig should look again: the ledger's ``pushed``
+        marker (a write by any process here), the sessions, verifiers and Mayors running."""
+        return pushed_stamp(self._marker), self.wake_key(None), self.port.under_way()
+
+    def wait(self, seconds: float, stop: threading.Event, check: float) -> None:
+        """Wait ``seconds`` for the next tick, looking ``check`` seconds apart at what changes on this
+        machine (``local_key``): a change ends the wait at once, and so does the exit of a session this
+        driver started (its slot is free)."""
+        seen, deadline = self.local_key(), time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0 and not stop.is_set():
+            if self.port.ended.wait(min(check, left)):
+                self.port.ended.clear()
+                return
+            if self.local_key() != seen:
+                return
 
     def step(self, now: datetime | None = None, fresh: bool = True) -> PassReport:
         """One rig pass now (what the loop runs when the rig moves)."""
@@ -299,8 +326,10 @@ class RigDriver:
 
     def run(self, stop: threading.Event, poll: float = 0.1, idle_step: float = 2.0,
             clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        """Drive the rig until ``stop`` is set."""
-        self.loop(poll, idle_step, clock).run(stop.is_set, stop.wait)
+        """Drive the rig until ``stop`` is set, looking at this machine's changes every ``poll`` seconds."""
+        self.loop(idle_step, clock).run(stop.is_set, lambda seconds: self.wait(seconds, stop, poll))
+
+
 
 
 def trouble_file(town: Path, rig: str) -> Path:

@@ -45,8 +45,8 @@ def rig_config(name: str, spec: RigSpec, queue: MergeQueueSpec | None = None,
                webhook_url: str | None = None) -> RigConfig:
     """How the local driver runs a rig of this spec."""
     return RigConfig(
-        name, spec.git_url, spec.max_polecats, spec.runtime, spec.default_branch,
-        float(spec.session_deadline_seconds), spec.escalation, webhook_url,
+        name, spec.git_url, max_polecats=spec.max_polecats, runtime=spec.runtime, target=spec.default_branch,
+        deadline=float(spec.session_deadline_seconds), escalation=spec.escalation, webhook_url=webhook_url,
         thresholds=Thresholds.from_spec(spec.witness),
         gates=spec.verification.gates.ordered(),
         queue=None if queue is None else QueueSettings.from_spec(queue, spec.default_branch),

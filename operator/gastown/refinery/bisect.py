@@ -212,8 +212,9 @@ class Bisection:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Bisection:
         # (a state saved before ``failed`` existed has none: the default is right for it)
-        return cls(**{k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v)
-                      for k, v in data.items()})
+        fields: dict[str, Any] = {k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v)
+                                  for k, v in data.items()}
+        return cls(**fields)
 
 
 def _halves(group: list[str]) -> list[list[str]]:

@@ -35,7 +35,7 @@ def _source(tx: Tx, mr: Bead) -> Bead:
     return source
 
 
-def _back_to_worker(tx: Tx, mr: Bead, counter: str, status_line: str, text: str, title: str, actor: str,
+def _back_to_worker(tx: Tx, mr: Bead, *, counter: str, status_line: str, text: str, title: str, actor: str,
                     extra: Mapping[str, Any]) -> Bead:
     """The MR waits (blocked) and its work goes back to its polecat; after MAX_ROUNDS, to a person."""
     source = _source(tx, mr)
@@ -103,11 +103,12 @@ class RecordConflict:
         target = mr.metadata.get("target", "the target")
         text = (f"merge conflict with {target} in: {files}. Merge {target} into your branch, resolve, "
                 f"commit and run `gt done` again.")
-        return _back_to_worker(tx, mr, "conflict_rounds", f"conflict with {target} in {files}", text,
-                               "merge conflict", self.actor, {"conflicts": list(self.files)})
+        return _back_to_worker(tx, mr, counter="conflict_rounds", status_line=f"conflict with {target} in {files}",
+                               text=text, title="merge conflict", actor=self.actor,
+                               extra={"conflicts": list(self.files)})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Reject:
     """Verification failed with this MR: its work goes back to its polecat with the gate's output."""
 
@@ -123,8 +124,9 @@ class Reject:
             return mr
         text = (f"rejected by the merge queue: {self.reason}. Fix it on your branch and run `gt done` again."
                 + (f"\n\n```\n{tail(self.log, 3000)}\n```" if self.log.strip() else ""))
-        return _back_to_worker(tx, mr, "rejections", f"rejected: {self.reason}", text, "rejected", self.actor,
-                               {"rejection": {"reason": self.reason, "batch": self.batch}})
+        return _back_to_worker(tx, mr, counter="rejections", status_line=f"rejected: {self.reason}", text=text,
+                               title="rejected", actor=self.actor,
+                               extra={"rejection": {"reason": self.reason, "batch": self.batch}})
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,7 @@ def batch_id(prefix: str, target: str, base: str, mrs: Sequence[str]) -> str:
     return stable_id(prefix, "batch", "\0".join([target, base, *mrs]))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OpenBatch:
     """Start verifying ``mrs`` (in this order) stacked on ``base``, the target's tip."""
 
@@ -186,7 +188,7 @@ class OpenBatch:
         return batch
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RecordRun:
     """A verification run's result (written by the verifier itself; the first result stands)."""
 
@@ -231,6 +233,19 @@ def _failing_run(batch: Bead, mr: str) -> Mapping[str, Any] | None:
     return min(failing, key=lambda r: len(r["group"]), default=None)
 
 
+def settled(batch: Bead, parallel: int) -> tuple[Bisection, dict[Run, Mapping[str, Any]]] | None:
+    """The bisection once the current round is settled, and the round's records; None when the
+    batch is not verifying or a run of the round has no result yet."""
+    if batch.metadata.get("phase") != "verifying":
+        return None
+    state = state_of(batch)
+    records = {r: run_record(batch, r) for r in state.next_round(parallel)}
+    if any(rec is None for rec in records.values()):
+        return None
+    state.settle({r: rec["result"] for r, rec in records.items()})  # type: ignore[index]
+    return state, records  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class SettleRound:
     """Every run of the current round has a result: advance the bisection, reject what it isolated."""
@@ -241,22 +256,18 @@ class SettleRound:
 
     def apply(self, tx: Tx) -> Bead | None:
         batch = tx.require(self.batch_id)
-        if batch.metadata.get("phase") != "verifying":
+        found = settled(batch, self.parallel)
+        if found is None:
             return None
-        state = state_of(batch)
-        runs = state.next_round(self.parallel)
-        records = {r: run_record(batch, r) for r in runs}
-        if any(rec is None for rec in records.values()):
-            return None
-        before = set(state.rejected)
-        state.settle({r: rec["result"] for r, rec in records.items()})  # type: ignore[index]
-        summary = ", ".join(f"{r.describe()}: {rec['result']}" for r, rec in records.items())  # type: ignore[index]
+        state, records = found
+        before = set(state_of(batch).rejected)
+        summary = ", ".join(f"{r.describe()}: {rec['result']}" for r, rec in records.items())
         phase = "verifying"
         if state.done:
             phase = "target-red" if state.target_red else "merging" if state.accepted else "finished"
         batch = tx.put(revise(batch, tx, metadata=merged(batch.metadata, {
             "state": state.to_dict(), "phase": phase,
-            "total_runs": int(batch.metadata.get("total_runs", 0)) + len(runs)})),
+            "total_runs": int(batch.metadata.get("total_runs", 0)) + len(records)})),
             f"round {state.rounds}: {summary}" + (f"; {phase}" if phase != "verifying" else ""), self.actor)
         for mr in sorted(set(state.rejected) - before, key=state.mrs.index):
             self._reject(tx, batch, mr, state.rejected[mr])
@@ -277,7 +288,7 @@ class SettleRound:
                       f"(run {_key(batch, run)} in {batch.id})")
         else:
             reason = f"gate {gate} failed with it alone on the verified prefix (run {_key(batch, run)} in {batch.id})"
-        Reject(mr, reason, run.get("log", ""), self.actor, batch.id).apply(tx)
+        Reject(mr_id=mr, reason=reason, log=run.get("log", ""), actor=self.actor, batch=batch.id).apply(tx)
 
 
 def _key(batch: Bead, run: Mapping[str, Any]) -> str:
@@ -286,9 +297,10 @@ def _key(batch: Bead, run: Mapping[str, Any]) -> str:
     return run_id(batch.id, Run.from_dict(run), attempt_of(batch))
 
 
-def verified_tip(batch: Bead) -> str | None:
-    """The commit that verified the accepted MRs as a whole (what the target moves to)."""
-    accepted = state_of(batch).accepted
+def verified_tip(batch: Bead, state: Bisection | None = None) -> str | None:
+    """The commit that verified the accepted MRs as a whole (what the target moves to); ``state``:
+    the batch's bisection, when it is not yet recorded."""
+    accepted = (state or state_of(batch)).accepted
     for rec in batch.metadata.get("runs", {}).values():
         if rec["result"] == "pass" and rec["prefix"] + rec["group"] == accepted:
             return rec["tip"]
@@ -297,13 +309,17 @@ def verified_tip(batch: Bead) -> str | None:
 
 @dataclass(frozen=True)
 class FinishBatch:
-    """The target now holds ``commit``: every accepted MR and its source bead are closed."""
+    """The target now holds ``commit``: every accepted MR and its source bead are closed (the
+    round that decided it settled first, in the same write, when ``settle`` is given)."""
 
     batch_id: str
     commit: str
     actor: str
+    settle: SettleRound | None = None
 
     def apply(self, tx: Tx) -> Bead:
+        if self.settle is not None:
+            self.settle.apply(tx)
         batch = tx.require(self.batch_id)
         if batch.status == Status.CLOSED:
             return batch

@@ -20,7 +20,7 @@ import os
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -43,7 +43,7 @@ class RuntimeDef(BaseModel):
 
     def runtime(self, name: str) -> Runtime:
         base = PRESETS.get(name)
-        fields = {"command": tuple(self.command), "args": tuple(self.args), "prompt_mode": self.prompt_mode,
+        fields: dict[str, Any] = {"command": tuple(self.command), "args": tuple(self.args), "prompt_mode": self.prompt_mode,
                   "model_args": tuple(self.model_args), "resume_args": tuple(self.resume_args),
                   "api_key_env": tuple(self.api_key_env),
                   "description": self.description or f"custom runtime {name}"}

@@ -89,6 +89,7 @@ def renew_lease(where: str, holder: str, duration: int, labels: dict[str, str]) 
                                                             **labels}),
             spec=spec))
         return
+    lease.spec = lease.spec or spec  # (a Lease made without a spec gets ours)
     lease.spec.holder_identity, lease.spec.renew_time = holder, now
     lease.spec.lease_duration_seconds = duration
     api.replace_namespaced_lease(name, namespace, lease)

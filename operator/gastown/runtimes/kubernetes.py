@@ -38,6 +38,7 @@ from ..names import (
     VERIFICATION_LABEL,
 )
 from ..polecats import dns_name
+from ..telemetry import tracing
 from .config import ConfigError, resolve
 from .presets import Runtime
 
@@ -150,6 +151,11 @@ def _git_env(spec: RigSpec) -> list[dict]:
     return env
 
 
+def _trace_env() -> list[dict]:
+    """TRACEPARENT and the exporter's endpoint, while the operator exports traces."""
+    return [{"name": k, "value": v} for k, v in sorted(tracing.child_env().items())]
+
+
 def _security() -> dict:
     return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
             "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
@@ -167,7 +173,7 @@ def session_job(req: JobRequest, runtime: Runtime | None = None) -> dict:
     spec = req.rig_spec
     runtime = runtime or _runtime(req.runtime.preset)
     deadline = spec.session_deadline_seconds
-    env = [
+    env: list[dict[str, Any]] = [
         {"name": "GT_RIG", "value": spec.git_url},
         {"name": "GT_BEAD", "value": req.bead},
         {"name": "GT_POLECAT", "value": req.polecat},
@@ -182,6 +188,7 @@ def session_job(req: JobRequest, runtime: Runtime | None = None) -> dict:
         {"name": "HOME", "value": HOME},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         *_git_env(spec),
+        *_trace_env(),
     ]
     if req.runtime.model:
         env.append({"name": "GT_MODEL", "value": req.runtime.model})
@@ -250,7 +257,8 @@ def session_job(req: JobRequest, runtime: Runtime | None = None) -> dict:
         # pods whose own spec has a deadline. The Mayor's, verification and Dog pods have none:
         # they count against the other quota (kube/rig_handlers.quotas).
         pod["activeDeadlineSeconds"] = deadline
-    return _job(req.name, req.namespace, labels(req), annotations, owner, deadline, pod)
+    return _job(req.name, req.namespace, labels=labels(req), annotations=annotations, owner=owner, deadline=deadline,
+                pod=pod)
 
 
 def state_claim(req: JobRequest) -> dict | None:
@@ -280,7 +288,7 @@ def state_claim(req: JobRequest) -> dict | None:
     }
 
 
-def _job(name: str, namespace: str, labels: dict[str, str], annotations: dict[str, str], owner: dict,
+def _job(name: str, namespace: str, *, labels: dict[str, str], annotations: dict[str, str], owner: dict,
          deadline: int, pod: dict) -> dict:
     """A run-once Job with a deadline and a TTL whose pod meets the restricted Pod Security profile."""
     return {
@@ -353,6 +361,7 @@ def verification_job(req: VerifyRequest) -> dict:
         {"name": "GT_CACHE_DIR", "value": CACHE_DIR},
         {"name": "HOME", "value": HOME},
         *_git_env(spec),
+        *_trace_env(),
     ]
     mounts = [m for m in _mounts() if m["name"] != "session"]
     resources = verification.resources.wire() if (verification.resources.requests or verification.resources.limits) \
@@ -374,7 +383,8 @@ def verification_job(req: VerifyRequest) -> dict:
         "volumes": _volumes(spec, "workspace", "home", "tmp", "cache"),
     }
     annotations = {RUN_ANNOTATION: json.dumps(req.run)}
-    return _job(req.name, req.namespace, job_labels, annotations, req.owner, verification.timeout_seconds + 600, pod)
+    return _job(req.name, req.namespace, labels=job_labels, annotations=annotations, owner=req.owner,
+                deadline=verification.timeout_seconds + 600, pod=pod)
 
 
 DOG = "dog"
@@ -385,7 +395,7 @@ def dog_name(rig: str, dog: str) -> str:
     return dns_name(f"gt-dog-{rig}", 51 - len(dog)) + f"-{dog}"
 
 
-def dog_cronjob(namespace: str, rig: str, rig_uid: str, spec: RigSpec, dog: str,
+def dog_cronjob(namespace: str, rig: str, rig_uid: str, spec: RigSpec, *, dog: str,
                 image: str = DEFAULT_AGENT_IMAGE) -> dict:
     """The CronJob of one of the rig's Dogs (prune or compact): `gt dog run` on the schedule of
     spec.dogs, in UTC, never two at once, with no API access and the session pods' rules."""
@@ -412,7 +422,7 @@ def dog_cronjob(namespace: str, rig: str, rig_uid: str, spec: RigSpec, dog: str,
     }
     owner = {"apiVersion": API_VERSION, "kind": "Rig", "name": rig, "uid": rig_uid,
              "controller": True, "blockOwnerDeletion": True}
-    job = _job(dog_name(rig, dog), namespace, job_labels, {}, owner, 1800, pod)
+    job = _job(dog_name(rig, dog), namespace, labels=job_labels, annotations={}, owner=owner, deadline=1800, pod=pod)
     job_spec = job["spec"]
     job_spec["backoffLimit"] = 1  # a Dog is idempotent: one more try, then the next schedule
     return {
@@ -455,7 +465,7 @@ class KubernetesBackend:
         if claim is None:
             return
         try:
-            self.core.create_namespaced_persistent_volume_claim(claim["metadata"]["namespace"], claim)
+            self.core.create_namespaced_persistent_volume_claim(claim["metadata"]["namespace"], claim)  # type: ignore[arg-type]  # a dict body is fine
         except ApiException as e:
             if e.status != 409:
                 raise
@@ -464,7 +474,7 @@ class KubernetesBackend:
         from kubernetes.client.rest import ApiException
 
         try:
-            self.batch.create_namespaced_job(job["metadata"]["namespace"], job)
+            self.batch.create_namespaced_job(job["metadata"]["namespace"], job)  # type: ignore[arg-type]  # a dict body is fine
         except ApiException as e:
             if e.status != 409:  # already created by an earlier pass: nothing to do
                 raise

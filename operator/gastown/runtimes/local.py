@@ -7,22 +7,38 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..ledger import Bead, LedgerError
 from ..ledger.errors import Unavailable
+from ..ledger.ops import Operation
 from ..ledger.worktree import git
+from ..telemetry import tracing
+from . import wrapper
 from .heartbeat import file_age
-from .session import AGENT_PGID, Outcome
+from .session import (
+    AGENT_ENDED,
+    AGENT_PGID,
+    FROM_STDIN,
+    LAUNCH_ENV,
+    NOTIFY_ENV,
+    Launch,
+    Outcome,
+    SessionSpec,
+    book,
+    prepare,
+)
 
 END_GRACE = 15.0  # SIGTERM to SIGKILL for an earlier session's leftovers: the wrapper saves work first
 
@@ -43,7 +59,7 @@ class SessionRequest:
     max_seconds: float | None = None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class LocalSession:
     name: str
     request: SessionRequest
@@ -51,6 +67,7 @@ class LocalSession:
     pid: int
     started: float
     _proc: subprocess.Popen | None = field(default=None, repr=False)
+    _notify: int | None = field(default=None, repr=False)  # the read end of its wrapper's pipe (agent_exit)
 
     def running(self) -> bool:
         if self._proc is not None:
@@ -74,6 +91,20 @@ class LocalSession:
 
     def outcome(self) -> Outcome | None:
         return Outcome.read(self.dir / "result.json")
+
+    def agent_ended(self) -> bool:
+        """Its agent has exited (its wrapper may still wrap up: push, book the result)."""
+        return (self.dir / AGENT_ENDED).exists()
+
+    def agent_exit(self) -> None:
+        """Wait until its wrapper says that the agent exited, or the wrapper is gone (one caller:
+        it reads and closes the pipe; a session found again has none, and returns at once)."""
+        fd, self._notify = self._notify, None
+        if fd is not None:
+            try:
+                os.read(fd, 64)  # a line, or nothing when the wrapper exits
+            finally:
+                os.close(fd)
 
     def heartbeat_age(self) -> float | None:
         return file_age(self.dir / "heartbeat")
@@ -141,13 +172,42 @@ def end_groups(groups: list[tuple[int, str]], grace: float = END_GRACE) -> list[
     return [g for g, _ in alive]
 
 
+def _booked(spec: SessionSpec, bead: Bead, beads: Mapping[str, Bead],
+            submit: Callable[[Operation], Future]) -> Callable[[], Launch] | None:
+    """The session's start submitted here, in the caller's thread (beside whatever the caller
+    submits meanwhile: the bead's hook, in one commit), and the rest of its preparation to do;
+    None when it cannot be booked (its wrapper then tries, and says why in its result)."""
+    try:
+        booking = book(spec, bead.id, submit)
+    except (LedgerError, RuntimeError):  # RuntimeError: the ledger closed, the daemon stopping
+        return None
+    return functools.partial(prepare, spec, bead, beads, booking)
+
+
+def _send_launch(proc: subprocess.Popen, prepared: Callable[[], Launch]) -> None:
+    """Prepare and book the session, and send its wrapper the launch; nothing when that fails: the
+    wrapper tries again, and says why it could not start in the session's result."""
+    try:
+        launch = prepared()
+    except (LedgerError, ValueError, RuntimeError):  # RuntimeError: the ledger closed, the daemon stopping
+        launch = None
+    try:
+        if proc.stdin is not None:
+            with proc.stdin:
+                proc.stdin.write(launch.encode() if launch else b"")
+    except OSError:  # the wrapper is gone: its session's end says so
+        pass
+
+
 def _safe(text: str) -> str:
     return re.sub(r"[^a-z0-9.-]+", "-", text.lower()).strip("-")
 
 
 class LocalBackend:
-    def __init__(self, town: Path, cache_dir: Path | None = None, heartbeat_interval: float = 2.0):
+    def __init__(self, town: Path, cache_dir: Path | None = None, heartbeat_interval: float = 2.0,
+                 git_timeout: float | None = None):
         self.town = Path(town)
+        self.git_timeout = git_timeout  # for the git commands of its sessions' wrappers (the Settings')
         self.cache_dir = cache_dir or self.town / "cache"
         self.heartbeat_interval = heartbeat_interval
         self._locks: dict[str, threading.RLock] = {}
@@ -208,10 +268,14 @@ class LocalBackend:
             git(repo, "worktree", "prune", check=False)
         return True
 
-    def start(self, req: SessionRequest) -> LocalSession:
+    def start(self, req: SessionRequest, beads: Mapping[str, Bead] | None = None,
+              submit: Callable[[Operation], Future] | None = None) -> LocalSession:
+        """Start a session on ``req.bead``. Given the rig's beads as the caller just read them and
+        its ledger's ``submit``, the session is prepared and booked here (checkout, prompt, argv;
+        its start in the ledger meanwhile), and its wrapper starts the agent at once."""
         with self._lock(req.rig):  # a Dog removing a stale worktree waits, then sees this session
             self._end_earlier(req)
-            return self._start(req)
+            return self._start(req, beads if submit is not None else None, submit)
 
     def _end_earlier(self, req: SessionRequest) -> None:
         """One session per polecat: whatever its earlier sessions left running (a runtime whose
@@ -221,31 +285,48 @@ class LocalBackend:
         if groups and end_groups(groups):
             raise Unavailable(f"polecat {req.polecat}'s earlier session outlives SIGKILL: no new one starts")
 
-    def _start(self, req: SessionRequest) -> LocalSession:
+    def _start(self, req: SessionRequest, beads: Mapping[str, Bead] | None,
+               submit: Callable[[Operation], Future] | None) -> LocalSession:
         name = _safe(f"{req.polecat}-{req.bead}-{time.strftime('%Y%m%d%H%M%S')}-{os.urandom(2).hex()}")
-        workdir = self.worktree(req.rig, req.remote, req.polecat)
         sdir = self.town / "sessions" / name
+        spec = SessionSpec(rig=req.remote, bead=req.bead, polecat=req.polecat, session=name, runtime=req.runtime,
+                           workdir=self.worktree(req.rig, req.remote, req.polecat), session_dir=sdir,
+                           target=req.target, model=req.model, extra_args=list(req.args), deadline=req.deadline,
+                           heartbeat=f"file:{sdir / 'heartbeat'}", heartbeat_interval=self.heartbeat_interval,
+                           cache_dir=self.ledger_cache(req.rig), state_dir=self.state_dir(req.rig, req.polecat),
+                           max_tokens=req.max_tokens, max_seconds=req.max_seconds, git_timeout=self.git_timeout)
         sdir.mkdir(parents=True)
-        argv = [sys.executable, "-m", "gastown.cli.main", "session", "run",
-                "--rig", req.remote, "--bead", req.bead, "--polecat", req.polecat, "--session", name,
-                "--runtime", req.runtime, "--workdir", str(workdir), "--session-dir", str(sdir),
-                "--target", req.target, "--deadline", str(req.deadline),
-                "--heartbeat", f"file:{sdir / 'heartbeat'}",
-                "--heartbeat-interval", str(self.heartbeat_interval), "--cache-dir", str(self.ledger_cache(req.rig)),
-                "--state-dir", str(self.state_dir(req.rig, req.polecat))]
-        if req.model:
-            argv += ["--model", req.model]
-        for flag, value in (("--max-tokens", req.max_tokens), ("--max-seconds", req.max_seconds)):
-            argv += [flag, str(value)] if value else []
-        argv += ["--", *req.args]
+        argv = wrapper.argv(spec)
+        env = {**tracing.environ(), "GT_SESSION": name}
+        # the agent's spans go under its wrapper's: with a trace to carry, the wrapper prepares it
+        prepared = None
+        if beads is not None and submit is not None and req.bead in beads and tracing.TRACEPARENT not in env:
+            prepared = _booked(spec, beads[req.bead], beads, submit)
         started = time.time()
         (sdir / "request.json").write_text(json.dumps({"request": asdict(req), "argv": argv, "started": started},
                                                       indent=2))
-        with (sdir / "wrapper.log").open("wb") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, env={**os.environ, "GT_SESSION": name})
+        if prepared:
+            env[LAUNCH_ENV] = FROM_STDIN
+        notify, told = os.pipe() if submit is not None else (None, None)  # the daemon hears its agent's exit
+        if told is not None:
+            env[NOTIFY_ENV] = str(told)
+        try:
+            with (sdir / "wrapper.log").open("wb") as log:
+                proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.PIPE if prepared else subprocess.DEVNULL,
+                                        start_new_session=True, env=env, pass_fds=() if told is None else (told,))
+        except BaseException:
+            if notify is not None:
+                os.close(notify)
+            raise
+        finally:
+            if told is not None:
+                os.close(told)
         (sdir / "pid").write_text(str(proc.pid))
-        return LocalSession(name, req, sdir, proc.pid, started, proc)
+        if prepared:  # while the wrapper starts up, beside the other sessions this pass starts
+            threading.Thread(target=_send_launch, args=(proc, prepared), daemon=True, name=f"prepare-{name}").start()
+        return LocalSession(name=name, request=req, dir=sdir, pid=proc.pid, started=started, _proc=proc,
+                            _notify=notify)
 
     def sessions(self) -> list[LocalSession]:
         """Every session this town has run, the newest last (re-derived from disk)."""
@@ -260,7 +341,8 @@ class LocalBackend:
                 if found is None:
                     continue  # it never ran, or is gone: its bead's Witness sees no session and restarts it
                 (sdir.parent / "pid").write_text(str(pid := found))
-            out.append(LocalSession(sdir.parent.name, req, sdir.parent, pid, data.get("started", 0.0)))
+            out.append(LocalSession(name=sdir.parent.name, request=req, dir=sdir.parent, pid=pid,
+                                    started=data.get("started", 0.0)))
         return sorted(out, key=lambda s: s.started)
 
     def stop(self, session: LocalSession, grace: float = 5.0) -> None:

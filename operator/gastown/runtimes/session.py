@@ -1,10 +1,14 @@
 """One agent session, the same in a pod and in a local worktree: `gt session run` and `gt done`.
 
-The wrapper records the start in the ledger, checks out the polecat's branch, writes the
-prompt, runs the runtime as an argv list with a heartbeat and a deadline, and records how it
-ended. A session that ends well finishes with `gt done`: leftovers committed, the branch
-pushed, a merge-request bead recorded, the polecat idle. A session that ends badly still
-pushes its work (so a restart resumes it) and leaves the bead hooked to the polecat.
+The session is prepared first (a ``Launch``: the polecat's branch checked out, unpushed commits
+rescued, the prompt written, the runtime's argv) while its start is booked in the ledger, the
+write running beside the git work; then the runtime runs as an argv list with a heartbeat and a
+deadline. A backend that already holds the bead (the local daemon) prepares and books the session
+itself before it starts the wrapper, so that a freed slot's next agent waits for no import, no
+ledger read and no ledger write of its wrapper: the wrapper starts the agent first thing. A
+session that ends well finishes with `gt done`: leftovers committed, the branch pushed, a
+merge-request bead recorded (with what the session spent), the polecat idle. A session that ends
+badly still pushes its work (so a restart resumes it) and leaves the bead hooked to the polecat.
 """
 
 from __future__ import annotations
@@ -17,37 +21,32 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import KW_ONLY, asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..ledger import Bead, Ledger, LedgerError, query
-from ..ledger.ops import Together
-from ..ledger.worktree import (
-    commit_leftovers,
-    current_branch,
-    delete_ref,
-    done_ref,
-    identity_env,
-    prepare_branch,
-    push_branch,
-    rescue_prefix,
-    rescue_unpushed,
-)
-from ..names import BEAD_LABEL, POLECAT_LABEL
-from ..polecats import Done, DoneStatus, EndSession, RecordRescue, StartSession, branch_for
-from ..scheduler import ClearStrikes, RateLimitStrike
-from ..spend import RecordUsage
-from . import output
-from .config import resolve
-from .heartbeat import Heartbeat
-from .prompt import render
+# Only what starts the agent is imported up front: the ledger, git, pydantic and tracing load
+# while the agent already runs (``_booking`` and below import them where they are used).
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from ..ledger import Bead, Ledger
+    from ..ledger.ops import Operation
+    from ..polecats import DoneStatus
 
 # `gt session run` exit codes, so that a Job's pod says how the session ended.
 EXIT_CODES = {"completed": 0, "escalated": 0, "deferred": 0, "failed": 1, "rate_limited": 3,
               "timeout": 4}
 KILL_GRACE = 10.0
 AGENT_PGID = "agent.pgid"  # in the session dir: the runtime's process group, for whoever must end it
+# set by a backend that prepares the session itself: the wrapper reads its Launch on stdin (nothing
+# there, the backend gone or failed: it prepares the session itself)
+LAUNCH_ENV, FROM_STDIN = "GT_LAUNCH", "stdin"
+# The agent has exited and the wrapper wraps up (pushes, books the result): its slot is free. The
+# wrapper leaves AGENT_ENDED in the session dir and, given a pipe to its backend (NOTIFY_ENV: the
+# pipe's fd), writes a line on it, so that the backend's next agent need not wait for the wrap-up.
+AGENT_ENDED, NOTIFY_ENV = "agent.ended", "GT_NOTIFY_FD"
 # Runs beside the runtime, in a session of its own, reading a pipe from the wrapper: when the
 # wrapper is gone (whatever killed it, SIGKILL included) or done with its runtime, the pipe closes
 # and the watchdog ends the runtime's whole process group, so that no agent outlives its session.
@@ -90,6 +89,7 @@ class SessionSpec:
     state_dir: Path | None = None  # the polecat's own: its CLI's conversations, for resume
     max_tokens: int | None = None  # the session's ceiling (the Rig's budget.sessionTokens), as its output says
     max_seconds: float | None = None  # the session's ceiling in wall time (budget.sessionSeconds)
+    git_timeout: float | None = None  # for every git command of the wrapper (the settings'), once its agent runs
 
     @property
     def actor(self) -> str:
@@ -112,6 +112,7 @@ class SessionSpec:
 class Outcome:
     status: str  # completed | escalated | deferred | failed | timeout | rate_limited
     reason: str
+    _: KW_ONLY
     exit_code: int | None = None
     seconds: float = 0.0
     commit: str | None = None
@@ -136,55 +137,75 @@ class Outcome:
             return None
 
 
-def session_env(spec: SessionSpec, prompt_file: Path, branch: str, runtime_env: dict[str, str]) -> dict[str, str]:
-    """What the runtime (and a `gt done` it runs) needs to know about its session."""
-    env = {**os.environ, **runtime_env, **identity_env(spec.actor)}
-    # where the agent is: some CLIs take the shell's $PWD over their real working directory, and
-    # the wrapper's own (wherever `gt up` was typed) would send them to work in the wrong checkout
-    env["PWD"] = str(spec.workdir)
-    env.pop("OLDPWD", None)
-    env.update(GT_RIG=spec.rig, GT_BEAD=spec.bead, GT_POLECAT=spec.polecat, GT_SESSION=spec.session,
-               GT_SESSION_DIR=str(spec.session_dir), GT_PROMPT_FILE=str(prompt_file),
-               GT_BRANCH=branch, GT_TARGET=spec.target, GT_ACTOR=spec.actor,
-               GT_WORKDIR=str(spec.workdir))
-    if spec.cache_dir:
-        env["GT_CACHE_DIR"] = str(spec.cache_dir)
-    return env
+@dataclass
+class Launch:
+    """How the agent starts, prepared and booked before it does: the runtime's argv and stdin,
+    what its environment adds (the runtime's variables, the polecat's git identity), the branch it
+    works on."""
 
+    argv: list[str]
+    env: dict[str, str]
+    stdin: str | None
+    branch: str
 
-def run_session(spec: SessionSpec) -> Outcome:
-    spec.session_dir.mkdir(parents=True, exist_ok=True)
-    started, started_at = time.monotonic(), time.time()
-    labels = {POLECAT_LABEL: spec.polecat, BEAD_LABEL: spec.bead}
-    # the heartbeat covers the whole session, `gt done` included: a session busy pushing its
-    # work is alive, never a zombie
-    with Heartbeat(spec.heartbeat, spec.session, spec.heartbeat_interval, labels), \
-            Ledger(spec.rig, cache_dir=spec.cache_dir, actor=spec.actor) as ledger:
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def received(cls) -> Launch | None:
+        """The launch a backend sends on stdin (it waits until the backend has prepared it)."""
+        if os.environ.get(LAUNCH_ENV) != FROM_STDIN:
+            return None
         try:
-            outcome = _run(spec, ledger, started)
-        except (LedgerError, ValueError) as e:
-            outcome = Outcome("failed", f"could not start: {e}", seconds=time.monotonic() - started)
-            _record_failure(spec, ledger, outcome, spec.runtime)
-    outcome.started_at, outcome.ended_at = started_at, time.time()
-    outcome.write(spec.result_path)
-    return outcome
+            return cls(**json.loads(sys.stdin.buffer.read()))
+        except (OSError, ValueError, TypeError):
+            return None
 
 
-def _run(spec: SessionSpec, ledger: Ledger, started: float) -> Outcome:
+@dataclass(frozen=True)
+class Booking:
+    """A session's start, submitted to the ledger with the rescues of its checkout (``book``)."""
+
+    booked: Future
+    rescues: list[tuple[str, str, str]]  # (ref, commit, where it was)
+
+
+def book(spec: SessionSpec, bead_id: str, submit: Callable[[Operation], Future]) -> Booking:
+    """Push aside what the checkout holds that nobody pushed, and submit the session's start with
+    those rescues through ``submit`` (a Ledger's): the first half of ``prepare``, which a backend
+    may do where it also submits the bead's hook, so that both go out in one commit. Raises
+    LedgerError (git)."""
+    from ..ledger.ops import Together
+    from ..ledger.worktree import rescue_prefix, rescue_unpushed
+    from ..polecats import RecordRescue, StartSession, branch_for
+
+    rescues = rescue_unpushed(spec.workdir, branch_for(spec.polecat, bead_id), rescue_prefix(spec.polecat, bead_id))
+    booked = submit(Together((StartSession(bead_id, spec.polecat, spec.session, spec.actor),
+                              *(RecordRescue(bead_id=bead_id, session=spec.session, ref=ref, commit=commit,
+                                             source=where, actor=spec.actor)
+                                for ref, commit, where in rescues)), spec.actor))
+    return Booking(booked, rescues)
+
+
+def prepare(spec: SessionSpec, bead: Bead, beads: Mapping[str, Bead], booking: Booking) -> Launch:
+    """Everything else before the agent starts, once ``book`` has submitted its start: the checkout
+    on the polecat's branch, the prompt and the runtime's files in the session dir, the argv; then
+    it waits for the booking to be on the remote. Raises LedgerError (git, the ledger) or ValueError
+    (the runtime)."""
+    from ..ledger import query
+    from ..ledger.worktree import identity_env, prepare_branch
+    from ..polecats import branch_for
+    from .config import resolve
+    from .prompt import render
+
     runtime = resolve(spec.runtime)
-    beads = ledger.beads()
-    if spec.bead not in beads:
-        ledger.get(spec.bead)  # the precise error: not found or corrupt
-    bead = beads[spec.bead]
     branch = branch_for(spec.polecat, bead.id)
-    ledger.apply(StartSession(bead.id, spec.polecat, spec.session, spec.actor))
-    # commits an earlier session made and never pushed are pushed aside and noted before the reset
-    for ref, commit, source in rescue_unpushed(spec.workdir, branch, rescue_prefix(spec.polecat, bead.id)):
-        bead = ledger.apply(RecordRescue(bead.id, spec.session, ref, commit, source, spec.actor))
-    prepare_branch(spec.workdir, branch, spec.target)
-
+    prepare_branch(spec.workdir, branch, spec.target, rescued=True)  # book() rescued what was unpushed
+    notes = [_earlier_sessions(bead)] + [f"session {spec.session} pushed unpushed commits of {where} "
+                                         f"({commit[:10]}) aside to {ref} before resetting the checkout"
+                                         for ref, commit, where in booking.rescues]
     prompt = render(bead, branch=branch, target=spec.target, steps=query.children(beads, bead.id),
-                    notes=_earlier_sessions(bead))
+                    notes="\n".join(n for n in notes if n))
     prompt_file = spec.session_dir / "prompt.md"
     prompt_file.write_text(prompt)
     for name, content in runtime.files.items():
@@ -197,100 +218,230 @@ def _run(spec: SessionSpec, ledger: Ledger, started: float) -> Outcome:
     argv = runtime.argv(prompt=prompt, prompt_file=prompt_file, session_dir=spec.session_dir,
                         model=spec.model, extra_args=spec.extra_args, resume=resume, as_root=os.geteuid() == 0,
                         state_dir=spec.state_dir)
-    env = session_env(spec, prompt_file, branch, runtime.session_env(spec.state_dir))
+    stdin = runtime.stdin(prompt)
+    booking.booked.result()  # on the remote before the agent starts: whatever happens next, the Witness knows of it
+    return Launch(argv, {**runtime.session_env(spec.state_dir), **identity_env(spec.actor)},
+                  stdin.decode() if stdin is not None else None, branch)
+
+
+
+def session_env(spec: SessionSpec, branch: str, launch_env: Mapping[str, str]) -> dict[str, str]:
+    """What the runtime (and a `gt done` it runs) needs to know about its session."""
+    env = {**os.environ, **launch_env}
+    env.pop(LAUNCH_ENV, None)
+    env.pop(NOTIFY_ENV, None)
+    # where the agent is: some CLIs take the shell's $PWD over their real working directory, and
+    # the wrapper's own (wherever `gt up` was typed) would send them to work in the wrong checkout
+    env["PWD"] = str(spec.workdir)
+    env.pop("OLDPWD", None)
+    env.update(GT_RIG=spec.rig, GT_BEAD=spec.bead, GT_POLECAT=spec.polecat, GT_SESSION=spec.session,
+               GT_SESSION_DIR=str(spec.session_dir), GT_PROMPT_FILE=str(spec.session_dir / "prompt.md"),
+               GT_BRANCH=branch, GT_TARGET=spec.target, GT_ACTOR=spec.actor,
+               GT_WORKDIR=str(spec.workdir))
+    if spec.cache_dir:
+        env["GT_CACHE_DIR"] = str(spec.cache_dir)
+    return env
+
+
+def run_session(spec: SessionSpec) -> Outcome:
+    spec.session_dir.mkdir(parents=True, exist_ok=True)
+    started, started_at = time.monotonic(), time.time()
+    stopping = threading.Event()  # SIGTERM (the Witness, or the pod deleted), whenever it comes
+    with _on_sigterm(stopping.set):
+        launch = Launch.received()
+        agent = _spawn(spec, launch) if launch is not None else None  # prepared for it: the agent first
+        outcome = _session(spec, started, launch=launch, agent=agent, stopping=stopping)
+    outcome.started_at = started_at
+    outcome.write(spec.result_path)
+    return outcome
+
+
+def _session(spec: SessionSpec, started: float, *, launch: Launch | None, agent: _Agent | None,
+             stopping: threading.Event) -> Outcome:
+    from ..ledger import Ledger, LedgerError
+    from ..ledger.gitstore import set_git_timeout
+    from ..names import BEAD_LABEL, POLECAT_LABEL
+    from ..telemetry import tracing
+    from .heartbeat import Heartbeat
+
+    if spec.git_timeout is not None:
+        set_git_timeout(spec.git_timeout)
+    labels = {POLECAT_LABEL: spec.polecat, BEAD_LABEL: spec.bead}
+    # the heartbeat covers the whole session, `gt done` included: a session busy pushing its
+    # work is alive, never a zombie; its spans go under the daemon's dispatch span (its TRACEPARENT)
+    with tracing.carried_on("gastown-session"), \
+            tracing.span("session", bead=spec.bead, polecat=spec.polecat, session=spec.session,
+                         runtime=spec.runtime) as span, \
+            Heartbeat(spec.heartbeat, spec.session, spec.heartbeat_interval, labels), \
+            Ledger(spec.rig, cache_dir=spec.cache_dir, actor=spec.actor) as ledger:
+        try:
+            outcome = _run(spec, ledger, started, launch=launch, agent=agent, stopping=stopping)
+        except (LedgerError, ValueError) as e:
+            outcome = Outcome("failed", f"could not start: {e}", seconds=time.monotonic() - started)
+            _record_failure(spec, ledger, outcome, spec.runtime)
+        span.set_attribute("gastown.outcome", outcome.status)
+    outcome.ended_at = time.time()
+    return outcome
+
+
+def _run(spec: SessionSpec, ledger: Ledger, started: float, *, launch: Launch | None, agent: _Agent | None,
+         stopping: threading.Event) -> Outcome:
+    from ..telemetry import tracing
+    from . import output
+    from .config import resolve
+
+    try:
+        runtime = resolve(spec.runtime)
+        if launch is None:  # nobody prepared it (a pod): the bead from the ledger, the rest here
+            beads = ledger.beads()
+            if spec.bead not in beads:
+                ledger.get(spec.bead)  # the precise error: not found or corrupt
+            launch = prepare(spec, beads[spec.bead], beads, book(spec, spec.bead, ledger.submit))
+    except BaseException:
+        _abandon(agent)
+        raise
     ceiling: list[str] = []  # why the session was ended at its ceiling
 
     def over(elapsed: float) -> bool:
         if spec.max_seconds and elapsed > spec.max_seconds:
             ceiling.append(f"{spec.max_seconds:.0f}s of wall time")
         elif spec.max_tokens:
-            used = output.read(runtime.output, _tail(spec.log_path), env)
+            used = output.read(runtime.output, _tail(spec.log_path), agent.env if agent else {})
             if used.input_tokens + used.output_tokens >= spec.max_tokens:
                 ceiling.append(f"{spec.max_tokens:,} tokens ({used.input_tokens + used.output_tokens:,} used)")
         return bool(ceiling)
 
-    exit_code, cut = _execute(spec, argv, runtime.stdin(prompt), env,
-                              over=over if spec.max_tokens or spec.max_seconds else None)
+    with tracing.span("runtime", runtime=runtime.name, model=spec.model):  # a `gt done` the agent runs: under it
+        agent = agent or _spawn(spec, launch, tracing.environ)
+        exit_code, cut = _wait(spec, agent, stopping, over=over if spec.max_tokens or spec.max_seconds else None)
+    _agent_ended(spec)
     seconds = time.monotonic() - started
     log = _tail(spec.log_path)
-    report = output.read(runtime.output, log, env)
+    report = output.read(runtime.output, log, agent.env)
 
     marker = _read_done(spec)
     if marker is not None:  # the agent ran `gt done` itself
-        outcome = Outcome(marker["status"], marker.get("reason", ""), exit_code, seconds,
-                          marker.get("commit"), marker.get("result"), usage=report.usage())
+        outcome = Outcome(marker["status"], marker.get("reason", ""), exit_code=exit_code, seconds=seconds,
+                          commit=marker.get("commit"), result_bead=marker.get("result"), usage=report.usage())
         _record_usage(spec, ledger, runtime.name, outcome)
         return outcome
     if report.rate_limited and (exit_code != 0 or cut == "timeout"):  # a CLI may retry until the deadline
         outcome = Outcome("rate_limited", f"{runtime.name} hit a rate limit: {report.error or ''}".strip(),
-                          exit_code, seconds, retry_after=report.retry_after)
+                          exit_code=exit_code, seconds=seconds, retry_after=report.retry_after)
     elif cut == "timeout":
         outcome = Outcome("timeout", f"no result after {spec.deadline:.0f}s: the runtime was stopped",
-                          exit_code, seconds)
+                          exit_code=exit_code, seconds=seconds)
     elif cut == "ceiling":
         outcome = Outcome("timeout", f"the session reached its ceiling of {ceiling[0]}: the runtime was stopped "
-                                     "and its work pushed for the next session", exit_code, seconds)
+                                     "and its work pushed for the next session", exit_code=exit_code, seconds=seconds)
     elif cut == "stopped":
         outcome = Outcome("failed", "stopped from outside (SIGTERM: the Witness, or the pod was deleted); "
-                                    "the work so far is saved on the branch", exit_code, seconds)
+                                    "the work so far is saved on the branch", exit_code=exit_code, seconds=seconds)
     elif exit_code == 0:
-        done = finish(spec.rig, spec.bead, spec.polecat, spec.session, "completed", "", spec.workdir,
-                      spec.target, spec.session_dir, spec.cache_dir, ledger=ledger)
-        outcome = Outcome("completed", "", exit_code, time.monotonic() - started, done["commit"], done["result"],
-                          usage=report.usage())
-        _record_usage(spec, ledger, runtime.name, outcome)
+        outcome = Outcome("completed", "", exit_code=exit_code, seconds=seconds, usage=report.usage())
+        # what it spent is booked with its result: one ledger write between the agent's end and the slot's
+        done = finish(spec.rig, spec.bead, polecat=spec.polecat, session=spec.session, status="completed", reason="",
+                      workdir=spec.workdir, target=spec.target, session_dir=spec.session_dir,
+                      cache_dir=spec.cache_dir, ledger=ledger, also=(_usage_op(spec, runtime.name, outcome),))
+        outcome.commit, outcome.result_bead = done["commit"], done["result"]
+        outcome.seconds = time.monotonic() - started
         return outcome
     elif exit_code == 127:
-        outcome = Outcome("failed", f"runtime binary not found: {argv[0]}", exit_code, seconds)
+        outcome = Outcome("failed", f"runtime binary not found: {launch.argv[0]}", exit_code=exit_code,
+                          seconds=seconds)
     else:
         lines = output.strip_ansi(log).splitlines()
         last = report.error or next((ln for ln in reversed(lines) if ln.strip()), "")[:300]
-        outcome = Outcome("failed", f"{runtime.name} exited with code {exit_code}: {last}", exit_code, seconds)
+        outcome = Outcome("failed", f"{runtime.name} exited with code {exit_code}: {last}", exit_code=exit_code,
+                          seconds=seconds)
     outcome.usage = report.usage()
-    outcome.commit = _save_work(spec, branch, outcome)
+    outcome.commit = _save_work(spec, launch.branch, outcome)
     _record_failure(spec, ledger, outcome, runtime.name)
     return outcome
 
 
-def _execute(spec: SessionSpec, argv: list[str], stdin: bytes | None, env: dict[str, str],
-             over: Callable[[float], bool] | None = None) -> tuple[int, str | None]:
-    """Run the runtime until it exits, the deadline passes ("timeout"), ``over`` says the session
-    reached its ceiling ("ceiling": asked about once a second) or this process is asked to stop
-    ("stopped": SIGTERM, as when the Witness stops a session or Kubernetes deletes its pod); in the
-    last three cases the runtime is stopped and the caller saves the work."""
+@dataclass
+class _Agent:
+    """The runtime's process (None when it could not start: ``code`` says why, 127 or 126), its
+    watchdog, its environment."""
+
+    proc: subprocess.Popen | None
+    watchdog: subprocess.Popen | None
+    env: dict[str, str]
+    code: int | None = None
+
+
+def _spawn(spec: SessionSpec, launch: Launch,
+           carry: Callable[[dict[str, str]], dict[str, str]] = dict) -> _Agent:
+    """Start the runtime in a process group of its own, its output to the session log, with a
+    watchdog that ends the group when this process goes (``carry``: the trace, when there is one)."""
+    env = carry(session_env(spec, launch.branch, launch.env))
+    stdin = launch.stdin.encode() if launch.stdin is not None else None
     with spec.log_path.open("ab") as log:
         try:
-            proc = subprocess.Popen(argv, cwd=spec.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen(launch.argv, cwd=spec.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                                     start_new_session=True)
         except FileNotFoundError:
-            log.write(f"gastown: {argv[0]}: command not found\n".encode())
-            return 127, None
+            log.write(f"gastown: {launch.argv[0]}: command not found\n".encode())
+            return _Agent(None, None, env, 127)
         except PermissionError as e:
-            log.write(f"gastown: {argv[0]}: {e}\n".encode())
-            return 126, None
-        (spec.session_dir / AGENT_PGID).write_text(str(proc.pid))
-        watchdog = _watch(proc.pid)
-        if stdin is not None:
-            threading.Thread(target=_feed, args=(proc, stdin), daemon=True).start()
-        stopping = threading.Event()
-        try:
-            with _on_sigterm(stopping.set):
-                begun = time.monotonic()
-                deadline, asked = begun + spec.deadline, begun
-                while True:
-                    try:
-                        return proc.wait(timeout=0.2), None
-                    except subprocess.TimeoutExpired:
-                        cut = "stopped" if stopping.is_set() else "timeout" if time.monotonic() > deadline else None
-                        if cut is None and over is not None and time.monotonic() - asked >= 1.0:
-                            asked = time.monotonic()
-                            cut = "ceiling" if over(asked - begun) else None
-                        if cut:
-                            _stop(proc)
-                            return proc.returncode, cut
-        finally:  # what the runtime left running in its group goes with it, before its work is saved
-            _release(watchdog)
+            log.write(f"gastown: {launch.argv[0]}: {e}\n".encode())
+            return _Agent(None, None, env, 126)
+    (spec.session_dir / AGENT_PGID).write_text(str(proc.pid))
+    agent = _Agent(proc, _watch(proc.pid), env)
+    if stdin is not None:
+        threading.Thread(target=_feed, args=(proc, stdin), daemon=True).start()
+    return agent
+
+
+def _abandon(agent: _Agent | None) -> None:
+    """Stop an agent whose session cannot go on (its runtime could not be read)."""
+    if agent is not None and agent.proc is not None:
+        _stop(agent.proc)
+        _release(agent.watchdog)
+
+
+def _wait(spec: SessionSpec, agent: _Agent, stopping: threading.Event,
+          over: Callable[[float], bool] | None = None) -> tuple[int, str | None]:
+    """Wait for the runtime until it exits, the deadline passes ("timeout"), ``over`` says the
+    session reached its ceiling ("ceiling": asked about once a second) or this process is asked to
+    stop (``stopping``, "stopped": SIGTERM, as when the Witness stops a session or Kubernetes deletes
+    its pod); in the last three cases the runtime is stopped and the caller saves the work."""
+    proc = agent.proc
+    if proc is None:
+        return agent.code or 127, None
+    exited = threading.Event()  # set the moment it exits (a timed wait would poll, up to 50 ms late)
+
+    def watch() -> None:
+        proc.wait()
+        exited.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        begun = time.monotonic()
+        deadline, asked = begun + spec.deadline, begun
+        while not exited.wait(0.2):
+            cut = "stopped" if stopping.is_set() else "timeout" if time.monotonic() > deadline else None
+            if cut is None and over is not None and time.monotonic() - asked >= 1.0:
+                asked = time.monotonic()
+                cut = "ceiling" if over(asked - begun) else None
+            if cut:
+                _stop(proc)
+                return proc.returncode, cut
+        return proc.returncode, None
+    finally:  # what the runtime left running in its group goes with it, before its work is saved
+        _release(agent.watchdog)
+
+
+def _agent_ended(spec: SessionSpec) -> None:
+    """Say that the agent is gone, its process group with it (``_wait`` ended it): its slot is free."""
+    (spec.session_dir / AGENT_ENDED).touch()
+    fd = os.environ.pop(NOTIFY_ENV, None)
+    if fd is not None:
+        with contextlib.suppress(OSError, ValueError):  # the backend gone: the file says it all the same
+            os.write(int(fd), b"agent ended\n")
+            os.close(int(fd))
 
 
 def _watch(pgid: int) -> subprocess.Popen | None:
@@ -363,6 +514,9 @@ def _earlier_sessions(bead: Bead) -> str:
 
 def _save_work(spec: SessionSpec, branch: str, outcome: Outcome) -> str | None:
     """Push whatever the session did, so that the next session resumes it; never lose work."""
+    from ..ledger import LedgerError
+    from ..ledger.worktree import commit_leftovers, current_branch, push_branch
+
     try:
         if current_branch(spec.workdir) != branch:
             return None
@@ -374,12 +528,16 @@ def _save_work(spec: SessionSpec, branch: str, outcome: Outcome) -> str | None:
         return None
 
 
-def _usage_op(spec: SessionSpec, runtime: str, outcome: Outcome) -> RecordUsage:
-    return RecordUsage(spec.bead, spec.session, runtime, {**outcome.usage, "seconds": round(outcome.seconds, 1)},
-                       spec.actor)
+def _usage_op(spec: SessionSpec, runtime: str, outcome: Outcome) -> Operation:
+    from ..spend import RecordUsage
+
+    return RecordUsage(bead_id=spec.bead, session=spec.session, runtime=runtime,
+                       usage={**outcome.usage, "seconds": round(outcome.seconds, 1)}, actor=spec.actor)
 
 
 def _record_usage(spec: SessionSpec, ledger: Ledger, runtime: str, outcome: Outcome) -> None:
+    from ..ledger import LedgerError
+
     try:
         ledger.apply(_usage_op(spec, runtime, outcome))
     except LedgerError as e:
@@ -387,8 +545,14 @@ def _record_usage(spec: SessionSpec, ledger: Ledger, runtime: str, outcome: Outc
 
 
 def _record_failure(spec: SessionSpec, ledger: Ledger, outcome: Outcome, runtime: str) -> None:
-    ops: list = [EndSession(spec.bead, spec.polecat, spec.session, outcome.status,  # type: ignore[arg-type]
-                            outcome.reason, spec.actor), _usage_op(spec, runtime, outcome)]
+    from ..ledger import LedgerError
+    from ..ledger.ops import Together
+    from ..polecats import EndSession
+    from ..scheduler import RateLimitStrike
+
+    ops: list = [EndSession(bead_id=spec.bead, polecat=spec.polecat, session=spec.session,
+                            status=outcome.status, reason=outcome.reason,  # type: ignore[arg-type]
+                            actor=spec.actor), _usage_op(spec, runtime, outcome)]
     if outcome.status == "rate_limited":
         ops.append(RateLimitStrike(spec.session, spec.actor, outcome.retry_after))
     try:
@@ -404,10 +568,33 @@ def _read_done(spec: SessionSpec) -> dict | None:
         return None
 
 
-def finish(rig: str, bead: str, polecat: str, session: str, status: DoneStatus, reason: str,
+def finish(rig: str, bead: str, *, polecat: str, session: str, status: DoneStatus, reason: str,
            workdir: Path, target: str, session_dir: Path | None, cache_dir: Path | None,
-           ledger: Ledger | None = None) -> dict:
-    """`gt done`: commit leftovers, push the branch, record the result, set the polecat idle."""
+           ledger: Ledger | None = None, also: tuple[Operation, ...] = ()) -> dict:
+    """`gt done`: commit leftovers, push the branch, record the result (with ``also``, in the same
+    write), set the polecat idle."""
+    from ..telemetry import tracing
+
+    with tracing.span("done", bead=bead, polecat=polecat, status=status):
+        return _finish(rig, bead, polecat=polecat, session=session, status=status, reason=reason, workdir=workdir,
+                       target=target, session_dir=session_dir, cache_dir=cache_dir, ledger=ledger, also=also)
+
+
+def _finish(rig: str, bead: str, *, polecat: str, session: str, status: DoneStatus, reason: str,
+            workdir: Path, target: str, session_dir: Path | None, cache_dir: Path | None,
+            ledger: Ledger | None, also: tuple[Operation, ...]) -> dict:
+    from ..ledger import Ledger, LedgerError
+    from ..ledger.ops import Together
+    from ..ledger.worktree import (
+        commit_leftovers,
+        current_branch,
+        delete_ref,
+        done_ref,
+        push_branch,
+    )
+    from ..polecats import Done, branch_for
+    from ..scheduler import ClearStrikes
+
     actor = f"polecat {polecat}"
     branch = current_branch(workdir)
     expected = branch_for(polecat, bead)
@@ -421,8 +608,9 @@ def finish(rig: str, bead: str, polecat: str, session: str, status: DoneStatus, 
     own = ledger is None
     ledger = ledger or Ledger(rig, cache_dir=cache_dir, actor=actor)
     try:
-        done = Done(bead, polecat, session, status, branch, target, commit, reason, actor)
-        result = ledger.apply(Together((ClearStrikes(actor), done), actor))
+        done = Done(bead_id=bead, polecat=polecat, session=session, status=status, branch=branch, target=target,
+                    commit=commit, reason=reason, actor=actor)
+        result = ledger.apply(Together((ClearStrikes(actor), *also, done), actor))  # the result: done's
     finally:
         if own:
             ledger.close()

@@ -40,10 +40,10 @@ class Amp:
     def read(self, path: str, body: Any) -> Conversation:
         body = body if isinstance(body, dict) else {}
         thread = path.split("?")[0] == "/api/thread-actors"
-        conv = Conversation([], 0, False, str(body.get("agentMode") or ""), False)
+        conv = Conversation(texts=[], tool_results=0, has_tools=False, model=str(body.get("agentMode") or ""))
         # the internal calls are start-up and settings; thread creation is where the model work starts
         conv.side = not thread
-        conv.method = "thread-actors" if thread else path.split("?", 1)[1]
+        conv.method = "thread-actors" if thread else path.split("?", 1)[1]  # type: ignore[attr-defined]
         return conv
 
     def error_body(self, status: int, message: str) -> Any:

@@ -37,8 +37,8 @@ class Anthropic:
             count = sum(1 for b in content if b.get("type") == "tool_result") if isinstance(content, list) else 0
             results += count
             since = since + count if count or msg.get("role") != "user" else 0
-        return Conversation(texts, results, bool(body.get("tools")), body.get("model", ""),
-                            bool(body.get("stream")), since)
+        return Conversation(texts=texts, tool_results=results, has_tools=bool(body.get("tools")),
+                            model=body.get("model", ""), stream=bool(body.get("stream")), since_prompt=since)
 
     def error_body(self, status: int, message: str) -> Any:
         kind = "rate_limit_error" if status == 429 else "api_error"

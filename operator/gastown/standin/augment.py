@@ -73,11 +73,12 @@ class Augment:
         more, count = _node_texts(body.get("nodes"))
         texts += more
         results += count
-        conv = Conversation([t for t in texts if t], results, bool(body.get("tool_definitions")),
-                            str(body.get("model") or ""), True)
-        conv.endpoint = self._endpoint(path)
+        conv = Conversation(texts=[t for t in texts if t], tool_results=results,
+                            has_tools=bool(body.get("tool_definitions")), model=str(body.get("model") or ""),
+                            stream=True)
+        conv.endpoint = endpoint = self._endpoint(path)  # type: ignore[attr-defined]  # read back by getattr
         # start-up and settings calls: no model work (a server that honours it never limits them)
-        conv.side = conv.endpoint != "chat-stream"
+        conv.side = endpoint != "chat-stream"
         return conv
 
     def error_body(self, status: int, message: str) -> Any:

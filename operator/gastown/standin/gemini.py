@@ -39,7 +39,7 @@ def _texts(parts: Any) -> list[str]:
     return out
 
 
-@dataclass
+@dataclass(kw_only=True)
 class GeminiConversation(Conversation):
     schema: Any = None  # a side request that wants JSON (the CLI's model router): its schema
 
@@ -102,8 +102,8 @@ class Gemini:
         schema = None
         if config.get("responseMimeType") == "application/json":
             schema = config.get("responseJsonSchema") or config.get("responseSchema") or {"type": "object"}
-        return GeminiConversation(texts, results, has_tools, model, _method(path) == "streamGenerateContent",
-                                  schema=schema)
+        return GeminiConversation(texts=texts, tool_results=results, has_tools=has_tools, model=model,
+                                  stream=_method(path) == "streamGenerateContent", schema=schema)
 
     def error_body(self, status: int, message: str) -> Any:
         kind = {429: "RESOURCE_EXHAUSTED", 400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED",

@@ -44,8 +44,8 @@ class OpenAIChat:
                 since_prompt += 1
             elif msg.get("role") == "user":  # tool results are messages of their own here
                 since_prompt = 0
-        return Conversation(texts, results, bool(body.get("tools")), body.get("model", ""),
-                            bool(body.get("stream")), since_prompt=since_prompt)
+        return Conversation(texts=texts, tool_results=results, has_tools=bool(body.get("tools")),
+                            model=body.get("model", ""), stream=bool(body.get("stream")), since_prompt=since_prompt)
 
     def error_body(self, status: int, message: str) -> Any:
         kind, code = ("requests", "rate_limit_exceeded") if status == 429 else ("server_error", None)
@@ -54,7 +54,7 @@ class OpenAIChat:
     def reply(self, out: Reply, turn: Turn, conv: Conversation) -> None:
         chat_id, created = new_id("chatcmpl-"), int(time.time())
         if turn.tool:
-            call = {"id": new_id("call_"), "type": "function",
+            call: dict[str, Any] = {"id": new_id("call_"), "type": "function",
                     "function": {"name": turn.tool, "arguments": json.dumps(turn.input)}}
             message: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [call]}
             finish = "tool_calls"

@@ -20,7 +20,7 @@ from .server import Conversation, Reply, Turn, new_id
 RESULT_TYPES = ("function_call_output", "custom_tool_call_output", "local_shell_call_output")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ResponsesConversation(Conversation):
     tool_kinds: dict[str, str] = field(default_factory=dict)  # tool name -> "function" | "custom"
     websocket: bool = False  # the WebSocket upgrade, refused
@@ -70,7 +70,7 @@ class OpenAIResponses:
 
     def read(self, path: str, body: Any) -> Conversation:
         if not isinstance(body, dict):  # the WebSocket upgrade (a GET, no body)
-            return ResponsesConversation([], 0, False, websocket=True)
+            return ResponsesConversation(texts=[], tool_results=0, has_tools=False, websocket=True)
         texts = _texts(body.get("instructions"))
         items = body.get("input")
         items = [{"type": "message", "content": items}] if isinstance(items, str) else items or []
@@ -80,8 +80,8 @@ class OpenAIResponses:
             results += item.get("type") in RESULT_TYPES
             if item.get("type") == "additional_tools":  # codex's code mode declares its tools here
                 kinds.update(_tool_kinds(item.get("tools", [])))
-        return ResponsesConversation(texts, results, bool(kinds), body.get("model", ""), bool(body.get("stream")),
-                                     tool_kinds=kinds)
+        return ResponsesConversation(texts=texts, tool_results=results, has_tools=bool(kinds),
+                                     model=body.get("model", ""), stream=bool(body.get("stream")), tool_kinds=kinds)
 
     def error_body(self, status: int, message: str) -> Any:
         kind, code = ("requests", "rate_limit_exceeded") if status == 429 else ("server_error", None)

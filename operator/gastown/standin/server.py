@@ -31,7 +31,7 @@ class Turn:
     input: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Conversation:
     """A request, read by its dialect."""
 

@@ -114,9 +114,9 @@ def _observe_budget(labels: tuple[str, str], gate: Gate) -> None:
                 REMAINING.labels(*key).set(given - spent)
             if rig_labels == labels:
                 seen.add(key)
-    for key in _budget_series.get(labels, set()) - seen:
-        _remove(SPENT, *key)
-        _remove(REMAINING, *key)
+    for gone in _budget_series.get(labels, set()) - seen:
+        _remove(SPENT, *gone)
+        _remove(REMAINING, *gone)
     _budget_series[labels] = seen
 
 

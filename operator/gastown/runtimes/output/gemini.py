@@ -21,7 +21,8 @@ _QUOTA_ERRORS = {"RetryableQuotaError", "TerminalQuotaError"}
 
 
 def read(log: str) -> Report:
-    report, plain, result, answer = Report(), [], None, []
+    report, plain, result = Report(), [], None
+    answer: list[str] = []
     for data, text in json_lines(log):
         if data is None:
             plain.append(text)

@@ -1,0 +1,203 @@
+"""A write handed to this machine's group committer: one short step for a `gt bead create`.
+
+A `gt` process that only creates a bead need not load the ledger (pydantic, the git plumbing:
+most of its CPU) nor make a push of its own. It puts its request in the cache's spool
+(``spool.py``: durable before anything else happens), nudges the machine's committer (a
+``python -m gastown.ledger.committer`` process that commits every spooled write in one turn
+and lingers a few seconds for more) through the spool's ``wake`` FIFO, and waits for its
+outcome file. When no committer listens, the waiting process starts one, detached: it inherits
+the committer lock the process took, so concurrent creates start one committer between them.
+
+The guarantees are the spool's: a request is acknowledged only once its commit is on the
+remote; a committer killed mid-batch leaves its journal and the requests, and the next holder
+of the writer lock (another committer, any ledger writer of the machine) settles them.
+
+This module is light (the standard library only), as is everything a handing-off process loads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import getpass
+import hashlib
+import itertools
+import os
+import pickle  # noqa: S403 (the spool is the user's own, 0700; see spool.py)
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from .errors import InvalidOperation, Unavailable
+
+# which installation spooled an operation: only the same code applies it for another process
+TAG = f"gastown {__version__} at {Path(__file__).resolve().parent}"
+JOURNAL = "journal"
+WAKE = "wake"  # the FIFO a committer listens on (opening it for writing fails when none does)
+COMMITTER_LOCK = "gastown.committer.lock"  # held by the machine's committer for this cache
+CHECK_SECONDS = 0.05  # how often a waiting process makes sure a committer is there
+MAX_STARTS = 10  # committers a waiting process starts before it gives up (one that cannot start at all)
+_seq = itertools.count()
+
+
+def default_actor() -> str:
+    return os.environ.get("GT_ACTOR") or f"user {getpass.getuser()}@{socket.gethostname()}"
+
+
+def check_title(title: str) -> str:
+    """A title a bead may have: not blank, no NUL byte (git, the shells and the agents choke on it)."""
+    if "\0" in title:
+        raise InvalidOperation(f"title {title!r}: contains a NUL byte")
+    if not title.strip():
+        raise InvalidOperation(f"title {title!r}: is blank")
+    return title
+
+
+def normalise_remote(remote: str) -> str:
+    """Absolute path for a local repository; URLs as they are."""
+    if "://" in remote or (":" in remote and "@" in remote.split(":", 1)[0]):
+        return remote
+    return str(Path(remote).expanduser().resolve())
+
+
+def default_cache_dir(remote: str, root: Path | None = None) -> Path:
+    """Where the ledger of ``remote`` is cached: under ``ledgers/`` of the cache root."""
+    from ..settings import cache_root
+
+    base = (root or cache_root()) / "ledgers"
+    key = hashlib.sha256(normalise_remote(remote).encode()).hexdigest()[:20]
+    return base / key
+
+
+def create_seed(title: str, description: str, actor: str) -> str:
+    """What a new bead's ID is made from: content, creator, time and a nonce, fixed when asked."""
+    return f"{title}\0{description}\0{actor}\0{time.time_ns()}\0{os.urandom(8).hex()}"
+
+
+def new_key() -> str:
+    """A spooled operation's name: oldest first, and its owner's pid (spool._alive reads it)."""
+    return f"{time.time_ns():020d}-{os.getpid()}-{next(_seq)}"
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Replace ``path`` at once: a reader sees the whole file or none."""
+    tmp = path.with_name(f"{path.name.split('.')[0]}.tmp-{os.getpid()}-{next(_seq)}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def take_outcome(spool: Path, key: str) -> bytes | None:
+    """The outcome another process left for the operation ``key``, taken (None: not yet). The
+    ``.op`` goes first: once its owner has read the outcome nobody may apply it again."""
+    done = spool / f"{key}.done"
+    try:
+        raw = done.read_bytes()
+    except FileNotFoundError:
+        return None
+    (spool / f"{key}.op").unlink(missing_ok=True)
+    done.unlink(missing_ok=True)
+    return raw
+
+
+def spool_dir(cache: Path) -> Path:
+    path = Path(cache) / "spool"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def wake(spool: Path) -> bool:
+    """Nudge the committer listening on the spool; False when none listens."""
+    try:
+        fd = os.open(spool / WAKE, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno in (errno.ENXIO, errno.ENOENT):
+            return False
+        raise
+    try:
+        os.write(fd, b".")
+    except BlockingIOError:  # its buffer is full of nudges: it has been nudged
+        pass
+    finally:
+        os.close(fd)
+    return True
+
+
+@dataclass(frozen=True)
+class Create:
+    """A bead to create, as a handing-off process spools it (``ops.Create`` needs pydantic to
+    build); its outcome is the new record as JSON data, which needs nothing to read."""
+
+    actor: str
+    title: str
+    seed: str
+    fields: dict[str, Any] = field(default_factory=dict)  # Ledger.create's other keywords
+
+    def apply(self, tx: Any) -> dict[str, Any]:
+        from .ledger import create_op
+
+        bead = create_op(self.title, actor=self.actor, seed=self.seed, **self.fields).apply(tx)
+        return bead.model_dump(mode="json", exclude_none=True)
+
+
+def hand_off(remote: str, cache: Path, op: Create, *, git_timeout: float) -> Any:
+    """Spool ``op`` for the machine's committer (started when none listens) and wait until its
+    commit is on the remote; return its outcome or raise its own error (the committer's, when its
+    turn failed: a git command timed out after ``git_timeout``, the remote refused). A committer
+    that never answers is given up on after a turn's worth of git commands."""
+    timeout = 3 * git_timeout + 10  # ls-remote, fetch, push
+    spool = spool_dir(cache)
+    key = new_key()
+    write_file(spool / f"{key}.op", pickle.dumps((TAG, op), protocol=pickle.HIGHEST_PROTOCOL))
+    deadline = time.monotonic() + timeout
+    check = 0.0
+    pause = 0.001
+    starts = 0
+    while True:
+        raw = take_outcome(spool, key)
+        if raw is not None:
+            ok, value = pickle.loads(raw)  # noqa: S301 (our own spool)
+            if ok:
+                return value
+            raise value
+        now = time.monotonic()
+        if now >= check:
+            if not wake(spool):
+                starts += start_committer(remote, Path(cache), git_timeout)
+            check = now + CHECK_SECONDS
+        if now > deadline or starts > MAX_STARTS:
+            (spool / f"{key}.op").unlink(missing_ok=True)  # taken back: nobody commits it later
+            if take_outcome(spool, key) is None:  # unless it was done meanwhile
+                raise Unavailable(f"the ledger's committer did not push this write within {timeout:.0f}s (if "
+                                  "it had taken it, it may still land: list the beads before trying again)"
+                                  if starts <= MAX_STARTS else
+                                  f"the ledger's committer stopped {starts} times without pushing this write (nothing "
+                                  f"was written): run `{sys.executable} -m gastown.ledger.committer {remote} {cache} 0 "
+                                  f"{git_timeout}` to see why")
+            continue
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.01)
+
+
+def start_committer(remote: str, cache: Path, git_timeout: float) -> bool:
+    """Start the machine's committer for ``cache`` unless one holds its lock; True if started.
+    The child inherits the lock taken here, so two processes never both start one."""
+    with open(cache / COMMITTER_LOCK, "a+b") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # one is starting, running, or finishing its last turn
+        subprocess.Popen([sys.executable, "-m", "gastown.ledger.committer", remote, str(cache),  # noqa: S603
+                          str(fh.fileno()), str(git_timeout)],
+                         pass_fds=(fh.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    return True
