@@ -222,6 +222,13 @@ class AgentTown:
         self.wait(lambda: self.results(), timeout, "the first session's result")
         return self.results()[0]
 
+    def last_result(self, timeout: float = 60) -> dict:
+        """The latest session's result, once its wrapper has written it: the bead may merge before
+        that (the wrapper writes its result after its last ledger write; the Refinery does not wait)."""
+        self.wait(lambda: (req := self.sessions()) and (req[-1].parent / "result.json").exists(), timeout,
+                  "the latest session's result")
+        return self.results()[-1]
+
     def prompt(self, index: int = 0) -> str:
         return (self.sessions()[index].parent / "prompt.md").read_text()
 
@@ -355,6 +362,6 @@ def merged_unattended(town: AgentTown, standin: StandIn) -> tuple[list[Seen], di
     assert main, town.report()
     assert main[0].conversation.says(town.prompt(0)), town.report()
     assert [s.conversation.tool_results for s in main] == [0, 1, 2], town.report()
-    result = town.results()[-1]
+    result = town.last_result()
     assert result["status"] == "completed", town.report()
     return main, result

@@ -62,7 +62,7 @@ def test_auggie_completes_a_bead_to_merged_main(agent_town, cli, standin):
     assert main[0].body["nodes"][0]["text_node"]["content"] == town.prompt(0).strip(), town.report()
     # it worked unattended with its own tools: three turns, each tool result carried back
     assert [s.conversation.tool_results for s in main] == [0, 1, 2]
-    result = town.results()[-1]
+    result = town.last_result()
     assert result["status"] == "completed", town.report()
     # auggie prints no token usage in print mode: nothing is made up
     assert not {k: v for k, v in result.get("usage", {}).items() if k != "seconds"}

@@ -75,7 +75,7 @@ def test_copilot_completes_a_bead_to_merged_main(copilot_town, standin):
     assert re.fullmatch(r"<current_datetime>[^<]+</current_datetime>\n\n", sent.removesuffix(prompt)), sent
     # it worked unattended: three turns, each tool result carried back, no question asked
     assert [s.conversation.tool_results for s in main] == [0, 1, 2]
-    result = town.results()[-1]
+    result = town.last_result()
     assert result["status"] == "completed", town.report()
     # the CLI's own per-call usage records (in its session store, under the polecat's COPILOT_HOME):
     # three calls of the stand-in's 1200 in / 80 out

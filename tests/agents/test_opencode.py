@@ -72,7 +72,7 @@ def test_opencode_completes_a_bead_to_merged_main(agent_town, cli, standin):
     # it worked unattended with its own tools: three turns, each tool result carried back
     assert [s.conversation.tool_results for s in main] == [0, 1, 2], town.report()
     assert {"write", "bash"} <= {t["name"] for t in main[0].body["tools"]}
-    result = town.results()[-1]
+    result = town.last_result()
     assert result["status"] == "completed", town.report()
     # what its step_finish events reported: three turns of the stand-in's 1200 in / 80 out, priced
     # by opencode (the title request is not in them)
