@@ -9,7 +9,10 @@ about time. Every `gt` is a fresh process, as a person or an agent runs it.
                    ratio; afterwards the ledger must hold every bead once. Twice: on a local bare
                    repository, and on a remote across a "network": a smart-HTTP git server on
                    127.0.0.1 (tests/githttp.py, `git http-backend`) that waits --delay seconds
-                   before answering each request, as a round trip to a git host would
+                   before answering each request, as a round trip to a git host would.
+                   Beside each ratio, the most that this machine's cores allow: cores x the wall
+                   time of one create alone / the CPU that one create costs when 8 run at a time
+                   (the `gt` process, the committer, git and the server)
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -45,23 +49,47 @@ def median_time(args: list[str], env: dict[str, str], runs: int) -> float:
     return statistics.median(timed(args, env) for _ in range(runs))
 
 
-def creates_per_second(rig: str, env: dict[str, str], creates: int, at_once: int, tag: str) -> float:
+def committers_cpu() -> dict[int, float]:
+    """CPU seconds of each live group committer, with the children it waited for (git, and a local
+    remote's receive-pack). Linux; empty elsewhere."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if b"gastown.ledger.committer" in (stat.parent / "cmdline").read_bytes():
+                fields = stat.read_text().rpartition(")")[2].split()
+                out[int(stat.parent.name)] = sum(map(int, fields[11:15])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def cpu_seconds() -> float:
+    """CPU of this process's waited children (the `gt` processes, the HTTP server's git)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def creates_per_second(rig: str, env: dict[str, str], creates: int, at_once: int, tag: str) -> tuple[float, float]:
+    """Creates per second, and CPU seconds per create (a committer that exits meanwhile is undercounted)."""
     def one(i: int) -> float:
         return timed(["bead", "--rig", rig, "create", f"{tag} {i}"], env)
 
+    committers, cpu = committers_cpu(), cpu_seconds()
     start = time.perf_counter()
     with ThreadPoolExecutor(at_once) as pool:
         list(pool.map(one, range(creates)))
-    return creates / (time.perf_counter() - start)
+    rate = creates / (time.perf_counter() - start)
+    committed = sum(v - committers.get(pid, 0.0) for pid, v in committers_cpu().items())
+    return rate, (cpu_seconds() - cpu + committed) / creates
 
 
-def throughput(rig: str, env: dict[str, str], creates: int, runs: int) -> tuple[float, float, float]:
-    """(median seconds of one create, creates per second one at a time, 8 at a time) on ``rig``,
-    whose ledger must afterwards hold every bead once."""
+def throughput(rig: str, env: dict[str, str], creates: int, runs: int) -> tuple[float, float, float, float]:
+    """(median seconds of one create, creates per second one at a time, 8 at a time, CPU seconds per
+    create 8 at a time) on ``rig``, whose ledger must afterwards hold every bead once."""
     timed(["bead", "--rig", rig, "create", FIRST], env)
     create_s = median_time(["bead", "--rig", rig, "create", "one"], env, runs)
-    one = creates_per_second(rig, env, creates, 1, "alone")
-    eight = creates_per_second(rig, env, creates, 8, "together")
+    one, _ = creates_per_second(rig, env, creates, 1, "alone")
+    eight, cpu = creates_per_second(rig, env, creates, 8, "together")
     listed = subprocess.run([GT, "bead", "--rig", rig, "list", "--all", "--json"], env=env,
                             check=True, capture_output=True, text=True).stdout
     titles = Counter(b["title"] for b in json.loads(listed))
@@ -70,7 +98,7 @@ def throughput(rig: str, env: dict[str, str], creates: int, runs: int) -> tuple[
     if titles != expected:
         sys.exit(f"cli bench: the ledger of {rig} lost {sorted(expected - titles)} and has more of "
                  f"{sorted(titles - expected)}")
-    return create_s, one, eight
+    return create_s, one, eight, cpu
 
 
 def main() -> None:
@@ -91,13 +119,13 @@ def main() -> None:
 
         rig = root / "rig.git"
         subprocess.run(["git", "init", "--quiet", "--bare", str(rig)], check=True)
-        create_s, one, eight = throughput(str(rig), env, args.creates, args.runs)
+        create_s, one, eight, cpu = throughput(str(rig), env, args.creates, args.runs)
 
         served = root / "served"
         served.mkdir()
         subprocess.run(["git", "init", "--quiet", "--bare", str(served / "rig.git")], check=True)
         with GitHTTP(served, delay=args.delay) as server:
-            http_s, http_one, http_eight = throughput(server.url("rig.git"), env, args.creates, args.runs)
+            http_s, http_one, http_eight, http_cpu = throughput(server.url("rig.git"), env, args.creates, args.runs)
             requests = server.requests
 
     http = f"http, {args.delay * 1000:.0f} ms a request"
@@ -107,13 +135,23 @@ def main() -> None:
             (f"gt bead create ({http})", f"{http_s:.3f} s", "", ""),
             (f"8 creates at a time vs 1, local bare ({eight:.1f} vs {one:.1f} per s)", f"{eight / one:.1f}x",
              ">= 4x", "1.2x"),
+            ceiling(one, cpu),
             (f"8 creates at a time vs 1, {http} ({http_eight:.1f} vs {http_one:.1f} per s)",
-             f"{http_eight / http_one:.1f}x", ">= 4x", "")]
+             f"{http_eight / http_one:.1f}x", ">= 4x", ""),
+            ceiling(http_one, http_cpu)]
     print(f"gt command line: {args.runs} runs each (median), {os.cpu_count()} cores, load {load_before} "
           f"(after: {load()}); the HTTP server answered {requests} requests")
     print(f"  {'':<66} {'figure':>8}  {'target':>8}  {'#19 baseline':>12}")
     for label, figure, target, baseline in rows:
         print(f"  {label:<66} {figure:>8}  {target:>8}  {baseline:>12}")
+
+
+def ceiling(one: float, cpu: float) -> tuple[str, str, str, str]:
+    """The row of the most that this machine's cores allow: cores x one create's wall time alone
+    / one create's CPU at 8 at a time."""
+    cores = os.cpu_count() or 1
+    return (f"  the most {cores} cores allow ({1000 / one:.0f} ms a create alone, {1000 * cpu:.0f} ms of CPU)",
+            f"{cores / one / cpu:.1f}x", "", "")
 
 
 def load() -> str:

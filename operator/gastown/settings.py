@@ -58,17 +58,16 @@ import dataclasses
 import json
 import math
 import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .trouble import Backoff
 
 if TYPE_CHECKING:
     from .api.budget import TownLimits
+    from .trouble import Backoff
 
 
 class SettingsError(ValueError):
@@ -99,7 +98,7 @@ class Settings:
     cache_dir: Path = field(default_factory=cache_root)
     agent_image: str = f"gastown/agent:{__version__}"
     runtimes_configmap: str | None = None
-    pod_name: str = field(default_factory=socket.gethostname)
+    pod_name: str = field(default_factory=lambda: os.uname().nodename)  # the host name, without loading socket
     pod_namespace: str | None = None
     town_limits: str = ""
 
@@ -184,6 +183,8 @@ class Settings:
 
     def backoff(self) -> Backoff:
         """How a rig loop tries again what fails (trouble.py)."""
+        from .trouble import Backoff
+
         return Backoff(self.retry_base_seconds, self.retry_max_seconds, self.escalate_after_attempts)
 
     def replace(self, **changes: object) -> Settings:

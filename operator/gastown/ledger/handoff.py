@@ -20,12 +20,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import getpass
 import hashlib
 import itertools
 import os
 import pickle  # noqa: S403 (the spool is the user's own, 0700; see spool.py)
-import socket
 import subprocess
 import sys
 import time
@@ -47,7 +45,11 @@ _seq = itertools.count()
 
 
 def default_actor() -> str:
-    return os.environ.get("GT_ACTOR") or f"user {getpass.getuser()}@{socket.gethostname()}"
+    if actor := os.environ.get("GT_ACTOR"):
+        return actor
+    import getpass  # only here: most callers name their actor
+
+    return f"user {getpass.getuser()}@{os.uname().nodename}"
 
 
 def check_title(title: str) -> str:
