@@ -17,7 +17,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from gastown.kube import rbac  # noqa: E402
 
 from kubeapi import KubeAPI  # noqa: E402
-from support import agents_at_once, free_port, most_at_once, scrape, session_processes  # noqa: E402, F401 (re-exported: the tests import them from here)
+from support import (  # noqa: E402, F401 (re-exported: the tests import them from here)
+    agents_at_once,
+    free_port,
+    most_at_once,
+    scrape,
+    session_processes,
+    session_results,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 GT = str(Path(sys.executable).parent / "gt")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import time
 import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
@@ -59,6 +61,21 @@ def agents_at_once(sessions: Path) -> int:
     dirs = [request.parent for request in sessions.glob("*/request.json")]
     return most_at_once([(d / "agent.pgid").stat().st_mtime for d in dirs],
                         [(d / "agent.ended").stat().st_mtime for d in dirs])
+
+
+def session_results(sessions: Path, timeout: float = 60) -> list[dict]:
+    """The result of every session under ``sessions``, once every wrapper has written its own. A
+    wrapper writes it after its last ledger write, so a bead may merge, and a convoy finish, a moment
+    before its last session's result is there."""
+    deadline = time.monotonic() + timeout
+    while True:
+        results = [d.parent / "result.json" for d in sessions.glob("*/request.json")]
+        missing = [r.parent.name for r in results if not r.exists()]
+        if not missing:
+            return [json.loads(r.read_text()) for r in results]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for the results of sessions {missing}")
+        time.sleep(0.05)
 
 
 def write_kubeconfig(path: Path, server: str) -> Path:

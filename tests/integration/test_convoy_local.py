@@ -18,7 +18,7 @@ from gastown.local.driver import RigConfig, RigDriver
 from gastown.polecats import EnsureAgent, Hook
 from gastown.runtimes.local import LocalBackend
 
-from conftest import agents_at_once, wait_for
+from conftest import agents_at_once, session_results, wait_for
 from rigs import git, make_rig
 
 AGENT = str(Path(__file__).resolve().parent.parent / "agent_script.py")
@@ -67,7 +67,7 @@ def convoy_bead(rig, key):
 
 
 def outcomes(driver):
-    return [json.loads(p.read_text()) for p in (driver.backend.town / "sessions").glob("*/result.json")]
+    return session_results(driver.backend.town / "sessions")
 
 
 TWELVE = [  # a small project: two chains and a fan-in

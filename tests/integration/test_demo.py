@@ -18,7 +18,7 @@ from gastown.ledger import BeadType, Status
 from gastown.local import daemon
 from gastown.local.town import Town
 
-from conftest import agents_at_once, wait_for
+from conftest import agents_at_once, session_results, wait_for
 from rigs import git
 
 
@@ -56,7 +56,7 @@ def check_outcome(demo: Demo, beads) -> None:
     assert subprocess.run([sys.executable, *project.GATE_ARGS], cwd=work, capture_output=True).returncode == 0
     # never more than 3 agents at once (a wrapper wrapping up holds no slot); one session per bead,
     # two for the rejected one
-    results = [json.loads(p.read_text()) for p in (demo.town / "sessions").glob("*/result.json")]
+    results = session_results(demo.town / "sessions")
     requests = [json.loads(p.read_text())["request"] for p in (demo.town / "sessions").glob("*/request.json")]
     assert agents_at_once(demo.town / "sessions") <= 3
     assert all(r["status"] == "completed" for r in results) and len(results) == len(requests)
