@@ -11,7 +11,7 @@ another as its last. Figures, idle and under load (as many busy processes as cor
                       (its ledger write hooking the bead), the next session prepared (checkout,
                       prompt), its wrapper's start, the agent's
   wrapper spawn       the old figure: from a session's recorded end to the next wrapper's start
-  utilisation         running sessions / limit, time-weighted, while work is still queued
+  utilisation         running agents / limit, time-weighted, while work is still queued
 
 Prints figures beside the target and the baseline (issue #19); asserts nothing about time.
 """
@@ -151,19 +151,20 @@ def run(n_beads: int, limit: int, work: float, load: int) -> None:
     firsts = [float(p.read_text()) for p in stamps.glob("*.first")]
     agent_gap = gaps(lasts, firsts, limit)
     to_wrapper = gaps(lasts, starts, limit)  # a slot frees when its agent exits: the wrap-up goes on beside
-    agents_peak = max(itertools.accumulate(d for _, d in sorted([(t, 1) for t in firsts] + [(t, -1) for t in lasts])))
-    # utilisation while work was queued: from the first start to the last start
-    events = sorted([(s, 1) for s in starts] + [(e, -1) for e in ends])
-    busy_time, running, last_t = 0.0, 0, starts[0]
-    for t, delta in events:
-        if t > starts[-1]:
-            busy_time += running * (starts[-1] - last_t)
+    # utilisation while work was queued, of the slots (the limit counts agents): from the first
+    # agent's start to the last agent's start
+    agent_events = sorted([(t, 1) for t in firsts] + [(t, -1) for t in lasts])
+    busy_time, running, last_t = 0.0, 0, min(firsts)
+    for t, delta in agent_events:
+        if t > max(firsts):
+            busy_time += running * (max(firsts) - last_t)
             break
         busy_time += running * (t - last_t)
         running, last_t = running + delta, t
-    window = starts[-1] - starts[0]
+    window = max(firsts) - min(firsts)
     utilisation = busy_time / (limit * window) if window > 0 else 1.0
-    peak = max(itertools.accumulate(d for _, d in events))
+    agents_peak = max(itertools.accumulate(d for _, d in agent_events))
+    peak = max(itertools.accumulate(d for _, d in sorted([(s, 1) for s in starts] + [(e, -1) for e in ends])))
 
     print(f"scheduler benchmark: {n_beads} beads, limit {limit}, {work:.1f} s of agent work per session, "
           f"{f'under load ({load} busy processes, ' if load else 'idle ('}{os.cpu_count()} cores), local mode")

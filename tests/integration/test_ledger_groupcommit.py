@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from gastown.ledger import LEDGER_BRANCH
-from gastown.ledger.ledger import default_cache_dir
+from gastown.ledger import LEDGER_BRANCH, Ledger
+from gastown.ledger.ledger import create_op, default_cache_dir
 
 from conftest import GT
 
@@ -253,3 +253,26 @@ def test_a_committer_that_cannot_start_is_a_clear_error_not_a_wait(rig, tmp_path
     assert "committer stopped" in res.stderr and "-m gastown.ledger.committer" in res.stderr
     assert time.monotonic() - start < 30
     assert rig.commits() == before and rig.spooled() == 0
+
+
+def test_a_held_block_keeps_the_turn_and_a_write_spooled_meanwhile_joins_its_commit(rig):
+    """A dispatch submits its hooks and its sessions' starts inside ``Ledger.held``: one commit. A
+    session's wrapper (another process on the cache) that books its result meanwhile joins that
+    commit, instead of taking the turn, pushing first and making the dispatch wait for its push."""
+    before = rig.commits()
+    lock = rig.cache / "gastown.write.lock"
+    with Ledger(str(rig.remote), cache_dir=rig.cache, actor="user tester") as ledger:
+        with ledger.held():
+            first = ledger.submit(create_op("held 1", actor="user tester", seed="held 1"))
+            # the writer takes the machine's turn at once, and keeps it until the block ends
+            assert wait_for(lambda: lock.read_text().strip() == str(os.getpid())), lock.read_text()
+            other = rig.start("create", "from another process")
+            assert wait_for(lambda: rig.spooled() == 2)  # its write and ours wait in the spool
+            time.sleep(0.5)  # time enough for the other process's committer to push, had it the turn
+            second = ledger.submit(create_op("held 2", actor="user tester", seed="held 2"))
+        first.result(timeout=60)
+        second.result(timeout=60)
+    assert finish([other])[0][0] == 0
+    assert rig.commits() - before == 1  # the three writes in one commit, one push
+    assert rig.titles() == Counter(["the first: makes the ledger and the cache", "held 1", "held 2",
+                                    "from another process"])

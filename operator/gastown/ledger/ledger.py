@@ -201,8 +201,10 @@ class Ledger:
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
         """What this process submits inside the block goes out together, in one commit when it can:
-        the writer starts none until the block ends. Nothing inside may wait for a write of its own
-        (this machine's other processes may still commit what is spooled meanwhile)."""
+        the writer starts none until the block ends. It takes the machine's writer lock as soon as
+        something is submitted, though, and keeps it: a write another process of this machine
+        spools meanwhile (a session's wrapper booking its result) joins that commit instead of
+        pushing first and making this one wait. Nothing inside may wait for a write of its own."""
         with self._cv:
             self._holds += 1
         try:
@@ -215,7 +217,7 @@ class Ledger:
     def _write_loop(self) -> None:
         while True:
             with self._cv:
-                while (not self._queue or self._holds) and not self._closed:
+                while not self._queue and not self._closed:
                     self._cv.wait()
                 if not self._queue:
                     return
@@ -223,6 +225,9 @@ class Ledger:
                 # the processes sharing this cache take turns; a waiting one may find its writes done
                 with self.store.writing(done=self._collected) as turn:
                     if turn:
+                        with self._cv:  # the turn is this process's: a block in ``held`` ends first
+                            while self._holds and not self._closed:
+                                self._cv.wait()
                         self._commit_turn()
             except BaseException as e:  # noqa: BLE001 (the lock itself failed: every waiter must hear of it)
                 with self._cv:
