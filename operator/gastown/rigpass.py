@@ -2,10 +2,10 @@
 
 The rig loop (rigloop.py) runs it for both drivers, the local daemon and the operator; only
 the ports differ (local subprocesses and threads, or Polecat resources and Jobs). Each pass reads the ledger and,
-in order: heals (the Witness), plans convoys, merges what `direct` convoys finished, moves
-the merge queue on (the Refinery), keeps convoys (skip, stall, close, announce), routes
-escalations, dispatches ready beads under the rig's limit, and starts the sessions that
-are due. Everything is re-derived from the ledger and the ports each time,
+in order: heals (the Witness), plans convoys, keeps convoys (skip, stall, close, announce),
+routes escalations, dispatches ready beads under the rig's limit and starts the sessions that
+are due, then merges what `direct` convoys finished and moves the merge queue on (the
+Refinery): a freed slot's next agent never waits for a merge. Everything is re-derived from the ledger and the ports each time,
 so a driver that is killed and started again carries on where it was.
 """
 
@@ -192,10 +192,6 @@ class RigPass:
         if report.healed or self.ledger.tip != snap.commit:  # healed, or looked again (_witness)
             beads = self.ledger.snapshot(refresh=False).beads()
         report.mayors = self._mayors(beads)
-        report.merged, report.conflicts = self._merge_direct(beads, now)
-        report.refinery = Refinery(self.ledger, self.port, self.queue, actor=self.actor, troubles=self.troubles).step(beads, now)
-        if report.merged or report.conflicts or report.refinery.acted:
-            beads = self.ledger.snapshot(refresh=False).beads()
         upkeep = [op for c in convoys.open_convoys(beads)
                   for op in convoys.upkeep(c, beads, now, self.actor, others_done=self._others_done(c))]
         if upkeep:
@@ -263,6 +259,12 @@ class RigPass:
                     break  # the others would fail alike: they wait the backoff too
         if hooking:
             self._settle(hooking)
+            beads = self.ledger.snapshot(refresh=False).beads()
+        # the merges last: a freed slot's next agent does not wait for a merge's push (what a merge
+        # makes ready, or hands back, starts in the next pass, which the ledger's move brings at once)
+        report.merged, report.conflicts = self._merge_direct(beads, now)
+        report.refinery = Refinery(self.ledger, self.port, self.queue, actor=self.actor, troubles=self.troubles).step(beads, now)
+        if report.merged or report.conflicts or report.refinery.acted:
             beads = self.ledger.snapshot(refresh=False).beads()
         report.beads = beads
         return report

@@ -128,6 +128,27 @@ def test_a_remote_that_goes_away_flips_git_reachable(kubeapi, operator, rig, mon
              what="GitReachable=True again")
 
 
+def test_a_remote_gone_after_a_refused_push_is_a_condition_not_a_crashed_loop(kubeapi, operator, rig):
+    """A push refused as the remote goes away (a push racing a rename failed so in CI) leaves the
+    ledger not knowing its tip. The rig loop's next round must say GitReachable=False, not fail in
+    kopf's daemon and sit out its 60 s retry."""
+    op = operator()
+    kubeapi.create(cr("Rig", "webapp", {"gitUrl": f"file://{rig.remote}"}))
+    wait_for(lambda: (condition(kubeapi.get("rigs", "default", "webapp"), "GitReachable") or {}).get("status")
+             == "True", what="GitReachable=True")
+    hidden = rig.remote.with_name("hidden.git")
+    hook = rig.remote / "hooks" / "pre-receive"  # the next push: the remote moves away, and refuses it
+    hook.write_text(f"#!/bin/sh\nmv {rig.remote} {hidden}\nexit 1\n")
+    hook.chmod(0o755)
+    kubeapi.create(cr("Convoy", "fix", {"rig": "webapp", "beads": [{"key": "a", "title": "A"}]}))
+    wait_for(hidden.exists, what="the push that moves the remote away")
+    cond = wait_for(lambda: (condition(kubeapi.get("rigs", "default", "webapp"), "GitReachable") or {}).get("status")
+                    == "False" and condition(kubeapi.get("rigs", "default", "webapp"), "GitReachable"),
+                    timeout=30, what=lambda: f"GitReachable=False; the operator's log:\n{op.output()[-6000:]}")
+    assert "webapp.git" in cond["message"]
+    assert "Daemon 'dispatch' failed" not in op.output()
+
+
 def test_convoy_with_a_bad_formula_var_says_which(kubeapi, operator, rig):
     operator()
     kubeapi.create(cr("Rig", "webapp", {"gitUrl": f"file://{rig.remote}"}))

@@ -111,7 +111,7 @@ class KubePort:
                  queues: list[dict] | None = None, verification_jobs: list[dict] | None = None,
                  starts: Mapping | None = None, heartbeats: Mapping | None = None,
                  ownerless_pods: list[str] | None = None, asked: Asked | None = None):
-        self.ledger, self.prefix, self.settings = ledger, ledger.prefix, settings
+        self.ledger, self.settings = ledger, settings  # nothing here asks the remote: a round never fails
         self.queue, self.queues, self.verification_jobs = queue, queues or [], verification_jobs or []
         self.starts, self.heartbeats = starts or {}, heartbeats or {}
         self.ownerless_pods = sorted(set(ownerless_pods or []))
@@ -151,7 +151,7 @@ class KubePort:
         ref = self.known.get(polecat)
         if ref is None:
             return  # its resource is not in kopf's index yet: the next pass starts it
-        agent = beads.get(agent_id(self.prefix, polecat))
+        agent = beads.get(agent_id(self.ledger.prefix, polecat))
         count = int(agent.metadata.get("sessions", 0)) + 1 if agent else 1
         pspec = parse_spec(PolecatSpec, ref["spec"])
         resources = pspec.resources.wire() if (pspec.resources.requests or pspec.resources.limits) else {}
