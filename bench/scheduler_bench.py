@@ -12,6 +12,9 @@ another as its last. Figures, idle and under load (as many busy processes as cor
                       prompt), its wrapper's start, the agent's
   wrapper spawn       the old figure: from a session's recorded end to the next wrapper's start
   utilisation         running agents / limit, time-weighted, while work is still queued
+  session lookup      in a town that has run 5,000 sessions (80 polecats), what a start reads to
+                      end whatever its polecat's earlier sessions left running: that polecat's
+                      session dirs, against every session dir of the town (the naive way)
 
 Prints figures beside the target and the baseline (issue #19); asserts nothing about time.
 """
@@ -81,6 +84,31 @@ def main() -> None:
     args = ap.parse_args()
     for loaded in (False, True):
         run(args.beads, args.limit, args.work, args.load if loaded else 0)
+    session_lookup()
+
+
+def session_lookup(sessions: int = 5000, polecats: int = 80) -> None:
+    with tempfile.TemporaryDirectory(prefix="gastown-sched-bench-") as tmp:
+        backend = LocalBackend(Path(tmp) / "town")
+        for i in range(sessions):
+            sdir = backend.town / "sessions" / f"p{i % polecats}-gt-{i:05d}-20261201000000-0000"
+            sdir.mkdir(parents=True)
+            request = {"rig": "rig", "remote": "/rig.git", "bead": f"gt-{i:05d}", "polecat": f"p{i % polecats}",
+                       "args": []}
+            (sdir / "request.json").write_text(json.dumps({"request": request, "argv": [], "started": float(i)}))
+            (sdir / "pid").write_text("999999999")  # long gone
+            (sdir / "result.json").write_text("{}")
+        own = statistics.median(timed(lambda: backend.sessions("rig", "p7")) for _ in range(5))
+        every = statistics.median(timed(backend.sessions) for _ in range(3))
+    print(f"session lookup: a start in a town that has run {sessions:,} sessions ({polecats} polecats)")
+    print(f"  its polecat's sessions   {own * 1000:.1f} ms   every session (naive) {every * 1000:.0f} ms   "
+          f"({every / own:.0f}x)")
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def gaps(lasts: list[float], firsts: list[float], limit: int) -> list[float]:

@@ -255,8 +255,7 @@ class LocalBackend:
         uncommitted change, no commit that no remote branch has. False when it was kept."""
         path, repo = self.checkout(rig, polecat), self.town / "rigs" / rig / "repo"
         with self._lock(rig):  # the lock `start` holds from the worktree to the session's pid file
-            if not path.is_dir() or any(s.request.rig == rig and s.request.polecat == polecat and s.running()
-                                        for s in self.sessions()):
+            if not path.is_dir() or any(s.running() for s in self.sessions(rig, polecat)):
                 return False
             try:
                 git(repo, "fetch", "--quiet", "--prune", "origin")
@@ -280,8 +279,7 @@ class LocalBackend:
     def _end_earlier(self, req: SessionRequest) -> None:
         """One session per polecat: whatever its earlier sessions left running (a runtime whose
         wrapper was killed, a wrapper nobody tracks) ends before a new one starts in its worktree."""
-        groups = [(g, s.name) for s in self.sessions() if s.request.rig == req.rig and s.request.polecat == req.polecat
-                  for g in s.groups()]
+        groups = [(g, s.name) for s in self.sessions(req.rig, req.polecat) for g in s.groups()]
         if groups and end_groups(groups):
             raise Unavailable(f"polecat {req.polecat}'s earlier session outlives SIGKILL: no new one starts")
 
@@ -328,12 +326,17 @@ class LocalBackend:
         return LocalSession(name=name, request=req, dir=sdir, pid=proc.pid, started=started, _proc=proc,
                             _notify=notify)
 
-    def sessions(self) -> list[LocalSession]:
-        """Every session this town has run, the newest last (re-derived from disk)."""
+    def sessions(self, rig: str | None = None, polecat: str | None = None) -> list[LocalSession]:
+        """Every session this town has run, the newest last (re-derived from disk); or those of one
+        polecat of one rig, read from its own session dirs only (a session dir is named after its
+        polecat): a start in a town that has run thousands of sessions reads a handful."""
         out = []
-        for sdir in sorted((self.town / "sessions").glob("*/request.json")):
+        pattern = f"{_safe(polecat)}-*/request.json" if polecat is not None else "*/request.json"
+        for sdir in sorted((self.town / "sessions").glob(pattern)):
             data = json.loads(sdir.read_text())
             req = SessionRequest(**{**data["request"], "args": tuple(data["request"]["args"])})
+            if (rig is not None and req.rig != rig) or (polecat is not None and req.polecat != polecat):
+                continue
             try:
                 pid = int((sdir.parent / "pid").read_text())
             except (FileNotFoundError, ValueError):  # the daemon died between starting it and saying so
