@@ -276,3 +276,15 @@ def test_a_held_block_keeps_the_turn_and_a_write_spooled_meanwhile_joins_its_com
     assert rig.commits() - before == 1  # the three writes in one commit, one push
     assert rig.titles() == Counter(["the first: makes the ledger and the cache", "held 1", "held 2",
                                     "from another process"])
+
+
+def test_a_long_held_block_gives_the_turn_back_and_other_writers_go_on(rig):
+    """A block that lasts (a first session cloning its rig inside a dispatch) keeps the turn no
+    longer than ``HOLD_TURN_SECONDS``: another process's write lands while the block still holds."""
+    with Ledger(str(rig.remote), cache_dir=rig.cache, actor="user tester") as ledger:
+        with ledger.held():
+            mine = ledger.submit(create_op("held long", actor="user tester", seed="held long"))
+            other = rig.start("create", "not kept waiting")
+            assert finish([other])[0][0] == 0  # within the block
+        mine.result(timeout=60)
+    assert rig.titles() == Counter(["the first: makes the ledger and the cache", "held long", "not kept waiting"])

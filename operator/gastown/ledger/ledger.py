@@ -23,6 +23,10 @@ from .model import Bead, BeadType, Dependency, DepType, Status
 from .spool import Spool
 from .writer import Pending, commit_batch
 
+# how long a block in ``Ledger.held`` keeps the machine's writer turn (then the other processes
+# writing through the cache go first: a dispatch's block takes 30-200 ms, a first clone far longer)
+HOLD_TURN_SECONDS = 1.0
+
 
 def pushed_marker(remote: str, root: Path | None = None) -> Path:
     """The file every Ledger on this machine replaces after each push to ``remote`` (beside the
@@ -201,10 +205,12 @@ class Ledger:
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
         """What this process submits inside the block goes out together, in one commit when it can:
-        the writer starts none until the block ends. It takes the machine's writer lock as soon as
+        the writer starts none until the block ends. It takes the machine's writer turn as soon as
         something is submitted, though, and keeps it: a write another process of this machine
         spools meanwhile (a session's wrapper booking its result) joins that commit instead of
-        pushing first and making this one wait. Nothing inside may wait for a write of its own."""
+        pushing first and making this one wait. A block that lasts longer than ``HOLD_TURN_SECONDS``
+        (a first session cloning its rig) gives the turn back, so that the machine's other writers
+        never wait on it. Nothing inside may wait for a write of its own."""
         with self._cv:
             self._holds += 1
         try:
@@ -224,16 +230,19 @@ class Ledger:
             try:
                 # the processes sharing this cache take turns; a waiting one may find its writes done
                 with self.store.writing(done=self._collected) as turn:
-                    if turn:
-                        with self._cv:  # the turn is this process's: a block in ``held`` ends first
-                            while self._holds and not self._closed:
-                                self._cv.wait()
+                    if turn and self._hold_ended(HOLD_TURN_SECONDS):  # a block in ``held`` ends first
                         self._commit_turn()
+                self._hold_ended(None)  # a long one: waited for without the turn, which others take meanwhile
             except BaseException as e:  # noqa: BLE001 (the lock itself failed: every waiter must hear of it)
                 with self._cv:
                     waiting, self._queue = self._queue, []
                 self.spool.retract(waiting)
                 _fail(waiting, e)
+
+    def _hold_ended(self, timeout: float | None) -> bool:
+        """Wait (up to ``timeout``) until no block is in ``held``; False if one still is."""
+        with self._cv:
+            return self._cv.wait_for(lambda: not self._holds or self._closed, timeout)
 
     def _collected(self) -> bool:
         """Pick up the outcomes of this process's writes that another process committed; True when
