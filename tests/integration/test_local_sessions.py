@@ -469,3 +469,37 @@ def test_a_hook_goes_out_with_its_sessions_start_and_the_agent_waits_for_both(ri
     hooked = next(i for i, m in enumerate(history) if "hooked" in m)
     started = next(i for i, m in enumerate(history) if "session" in m and "in_progress" in m)
     assert hooked < started and ledger_history[hooked].commit == ledger_history[started].commit, ledger_history
+
+
+REFUSE_RESCUES = """#!/bin/sh
+while read old new ref; do
+  case "$ref" in refs/gastown/rescue/*) echo "rescue refs are not taken here" >&2; exit 1;; esac
+done
+"""
+
+
+def test_a_start_the_daemon_cannot_book_starts_no_wrapper_and_blocks_with_the_reason(rig, backend):
+    """The daemon books a session's start beside its bead's hook (one commit). When it cannot (here
+    the remote refuses the rescue of the polecat's unpushed work), no wrapper is started to try
+    again on its own, before the hook has landed, and fail a session for it: the rig says why and
+    backs off, the bead keeps its hook, and nothing counts as a failed attempt."""
+    config = RigConfig(rig.name, str(rig.remote), max_polecats=1,
+                       runtime=RuntimeSpec(preset="script", args=[sys.executable, AGENT, "edit"]))
+    with rig.ledger("gastown daemon") as ledger:
+        driver = RigDriver(config, backend, ledger)
+        driver.step()
+        bead = ledger.create("Work on a checkout with unpushed commits").id
+        workdir = backend.worktree(rig.name, str(rig.remote), "furiosa")
+        unpushed_commit(workdir, f"polecat/furiosa/{bead}", "head")
+        hook = rig.remote / "hooks" / "pre-receive"
+        hook.write_text(REFUSE_RESCUES)
+        hook.chmod(0o755)
+        loop = driver.loop()
+        loop.step(driver.round())
+        beads = ledger.snapshot(refresh=True).beads()
+    assert backend.sessions() == [], [s.name for s in backend.sessions()]
+    work = beads[bead]
+    assert work.status == Status.HOOKED and work.assignee == "furiosa"
+    assert int(work.metadata.get("attempts", 0)) == 0
+    [trouble] = loop.troubles.current()
+    assert "cannot start a session" in trouble.problem and "rescue refs are not taken here" in trouble.problem

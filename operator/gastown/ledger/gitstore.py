@@ -140,7 +140,13 @@ def run_git(args: list[str], *, cwd: Path | None = None, input: bytes | None = N
 
 
 def _first_line(raw: bytes) -> str:
-    lines = [ln.strip() for ln in raw.decode(errors="replace").splitlines() if ln.strip()]
+    return git_says(raw.decode(errors="replace"))
+
+
+def git_says(output: str) -> str:
+    """The line of git's output that says what went wrong: the first fatal, error or remote line
+    (a remote's hook speaks first, git's own summary comes last), else the first line."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
     fatal = [ln for ln in lines if ln.startswith(("fatal:", "error:", "remote:"))]
     return (fatal or lines or ["no error message"])[0]
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import Unavailable
-from .gitstore import git_env, git_timeout
+from .gitstore import git_env, git_says, git_timeout
 
 # git's words when another git process holds a lock this one needs: the polecats' checkouts are
 # worktrees of one clone, so their fetches update the same remote-tracking refs at once
@@ -30,8 +30,8 @@ def git(workdir: Path, *args: str, check: bool = True, timeout: float | None = N
             break
         time.sleep(random.uniform(0.02, 0.05) * 2 ** attempt)  # the other git lets go in milliseconds
     if check and proc.returncode != 0:
-        msg = (proc.stderr or proc.stdout).strip().splitlines()
-        raise Unavailable(f"git {args[0]} failed in {workdir}: {msg[-1] if msg else proc.returncode}")
+        raise Unavailable(f"git {args[0]} failed in {workdir}: "
+                          f"{git_says(proc.stderr or proc.stdout) if (proc.stderr or proc.stdout).strip() else proc.returncode}")
     return proc.stdout.strip()
 
 

@@ -173,15 +173,13 @@ def end_groups(groups: list[tuple[int, str]], grace: float = END_GRACE) -> list[
 
 
 def _booked(spec: SessionSpec, bead: Bead, beads: Mapping[str, Bead],
-            submit: Callable[[Operation], Future]) -> Callable[[], Launch] | None:
+            submit: Callable[[Operation], Future]) -> Callable[[], Launch]:
     """The session's start submitted here, in the caller's thread (beside whatever the caller
-    submits meanwhile: the bead's hook, in one commit), and the rest of its preparation to do;
-    None when it cannot be booked (its wrapper then tries, and says why in its result)."""
-    try:
-        booking = book(spec, bead.id, submit)
-    except (LedgerError, RuntimeError):  # RuntimeError: the ledger closed, the daemon stopping
-        return None
-    return functools.partial(prepare, spec, bead, beads, booking)
+    submits meanwhile: the bead's hook, in one commit), and the rest of its preparation to do.
+    Raises LedgerError when it cannot be booked (the rescue of unpushed work failed): then no
+    wrapper starts, since one trying on its own could run before the hook lands and fail a
+    session for nothing; the pass says why and tries again with backoff."""
+    return functools.partial(prepare, spec, bead, beads, book(spec, bead.id, submit))
 
 
 def _send_launch(proc: subprocess.Popen, prepared: Callable[[], Launch]) -> None:
@@ -293,13 +291,13 @@ class LocalBackend:
                            heartbeat=f"file:{sdir / 'heartbeat'}", heartbeat_interval=self.heartbeat_interval,
                            cache_dir=self.ledger_cache(req.rig), state_dir=self.state_dir(req.rig, req.polecat),
                            max_tokens=req.max_tokens, max_seconds=req.max_seconds, git_timeout=self.git_timeout)
-        sdir.mkdir(parents=True)
         argv = wrapper.argv(spec)
         env = {**tracing.environ(), "GT_SESSION": name}
         # the agent's spans go under its wrapper's: with a trace to carry, the wrapper prepares it
         prepared = None
         if beads is not None and submit is not None and req.bead in beads and tracing.TRACEPARENT not in env:
             prepared = _booked(spec, beads[req.bead], beads, submit)
+        sdir.mkdir(parents=True)
         started = time.time()
         (sdir / "request.json").write_text(json.dumps({"request": asdict(req), "argv": argv, "started": started},
                                                       indent=2))
