@@ -45,8 +45,7 @@ def peek(*, name: str, verify: bool, rig: str | None, follow: bool, tail: int | 
 
 def _session(t: Town, polecat: str, rig: str | None) -> LocalSession:
     """The polecat's newest session in the town (sessions are kept on disk: see LocalBackend)."""
-    found = [s for s in LocalBackend(t.root).sessions()
-             if s.request.polecat == polecat and rig in (None, s.request.rig)]
+    found = LocalBackend(t.root).sessions(rig, polecat)
     if not found:
         fail(f"no session of polecat {polecat!r}" + (f" on rig {rig}" if rig else "") + f" in the town at {t.root}")
     rigs = {s.request.rig for s in found}
