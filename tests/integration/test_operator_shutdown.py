@@ -52,6 +52,13 @@ def leader_with_a_rig(kubeapi, kubeconfig, tmp_path: Path, rig) -> Replica:
     kubeapi.create({"apiVersion": "gastown.dev/v1alpha1", "kind": "Rig",
                     "metadata": {"name": "webapp", "namespace": "default"},
                     "spec": {"gitUrl": f"file://{rig.remote}", "maxPolecats": 1}})
+    # reconciled before anything refers to it: a Convoy applied in the same instant may find the
+    # rig not yet known and retry (kopf logs that as an error, which these tests count as noise)
+    try:
+        wait_for(lambda: rig_condition(kubeapi, "Ready") == "True", what=lambda: f"the Rig reconciled\n{op.output()[-2000:]}")
+    except AssertionError:
+        op.stop()
+        raise
     return op
 
 

@@ -100,7 +100,8 @@ def test_unreachable_remote_is_a_condition_and_an_event_not_a_crash(kubeapi, ope
                    == "False" and kubeapi.get("rigs", "default", "lost"), what="GitReachable=False")
     cond = condition(obj, "GitReachable")
     assert "missing.git" in cond["message"] and "does not appear to be a git repository" in cond["message"]
-    assert obj["status"]["phase"] == "Error"
+    # the rig loop may say so first; the reconcile, which never got the ledger, sets the phase
+    wait_for(lambda: kubeapi.get("rigs", "default", "lost")["status"].get("phase") == "Error", what="phase Error")
     events = wait_for(lambda: [e for e in kubeapi.events("default", "lost") if e["reason"] == "GitUnreachable"],
                       what="a GitUnreachable Event")
     assert events[0]["type"] == "Warning"
