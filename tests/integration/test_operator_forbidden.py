@@ -55,3 +55,25 @@ def test_a_permission_revoked_while_running_is_a_clear_retrying_problem_and_not_
     wait_for(lambda: (rig(kubeapi, "api").get("status") or {}).get("phase") == "Ready", timeout=90,
              what=f"the Rig made while forbidden, Ready once allowed\n{op.output()[-4000:]}")
     assert op.proc.poll() is None
+
+
+def test_a_status_write_refused_in_the_rig_loop_leaves_the_rig_running_and_retrying(kubeapi, operator, tmp_path,
+                                                                                    monkeypatch):
+    """The rig loop writes the Rig's status (here GitReachable=False, its remote gone) while that
+    write is refused: the loop says so and tries again with backoff. Before, the refusal ended
+    kopf's daemon, which sat out a minute before the rig was driven again."""
+    monkeypatch.setenv("GT_POLL_IDLE_SECONDS", "2")  # an idle rig looks at its remote soon
+    op = operator()
+    remote = make_rig(tmp_path / "webapp").remote
+    apply_rig(kubeapi, "webapp", remote)
+    wait_for(lambda: condition(rig(kubeapi, "webapp"), "GitReachable").get("status") == "True", timeout=60,
+             what=f"GitReachable=True\n{op.output()}")
+    kubeapi.forbidden.add(("patch", GROUP, "rigs/status"))
+    remote.rename(remote.with_name("hidden.git"))
+    wait_for(lambda: 'cannot patch resource "rigs/status"' in op.output() and "the rig loop tries again" in op.output(),
+             timeout=30,
+             what=lambda: f"the refused write said\n{op.output()[-4000:]}")
+    kubeapi.forbidden.discard(("patch", GROUP, "rigs/status"))
+    wait_for(lambda: condition(rig(kubeapi, "webapp"), "GitReachable").get("status") == "False", timeout=20,
+             what=lambda: f"GitReachable=False once the write is allowed\n{op.output()[-4000:]}")
+    assert "Daemon 'dispatch' failed" not in op.output()

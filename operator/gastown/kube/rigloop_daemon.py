@@ -65,6 +65,7 @@ from ..trouble import REMOTE, Trouble
 from .client import api_client, post_event, put_status, read_secret, set_conditions
 from .convoy_handlers import convoy_status
 from .daemon import rig_daemon
+from .forbidden import refused
 from .memo import ledgers, rig_threads, settings
 from .mergequeue_handlers import active_queue, project_queues, queue_settings
 from .objects import create
@@ -437,9 +438,19 @@ async def rig_loop(*, name: str, namespace: str, uid: str, spec: Mapping, stoppe
     loop = RigLoop(rig=name, label=namespace, driver=driver, actor=OPERATOR_ACTOR, cadence=cadence,
                    holder=driver.claimant(), peers=driver.peer, backoffs=memo["backoffs"])
     threads, aio = rig_threads(memo), asyncio.get_running_loop()
+    refusals = 0  # API requests of the tick refused or failed in a row
     try:
         while not stopped:  # a thread only for the tick itself; the wait holds none
-            await rest(driver, stopped, await aio.run_in_executor(threads, loop.tick))
+            try:
+                seconds = await aio.run_in_executor(threads, loop.tick)
+                refusals = 0
+            except client.ApiException as e:  # a status write, a Job: the rig goes on, never kopf's minute
+                refusals += 1
+                seconds = s.backoff().delay(refusals)
+                log.warning("rig %s/%s: %s; the rig loop tries again in %.0fs", namespace, name,
+                            refused(e) if e.status == 403 else f"the API server answered {e.status} {e.reason}",
+                            seconds)
+            await rest(driver, stopped, seconds)
     finally:
         await aio.run_in_executor(threads, loop.release)  # the next driver need not wait out the lease
         metrics.forget(namespace, name)
