@@ -122,11 +122,14 @@ def test_a_remote_that_goes_away_flips_git_reachable(kubeapi, operator, rig, mon
                     == "False" and condition(kubeapi.get("rigs", "default", "webapp"), "GitReachable"),
                     timeout=60, what=lambda: f"GitReachable=False; the operator's log:\n{op.output()[-6000:]}")
     assert "webapp.git" in cond["message"]
+    # the phase says it too (kubectl get rigs), and comes back with the remote
+    assert kubeapi.get("rigs", "default", "webapp")["status"]["phase"] == "Error"
     wait_for(lambda: any(e["reason"] == "GitUnreachable" for e in kubeapi.events("default", "webapp")),
              what="a GitUnreachable Event")
     hidden.rename(rig.remote)
     wait_for(lambda: condition(kubeapi.get("rigs", "default", "webapp"), "GitReachable")["status"] == "True",
              what="GitReachable=True again")
+    assert kubeapi.get("rigs", "default", "webapp")["status"]["phase"] == "Ready"
 
 
 def test_a_remote_gone_after_a_refused_push_is_a_condition_not_a_crashed_loop(kubeapi, operator, rig):

@@ -38,7 +38,7 @@ from kubernetes import client
 
 from .. import convoy as convoys
 from .. import escalation, notify, witness
-from ..api import API_VERSION, Condition, Invalid, PolecatSpec, RigSpec
+from ..api import API_VERSION, Condition, Invalid, PolecatSpec, RigSpec, set_condition
 from ..api.validation import parse_spec
 from ..budget import Gate, budget_condition
 from ..deacon import Heal
@@ -62,7 +62,14 @@ from ..runtimes.kubernetes import (
 from ..settings import Settings
 from ..telemetry import metrics
 from ..trouble import REMOTE, Trouble
-from .client import api_client, post_event, put_status, read_secret, set_conditions
+from .client import (
+    api_client,
+    post_event,
+    put_status,
+    read_secret,
+    set_conditions,
+    update_conditions,
+)
 from .convoy_handlers import convoy_status
 from .daemon import rig_daemon
 from .forbidden import refused
@@ -470,12 +477,26 @@ def report_git(namespace: str, rig: str, error: str | None, last: str | None) ->
     """Flip GitReachable when the remote goes away or comes back; return the error now."""
     if error == last:
         return last
-    set_conditions(namespace, "rigs", rig, Condition(
-        type="GitReachable", status="False" if error else "True", reason="GitError" if error else "Reachable",
-        message=f"{error}; retrying" if error else "the remote answers again"))
+    reachable = Condition(type="GitReachable", status="False" if error else "True",
+                          reason="GitError" if error else "Reachable",
+                          message=f"{error}; retrying" if error else "the remote answers again")
+    update_conditions(namespace, "rigs", rig, lambda current: set_condition(current, reachable),
+                      fields=lambda have: git_phase(have, error))
     if error:
         post_event(namespace, "Rig", rig, "GitUnreachable", message=error, type_="Warning")
     return error
+
+
+def git_phase(status: Mapping, error: str | None) -> dict:
+    """The Rig's phase as its remote goes and comes back: Error while unreachable, Ready again once
+    it answers if the reconcile had made the Rig Ready (a Rig never reconciled waits for its
+    reconcile; an Invalid spec stays Invalid)."""
+    if status.get("phase") == "Invalid":
+        return {}
+    if error:
+        return {"phase": "Error"}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    return {"phase": "Ready"} if ready else {}
 
 
 def report_claim(namespace: str, rig: str, holder: str | None, last: str | None) -> str | None:
