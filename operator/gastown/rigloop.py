@@ -50,6 +50,7 @@ from .telemetry import metrics
 from .trouble import PASS, REMOTE, Backoff, Trouble, Troubles
 
 log = logging.getLogger("gastown.rig")
+RESTART_SECONDS = 5.0  # a rig loop ended by a bug (an exception nothing expected) starts again after this, in both drivers
 OWED_MARGIN = 0.05  # seconds past a deadline the loop wakes at: a deadline is passed, never met to the microsecond
 
 

@@ -49,7 +49,7 @@ from ..ledger.ledger import pushed_marker, pushed_stamp
 from ..names import APP_MANAGED_BY, MANAGED_BY, OPERATOR_ACTOR, POLECAT_LABEL, RIG_LABEL
 from ..polecats import agent_id, hooked_to, resource_name
 from ..refinery.verify import Verification
-from ..rigloop import Cadence, Driver, DriverPort, RigLoop, Round
+from ..rigloop import RESTART_SECONDS, Cadence, Driver, DriverPort, RigLoop, Round
 from ..rigpass import PassConfig, PassReport, parts_of
 from ..runtimes.kubernetes import (
     JobRequest,
@@ -428,7 +428,7 @@ class KubeRig:
 # kopf.daemon without the finalizer (kube/daemon.py). At a stop kopf waits up to STOP_BACKOFF
 # seconds for the loop to see ``stopped`` and release its claim (a SIGTERM ends the tick's git at
 # once: kube/run.py), and cancels it only then.
-@rig_daemon(id="dispatch", cancellation_backoff=STOP_BACKOFF, cancellation_timeout=5)
+@rig_daemon(id="dispatch", backoff=RESTART_SECONDS, cancellation_backoff=STOP_BACKOFF, cancellation_timeout=5)
 async def rig_loop(*, name: str, namespace: str, uid: str, spec: Mapping, stopped: kopf.DaemonStopped,
                    memo: kopf.Memo, polecats_by_rig: kopf.Index, sessions_by_polecat: kopf.Index,
                    convoys_by_rig: kopf.Index, rigs_by_name: kopf.Index, mergequeues_by_rig: kopf.Index,

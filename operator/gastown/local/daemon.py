@@ -26,6 +26,7 @@ from pathlib import Path
 from ..budget import SharedLimits
 from ..ledger import Ledger, LedgerError
 from ..names import DAEMON_ACTOR
+from ..rigloop import RESTART_SECONDS
 from ..runtimes.local import LocalBackend
 from ..scheduler import SharedBackoffs
 from ..settings import Settings
@@ -85,8 +86,8 @@ class TownDaemon:
             try:
                 driver.run(stop, poll=self.poll)
             except Exception:  # a bug in one rig must not take the town down: say it, and retry
-                log.exception("rig %s: the rig loop failed; it restarts in 5 s", driver.config.name)
-                stop.wait(5)
+                log.exception("rig %s: the rig loop failed; it restarts in %.0f s", driver.config.name, RESTART_SECONDS)
+                stop.wait(RESTART_SECONDS)
 
     def _stop(self, name: str) -> None:
         rig = self.rigs.pop(name)
