@@ -31,3 +31,16 @@ def test_the_sessions_of_one_polecat_are_its_own_and_no_one_elses(tmp_path):
     assert [s.name for s in backend.sessions("api", "nux")] == ["nux-gt-abc-20261201100000-dddd"]
     assert len(backend.sessions()) == 5  # and the town's history, whole, newest last
     assert [s.started for s in backend.sessions()] == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+def test_the_sessions_still_under_way_leave_the_ended_unread(tmp_path):
+    """What `gt status` counts and a restarted daemon adopts: a session whose wrapper wrote its
+    result is not even read (here its request is unreadable, and nothing fails)."""
+    backend = LocalBackend(tmp_path / "town")
+    session_dir(backend, "nux-gt-abc-20261201100000-aaaa", "webapp", "nux", 1.0)
+    session_dir(backend, "furiosa-gt-abc-20261201100000-bbbb", "webapp", "furiosa", 2.0)
+    ended = backend.town / "sessions" / "nux-gt-abc-20261201100000-aaaa"
+    (ended / "result.json").write_text("{}")
+    (ended / "request.json").write_text("{not json")
+    assert [s.name for s in backend.sessions(ended=False)] == ["furiosa-gt-abc-20261201100000-bbbb"]
+    assert [s.name for s in backend.sessions("webapp", "furiosa", ended=False)] == ["furiosa-gt-abc-20261201100000-bbbb"]

@@ -99,7 +99,7 @@ def status(town: Path | None, as_json: bool) -> None:
     pid = daemon.running(t)
     out: dict = {"town": str(t.root), "daemon": {"pid": pid, "log": str(daemon.log_file(t))}, "rigs": []}
     now = datetime.now(UTC)
-    running = [s.request.rig for s in LocalBackend(t.root).sessions() if s.running()]
+    running = [s.request.rig for s in LocalBackend(t.root).sessions(ended=False) if s.running()]
     for name, config in sorted(rigs.items()):
         troubles = read_troubles(t.root, name) if pid else []  # what the daemon says keeps the rig from working
         row: dict = {"name": name, "remote": config.remote, "runtime": config.runtime.preset,

@@ -91,7 +91,7 @@ class LocalPort:
         self.on_session = on_session
         self._announce = announce
         self.sessions: dict[str, LocalSession] = {
-            s.request.polecat: s for s in backend.sessions() if s.request.rig == config.name and s.running()}
+            s.request.polecat: s for s in backend.sessions(config.name, ended=False) if s.running()}
         self._mayors: dict[str, threading.Thread] = {}
         self._verifiers = VerifierThreads(backend.town / "verify", backend.town / "verify" / "checkouts" / config.name,
                                           ledger, remote=config.remote, gates=config.gates,

@@ -324,13 +324,16 @@ class LocalBackend:
         return LocalSession(name=name, request=req, dir=sdir, pid=proc.pid, started=started, _proc=proc,
                             _notify=notify)
 
-    def sessions(self, rig: str | None = None, polecat: str | None = None) -> list[LocalSession]:
+    def sessions(self, rig: str | None = None, polecat: str | None = None, *, ended: bool = True) -> list[LocalSession]:
         """Every session this town has run, the newest last (re-derived from disk); or those of one
         polecat of one rig, read from its own session dirs only (a session dir is named after its
-        polecat): a start in a town that has run thousands of sessions reads a handful."""
+        polecat): a start in a town that has run thousands of sessions reads a handful. Without
+        ``ended``, the sessions whose wrapper wrote its result are left unread."""
         out = []
         pattern = f"{_safe(polecat)}-*/request.json" if polecat is not None else "*/request.json"
         for sdir in sorted((self.town / "sessions").glob(pattern)):
+            if not ended and (sdir.parent / "result.json").exists():
+                continue
             data = json.loads(sdir.read_text())
             req = SessionRequest(**{**data["request"], "args": tuple(data["request"]["args"])})
             if (rig is not None and req.rig != rig) or (polecat is not None and req.polecat != polecat):
