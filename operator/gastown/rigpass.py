@@ -1,12 +1,13 @@
 """One pass over a rig: the engine's decisions, carried out through a driver's ports.
 
 The rig loop (rigloop.py) runs it for both drivers, the local daemon and the operator; only
-the ports differ (local subprocesses and threads, or Polecat resources and Jobs). Each pass reads the ledger and,
-in order: heals (the Witness), plans convoys, keeps convoys (skip, stall, close, announce),
-routes escalations, dispatches ready beads under the rig's limit and starts the sessions that
-are due, then merges what `direct` convoys finished and moves the merge queue on (the
-Refinery): a freed slot's next agent never waits for a merge. Everything is re-derived from the ledger and the ports each time,
-so a driver that is killed and started again carries on where it was.
+the ports differ (local subprocesses and threads, or Polecat resources and Jobs). Each pass
+reads the ledger and, in order: heals (the Witness), plans convoys, keeps convoys (skip, stall,
+close, announce), routes escalations, dispatches ready beads under the rig's limit and starts
+the sessions that are due, then merges what `direct` convoys finished and moves the merge
+queue on (the Refinery): a freed slot's next agent never waits for a merge. Everything is
+re-derived from the ledger and the ports each time, so a driver that is killed and started
+again carries on where it was.
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ def git(workdir: Path, *args: str, check: bool = True, timeout: float | None = N
             break
         time.sleep(random.uniform(0.02, 0.05) * 2 ** attempt)  # the other git lets go in milliseconds
     if check and proc.returncode != 0:
-        raise Unavailable(f"git {args[0]} failed in {workdir}: "
-                          f"{git_says(proc.stderr or proc.stdout) if (proc.stderr or proc.stdout).strip() else proc.returncode}")
+        said = proc.stderr or proc.stdout
+        raise Unavailable(f"git {args[0]} failed in {workdir}: {git_says(said) if said.strip() else proc.returncode}")
     return proc.stdout.strip()
 
 
