@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from gastown.ledger import LEDGER_BRANCH, Ledger
+from gastown.ledger import ledger as ledger_module
 from gastown.ledger.ledger import create_op, default_cache_dir
 
 from conftest import GT
@@ -255,10 +256,11 @@ def test_a_committer_that_cannot_start_is_a_clear_error_not_a_wait(rig, tmp_path
     assert rig.commits() == before and rig.spooled() == 0
 
 
-def test_a_held_block_keeps_the_turn_and_a_write_spooled_meanwhile_joins_its_commit(rig):
+def test_a_held_block_keeps_the_turn_and_a_write_spooled_meanwhile_joins_its_commit(rig, monkeypatch):
     """A dispatch submits its hooks and its sessions' starts inside ``Ledger.held``: one commit. A
     session's wrapper (another process on the cache) that books its result meanwhile joins that
     commit, instead of taking the turn, pushing first and making the dispatch wait for its push."""
+    monkeypatch.setattr(ledger_module, "HOLD_TURN_SECONDS", 60.0)  # this block lasts as a loaded machine makes it
     before = rig.commits()
     lock = rig.cache / "gastown.write.lock"
     with Ledger(str(rig.remote), cache_dir=rig.cache, actor="user tester") as ledger:
