@@ -144,8 +144,7 @@ def test_two_rigs_sharing_a_key_limited_to_two_sessions_never_run_more_and_neith
                    if b["type"] == BeadType.TASK)
 
     wait_for(done, timeout=120, what="both rigs' work")
-    events = sorted((float(t), kind, Path(remote).parent.name)
-                    for kind, remote, t in (line.split() for line in log.read_text().splitlines()))
+    events = agent_events(log)
     running, most, starts = 0, 0, []
     for _t, kind, rig in events:
         running += 1 if kind == "start" else -1
@@ -158,11 +157,15 @@ def test_two_rigs_sharing_a_key_limited_to_two_sessions_never_run_more_and_neith
     assert all(abs(starts[:n].count("one") - starts[:n].count("two")) <= 2 for n in range(9)), starts
 
 
+def agent_events(log):
+    """(time, "start" or "end", rig) of every session, in order, from the agent's "start|end RIG TIME" lines."""
+    return sorted((float(t), kind, Path(remote).parent.name)
+                  for kind, remote, t in (line.split() for line in log.read_text().splitlines()))
+
+
 def starts_in(log):
-    """The rigs whose sessions started, in order, from the agent's "start|end RIG TIME" lines."""
-    events = sorted((float(t), kind, Path(remote).parent.name)
-                    for kind, remote, t in (line.split() for line in log.read_text().splitlines()))
-    return [rig for _t, kind, rig in events if kind == "start"]
+    """The rigs whose sessions started, in order."""
+    return [rig for _t, kind, rig in agent_events(log) if kind == "start"]
 
 
 @pytest.mark.slow

@@ -28,6 +28,7 @@ from .errors import CorruptRecord, Unavailable, UnknownOutcome
 from .handoff import normalise_remote
 from .layout import ARCHIVE_DIR, BEADS_DIR, FORMAT, LEVELS, TREE, Config, record_path
 from .model import Bead
+from .ops import merged
 
 LEDGER_BRANCH = "gastown/ledger"
 LEDGER_REF = f"refs/heads/{LEDGER_BRANCH}"
@@ -481,8 +482,8 @@ class GitStore:
             if bead_id in base.archive:
                 archived[bead_id] = None
             fresh[sha] = bead
-        blobs = _changed(base.blobs, live)
-        archive_blobs = _changed(base.archive, archived)
+        blobs = merged(base.blobs, live)
+        archive_blobs = merged(base.archive, archived)
         levels = LEVELS[FORMAT]
         if base.format == FORMAT:
             dirs = {BEADS_DIR: self.trees.edit(base.dirs.get(BEADS_DIR), levels, live) if live
@@ -538,13 +539,3 @@ class GitStore:
             sha, author, date, body = chunk.split("\x1f", 3)
             entries.append({"commit": sha, "author": author, "date": date, "message": body.strip()})
         return entries
-
-
-def _changed(blobs: Mapping[str, bytes], changes: Mapping[str, bytes | None]) -> dict[str, bytes]:
-    out = dict(blobs)
-    for bead_id, sha in changes.items():
-        if sha is None:
-            out.pop(bead_id, None)
-        else:
-            out[bead_id] = sha
-    return out
