@@ -89,7 +89,8 @@ def bisecting(lg: Ledger) -> str:
     mrs = [b.id for b in sorted((b for b in lg.beads().values() if b.type == BeadType.MERGE_REQUEST),
                                 key=lambda b: b.title)]
     bad = {mrs[i] for i in BAD}
-    batch = lg.apply(OpenBatch("main", "0" * 40, mrs, {m: f"{i:040}" for i, m in enumerate(mrs)}, False, "bench"))
+    batch = lg.apply(OpenBatch(target="main", base="0" * 40, mrs=mrs, commits={m: f"{i:040}" for i, m in enumerate(mrs)},
+                               retry_flaky=False, actor="bench"))
     while True:
         state = state_of(batch)
         runs = state.next_round(PARALLEL)
@@ -98,9 +99,10 @@ def bisecting(lg: Ledger) -> str:
             return batch.id
         for r in runs:
             failed = bool(bad & set(r.stack))
-            lg.apply(RecordRun(batch.id, r, "fail" if failed else "pass", "1" * 40, "test" if failed else None,
-                               "FAIL: bad line\n" if failed else "ok\n", "bench"))
-        batch = lg.apply(SettleRound(batch.id, PARALLEL, "bench"))
+            lg.apply(RecordRun(batch_id=batch.id, run=r, result="fail" if failed else "pass", tip="1" * 40,
+                               gate="test" if failed else None, log="FAIL: bad line\n" if failed else "ok\n",
+                               actor="bench"))
+        batch = lg.apply(SettleRound(batch_id=batch.id, parallel=PARALLEL, actor="bench"))
 
 
 def pct(xs: list[float], p: float) -> float:

@@ -300,7 +300,7 @@ def main() -> None:
                                          writes, threads) for w in writers])
         return report(label, len(writers) * writes, run, audit(remote, writers, writes))
 
-    rates = {}
+    rates: dict[tuple[str, int | str], tuple[float, float]] = {}
     print(HEADER)
     print("one process")
     for threads in (1, 16) if everything else (1,):

@@ -431,6 +431,8 @@ class KubeAPI:
             return e.response()
         except PatchTestFailed as e:
             return ApiError(422, "Invalid", str(e)).response()
+        except ConnectionResetError:  # the client went away mid-request (a killed operator): nobody to answer
+            return web.Response(status=499)
 
     def verbs(self) -> set[tuple[str, str, str]]:
         """(verb, API group, resource or resource/subresource) of every API request served: what
