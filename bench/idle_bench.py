@@ -62,7 +62,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rigs", type=int, default=20)
     parser.add_argument("--settle", type=float, default=45.0, help="seconds before measuring (the backoff grows)")
-    parser.add_argument("--window", type=float, default=20.0, help="seconds measured")
+    parser.add_argument("--window", type=float, default=60.0,
+                        help="seconds measured: two idle intervals, so that each rig's polls are in it")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gt-idle-bench-") as tmp:
         root, town = Path(tmp), Path(tmp) / "town"

@@ -1,8 +1,8 @@
 """An idle town is cheap: its daemon asks the remote less and less often, yet a `gt` command on this
 machine wakes it at once, and another machine's write is seen within the idle interval.
 
-The daemon's git is the real git behind a counting shim on its PATH (it logs each `ls-remote` the
-daemon itself runs), so the test counts remote polls, not CPU time.
+The daemon's git is the real git behind a counting shim on its PATH (it logs each git command the
+daemon itself runs), so the test counts remote polls and git processes, not CPU time.
 """
 
 from __future__ import annotations
@@ -23,9 +23,7 @@ from rigs import make_rig
 pytestmark = pytest.mark.slow
 
 SHIM = """#!/bin/sh
-for a in "$@"; do
-  if [ "$a" = ls-remote ]; then echo "$PPID $(date +%s.%N)" >> "{log}"; break; fi
-done
+echo "$PPID $(date +%s.%N) $*" >> "{log}"
 exec "{git}" "$@"
 """
 
@@ -44,7 +42,7 @@ def town(tmp_path):
     config = json.loads((town / "town.json").read_text())
     config["settings"] = {"pollIdleSeconds": 4}  # the idle cap, short for the test
     (town / "town.json").write_text(json.dumps(config))
-    shim, log = tmp_path / "shim", tmp_path / "ls-remote.log"
+    shim, log = tmp_path / "shim", tmp_path / "git.log"
     shim.mkdir()
     (shim / "git").write_text(SHIM.format(log=log, git=shutil.which("git")))
     (shim / "git").chmod(0o755)
@@ -52,12 +50,16 @@ def town(tmp_path):
     gt(town, "up", env=env)
     pid = int((town / "daemon.pid").read_text().split()[0])
 
-    def polls(since: float = 0.0) -> int:
-        """The daemon's own ls-remote runs since ``since`` (time.time())."""
-        lines = log.read_text().splitlines() if log.exists() else []
-        return sum(1 for ln in lines if int(ln.split()[0]) == pid and float(ln.split()[1]) >= since)
+    def gits(since: float = 0.0) -> list[list[str]]:
+        """The git commands the daemon itself ran since ``since`` (time.time()), their arguments."""
+        lines = [ln.split() for ln in (log.read_text().splitlines() if log.exists() else [])]
+        return [ln[2:] for ln in lines if int(ln[0]) == pid and float(ln[1]) >= since]
 
-    yield town, rig, polls
+    def polls(since: float = 0.0) -> int:
+        """The daemon's own ls-remote runs since ``since``."""
+        return sum(1 for args in gits(since) if "ls-remote" in args)
+
+    yield town, rig, polls, gits
     gt(town, "down")
 
 
@@ -68,12 +70,15 @@ def hooked(rig, bead_id):
 
 
 def test_an_idle_daemon_backs_off_and_a_local_write_wakes_it_at_once(town, tmp_path):
-    town, rig, polls = town
+    town, rig, polls, gits = town
     time.sleep(9)  # up: waits of 1, 2, 4, then the cap of 4 s (the old loop: one every 0.2 s, 45)
     t0 = time.time()
     time.sleep(8)
     quiet = polls(t0)
     assert 1 <= quiet <= 3, f"{quiet} remote polls in 8 idle seconds (the idle cap is 4 s)"
+    # a poll that finds the tip it already has runs no other git (it used to check the cache with
+    # a `git cat-file -e` every time)
+    assert [args for args in gits(t0) if "ls-remote" not in args] == []
 
     time.sleep(1)  # well into a 4 s wait
     bead = gt(town, "bead", "--rig", "webapp", "create", "Write the guide").split()[0]

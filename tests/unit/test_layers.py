@@ -71,6 +71,7 @@ def test_a_port_that_drifts_from_its_protocol_fails_mypy(tmp_path):
     cluster's port changed one: mypy fails on both drivers' Protocol lines, and only there."""
     src = tmp_path / "operator"
     shutil.copytree(ROOT / "operator" / "gastown", src / "gastown", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "bench", tmp_path / "bench", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     replace_in("local/driver.py", "    def stop_session(self, polecat: str) -> None:",
                "    def stop_sessions(self, polecat: str) -> None:")(src / "gastown")

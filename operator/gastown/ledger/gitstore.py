@@ -232,6 +232,7 @@ class GitStore:
         self._config_blobs: dict[str, bytes] = {}  # prefix -> this release's ledger.json blob
         self._pushes = 0
         self.claim_seen: str | None = None  # the driver claim's commit, as the last ls-remote saw it
+        self._whole: str | None = None  # a commit known to be in the cache with all it reaches (``ensure``)
 
     # --- cache repository ----------------------------------------------------------
 
@@ -297,6 +298,7 @@ class GitStore:
             tmp = path.parent / f".{path.name}.{os.getpid()}"
             tmp.write_text(text)
             os.replace(tmp, path)
+        self._whole = tip
         self._pushes += 1
         if self._pushes % PACK_CHECK_EVERY == 1:
             self.pack_if_loose()
@@ -341,10 +343,11 @@ class GitStore:
         The check holds the cache lock: a fetch under way writes the commit before its trees and
         blobs, so a commit seen outside the lock may still be missing its records.
         """
+        if commit == self._whole:  # an idle poll: the tip it has already (a ref keeps it from gc)
+            return commit
         with self.locked():
-            if self.has(commit):
-                return commit
-            return self._fetch()
+            self._whole = commit if self.has(commit) else self._fetch()
+            return self._whole
 
     def fetch(self) -> str | None:
         """Bring the remote ledger into the cache; return its tip (None: no ledger yet)."""

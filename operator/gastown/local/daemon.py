@@ -1,13 +1,14 @@
 """The town daemon: every rig of town.json driven by the same rig pass as the operator.
 
 One thread per rig runs its RigDriver (convoys, scheduler, sessions, the Refinery, the
-Witness); it steps when the rig's ledger moves or a session ends. It looks at what happens on
-this machine (a write from here, a session ending: local/driver.py) every CHECK_SECONDS, and
-asks the remote with the rig loop's backoff: GT_POLL_BUSY_SECONDS apart while the rig is busy,
-up to GT_POLL_IDLE_SECONDS when it is idle. town.json is read again every second: a rig added, changed or removed
-is started, restarted or stopped. The daemon holds no state of its own: stopped at any point
-and started again, it re-derives everything from the ledgers, and the sessions it started
-run on meanwhile (they are their own process groups) and are found again.
+Witness); it steps when the rig's ledger moves or a session ends. What happens on this machine
+(a write from here, a session ending) is looked at every CHECK_SECONDS by one thread for all
+rigs (local/watch.py), and the remote is asked with the rig loop's backoff: GT_POLL_BUSY_SECONDS
+apart while the rig is busy, up to GT_POLL_IDLE_SECONDS when it is idle. town.json is looked at
+every second and read again when it changed: a rig added, changed or removed is started,
+restarted or stopped. The daemon holds no state of its own: stopped at any point and started
+again, it re-derives everything from the ledgers, and the sessions it started run on meanwhile
+(they are their own process groups) and are found again.
 """
 
 from __future__ import annotations
@@ -55,13 +56,18 @@ class TownDaemon:
         self.rigs: dict[str, _Rig] = {}
         self.backoffs = SharedBackoffs()  # rigs on one API key wait out its rate limits together
         self.shared = SharedLimits()  # the town's budget and shared limits (town.json's limits, read with the rigs)
+        self._synced: object = ()  # the town.json the rigs match (Town.stamp), once a sync succeeded
 
     def peer(self, name: str) -> Ledger | None:
         rig = self.rigs.get(name)
         return rig.ledger if rig else None
 
     def sync(self) -> None:
-        """Start, restart or stop rig threads to match town.json."""
+        """Start, restart or stop rig threads to match town.json (read again only when it changed)."""
+        stamp = self.town.stamp()
+        if stamp == self._synced:
+            return
+        self._synced = ()
         wanted = self.town.rigs()
         self.shared.configure(self.town.limits())
         for name in [n for n, r in self.rigs.items() if wanted.get(n) != r.config]:
@@ -69,6 +75,7 @@ class TownDaemon:
         for name, config in wanted.items():
             if name not in self.rigs:
                 self._start(config)
+        self._synced = stamp
 
     def _start(self, config: RigConfig) -> None:
         ledger = Ledger(config.remote, cache_dir=self.backend.ledger_cache(config.name), actor=DAEMON_ACTOR)

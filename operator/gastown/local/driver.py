@@ -1,10 +1,11 @@
 """The local driver of one rig: the rig loop with local subprocesses and threads as its ports.
 
-Between two ticks the driver watches what happens on this machine, a stat and a few process polls
-every ``check`` seconds: a ledger write by any process here (each Ledger replaces the remote's
-``pushed`` marker after a push: ledger.pushed_marker), a session, a verifier or a Mayor ending.
-Any of them ends the wait at once; the remote itself is asked with the loop's backoff (1 s while
-busy, up to GT_POLL_IDLE_SECONDS when idle), which is how soon other machines' writes are seen.
+Between two ticks the driver waits for what happens on this machine, a stat and a few process polls
+``check`` seconds apart, made by one thread for every rig of the process (watch.py): a ledger write
+by any process here (each Ledger replaces the remote's ``pushed`` marker after a push:
+ledger.pushed_marker), a session, a verifier or a Mayor ending. Any of them ends the wait at once;
+the remote itself is asked with the loop's backoff (1 s while busy, up to GT_POLL_IDLE_SECONDS when
+idle), which is how soon other machines' writes are seen.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from ..scheduler import SharedBackoffs
 from ..settings import Settings
 from ..telemetry import tracing
 from ..trouble import Trouble
+from .watch import Watch
 
 log = logging.getLogger("gastown.local")
 LOCAL = "local"  # the namespace label of a town's metrics
@@ -96,7 +98,8 @@ class LocalPort:
         self._verifiers = VerifierThreads(backend.town / "verify", backend.town / "verify" / "checkouts" / config.name,
                                           ledger, remote=config.remote, gates=config.gates,
                                           timeout=config.verify_timeout)
-        self.ended = threading.Event()  # a session this port started has exited: the rig looks at once
+        # the rig looks at once: a session this port started has exited, or the watch saw a change
+        self.wake = threading.Event()
         self._said: set[tuple[str, object]] = set()  # the escalations logged (by id and version)
 
     @property
@@ -134,9 +137,9 @@ class LocalPort:
 
     def _watch(self, session: LocalSession) -> None:
         session.agent_exit()  # its slot is free: the rig looks at once, while the wrapper wraps up
-        self.ended.set()
+        self.wake.set()
         session.wait()
-        self.ended.set()
+        self.wake.set()
 
     def plan_with_mayor(self, key: str, goal: str) -> None:
         thread = self._mayors.get(key)
@@ -309,16 +312,12 @@ class RigDriver:
         return pushed_stamp(self._marker), self.wake_key(None), self.port.under_way()
 
     def wait(self, seconds: float, stop: threading.Event, check: float) -> None:
-        """Wait ``seconds`` for the next tick, looking ``check`` seconds apart at what changes on this
-        machine (``local_key``): a change ends the wait at once, and so does the exit of a session this
-        driver started (its slot is free)."""
-        seen, deadline = self.local_key(), time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0 and not stop.is_set():
-            if self.port.ended.wait(min(check, left)):
-                self.port.ended.clear()
-                return
-            if self.local_key() != seen:
-                return
+        """Wait ``seconds`` for the next tick; what changes on this machine (``local_key``, looked at
+        ``check`` seconds apart by the process's watch) ends the wait at once, and so do the exit of
+        a session this driver started (its slot is free) and ``stop``."""
+        with Watch.every(check).waiting(self.local_key, stop, self.port.wake):
+            if self.port.wake.wait(seconds):
+                self.port.wake.clear()
 
     def step(self, now: datetime | None = None, fresh: bool = True) -> PassReport:
         """One rig pass now (what the loop runs when the rig moves)."""

@@ -61,6 +61,15 @@ class Town:
     def config_path(self) -> Path:
         return self.root / "town.json"
 
+    def stamp(self) -> tuple[int, int, int] | None:
+        """Which version of town.json is on disk (None: none is): what a daemon compares before
+        reading it again."""
+        try:
+            st = os.stat(self.config_path)
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
     def _load(self) -> dict:
         try:
             data = json.loads(self.config_path.read_text())
