@@ -20,7 +20,7 @@ from gastown.ledger.worktree import RESCUE_REFS, prepare_branch, rescue_unpushed
 from gastown.local.driver import RigConfig, RigDriver
 from gastown.polecats import agent_id
 from gastown.runtimes.local import LocalBackend, SessionRequest
-from gastown.runtimes.session import AGENT_PGID
+from gastown.runtimes.session import AGENT_PGID, WRAP_UP_NICENESS
 
 from conftest import agents_at_once, most_at_once, session_processes, wait_for
 from rigs import git, make_rig
@@ -71,6 +71,36 @@ def test_a_session_edits_files_and_done_records_the_merge_request(rig, backend):
     assert session.heartbeat_age() is not None
     prompt = (session.dir / "prompt.md").read_text()
     assert f"polecat/furiosa/{bead}" in prompt and "gt done" in prompt
+
+
+PUSH_NICENESS = """#!{python}
+import os, sys
+refs = [line.split()[2] for line in sys.stdin if line.strip()]
+with open({log!r}, "a") as out:
+    out.write(f"{{os.nice(0)}} {{' '.join(refs)}}\\n")
+"""
+
+
+def test_the_wrap_up_yields_the_cpu_to_the_next_agents_start(rig, backend, tmp_path):
+    """Once its agent has exited, the wrapper wraps up (leftovers committed, the branch pushed, the
+    result booked) at a lower priority: on a busy machine the next agent starts first. The rig's
+    pre-receive hook runs under each push (a local remote: a child of the pushing process) and
+    says at which niceness."""
+    log = tmp_path / "pushes.log"
+    hook = rig.remote / "hooks" / "pre-receive"
+    hook.write_text(PUSH_NICENESS.format(python=sys.executable, log=str(log)))
+    hook.chmod(0o755)
+    bead = rig.hooked_bead("Add a WORK file")
+    hook_niceness = [int(line.split()[0]) for line in log.read_text().splitlines()]  # the test's own pushes
+    assert set(hook_niceness) == {os.nice(0)}
+    log.write_text("")
+    outcome = start(backend, rig, bead, "edit").wait(60)
+    assert outcome.status == "completed"
+    pushes = [(int(n), refs) for n, _, refs in (line.partition(" ") for line in log.read_text().splitlines())]
+    assert pushes[0] == (os.nice(0), "refs/heads/gastown/ledger"), pushes  # its start, booked before its agent ran
+    assert any(f"refs/heads/polecat/furiosa/{bead}" in refs for _, refs in pushes[1:]), pushes
+    # the branch, and the result from the ledger's writer thread (Linux keeps a niceness per thread)
+    assert {n for n, _ in pushes[1:]} == {min(19, os.nice(0) + WRAP_UP_NICENESS)}, pushes  # 19: the most
 
 
 def test_agent_commits_of_its_own_are_kept(rig, backend):

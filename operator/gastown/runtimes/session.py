@@ -47,6 +47,9 @@ LAUNCH_ENV, FROM_STDIN = "GT_LAUNCH", "stdin"
 # wrapper leaves AGENT_ENDED in the session dir and, given a pipe to its backend (NOTIFY_ENV: the
 # pipe's fd), writes a line on it, so that the backend's next agent need not wait for the wrap-up.
 AGENT_ENDED, NOTIFY_ENV = "agent.ended", "GT_NOTIFY_FD"
+# once its agent has exited the wrapper wraps up (leftovers, the branch, the result) this much nicer:
+# the CPU goes first to the next agent starting in the freed slot
+WRAP_UP_NICENESS = 10
 # Runs beside the runtime, in a session of its own, reading a pipe from the wrapper: when the
 # wrapper is gone (whatever killed it, SIGKILL included) or done with its runtime, the pipe closes
 # and the watchdog ends the runtime's whole process group, so that no agent outlives its session.
@@ -315,6 +318,7 @@ def _run(spec: SessionSpec, ledger: Ledger, started: float, *, launch: Launch | 
         agent = agent or _spawn(spec, launch, tracing.environ)
         exit_code, cut = _wait(spec, agent, stopping, over=over if spec.max_tokens or spec.max_seconds else None)
     _agent_ended(spec)
+    _behind(WRAP_UP_NICENESS)  # the wrap-up is off the freed slot's path: the next agent's start goes first
     seconds = time.monotonic() - started
     log = _tail(spec.log_path)
     report = output.read(runtime.output, log, agent.env)
@@ -442,6 +446,18 @@ def _agent_ended(spec: SessionSpec) -> None:
         with contextlib.suppress(OSError, ValueError):  # the backend gone: the file says it all the same
             os.write(int(fd), b"agent ended\n")
             os.close(int(fd))
+
+
+def _behind(niceness: int) -> None:
+    """This process at ``niceness`` more, every thread of it (Linux keeps a niceness per thread:
+    the ledger's writer pushes from its own), and so what it starts from here on."""
+    try:
+        threads = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:  # no /proc: this thread, and what it starts
+        threads = [0]
+    for tid in threads:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
 
 
 def _watch(pgid: int) -> subprocess.Popen | None:
