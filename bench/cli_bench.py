@@ -13,11 +13,15 @@ about time. Every `gt` is a fresh process, as a person or an agent runs it.
                    Beside each ratio, the most that this machine's cores allow: cores x the wall
                    time of one create alone / the CPU that one create costs when 8 run at a time
                    (the `gt` process, the committer, git and the server)
+  by cores         the local ratio again with this bench and every process it starts pinned to
+                   1, 2, 4, 8 cores (sched_setaffinity, inherited by `gt`, its committer and git):
+                   how the ratio grows with the cores, where this machine has too few to show 4x
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -101,6 +105,33 @@ def throughput(rig: str, env: dict[str, str], creates: int, runs: int) -> tuple[
     return create_s, one, eight, cpu
 
 
+@contextlib.contextmanager
+def pinned(cores: int):
+    """This process, and every process it starts meanwhile, on its first ``cores`` CPUs."""
+    every = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, sorted(every)[:cores])
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, every)
+
+
+def by_cores(root: Path, env: dict[str, str], creates: int, runs: int) -> list[tuple[str, str, str, str]]:
+    """The local ratio on 1, 2, 4 and 8 of this machine's cores (those it has), each on a fresh rig
+    (and so a fresh committer, started under the same pinning)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return []
+    rows = []
+    for cores in (n for n in (1, 2, 4, 8) if n <= len(os.sched_getaffinity(0))):
+        rig = root / f"rig-{cores}-cores.git"
+        subprocess.run(["git", "init", "--quiet", "--bare", str(rig)], check=True)
+        with pinned(cores):
+            _, one, eight, _ = throughput(str(rig), env, creates, runs)
+        rows.append((f"  on {cores} core{'s' if cores > 1 else ''} ({eight:.1f} vs {one:.1f} per s)",
+                     f"{eight / one:.1f}x", "", ""))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=11, help="runs of each start-up and create measure")
@@ -121,6 +152,8 @@ def main() -> None:
         subprocess.run(["git", "init", "--quiet", "--bare", str(rig)], check=True)
         create_s, one, eight, cpu = throughput(str(rig), env, args.creates, args.runs)
 
+        scaling = by_cores(root, env, args.creates, 3)
+
         served = root / "served"
         served.mkdir()
         subprocess.run(["git", "init", "--quiet", "--bare", str(served / "rig.git")], check=True)
@@ -136,6 +169,7 @@ def main() -> None:
             (f"8 creates at a time vs 1, local bare ({eight:.1f} vs {one:.1f} per s)", f"{eight / one:.1f}x",
              ">= 4x", "1.2x"),
             ceiling(one, cpu),
+            *scaling,
             (f"8 creates at a time vs 1, {http} ({http_eight:.1f} vs {http_one:.1f} per s)",
              f"{http_eight / http_one:.1f}x", ">= 4x", ""),
             ceiling(http_one, http_cpu)]
