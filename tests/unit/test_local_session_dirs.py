@@ -7,6 +7,8 @@ import json
 import os
 from dataclasses import asdict
 
+import pytest
+
 from gastown.runtimes.local import LocalBackend, SessionRequest
 
 
@@ -44,3 +46,20 @@ def test_the_sessions_still_under_way_leave_the_ended_unread(tmp_path):
     (ended / "request.json").write_text("{not json")
     assert [s.name for s in backend.sessions(ended=False)] == ["furiosa-gt-abc-20261201100000-bbbb"]
     assert [s.name for s in backend.sessions("webapp", "furiosa", ended=False)] == ["furiosa-gt-abc-20261201100000-bbbb"]
+
+
+def test_a_reader_that_lists_the_sessions_again_reads_only_the_new_dirs(tmp_path):
+    """The TUI lists every session at each refresh: a session dir says nothing new after its start
+    (its request, its wrapper's pid), so each is parsed once (here an old one's request turns
+    unreadable after the first listing, and nothing fails); a new one is listed, and another
+    backend, which never read the dirs, reads them all."""
+    backend = LocalBackend(tmp_path / "town")
+    session_dir(backend, "nux-gt-abc-20261201100000-aaaa", "webapp", "nux", 1.0)
+    assert [s.name for s in backend.sessions()] == ["nux-gt-abc-20261201100000-aaaa"]
+    (backend.town / "sessions" / "nux-gt-abc-20261201100000-aaaa" / "request.json").write_text("{not json")
+    session_dir(backend, "furiosa-gt-abc-20261201100000-bbbb", "webapp", "furiosa", 2.0)
+    assert [(s.name, s.request.polecat, s.started) for s in backend.sessions()] == [
+        ("nux-gt-abc-20261201100000-aaaa", "nux", 1.0), ("furiosa-gt-abc-20261201100000-bbbb", "furiosa", 2.0)]
+    assert [s.name for s in backend.sessions("webapp", "furiosa")] == ["furiosa-gt-abc-20261201100000-bbbb"]
+    with pytest.raises(ValueError):  # the unreadable request: a fresh reader parses every dir
+        LocalBackend(backend.town).sessions()

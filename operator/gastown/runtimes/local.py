@@ -210,6 +210,7 @@ class LocalBackend:
         self.heartbeat_interval = heartbeat_interval
         self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()
+        self._known: dict[str, tuple[SessionRequest, int, float]] = {}  # session dir -> what it says (``_read``)
 
     def ledger_cache(self, rig: str) -> Path:
         """The cache of one rig's ledger (the same one `gt` commands given --town use)."""
@@ -334,20 +335,30 @@ class LocalBackend:
         for sdir in sorted((self.town / "sessions").glob(pattern)):
             if not ended and (sdir.parent / "result.json").exists():
                 continue
-            data = json.loads(sdir.read_text())
-            req = SessionRequest(**{**data["request"], "args": tuple(data["request"]["args"])})
+            found = self._known.get(sdir.parent.name) or self._read(sdir.parent)
+            if found is None:
+                continue
+            req, pid, started = found
             if (rig is not None and req.rig != rig) or (polecat is not None and req.polecat != polecat):
                 continue
-            try:
-                pid = int((sdir.parent / "pid").read_text())
-            except (FileNotFoundError, ValueError):  # the daemon died between starting it and saying so
-                found = wrapper_pid(sdir.parent.name)
-                if found is None:
-                    continue  # it never ran, or is gone: its bead's Witness sees no session and restarts it
-                (sdir.parent / "pid").write_text(str(pid := found))
-            out.append(LocalSession(name=sdir.parent.name, request=req, dir=sdir.parent, pid=pid,
-                                    started=data.get("started", 0.0)))
+            out.append(LocalSession(name=sdir.parent.name, request=req, dir=sdir.parent, pid=pid, started=started))
         return sorted(out, key=lambda s: s.started)
+
+    def _read(self, sdir: Path) -> tuple[SessionRequest, int, float] | None:
+        """A session dir's request, wrapper pid and start, read once: none of them changes after its
+        start, so a reader that lists the sessions again (the TUI, a long-lived daemon) parses only
+        the new ones. None when it never ran or is gone without saying its pid."""
+        data = json.loads((sdir / "request.json").read_text())
+        req = SessionRequest(**{**data["request"], "args": tuple(data["request"]["args"])})
+        try:
+            pid = int((sdir / "pid").read_text())
+        except (FileNotFoundError, ValueError):  # the daemon died between starting it and saying so
+            found = wrapper_pid(sdir.name)
+            if found is None:
+                return None  # it never ran, or is gone: its bead's Witness sees no session and restarts it
+            (sdir / "pid").write_text(str(pid := found))
+        self._known[sdir.name] = known = (req, pid, data.get("started", 0.0))
+        return known
 
     def stop(self, session: LocalSession, grace: float = 5.0) -> None:
         """SIGTERM the wrapper's process group (the wrapper stops its runtime and saves the work),
