@@ -331,24 +331,33 @@ class LocalBackend:
         polecat): a start in a town that has run thousands of sessions reads a handful. Without
         ``ended``, the sessions whose wrapper wrote its result are left unread."""
         out = []
-        pattern = f"{_safe(polecat)}-*/request.json" if polecat is not None else "*/request.json"
-        for sdir in sorted((self.town / "sessions").glob(pattern)):
-            if not ended and (sdir.parent / "result.json").exists():
+        root = self.town / "sessions"
+        prefix = f"{_safe(polecat)}-" if polecat is not None else ""
+        try:
+            names = [e.name for e in os.scandir(root) if e.name.startswith(prefix) and e.is_dir()]
+        except FileNotFoundError:
+            return []
+        for name in names:
+            sdir = root / name
+            if not ended and (sdir / "result.json").exists():
                 continue
-            found = self._known.get(sdir.parent.name) or self._read(sdir.parent)
+            found = self._known.get(name) or self._read(sdir)
             if found is None:
                 continue
             req, pid, started = found
             if (rig is not None and req.rig != rig) or (polecat is not None and req.polecat != polecat):
                 continue
-            out.append(LocalSession(name=sdir.parent.name, request=req, dir=sdir.parent, pid=pid, started=started))
-        return sorted(out, key=lambda s: s.started)
+            out.append(LocalSession(name=name, request=req, dir=sdir, pid=pid, started=started))
+        return sorted(out, key=lambda s: (s.started, s.name))
 
     def _read(self, sdir: Path) -> tuple[SessionRequest, int, float] | None:
         """A session dir's request, wrapper pid and start, read once: none of them changes after its
         start, so a reader that lists the sessions again (the TUI, a long-lived daemon) parses only
         the new ones. None when it never ran or is gone without saying its pid."""
-        data = json.loads((sdir / "request.json").read_text())
+        try:
+            data = json.loads((sdir / "request.json").read_text())
+        except FileNotFoundError:  # a start that has not written it yet
+            return None
         req = SessionRequest(**{**data["request"], "args": tuple(data["request"]["args"])})
         try:
             pid = int((sdir / "pid").read_text())
