@@ -264,6 +264,7 @@ def test_a_held_block_keeps_the_turn_and_a_write_spooled_meanwhile_joins_its_com
     before = rig.commits()
     lock = rig.cache / "gastown.write.lock"
     with Ledger(str(rig.remote), cache_dir=rig.cache, actor="user tester") as ledger:
+        lock.write_text("")  # it names this process since the rig's first write: it must name it anew
         with ledger.held():
             first = ledger.submit(create_op("held 1", actor="user tester", seed="held 1"))
             # the writer takes the machine's turn at once, and keeps it until the block ends
