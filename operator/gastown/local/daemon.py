@@ -56,7 +56,7 @@ class TownDaemon:
         self.rigs: dict[str, _Rig] = {}
         self.backoffs = SharedBackoffs()  # rigs on one API key wait out its rate limits together
         self.shared = SharedLimits()  # the town's budget and shared limits (town.json's limits, read with the rigs)
-        self._synced: object = ()  # the town.json the rigs match (Town.stamp), once a sync succeeded
+        self._synced: object = ()  # the town.json the rigs match (Town.stamp): set once a sync succeeded
 
     def peer(self, name: str) -> Ledger | None:
         rig = self.rigs.get(name)
@@ -67,7 +67,6 @@ class TownDaemon:
         stamp = self.town.stamp()
         if stamp == self._synced:
             return
-        self._synced = ()
         wanted = self.town.rigs()
         self.shared.configure(self.town.limits())
         for name in [n for n, r in self.rigs.items() if wanted.get(n) != r.config]:

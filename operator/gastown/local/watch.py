@@ -72,8 +72,9 @@ class Watch:
         the block began, or ``stop`` is set."""
         entry = _Waiting(key, stop, wake)
         with self._cv:
+            if not self._waiting:
+                self._cv.notify()  # the thread sleeps while nobody waits
             self._waiting.add(entry)
-            self._cv.notify()
         try:
             yield
         finally:
