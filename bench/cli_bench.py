@@ -4,7 +4,9 @@ Prints figures beside the targets of issue #19 and the baseline measured there; 
 about time. Every `gt` is a fresh process, as a person or an agent runs it.
 
   start-up         `gt --help` and `gt bead --help`: median wall time of N runs
-  create           `gt bead create` on a local bare repository (its ledger already made)
+  create           `gt bead create` on a local bare repository (its ledger already made); and the
+                   CPU of its `gt` process, the command line read by the entry point (cli/entry.py)
+                   against the same read by click, as every command was before
   8 concurrent     creates by 8 `gt` processes at a time against one per time: the throughput
                    ratio; afterwards the ledger must hold every bead once. Twice: on a local bare
                    repository, and on a remote across a "network": a smart-HTTP git server on
@@ -40,6 +42,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from githttp import GitHTTP  # noqa: E402
 
 GT = str(Path(sys.executable).parent / "gt")
+CLICK_GT = [sys.executable, "-c", "from gastown.cli.main import main; main()"]  # `gt` as click alone reads it
 FIRST = "the first: makes the ledger and the cache"
 
 
@@ -47,6 +50,17 @@ def timed(args: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
     subprocess.run([GT, *args], env=env, check=True, capture_output=True)
     return time.perf_counter() - start
+
+
+def process_cpu(program: list[str], args: list[str], env: dict[str, str], runs: int) -> float:
+    """Median CPU seconds of the `program ARGS` process alone (its own and its waited children's:
+    none for a create, whose committer is detached)."""
+    used = []
+    for _ in range(runs):
+        before = cpu_seconds()
+        subprocess.run([*program, *args], env=env, check=True, capture_output=True)
+        used.append(cpu_seconds() - before)
+    return statistics.median(used)
 
 
 def median_time(args: list[str], env: dict[str, str], runs: int) -> float:
@@ -151,6 +165,8 @@ def main() -> None:
         rig = root / "rig.git"
         subprocess.run(["git", "init", "--quiet", "--bare", str(rig)], check=True)
         create_s, one, eight, cpu = throughput(str(rig), env, args.creates, args.runs)
+        create_cpu, click_cpu = (process_cpu(program, ["bead", "--rig", str(rig), "create", "cpu"], env, args.runs)
+                                 for program in ([GT], CLICK_GT))
 
         scaling = by_cores(root, env, args.creates, 3)
 
@@ -166,6 +182,8 @@ def main() -> None:
             ("start-up: gt bead --help", f"{bead_help_s:.3f} s", "< 0.1 s", ""),
             ("gt bead create (local bare repository)", f"{create_s:.3f} s", "", "~0.37 s"),
             (f"gt bead create ({http})", f"{http_s:.3f} s", "", ""),
+            (f"  CPU of its gt process (read by click: {1000 * click_cpu:.0f} ms, {click_cpu / create_cpu:.1f}x)",
+             f"{1000 * create_cpu:.0f} ms", "", ""),
             (f"8 creates at a time vs 1, local bare ({eight:.1f} vs {one:.1f} per s)", f"{eight / one:.1f}x",
              ">= 4x", "1.2x"),
             ceiling(one, cpu),

@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
+from .cachedir import cache_root
 
 if TYPE_CHECKING:
     from .api.budget import TownLimits
@@ -72,15 +73,6 @@ if TYPE_CHECKING:
 
 class SettingsError(ValueError):
     """A setting's value is not valid; the message names the variable."""
-
-
-def cache_root(env: Mapping[str, str] | None = None) -> Path:
-    """The one rule for where gastown caches: GT_CACHE_DIR, else $XDG_CACHE_HOME/gastown, else
-    ~/.cache/gastown. Ledger caches live under its ``ledgers/``."""
-    env = os.environ if env is None else env
-    if env.get("GT_CACHE_DIR"):
-        return Path(env["GT_CACHE_DIR"])
-    return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gastown"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -52,16 +52,21 @@ def test_a_command_still_loads_what_it_needs():
     assert "gastown.ledger.ledger" in modules and "pydantic" in modules
 
 
-def test_a_create_handed_to_the_committer_loads_no_ledger(tmp_path):
+@pytest.mark.parametrize("program", [PROGRAM.replace("cli.main", "cli.entry"), PROGRAM], ids=["gt", "click"])
+def test_a_create_handed_to_the_committer_loads_no_ledger(tmp_path, program):
     """`gt bead create` on a rig path spools its write for the machine's committer and waits for
-    its outcome: it loads neither pydantic nor the git plumbing, and the bead is on the remote."""
+    its outcome: it loads neither pydantic nor the git plumbing, and the bead is on the remote.
+    Read by `gt`'s entry point (cli/entry.py), it loads no click, nor what click costs most."""
     rig = tmp_path / "rig.git"
     subprocess.run(["git", "init", "-q", "--bare", str(rig)], check=True)
     env = {**os.environ, "GT_CACHE_DIR": str(tmp_path / "cache"), "GT_TOWN": str(tmp_path), "GT_ACTOR": "tester"}
-    res = subprocess.run([sys.executable, "-c", PROGRAM, "bead", "--rig", str(rig), "create", "handed off"],
+    res = subprocess.run([sys.executable, "-c", program, "bead", "--rig", str(rig), "create", "handed off"],
                          capture_output=True, text=True, check=True, env=env)
     *out, modules = res.stdout.splitlines()
-    assert heavy(json.loads(modules)) == ["gastown.ledger", "gastown.ledger.errors", "gastown.ledger.handoff"]
+    loaded = json.loads(modules)
+    assert heavy(loaded) == ["gastown.ledger", "gastown.ledger.errors", "gastown.ledger.handoff"]
+    if "entry" in program:
+        assert [m for m in loaded if m in ("click", "gastown.settings", "typing", "inspect", "dataclasses")] == []
     listed = subprocess.run([GT, "bead", "--rig", str(rig), "list", "--json"], capture_output=True, text=True,
                             check=True, env=env).stdout
     assert [(b["id"], b["title"], b["created_by"]) for b in json.loads(listed)] == [(out[0], "handed off", "tester")]
@@ -81,7 +86,7 @@ def test_the_git_timeout_still_reaches_the_ledger(tmp_path, command):
 
 def test_the_light_create_offers_every_kind_of_bead_a_person_makes():
     """`gt bead create` spells the types out (it loads no model): they are the model's, but merge-batch."""
-    from gastown.cli.bead_create import TYPES
+    from gastown.cli.entry import TYPES
     from gastown.ledger import BeadType
 
     assert TYPES == [t.value for t in BeadType if t != BeadType.MERGE_BATCH]

@@ -23,8 +23,9 @@ from ..ledger import (
     select,
 )
 from ..ledger.ledger import default_cache_dir
-from .bead_create import TYPES, checked_title, meta_values, rig_here_option, town_here_option
+from .bead_create import checked_title, meta_values, rig_here_option, town_here_option
 from .common import emit, fail, json_option, settings, use_git_timeout
+from .entry import TYPES
 
 STATUSES = [s.value for s in Status]
 DEP_TYPES = [d.value for d in DepType]

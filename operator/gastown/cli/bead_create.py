@@ -4,23 +4,26 @@ When the rig is a path or a URL and no ``--prefix`` is asked for, the create is 
 (``ledger/handoff.py``): spooled in the ledger's cache, committed and pushed by the machine's
 committer together with every other write spooled meanwhile, and its outcome read back. A rig
 named in a town, or a ``--prefix`` to check, take the full way through a ``Ledger``
-(``bead_commands``).
+(``bead_commands``). `gt`'s entry point reads most command lines of a create handed off
+without click (``entry.py``); this command is the rest of them, and the help.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .common import emit, fail, json_option, settings
-
-# the kinds of bead a person creates (ledger.model.BeadType without merge-batch, which only the
-# Refinery makes): spelled out so that this module loads no pydantic (tests/unit/test_cli_help.py)
-TYPES = ["task", "bug", "feature", "epic", "merge-request", "escalation", "convoy", "agent", "message"]
-_NAME = r"[A-Za-z0-9][A-Za-z0-9_-]*"  # a town's rig name (a path would need a / to be a bare word)
+from .common import fail, json_option, settings
+from .entry import (
+    DEFAULT_PRIORITY,
+    DEFAULT_TYPE,
+    TYPES,
+    create_fields,
+    create_handed_off,
+    handed_off,
+)
 
 
 def meta_values(values: tuple[str, ...]) -> dict[str, Any]:
@@ -54,9 +57,9 @@ town_here_option = click.option("--town", "town_here", type=click.Path(path_type
 @click.argument("title", callback=checked_title)
 @click.option("-d", "--description", default="", help="What the work is.")
 @click.option("-a", "--acceptance", default="", help="How to tell it is done.")
-@click.option("-t", "--type", "type_", type=click.Choice(TYPES), default="task", show_default=True,
+@click.option("-t", "--type", "type_", type=click.Choice(TYPES), default=DEFAULT_TYPE, show_default=True,
               help="Kind of bead.")
-@click.option("-p", "--priority", type=click.IntRange(0, 4), default=2, show_default=True,
+@click.option("-p", "--priority", type=click.IntRange(0, 4), default=DEFAULT_PRIORITY, show_default=True,
               help="0 is the most urgent, 4 the least.")
 @click.option("-l", "--label", "labels", multiple=True, help="A label (repeat for more).")
 @click.option("--assignee", help="Who works on it.")
@@ -75,33 +78,15 @@ def create(ctx: click.Context, *, title: str, description: str, acceptance: str,
            town_here: Path | None) -> None:
     """Create a bead titled TITLE and print its ID."""
     o = ctx.obj
-    fields = {"type": type_, "description": description, "acceptance": acceptance, "priority": priority,
-              "labels": labels, "assignee": assignee or None, "owner": owner or None, "parent": parent,
-              "deps": [(n, "blocks") for n in needs],
-              "metadata": {k: v for k, v in meta_values(meta).items() if v is not None}}
+    fields = create_fields(description=description, acceptance=acceptance, type_=type_, priority=priority,
+                           labels=labels, assignee=assignee, owner=owner, parent=parent, needs=needs,
+                           meta=meta_values(meta))
     rig = rig_here or o["rig"]
-    if o["prefix"] or re.fullmatch(_NAME, rig):  # a prefix to check, a town's rig: the full way
+    if not handed_off(rig, prefix=o["prefix"]):
         from .bead_commands import create_in_ledger
 
         ctx.invoke(create_in_ledger, title=title, fields=fields, as_json=as_json, rig_here=rig_here,
                    town_here=town_here)
         return
-    from ..ledger.errors import LedgerError
-    from ..ledger.handoff import (
-        Create,
-        create_seed,
-        default_actor,
-        default_cache_dir,
-        hand_off,
-        normalise_remote,
-    )
-
-    actor = o["actor"] or default_actor()
-    remote = normalise_remote(rig)
-    cache = default_cache_dir(remote, o["cache_dir"])
-    try:
-        bead = hand_off(remote, cache, Create(actor, title, create_seed(title, description, actor), fields),
-                        git_timeout=settings().git_timeout)
-    except LedgerError as e:
-        fail(e)
-    emit(bead) if as_json else click.echo(bead["id"])
+    create_handed_off(rig=rig, cache_dir=o["cache_dir"], actor=o["actor"], title=title, fields=fields,
+                      as_json=as_json, git_timeout=settings().git_timeout)

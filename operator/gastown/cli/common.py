@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..settings import Settings, SettingsError
+from .entry import fail as fail
+from .entry import json_text
 
 if TYPE_CHECKING:  # the ledger (and GitPython) is imported by the commands that open one
     from ..ledger import Ledger
@@ -45,13 +45,8 @@ def settings() -> Settings:
     return found
 
 
-def fail(err: object) -> NoReturn:
-    click.echo(f"gt: error: {err}", err=True)
-    sys.exit(1)
-
-
 def emit(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=str))
+    click.echo(json_text(data))
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")

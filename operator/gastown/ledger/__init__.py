@@ -10,7 +10,8 @@ hands its write to the machine's committer loads only those.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # typing is not loaded by a light module of the package (handoff)
 
 if TYPE_CHECKING:  # the names, for mypy (`X as X`: re-exported)
     from .claim import Claim as Claim
@@ -52,7 +53,7 @@ _WHERE = {
 __all__ = list(_WHERE)
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,9 @@ The guarantees are the spool's: a request is acknowledged only once its commit i
 remote; a committer killed mid-batch leaves its journal and the requests, and the next holder
 of the writer lock (another committer, any ledger writer of the machine) settles them.
 
-This module is light (the standard library only), as is everything a handing-off process loads.
+This module is light, as is everything a handing-off process loads: the standard library's
+cheapest modules only (no typing, no dataclasses, subprocess when a committer is started), since
+a `gt bead create` (``cli/entry.py``) spends most of its CPU importing.
 """
 
 from __future__ import annotations
@@ -24,15 +26,17 @@ import hashlib
 import itertools
 import os
 import pickle  # noqa: S403 (the spool is the user's own, 0700; see spool.py)
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .. import __version__
+from ..cachedir import cache_root
 from .errors import InvalidOperation, Unavailable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # which installation spooled an operation: only the same code applies it for another process
 TAG = f"gastown {__version__} at {Path(__file__).resolve().parent}"
@@ -70,8 +74,6 @@ def normalise_remote(remote: str) -> str:
 
 def default_cache_dir(remote: str, root: Path | None = None) -> Path:
     """Where the ledger of ``remote`` is cached: under ``ledgers/`` of the cache root."""
-    from ..settings import cache_root
-
     base = (root or cache_root()) / "ledgers"
     key = hashlib.sha256(normalise_remote(remote).encode()).hexdigest()[:20]
     return base / key
@@ -134,15 +136,18 @@ def wake(spool: Path) -> bool:
     return True
 
 
-@dataclass(frozen=True)
 class Create:
     """A bead to create, as a handing-off process spools it (``ops.Create`` needs pydantic to
     build); its outcome is the new record as JSON data, which needs nothing to read."""
 
-    actor: str
-    title: str
-    seed: str
-    fields: dict[str, Any] = field(default_factory=dict)  # Ledger.create's other keywords
+    __slots__ = ("actor", "fields", "seed", "title")
+
+    def __init__(self, actor: str, title: str, seed: str, fields: dict[str, Any] | None = None) -> None:
+        self.actor, self.title, self.seed = actor, title, seed
+        self.fields = fields or {}  # Ledger.create's other keywords
+
+    def __repr__(self) -> str:
+        return f"Create(actor={self.actor!r}, title={self.title!r}, seed={self.seed!r}, fields={self.fields!r})"
 
     def apply(self, tx: Any) -> dict[str, Any]:
         from .ledger import create_op
@@ -198,6 +203,8 @@ def start_committer(remote: str, cache: Path, git_timeout: float) -> bool:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False  # one is starting, running, or finishing its last turn
+        import subprocess
+
         subprocess.Popen([sys.executable, "-m", "gastown.ledger.committer", remote, str(cache),  # noqa: S603
                           str(fh.fileno()), str(git_timeout)],
                          pass_fds=(fh.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
