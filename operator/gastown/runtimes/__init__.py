@@ -8,7 +8,8 @@ are loaded.
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # typing is not loaded before a session's agent starts (wrapper.py)
 
 if TYPE_CHECKING:
     from .config import ConfigError, all_runtimes, resolve
@@ -19,7 +20,7 @@ _FROM = {"ConfigError": ".config", "all_runtimes": ".config", "resolve": ".confi
          "Runtime": ".presets"}
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name not in _FROM:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(import_module(_FROM[name], __name__), name)

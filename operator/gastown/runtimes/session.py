@@ -24,7 +24,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import KW_ONLY, asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # typing is not loaded before the agent starts (wrapper.py)
 
 # Only what starts the agent is imported up front: the ledger, git, pydantic and tracing load
 # while the agent already runs (``_booking`` and below import them where they are used).

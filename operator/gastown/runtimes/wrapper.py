@@ -16,9 +16,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from .session import SessionSpec, run_session
+
+TYPE_CHECKING = False  # typing is not loaded before the agent starts
+if TYPE_CHECKING:
+    from typing import Any
 
 _PATHS = ("workdir", "session_dir", "cache_dir", "state_dir")
 
