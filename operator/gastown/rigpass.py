@@ -90,7 +90,10 @@ class Port(VerifyPort, Protocol):
     def add_polecat(self, name: str) -> None:
         """A new polecat joins (a resource on a cluster; nothing to do locally)."""
 
-    def start_session(self, polecat: str, bead: str, beads: Mapping[str, Bead]) -> None: ...
+    def start_session(self, polecat: str, bead: str, beads: Mapping[str, Bead], *, frees_at_exit: bool) -> None:
+        """Start a session of ``polecat`` on ``bead``; ``frees_at_exit``: its slot goes to the next
+        agent the moment its agent exits (a Winding port, a rig bounded by no budget), so its
+        wrap-up may yield the CPU to that agent's start."""
 
     def plan_with_mayor(self, key: str, goal: str) -> None:
         """Have the Mayor plan a goal convoy (asynchronously); called again until it is planned."""
@@ -217,7 +220,8 @@ class RigPass:
         known, retired = self.port.polecats()
         held = self._key_backoff(beads, snap.prefix, now) or gate.held
         # agents gone, their sessions wrapping up: their slots are free, unless a budget awaits their spend
-        wound = set() if gate.bounded else winding(self.port)
+        frees_at_exit = not gate.bounded and isinstance(self.port, Winding)
+        wound = winding(self.port) if frees_at_exit else set()
 
         groups, granted = self._share(beads, now, lambda bead: gate.waits(bead, beads), held, wound=wound)
         share = min((n for n in (granted, gate.room) if n is not None), default=None)  # the tighter of the two
@@ -254,7 +258,7 @@ class RigPass:
                 with self.troubles.trying(SESSION, now, session_problem(polecat, bead, self.queue.target), (Exception,)):
                     with tracing.span("dispatch", tracing.bead_context(bead, beads), bead=bead, polecat=polecat,
                                       rig=self.rig):
-                        self.port.start_session(polecat, bead, beads)
+                        self.port.start_session(polecat, bead, beads, frees_at_exit=frees_at_exit)
                     report.started += 1
                 if not self.troubles.due(SESSION, now):
                     break  # the others would fail alike: they wait the backoff too

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from gastown.api.budget import RigBudget
 from gastown.api.common import RuntimeSpec
 from gastown.ledger import BeadType, Status
 from gastown.ledger.errors import Unavailable
@@ -77,30 +78,38 @@ PUSH_NICENESS = """#!{python}
 import os, sys
 refs = [line.split()[2] for line in sys.stdin if line.strip()]
 with open({log!r}, "a") as out:
-    out.write(f"{{os.nice(0)}} {{' '.join(refs)}}\\n")
+    out.write(f"{{os.nice(0)}} {{'session' if os.environ.get('GT_SESSION') else 'daemon'}} {{' '.join(refs)}}\\n")
 """
 
 
-def test_the_wrap_up_yields_the_cpu_to_the_next_agents_start(rig, backend, tmp_path):
+@pytest.mark.parametrize(("budget", "nicer"), [({}, WRAP_UP_NICENESS), ({"daily": {"tokens": 10**9}}, 0)],
+                         ids=["no budget: its slot frees at its agent's exit", "a budget awaits its spend"])
+def test_the_wrap_up_yields_the_cpu_when_its_slot_goes_to_the_next_agent(rig, backend, tmp_path, budget, nicer):
     """Once its agent has exited, the wrapper wraps up (leftovers committed, the branch pushed, the
-    result booked) at a lower priority: on a busy machine the next agent starts first. The rig's
+    result booked). When its slot goes to the next agent at once, the wrap-up runs at a lower
+    priority: on a busy machine the next agent starts first. On a rig bounded by a budget the next
+    start waits for the spend to be booked, so the wrap-up keeps the daemon's priority. The rig's
     pre-receive hook runs under each push (a local remote: a child of the pushing process) and
-    says at which niceness."""
+    says at which niceness, and whose push it is."""
     log = tmp_path / "pushes.log"
     hook = rig.remote / "hooks" / "pre-receive"
     hook.write_text(PUSH_NICENESS.format(python=sys.executable, log=str(log)))
     hook.chmod(0o755)
-    bead = rig.hooked_bead("Add a WORK file")
-    hook_niceness = [int(line.split()[0]) for line in log.read_text().splitlines()]  # the test's own pushes
-    assert set(hook_niceness) == {os.nice(0)}
-    log.write_text("")
-    outcome = start(backend, rig, bead, "edit").wait(60)
-    assert outcome.status == "completed"
-    pushes = [(int(n), refs) for n, _, refs in (line.partition(" ") for line in log.read_text().splitlines())]
-    assert pushes[0] == (os.nice(0), "refs/heads/gastown/ledger"), pushes  # its start, booked before its agent ran
-    assert any(f"refs/heads/polecat/furiosa/{bead}" in refs for _, refs in pushes[1:]), pushes
+    config = RigConfig(rig.name, str(rig.remote), max_polecats=1, budget=RigBudget.model_validate(budget),
+                       runtime=RuntimeSpec(preset="script", args=[sys.executable, AGENT, "edit"]))
+    with rig.ledger("gastown daemon") as ledger:
+        driver = RigDriver(config, backend, ledger)
+        driver.step()
+        bead = ledger.create("Add a WORK file").id
+        driver.step()
+        [session] = backend.sessions()
+        assert session.wait(60).status == "completed", (session.dir / "session.log").read_text()
+    pushes = [line.split(" ", 2) for line in log.read_text().splitlines()]
+    assert {int(n) for n, who, _ in pushes if who == "daemon"} == {os.nice(0)}, pushes  # its start, booked
+    wrap_up = [(int(n), refs) for n, who, refs in pushes if who == "session"]
+    assert any(f"refs/heads/polecat/furiosa/{bead}" in refs for _, refs in wrap_up), pushes
     # the branch, and the result from the ledger's writer thread (Linux keeps a niceness per thread)
-    assert {n for n, _ in pushes[1:]} == {min(19, os.nice(0) + WRAP_UP_NICENESS)}, pushes  # 19: the most
+    assert {n for n, _ in wrap_up} == {min(19, os.nice(0) + nicer)}, pushes  # 19: the most
 
 
 def test_agent_commits_of_its_own_are_kept(rig, backend):

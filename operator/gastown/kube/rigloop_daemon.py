@@ -155,7 +155,9 @@ class KubePort:
                    "spec": {"rig": self.rig_name}}):
             log.info("rig %s/%s: new polecat %s (Polecat %s)", self.namespace, self.rig_name, name, resource)
 
-    def start_session(self, polecat: str, bead: str, beads: Mapping[str, Bead]) -> None:
+    def start_session(self, polecat: str, bead: str, beads: Mapping[str, Bead], *, frees_at_exit: bool) -> None:
+        """A Job for the session (``frees_at_exit`` is never True here: a Job holds its slot until its
+        end is recorded, so its wrap-up keeps its priority)."""
         ref = self.known.get(polecat)
         if ref is None:
             return  # its resource is not in kopf's index yet: the next pass starts it

@@ -122,12 +122,13 @@ class LocalPort:
     def add_polecat(self, name: str) -> None:
         pass
 
-    def start_session(self, polecat: str, bead: str, beads: Mapping[str, Bead]) -> None:
+    def start_session(self, polecat: str, bead: str, beads: Mapping[str, Bead], *, frees_at_exit: bool) -> None:
         rt = self.config.runtime
         session = self.backend.start(SessionRequest(
             rig=self.config.name, remote=self.config.remote, bead=bead, polecat=polecat, runtime=rt.preset,
             model=rt.model, args=tuple(rt.args), target=self.config.target, deadline=self.config.deadline,
-            max_tokens=self.config.budget.session_tokens, max_seconds=self.config.budget.session_seconds),
+            max_tokens=self.config.budget.session_tokens, max_seconds=self.config.budget.session_seconds,
+            frees_at_exit=frees_at_exit),
             beads, self.ledger.submit)  # prepared and booked here, with the beads this pass read: its agent starts at once
         self.sessions[polecat] = session
         threading.Thread(target=self._watch, args=(session,), daemon=True, name=f"session-{session.name}").start()

@@ -33,6 +33,7 @@ from .session import (
     FROM_STDIN,
     LAUNCH_ENV,
     NOTIFY_ENV,
+    WRAP_UP_NICENESS,
     Launch,
     Outcome,
     SessionSpec,
@@ -57,6 +58,9 @@ class SessionRequest:
     labels: dict[str, str] = field(default_factory=dict)  # convoy and the like, for listing
     max_tokens: int | None = None  # the session's ceilings (the Rig's budget.sessionTokens, sessionSeconds)
     max_seconds: float | None = None
+    # its slot goes to the next agent the moment its agent exits (the rig is bounded by no budget,
+    # whose spend the next start would wait for): its wrapper wraps up at a lower priority
+    frees_at_exit: bool = False
 
 
 @dataclass(kw_only=True)
@@ -291,7 +295,8 @@ class LocalBackend:
                            target=req.target, model=req.model, extra_args=list(req.args), deadline=req.deadline,
                            heartbeat=f"file:{sdir / 'heartbeat'}", heartbeat_interval=self.heartbeat_interval,
                            cache_dir=self.ledger_cache(req.rig), state_dir=self.state_dir(req.rig, req.polecat),
-                           max_tokens=req.max_tokens, max_seconds=req.max_seconds, git_timeout=self.git_timeout)
+                           max_tokens=req.max_tokens, max_seconds=req.max_seconds, git_timeout=self.git_timeout,
+                           wrap_up_niceness=WRAP_UP_NICENESS if req.frees_at_exit else 0)
         argv = wrapper.argv(spec)
         env = {**tracing.environ(), "GT_SESSION": name}
         # the agent's spans go under its wrapper's: with a trace to carry, the wrapper prepares it

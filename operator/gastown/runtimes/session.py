@@ -48,8 +48,9 @@ LAUNCH_ENV, FROM_STDIN = "GT_LAUNCH", "stdin"
 # wrapper leaves AGENT_ENDED in the session dir and, given a pipe to its backend (NOTIFY_ENV: the
 # pipe's fd), writes a line on it, so that the backend's next agent need not wait for the wrap-up.
 AGENT_ENDED, NOTIFY_ENV = "agent.ended", "GT_NOTIFY_FD"
-# once its agent has exited the wrapper wraps up (leftovers, the branch, the result) this much nicer:
-# the CPU goes first to the next agent starting in the freed slot
+# once its agent has exited, a wrapper whose slot goes to the next agent at once (a local rig bounded
+# by no budget: SessionSpec.wrap_up_niceness) wraps up (leftovers, the branch, the result) this much
+# nicer: the CPU goes first to the next agent starting in the freed slot
 WRAP_UP_NICENESS = 10
 # Runs beside the runtime, in a session of its own, reading a pipe from the wrapper: when the
 # wrapper is gone (whatever killed it, SIGKILL included) or done with its runtime, the pipe closes
@@ -94,6 +95,10 @@ class SessionSpec:
     max_tokens: int | None = None  # the session's ceiling (the Rig's budget.sessionTokens), as its output says
     max_seconds: float | None = None  # the session's ceiling in wall time (budget.sessionSeconds)
     git_timeout: float | None = None  # for every git command of the wrapper (the settings'), once its agent runs
+    # how much nicer the wrapper wraps up once its agent has exited: WRAP_UP_NICENESS when its slot
+    # goes to the next agent at once; 0 when the next start waits for the wrap-up (a Job's end, a
+    # budget's spend to book)
+    wrap_up_niceness: int = 0
 
     @property
     def actor(self) -> str:
@@ -319,7 +324,8 @@ def _run(spec: SessionSpec, ledger: Ledger, started: float, *, launch: Launch | 
         agent = agent or _spawn(spec, launch, tracing.environ)
         exit_code, cut = _wait(spec, agent, stopping, over=over if spec.max_tokens or spec.max_seconds else None)
     _agent_ended(spec)
-    _behind(WRAP_UP_NICENESS)  # the wrap-up is off the freed slot's path: the next agent's start goes first
+    if spec.wrap_up_niceness:
+        _behind(spec.wrap_up_niceness)  # the wrap-up is off the freed slot's path: the next agent's start goes first
     seconds = time.monotonic() - started
     log = _tail(spec.log_path)
     report = output.read(runtime.output, log, agent.env)
