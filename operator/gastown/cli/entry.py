@@ -1,10 +1,10 @@
 """`gt`'s entry point. It reads one command line itself: a bead create handed to the committer.
 
-`gt bead create` is the command agents and scripts run most, often many at once. A create on a
-rig given by path or URL is handed to the machine's committer (``ledger/handoff.py``), and
-then importing click and what it pulls in (inspect, typing, enum) costs the process more CPU
-than everything else it does. So ``main`` reads such a command line without click, and gives
-any other one to click (``main.py``) as it is.
+`gt bead create` is often run many times at once (a script filing work, agents splitting
+theirs). A create on a rig given by path or URL is handed to the machine's committer
+(``ledger/handoff.py``), and then importing click and what it pulls in (inspect, typing, enum)
+costs the process about as much CPU as everything else it does. So ``main`` reads such a command
+line without click, and gives any other one to click (``main.py``) as it is.
 
 It reads only what click is sure to read the same way:
 - ``gt bead [--rig R] [--actor A] [--cache-dir D] create TITLE [create's options]``, each
