@@ -87,7 +87,7 @@ class Settings:
     retry_base_seconds: float = 1.2
     retry_max_seconds: float = 300.0
     escalate_after_attempts: int = 5
-    cache_dir: Path = field(default_factory=cache_root)
+    cache_dir: Path = field(default_factory=lambda: Path(cache_root()))
     agent_image: str = f"gastown/agent:{__version__}"
     runtimes_configmap: str | None = None
     pod_name: str = field(default_factory=lambda: os.uname().nodename)  # the host name, without loading socket
@@ -145,7 +145,7 @@ class Settings:
         """The settings of this process: ``given`` (flags), else the environment, else ``config``
         (a local town's ``settings`` in town.json, by camelCase name), else the defaults."""
         env = os.environ if env is None else env
-        values: dict[str, object] = {"cache_dir": cache_root(env)}
+        values: dict[str, object] = {"cache_dir": Path(cache_root(env))}
         by_key = {_camel(name): name for name in cls._ENV if name not in ("pod_name", "town_limits")}
         for key, raw in (config or {}).items():
             if key not in by_key:

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from gastown import __version__
+from gastown.cachedir import cache_root
 from gastown.ledger.ledger import default_cache_dir
 from gastown.rigloop import Cadence
-from gastown.settings import Settings, SettingsError, cache_root
+from gastown.settings import Settings, SettingsError
 
 
 def test_defaults_without_any_variable(tmp_path):
@@ -40,9 +41,9 @@ def test_a_bad_value_names_its_variable(var, value, says):
 
 
 def test_one_cache_rule_for_every_ledger_cache(tmp_path):
-    assert cache_root({"GT_CACHE_DIR": "/c"}) == Path("/c")
-    assert cache_root({"XDG_CACHE_HOME": "/x"}) == Path("/x/gastown")
-    assert cache_root({}) == Path.home() / ".cache" / "gastown"
+    assert cache_root({"GT_CACHE_DIR": "/c"}) == "/c"
+    assert cache_root({"XDG_CACHE_HOME": "/x"}) == "/x/gastown"
+    assert cache_root({}) == str(Path.home() / ".cache" / "gastown")
     assert default_cache_dir("/some/repo", tmp_path).parent == tmp_path / "ledgers"
 
 

@@ -13,33 +13,34 @@ remote; a committer killed mid-batch leaves its journal and the requests, and th
 of the writer lock (another committer, any ledger writer of the machine) settles them.
 
 This module is light, as is everything a handing-off process loads: the standard library's
-cheapest modules only (no typing, no dataclasses, subprocess when a committer is started), since
-a `gt bead create` (``cli/entry.py``) spends most of its CPU importing.
+cheapest modules only, since a `gt bead create` (``cli/entry.py``) spends most of its CPU
+importing. No typing or dataclasses; no pathlib (paths are strings here), hashlib (OpenSSL),
+pickle or re: together they cost a create about 20 ms of CPU, more than the interpreter's start.
+A create and its outcome travel through the spool as marshal data (``Create.plain``,
+``plain_outcome``); subprocess is loaded only when a committer is started.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
-import hashlib
 import itertools
+import marshal
 import os
-import pickle  # noqa: S403 (the spool is the user's own, 0700; see spool.py)
 import sys
 import time
-from pathlib import Path
 
 from .. import __version__
 from ..cachedir import cache_root
-from .errors import InvalidOperation, Unavailable
+from . import errors
+from .errors import InvalidOperation, LedgerError, Unavailable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
 # which installation spooled an operation: only the same code applies it for another process
-TAG = f"gastown {__version__} at {Path(__file__).resolve().parent}"
+TAG = f"gastown {__version__} at {os.path.dirname(os.path.realpath(__file__))}"
 JOURNAL = "journal"
 WAKE = "wake"  # the FIFO a committer listens on (opening it for writing fails when none does)
 COMMITTER_LOCK = "gastown.committer.lock"  # held by the machine's committer for this cache
@@ -69,14 +70,25 @@ def normalise_remote(remote: str) -> str:
     """Absolute path for a local repository; URLs as they are."""
     if "://" in remote or (":" in remote and "@" in remote.split(":", 1)[0]):
         return remote
-    return str(Path(remote).expanduser().resolve())
+    return os.path.realpath(os.path.expanduser(remote))
 
 
-def default_cache_dir(remote: str, root: Path | None = None) -> Path:
+def cache_dir_for(remote: str, root: str | os.PathLike[str] | None = None) -> str:
     """Where the ledger of ``remote`` is cached: under ``ledgers/`` of the cache root."""
-    base = (root or cache_root()) / "ledgers"
-    key = hashlib.sha256(normalise_remote(remote).encode()).hexdigest()[:20]
-    return base / key
+    return os.path.join(root or cache_root(), "ledgers", sha256_hex(normalise_remote(remote).encode())[:20])
+
+
+def sha256_hex(data: bytes) -> str:
+    """hashlib's SHA-256, from CPython's builtin module where there is one (hashlib falls back on
+    it too): importing hashlib loads OpenSSL, about 5 ms of a create's CPU."""
+    try:
+        from _sha2 import sha256  # Python 3.12 and later
+    except ImportError:
+        try:
+            from _sha256 import sha256  # Python 3.11
+        except ImportError:
+            from hashlib import sha256
+    return sha256(data).hexdigest()
 
 
 def create_seed(title: str, description: str, actor: str) -> str:
@@ -89,40 +101,49 @@ def new_key() -> str:
     return f"{time.time_ns():020d}-{os.getpid()}-{next(_seq)}"
 
 
-def write_file(path: Path, data: bytes) -> None:
+def write_file(path: str | os.PathLike[str], data: bytes) -> None:
     """Replace ``path`` at once: a reader sees the whole file or none."""
-    tmp = path.with_name(f"{path.name.split('.')[0]}.tmp-{os.getpid()}-{next(_seq)}")
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f"{name.split('.')[0]}.tmp-{os.getpid()}-{next(_seq)}")
     try:
-        tmp.write_bytes(data)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, path)
     finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+        _unlink(tmp)
 
 
-def take_outcome(spool: Path, key: str) -> bytes | None:
+def take_outcome(spool: str | os.PathLike[str], key: str) -> bytes | None:
     """The outcome another process left for the operation ``key``, taken (None: not yet). The
     ``.op`` goes first: once its owner has read the outcome nobody may apply it again."""
-    done = spool / f"{key}.done"
+    done = os.path.join(spool, f"{key}.done")
     try:
-        raw = done.read_bytes()
+        with open(done, "rb") as fh:
+            raw = fh.read()
     except FileNotFoundError:
         return None
-    (spool / f"{key}.op").unlink(missing_ok=True)
-    done.unlink(missing_ok=True)
+    _unlink(os.path.join(spool, f"{key}.op"))
+    _unlink(done)
     return raw
 
 
-def spool_dir(cache: Path) -> Path:
-    path = Path(cache) / "spool"
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def spool_dir(cache: str | os.PathLike[str]) -> str:
+    path = os.path.join(cache, "spool")
+    os.makedirs(path, mode=0o700, exist_ok=True)
     return path
 
 
-def wake(spool: Path) -> bool:
+def wake(spool: str) -> bool:
     """Nudge the committer listening on the spool; False when none listens."""
     try:
-        fd = os.open(spool / WAKE, os.O_WRONLY | os.O_NONBLOCK)
+        fd = os.open(os.path.join(spool, WAKE), os.O_WRONLY | os.O_NONBLOCK)
     except OSError as e:
         if e.errno in (errno.ENXIO, errno.ENOENT):
             return False
@@ -155,8 +176,40 @@ class Create:
         bead = create_op(self.title, actor=self.actor, seed=self.seed, **self.fields).apply(tx)
         return bead.model_dump(mode="json", exclude_none=True)
 
+    def plain(self) -> bytes:
+        """What the spool holds for it (``read_plain`` reads it back)."""
+        return marshal.dumps((TAG, self.actor, self.title, self.seed, self.fields))
 
-def hand_off(remote: str, cache: Path, op: Create, *, git_timeout: float) -> Any:
+
+def read_plain(data: bytes) -> Create | None:
+    """The create ``Create.plain`` made, or None: another installation's."""
+    tag, actor, title, seed, fields = marshal.loads(data)
+    return Create(actor, title, seed, fields) if tag == TAG else None
+
+
+def plain_outcome(ok: bool, value: Any) -> bytes:
+    """A create's outcome for its waiting process: the new record (JSON data), or its error's
+    class and message (``hand_off`` raises it again, a LedgerError of the same name)."""
+    if ok:
+        try:
+            return marshal.dumps((True, value))
+        except ValueError:
+            value = LedgerError("this bead was created, but its record could not be handed back: list the beads")
+    return marshal.dumps((False, (type(value).__name__, str(value))))
+
+
+def error_named(name: str, message: str) -> LedgerError:
+    """The ledger's error class ``name`` (else LedgerError) with ``message``."""
+    cls = getattr(errors, name, None)
+    if isinstance(cls, type) and issubclass(cls, LedgerError):
+        try:
+            return cls(message)
+        except TypeError:  # one made of other parts (CorruptRecord): its message says it all
+            pass
+    return LedgerError(message)
+
+
+def hand_off(remote: str, cache: str, op: Create, *, git_timeout: float) -> Any:
     """Spool ``op`` for the machine's committer (started when none listens) and wait until its
     commit is on the remote; return its outcome or raise its own error (the committer's, when its
     turn failed: a git command timed out after ``git_timeout``, the remote refused). A committer
@@ -164,7 +217,8 @@ def hand_off(remote: str, cache: Path, op: Create, *, git_timeout: float) -> Any
     timeout = 3 * git_timeout + 10  # ls-remote, fetch, push
     spool = spool_dir(cache)
     key = new_key()
-    write_file(spool / f"{key}.op", pickle.dumps((TAG, op), protocol=pickle.HIGHEST_PROTOCOL))
+    mine = os.path.join(spool, f"{key}.op")
+    write_file(mine, op.plain())
     deadline = time.monotonic() + timeout
     check = 0.0
     pause = 0.001
@@ -172,17 +226,17 @@ def hand_off(remote: str, cache: Path, op: Create, *, git_timeout: float) -> Any
     while True:
         raw = take_outcome(spool, key)
         if raw is not None:
-            ok, value = pickle.loads(raw)  # noqa: S301 (our own spool)
+            ok, value = marshal.loads(raw)
             if ok:
                 return value
-            raise value
+            raise error_named(*value)
         now = time.monotonic()
         if now >= check:
             if not wake(spool):
-                starts += start_committer(remote, Path(cache), git_timeout)
+                starts += start_committer(remote, cache, git_timeout)
             check = now + CHECK_SECONDS
         if now > deadline or starts > MAX_STARTS:
-            (spool / f"{key}.op").unlink(missing_ok=True)  # taken back: nobody commits it later
+            _unlink(mine)  # taken back: nobody commits it later
             if take_outcome(spool, key) is None:  # unless it was done meanwhile
                 raise Unavailable(f"the ledger's committer did not push this write within {timeout:.0f}s (if "
                                   "it had taken it, it may still land: list the beads before trying again)"
@@ -195,10 +249,10 @@ def hand_off(remote: str, cache: Path, op: Create, *, git_timeout: float) -> Any
         pause = min(pause * 1.5, 0.01)
 
 
-def start_committer(remote: str, cache: Path, git_timeout: float) -> bool:
+def start_committer(remote: str, cache: str, git_timeout: float) -> bool:
     """Start the machine's committer for ``cache`` unless one holds its lock; True if started.
     The child inherits the lock taken here, so two processes never both start one."""
-    with open(cache / COMMITTER_LOCK, "a+b") as fh:
+    with open(os.path.join(cache, COMMITTER_LOCK), "a+b") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -17,7 +17,7 @@ from . import ops, query
 from .claim import ClaimStore
 from .errors import NotFound
 from .gitstore import MIGRATION, GitSnapshot, GitStore, Signature
-from .handoff import create_seed, default_actor, default_cache_dir, normalise_remote
+from .handoff import cache_dir_for, create_seed, default_actor, normalise_remote
 from .layout import FORMAT, record_paths
 from .model import Bead, BeadType, Dependency, DepType, Status
 from .spool import Spool
@@ -26,6 +26,11 @@ from .writer import Pending, commit_batch
 # how long a block in ``Ledger.held`` keeps the machine's writer turn (then the other processes
 # writing through the cache go first: a dispatch's block takes 30-200 ms, a first clone far longer)
 HOLD_TURN_SECONDS = 1.0
+
+
+def default_cache_dir(remote: str, root: Path | None = None) -> Path:
+    """Where the ledger of ``remote`` is cached (``handoff.cache_dir_for``)."""
+    return Path(cache_dir_for(remote, root))
 
 
 def pushed_marker(remote: str, root: Path | None = None) -> Path:
@@ -254,14 +259,14 @@ class Ledger:
             self._queue = [p for p in self._queue if not p.future.done()]
             return not self._queue
 
-    def commit_spooled(self) -> bool:
+    def commit_spooled(self) -> int:
         """Take a turn of the writer lock for the writes this machine's other processes spooled
-        (the machine's committer: committer.py); True when there were some. Should the turn fail,
+        (the machine's committer: committer.py); how many writes it carried. Should the turn fail,
         each of them hears the error (their processes wait for nobody else)."""
         with self.store.writing():
             return self._commit_turn(tell_others=True)
 
-    def _commit_turn(self, tell_others: bool = False) -> bool:
+    def _commit_turn(self, tell_others: bool = False) -> int:
         """Holding the writer lock: commit this process's writes and every other process's spooled
         write, in one commit and one push; each outcome goes to its own process."""
         self._collected()
@@ -288,8 +293,8 @@ class Ledger:
             _fail(mine, e)
             if tell_others:  # the committer's turn: every write it was to make hears why it was not
                 self.spool.refuse(e, [p for p in batch if not p.owned], self.max_batch)
-                return True
-        return bool(batch)
+                return max(len(batch), 1)
+        return len(batch)
 
     def _landed(self, commit: str) -> bool:
         tip = self.store.fetch()

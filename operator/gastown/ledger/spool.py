@@ -17,7 +17,9 @@ Nothing is lost or applied twice when a process is killed:
 
 Only processes of the same installation share operations (they are pickled, and a holder
 of another release could read their fields differently): the spool is private to the user
-(0700, files checked to be the user's own), as the cache's git hooks already must be.
+(0700, files checked to be the user's own), as the cache's git hooks already must be. A create
+handed off by a light `gt` (``handoff.py``) and its outcome are marshal data instead, tagged
+with the installation the same way: that process loads no pickle.
 """
 
 from __future__ import annotations
@@ -29,16 +31,27 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LedgerError
-from .handoff import JOURNAL, TAG, WAKE, new_key, spool_dir, take_outcome
+from .handoff import (
+    JOURNAL,
+    TAG,
+    WAKE,
+    Create,
+    new_key,
+    plain_outcome,
+    read_plain,
+    spool_dir,
+    take_outcome,
+)
 from .handoff import write_file as _write
 from .writer import Pending
 
 _PROC = Path("/proc")
+PICKLED = b"\x80"  # how a pickle (protocol 2 or later) starts; marshal data never does
 
 
 class Spool:
     def __init__(self, cache: Path):
-        self.dir = spool_dir(cache)
+        self.dir = Path(spool_dir(cache))
 
     # --- the owner's side: put an operation in, pick its outcome up -------------------------
 
@@ -102,9 +115,14 @@ class Spool:
                 (self.dir / name).unlink(missing_ok=True)
         return out
 
+    def waiting(self) -> int:
+        """How many spooled writes wait for a holder (their outcome not written yet)."""
+        names = set(os.listdir(self.dir))
+        return sum(1 for n in names if n.endswith(".op") and f"{n[:-3]}.done" not in names)
+
     def journal(self, commit: str, outcomes: Sequence[tuple[Pending, bool, Any]]) -> None:
         """Before pushing ``commit``: what it holds, for the next holder should this one be killed."""
-        _write(self.dir / JOURNAL, pickle.dumps((commit, {p.key: _shareable(ok, v) for p, ok, v in outcomes
+        _write(self.dir / JOURNAL, pickle.dumps((commit, {p.key: _outcome(p.op, ok, v) for p, ok, v in outcomes
                                                           if p.key is not None})))
 
     def settle(self, landed: Callable[[str], bool]) -> bool:
@@ -118,9 +136,9 @@ class Spool:
             return False
         done = landed(commit)
         if done:
-            for key, (ok, value) in outcomes.items():
-                if (self.dir / f"{key}.op").exists():
-                    self._done(key, ok, value)
+            for key, outcome in outcomes.items():
+                if (self.dir / f"{key}.op").exists():  # (an older release journaled (ok, value) pairs)
+                    self._done(key, outcome if isinstance(outcome, bytes) else pickle.dumps(outcome))
         path.unlink()
         return done
 
@@ -157,11 +175,11 @@ class Spool:
                 (self.dir / f"{p.key}.op").unlink(missing_ok=True)
             else:
                 e = p.future.exception()
-                self._done(p.key, e is None, p.future.result() if e is None else e)
+                self._done(p.key, _outcome(p.op, e is None, p.future.result() if e is None else e))
 
-    def _done(self, key: str, ok: bool, value: Any) -> None:
+    def _done(self, key: str, outcome: bytes) -> None:
         if _alive(key):
-            _write(self.dir / f"{key}.done", pickle.dumps(_shareable(ok, value)))
+            _write(self.dir / f"{key}.done", outcome)
         else:  # its owner was killed: its write is on the remote, nobody waits for the outcome
             (self.dir / f"{key}.op").unlink(missing_ok=True)
 
@@ -171,12 +189,20 @@ class Spool:
             with open(path, "rb") as fh:
                 if os.fstat(fh.fileno()).st_uid != os.getuid():
                     return None
-                tag, op = pickle.load(fh)  # noqa: S301 (the user's own, checked above)
+                data = fh.read()
+            if data[:1] != PICKLED:
+                return read_plain(data)  # a create handed off (handoff.py)
+            tag, op = pickle.loads(data)  # noqa: S301 (the user's own, checked above)
         except FileNotFoundError:
             return None
         except Exception:  # noqa: BLE001 (a class this release does not have: its owner applies it)
             return None
         return op if tag == TAG else None
+
+
+def _outcome(op: Any, ok: bool, value: Any) -> bytes:
+    """The ``.done`` of ``op``: as its owner reads it (a create handed off: marshal data)."""
+    return plain_outcome(ok, value) if isinstance(op, Create) else pickle.dumps(_shareable(ok, value))
 
 
 def _shareable(ok: bool, value: Any) -> tuple[bool, Any]:
