@@ -3,7 +3,8 @@
 Started detached by a process handing a write off (``handoff.py``), holding the committer lock
 that process took for it. It listens on the spool's ``wake`` FIFO, and at each nudge takes a
 turn of the writer lock like any writer of the machine: every spooled write in one commit and
-one push, each outcome to its own process (``Ledger.commit_spooled``). After ``LINGER_SECONDS``
+one push, each outcome to its own process (``Ledger.commit_spooled``); after a turn that saw
+several writes, it first waits a little for as many (``_gather``). After ``LINGER_SECONDS``
 without a nudge it stops listening, takes a last turn (for a write spooled as it stopped) and
 exits. Killed at any point, it loses nothing: the spool and its journal are on disk.
 """
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from .spool import Spool
 
 LINGER_SECONDS = 5.0
-GATHER_SECONDS = 0.5  # the longest a turn waits for company
+GATHER_SECONDS = 0.25  # the longest a turn waits for company
 
 
 def serve(remote: str, cache: Path, git_timeout: float, linger: float = LINGER_SECONDS) -> None:
@@ -49,17 +50,18 @@ def serve(remote: str, cache: Path, git_timeout: float, linger: float = LINGER_S
         os.close(keep)
         return
     spool = ledger.spool
-    carried, took = 0, 0.0  # the last turn's writes and seconds
+    company, took = 0, 0.0  # the writes the last turn saw (carried, and queued behind it); its seconds
     with ledger:
         try:
             while True:
                 nudged = select.select([listen], [], [], linger)[0]
                 if nudged:
                     _drain(listen)
-                    _gather(listen, spool, carried, min(took, GATHER_SECONDS))
+                    _gather(listen, spool, company, min(took / 2, GATHER_SECONDS))
                 start = time.monotonic()
                 carried = ledger.commit_spooled()
                 took = time.monotonic() - start
+                company = carried + spool.waiting()
                 if not carried and not nudged:
                     break
         finally:
@@ -69,13 +71,14 @@ def serve(remote: str, cache: Path, git_timeout: float, linger: float = LINGER_S
 
 
 def _gather(listen: int, spool: Spool, want: int, patience: float) -> None:
-    """Wait for as many spooled writes as the last turn carried, at most ``patience`` seconds.
+    """Wait until ``want`` writes are spooled, at most ``patience`` seconds.
 
-    Group commit's wait, sized by the last turn: when it carried one write (a lone writer) or
-    none, a write goes at once; when it carried several, their processes are likely writing
-    again, and a turn started with the first of them would carry it alone (a push costs about the
-    same for one write as for eight). Over a remote 50 ms away, 8 `gt` processes creating at
-    once made turns of 1 and 7 writes by turns; waiting made turns of 8 (bench/cli_bench.py)."""
+    Group commit's wait, sized by the last turn: ``want`` is the writes it saw, those it carried
+    and those that queued behind it, and ``patience`` half its time. A push costs about the same
+    for one write as for eight, and the processes of those writes are likely writing again: over
+    a remote 50 ms away, 8 `gt` processes creating at once made turns of 1 and 7 writes by turns,
+    the first back starting a turn alone; with the wait, turns of 8 (bench/cli_bench.py). After a
+    lone write the next goes at once."""
     deadline = time.monotonic() + patience
     while spool.waiting() < want and (left := deadline - time.monotonic()) > 0:
         if select.select([listen], [], [], left)[0]:
