@@ -6,7 +6,8 @@ about time. Every `gt` is a fresh process, as a person or an agent runs it.
   start-up         `gt --help` and `gt bead --help`: median wall time of N runs
   create           `gt bead create` on a local bare repository (its ledger already made); and the
                    CPU of its `gt` process, the command line read by the entry point (cli/entry.py)
-                   against the same read by click, as every command was before
+                   against the same read by click, as every command was before; the same CPU for
+                   a `gt bead comment` (handed to the committer too, as close and reopen are)
   8 concurrent     creates by 8 `gt` processes at a time against one per time: the throughput
                    ratio; afterwards the ledger must hold every bead once. Twice: on a local bare
                    repository, and on a remote across a "network": a smart-HTTP git server on
@@ -167,6 +168,11 @@ def main() -> None:
         create_s, one, eight, cpu = throughput(str(rig), env, args.creates, args.runs)
         create_cpu, click_cpu = (process_cpu(program, ["bead", "--rig", str(rig), "create", "cpu"], env, args.runs)
                                  for program in ([GT], CLICK_GT))
+        bead_id = subprocess.run([GT, "bead", "--rig", str(rig), "create", "commented"], env=env, check=True,
+                                 capture_output=True, text=True).stdout.strip()
+        comment_cpu, click_comment_cpu = (process_cpu(program, ["bead", "--rig", str(rig), "comment", bead_id, "cpu"],
+                                                      env, args.runs)
+                                          for program in ([GT], CLICK_GT))
 
         scaling = by_cores(root, env, args.creates, 3)
 
@@ -184,6 +190,8 @@ def main() -> None:
             (f"gt bead create ({http})", f"{http_s:.3f} s", "", ""),
             (f"  CPU of its gt process (read by click: {1000 * click_cpu:.0f} ms, {click_cpu / create_cpu:.1f}x)",
              f"{1000 * create_cpu:.0f} ms", "", ""),
+            (f"  the same for a gt bead comment (read by click: {1000 * click_comment_cpu:.0f} ms, "
+             f"{click_comment_cpu / comment_cpu:.1f}x)", f"{1000 * comment_cpu:.0f} ms", "", ""),
             (f"8 creates at a time vs 1, local bare ({eight:.1f} vs {one:.1f} per s)", f"{eight / one:.1f}x",
              ">= 4x", "1.2x"),
             ceiling(one, cpu),

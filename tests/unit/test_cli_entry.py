@@ -1,5 +1,6 @@
-"""`gt`'s entry point reads a create handed to the committer without click (cli/entry.py): it
-must read every such command line as click does, and leave every other one to click."""
+"""`gt`'s entry point reads a create, a close, a reopen and a comment handed to the committer
+without click (cli/entry.py): it must read every such command line as click does, and leave
+every other one to click."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from gastown.cli import bead_create, entry
+from gastown.cli import bead_commands, bead_create, entry
 from gastown.cli.bead import bead
 from gastown.cli.main import cli
 from gastown.settings import Settings
@@ -57,10 +58,40 @@ LEFT_TO_CLICK = [  # command lines click reads (for help, an error, or the full 
 ]
 
 
-def clicks_reading(argv, env, monkeypatch):
-    """What click hands to ``create_handed_off`` for ``gt ARGV`` (None: it does not hand off)."""
+CHANGES_READ_HERE = [  # (argv, environment): a close, a reopen, a comment read by the entry point
+    (["bead", "--rig", "/r.git", "close", "gt-abc"], {}),
+    (["bead", "--rig", "/r.git", "close", "-r", "done", "gt-abc", "--json"], {}),
+    (["bead", "--rig=/r.git", "--actor", "ann", "close", "--reason=first", "--reason", "last wins", "gt-abc"], {}),
+    (["bead", "close", "gt-abc"], {"GT_RIG": "https://h/r.git", "GT_ACTOR": "env", "GT_CACHE_DIR": "/env-cache"}),
+    (["bead", "--rig", "/r.git", "reopen", "gt-abc", "-r", "again"], {}),
+    (["bead", "--rig", "/r.git", "comment", "gt-abc", "a note; rm -rf / $(x)"], {}),
+    (["bead", "--rig", "/r.git", "comment", "--json", "gt-abc", "a note", "--rig", "/command.git"], {}),
+    (["bead", "--cache-dir", "/c", "--rig", "git@host:r.git", "comment", "gt-abc.1", "   "], {}),
+]
+
+CHANGES_LEFT_TO_CLICK = [
+    ["bead", "--rig", "/r.git", "close"], ["bead", "--rig", "/r.git", "close", "a", "b"],
+    ["bead", "--rig", "/r.git", "close", "gt-a", "-r"], ["bead", "--rig", "/r.git", "close", "-x", "gt-a"],
+    ["bead", "--rig", "/r.git", "close", "--help"], ["bead", "--rig", "/r.git", "close", "--town", "/t", "gt-a"],
+    ["bead", "--rig", "/r.git", "close", "-r", "-dash", "gt-a"], ["bead", "--rig", "/r.git", "close", "--", "gt-a"],
+    ["bead", "--rig", "myrig", "close", "gt-a"], ["bead", "--prefix", "ab", "--rig", "/r.git", "close", "gt-a"],
+    ["bead", "--rig", "/r.git", "reopen"], ["bead", "--rig", "/r.git", "comment", "gt-a"],
+    ["bead", "--rig", "/r.git", "comment", "gt-a", "one", "two"], ["bead", "--rig", "/r.git", "comment", "-r", "x", "gt-a", "t"],
+    ["bead", "--rig", "/r.git", "comment", "gt-a", ""], ["bead", "--rig", "/r.git", "comment", "gt-a", "-dash text"],
+    ["bead", "--rig", "/r.git", "show", "gt-a"], ["bead", "--rig", "/r.git", "update", "gt-a", "--title", "t"],
+]
+
+
+def handed(monkeypatch, module, name):
+    """What click hands to ``module.name`` (a hand-off), recorded instead of run."""
     seen = []
-    monkeypatch.setattr(bead_create, "create_handed_off", lambda **kw: seen.append(kw))
+    monkeypatch.setattr(module, name, lambda **kw: seen.append(kw))
+    return seen
+
+
+def clicks_reading(argv, env, monkeypatch, module=bead_create, name="create_handed_off"):
+    """What click hands to ``create_handed_off`` (or ``name`` of ``module``) for ``gt ARGV``."""
+    seen = handed(monkeypatch, module, name)
     res = CliRunner().invoke(cli, argv, env={**ENV, **env}, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     (found,) = seen
@@ -75,6 +106,26 @@ def test_the_entry_point_reads_a_create_as_click_does(argv, env, monkeypatch):
 @pytest.mark.parametrize("argv", LEFT_TO_CLICK, ids=[" ".join(a) or "(none)" for a in LEFT_TO_CLICK])
 def test_every_other_command_line_is_left_to_click(argv):
     assert entry.read_create(argv, {}) is None
+
+
+@pytest.mark.parametrize(("argv", "env"), CHANGES_READ_HERE, ids=[" ".join(a) for a, _ in CHANGES_READ_HERE])
+def test_the_entry_point_reads_a_change_as_click_does(argv, env, monkeypatch):
+    assert entry.read_create(argv, env) is None
+    assert entry.read_change(argv, env) == clicks_reading(argv, env, monkeypatch, bead_commands, "change_handed_off")
+
+
+@pytest.mark.parametrize("argv", CHANGES_LEFT_TO_CLICK + LEFT_TO_CLICK,
+                         ids=[" ".join(a) or "(none)" for a in CHANGES_LEFT_TO_CLICK + LEFT_TO_CLICK])
+def test_every_other_change_is_left_to_click(argv):
+    assert entry.read_change(argv, {}) is None
+
+
+def test_a_change_on_a_towns_rig_is_made_by_a_ledger_of_the_process(tmp_path, monkeypatch):
+    """A rig by name is not handed off, by either way: click makes the change itself."""
+    seen = handed(monkeypatch, bead_commands, "change_handed_off")
+    res = CliRunner().invoke(cli, ["bead", "--town", str(tmp_path / "town"), "--rig", "myrig", "close", "gt-a"],
+                             env=ENV)
+    assert seen == [] and res.exit_code == 1 and "myrig" in res.output
 
 
 @pytest.mark.parametrize("variable", entry.SETTINGS_VARIABLES)
@@ -93,7 +144,11 @@ def test_the_settings_it_knows_are_the_settings():
 
 @pytest.mark.parametrize(("group", "table"), [(bead, entry.GROUP_OPTIONS),
                                               (bead.get_command(click.Context(bead), "create"),
-                                               entry.CREATE_OPTIONS | entry.CREATE_FLAGS)], ids=["bead", "create"])
+                                               entry.CREATE_OPTIONS | entry.FLAGS),
+                                              *((bead.get_command(click.Context(bead), kind),
+                                                 entry.CHANGE_OPTIONS[kind] | entry.FLAGS)
+                                                for kind in entry.CHANGE_OPTIONS)],
+                         ids=["bead", "create", *entry.CHANGE_OPTIONS])
 def test_each_option_is_read_here_under_clicks_name_or_left_to_click(group, table):
     """A new option of click's command is left to click (a word the entry point does not know),
     and each it reads has the keyword and the kind of click's (a flag, repeated, one value)."""
@@ -101,8 +156,8 @@ def test_each_option_is_read_here_under_clicks_name_or_left_to_click(group, tabl
     assert set(table) <= set(options)
     for opt, keyword in table.items():
         param = options[opt]
-        assert keyword == param.name, opt
-        assert param.is_flag == (opt in entry.CREATE_FLAGS), opt
+        assert param.name == ("reason" if keyword == "text" else keyword), opt  # (a reason is a change's text)
+        assert param.is_flag == (opt in entry.FLAGS), opt
         assert param.multiple == (keyword in entry.REPEATED), opt
     assert set(options) - set(table) <= {"--town", "--prefix", "--help"}
 
@@ -131,6 +186,40 @@ def test_a_create_handed_off_and_one_read_by_click_make_the_same_bead(tmp_path):
     assert failed["entry"].returncode == failed["click"].returncode == 1
     assert failed["entry"].stderr == failed["click"].stderr
     assert failed["entry"].stderr.startswith("gt: error: ") and str(missing) in failed["entry"].stderr
+
+
+def test_a_change_handed_off_and_one_read_by_click_print_and_make_the_same(tmp_path):
+    """A comment, a close and a reopen, each made by `gt` (the entry point) and by click's
+    `python -m gastown.cli.main` on a real bare repository: the same line printed, the same
+    change recorded, the same error for a bead that does not exist."""
+    rig = tmp_path / "rig.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(rig)], check=True)
+    env = {**os.environ, "GT_CACHE_DIR": str(tmp_path / "cache"), "GT_TOWN": str(tmp_path / "town"),
+           "GT_ACTOR": "tester"}
+    ways = {"entry": [GT], "click": [sys.executable, "-m", "gastown.cli.main"]}
+
+    def gt(way, *args, check=True):
+        return subprocess.run([*ways[way], "bead", "--rig", str(rig), *args], capture_output=True, text=True,
+                              check=check, env=env)
+
+    beads = {way: gt(way, "create", f"changed by {way}").stdout.strip() for way in ways}
+    said = {}
+    for way, bead_id in beads.items():
+        said[way] = [gt(way, "comment", bead_id, "first; $(rm -rf /)").stdout.replace(bead_id, "ID"),
+                     json.loads(gt(way, "comment", "--json", bead_id, "second").stdout)["text"],
+                     gt(way, "close", "-r", "done", bead_id).stdout.replace(bead_id, "ID").replace(way, "WAY"),
+                     gt(way, "reopen", bead_id, "--reason", "again").stdout.replace(bead_id, "ID").replace(way, "WAY"),
+                     json.loads(gt(way, "close", "--json", bead_id).stdout)["status"]]
+    assert said["entry"] == said["click"]
+    assert said["entry"][:2] == ["ID: 1 comments\n", "second"]
+    assert said["entry"][2].split() == ["ID", "closed", "P2", "task", "-", "changed", "by", "WAY"]
+    listed = json.loads(gt("entry", "list", "--all", "--json").stdout)
+    kept = {b["id"]: ([c["text"] for c in b["comments"]], b["status"], b.get("close_reason")) for b in listed}
+    assert kept[beads["entry"]] == kept[beads["click"]] == (["first; $(rm -rf /)", "second", "reopened: again"],
+                                                            "closed", None)
+    failed = {way: gt(way, "close", "gt-nope", check=False) for way in ways}
+    assert failed["entry"].returncode == failed["click"].returncode == 1
+    assert failed["entry"].stderr == failed["click"].stderr == "gt: error: no bead gt-nope in this ledger\n"
 
 
 def test_gt_is_the_entry_point():

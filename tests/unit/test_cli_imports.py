@@ -23,6 +23,7 @@ except SystemExit:
     pass
 print(" ".join(sorted(sys.modules)))
 """
+ENTRY_PROGRAM = PROGRAM.replace("cli.main", "cli.entry")  # what the `gt` console script runs
 # what a create read by the entry point would load but for the work done to spare it (each costs
 # it 2-8 ms of CPU; together more than the interpreter's start): none of these
 NOT_FOR_A_CREATE = ("click", "gastown.settings", "typing", "inspect", "dataclasses", "re", "pathlib", "hashlib",
@@ -57,7 +58,7 @@ def test_a_command_still_loads_what_it_needs():
     assert "gastown.ledger.ledger" in modules and "pydantic" in modules
 
 
-@pytest.mark.parametrize("program", [PROGRAM.replace("cli.main", "cli.entry"), PROGRAM], ids=["gt", "click"])
+@pytest.mark.parametrize("program", [ENTRY_PROGRAM, PROGRAM], ids=["gt", "click"])
 def test_a_create_handed_to_the_committer_loads_no_ledger(tmp_path, program):
     """`gt bead create` on a rig path spools its write for the machine's committer and waits for
     its outcome: it loads neither pydantic nor the git plumbing, and the bead is on the remote.
@@ -78,6 +79,34 @@ def test_a_create_handed_to_the_committer_loads_no_ledger(tmp_path, program):
     listed = subprocess.run([GT, "bead", "--rig", str(rig), "list", "--json"], capture_output=True, text=True,
                             check=True, env=env).stdout
     assert sorted((b["id"], b["title"], b["created_by"]) for b in json.loads(listed)) == sorted(made)
+
+
+@pytest.mark.parametrize("change", [["comment", "{id}", "a note"], ["close", "{id}", "-r", "done"], ["reopen", "{id}"]],
+                         ids=["comment", "close", "reopen"])
+def test_a_change_handed_to_the_committer_loads_no_ledger(tmp_path, change):
+    """`gt bead comment|close|reopen` on a rig path, read by the entry point, is handed to the
+    committer as a create is: no pydantic, git plumbing or click, nor the imports a create spares."""
+    rig = tmp_path / "rig.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(rig)], check=True)
+    env = {**os.environ, "GT_CACHE_DIR": str(tmp_path / "cache"), "GT_TOWN": str(tmp_path), "GT_ACTOR": "tester"}
+
+    def gt(*args):
+        return subprocess.run([sys.executable, "-c", ENTRY_PROGRAM, "bead", "--rig", str(rig), *args],
+                              capture_output=True, text=True, check=True, env=env).stdout.splitlines()
+
+    bead_id = gt("create", "to change")[0]
+    if change[0] == "reopen":
+        gt("close", bead_id)
+    *out, modules = gt(*(a.format(id=bead_id) for a in change))
+    loaded = modules.split()
+    assert heavy(loaded) == ["gastown.ledger", "gastown.ledger.errors", "gastown.ledger.handoff"]
+    assert [m for m in loaded if m in NOT_FOR_A_CREATE] == []
+    shown = json.loads(subprocess.run([GT, "bead", "--rig", str(rig), "show", "--json", bead_id], capture_output=True,
+                                      text=True, check=True, env=env).stdout)
+    assert out[0].startswith(bead_id)
+    assert {"comment": lambda: shown["comments"][-1]["text"] == "a note",
+            "close": lambda: (shown["status"], shown["close_reason"]) == ("closed", "done"),
+            "reopen": lambda: shown["status"] == "open"}[change[0]]()
 
 
 @pytest.mark.parametrize("command", [["bead", "--rig", "{rig}", "create", "hello"], ["escalate", "list", "--rig", "{rig}"]],

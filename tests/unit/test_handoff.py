@@ -47,8 +47,22 @@ def test_a_create_travels_as_marshal_data():
     assert (back.actor, back.title, back.seed, back.fields) == (create.actor, create.title, create.seed, create.fields)
 
 
-def test_another_installations_create_is_left_to_its_owner():
-    assert handoff.read_plain(marshal.dumps(("gastown 0.0 at /elsewhere", "ann", "t", "s", {}))) is None
+@pytest.mark.parametrize("kind", handoff.CHANGES)
+def test_a_change_travels_as_marshal_data(kind):
+    back = handoff.read_plain(handoff.Change(kind, "ann", "gt-abc.1", "why; $(rm -rf /)").plain())
+    assert isinstance(back, handoff.Change)
+    assert (back.kind, back.actor, back.bead_id, back.text) == (kind, "ann", "gt-abc.1", "why; $(rm -rf /)")
+
+
+def test_a_change_of_no_known_kind_is_refused():
+    with pytest.raises(InvalidOperation, match="'delete' is not a change"):
+        handoff.Change("delete", "ann", "gt-a", "")
+
+
+@pytest.mark.parametrize("data", [("gastown 0.0 at /elsewhere", "create", "ann", "t", "s", {}),
+                                  (handoff.TAG, "merge", "ann", "gt-a")], ids=["another installation", "unknown"])
+def test_what_this_installation_cannot_apply_is_left_to_its_owner(data):
+    assert handoff.read_plain(marshal.dumps(data)) is None
 
 
 @pytest.mark.parametrize(("error", "kind", "message"), [
@@ -69,7 +83,7 @@ def test_a_failed_create_is_raised_again_with_its_message(error, kind, message):
 def test_a_record_that_cannot_be_handed_back_says_so():
     ok, value = marshal.loads(handoff.plain_outcome(True, {"id": "gt-x", "odd": object()}))
     assert not ok
-    assert "was created" in str(handoff.error_named(*value))
+    assert "was made" in str(handoff.error_named(*value))
 
 
 def test_the_holder_answers_a_handed_off_create_in_marshal_and_others_in_pickle(tmp_path):

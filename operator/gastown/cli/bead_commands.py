@@ -25,7 +25,7 @@ from ..ledger import (
 from ..ledger.ledger import default_cache_dir
 from .bead_create import checked_title, meta_values, rig_here_option, town_here_option
 from .common import emit, fail, json_option, settings, use_git_timeout
-from .entry import TYPES
+from .entry import TYPES, bead_row, change_handed_off, changed_text, handed_off
 
 STATUSES = [s.value for s in Status]
 DEP_TYPES = [d.value for d in DepType]
@@ -85,8 +85,8 @@ def _dump(b: Bead | Comment) -> dict:
 
 
 def _row(b: Bead) -> str:
-    who = b.assignee or "-"
-    return f"{b.id:<14} {b.status:<11} P{b.priority} {b.type:<13} {who:<18} {b.title}"
+    return bead_row({"id": b.id, "status": b.status, "priority": b.priority, "type": b.type, "assignee": b.assignee,
+                     "title": b.title})
 
 
 def _print_bead(b: Bead, as_json: bool, beads: dict[str, Bead] | None = None) -> None:
@@ -192,37 +192,64 @@ def update(ledger: Ledger, *, bead_id: str, title: str | None, description: str 
     emit(_dump(b)) if as_json else click.echo(_row(b))
 
 
-@click.command()
-@click.argument("bead_id", metavar="ID")
-@click.option("-r", "--reason", default="", help="Why (recorded in the bead and the commit).")
-@json_option
-@ledger_command
-def close(ledger: Ledger, bead_id: str, reason: str, as_json: bool) -> None:
-    """Close a bead."""
-    b = ledger.close_bead(bead_id, reason)
-    emit(_dump(b)) if as_json else click.echo(_row(b))
+def _with_reason(kind: str, summary: str, reason: str) -> click.Command:
+    """`gt bead close` and `gt bead reopen`: ID and a reason."""
+
+    @click.command(kind, help=summary)
+    @click.argument("bead_id", metavar="ID")
+    @click.option("-r", "--reason", default="", help=reason)
+    @json_option
+    @rig_here_option
+    @town_here_option
+    @click.pass_context
+    def command(ctx: click.Context, *, bead_id: str, reason: str, as_json: bool, rig_here: str | None,
+                town_here: Path | None) -> None:
+        _change(ctx, kind, bead_id=bead_id, text=reason, as_json=as_json, rig_here=rig_here, town_here=town_here)
+
+    return command
 
 
-@click.command()
-@click.argument("bead_id", metavar="ID")
-@click.option("-r", "--reason", default="", help="Why (added as a comment).")
-@json_option
-@ledger_command
-def reopen(ledger: Ledger, bead_id: str, reason: str, as_json: bool) -> None:
-    """Reopen a closed bead."""
-    b = ledger.reopen(bead_id, reason)
-    emit(_dump(b)) if as_json else click.echo(_row(b))
+close = _with_reason("close", "Close a bead.", "Why (recorded in the bead and the commit).")
+reopen = _with_reason("reopen", "Reopen a closed bead.", "Why (added as a comment).")
 
 
 @click.command()
 @click.argument("bead_id", metavar="ID")
 @click.argument("text")
 @json_option
-@ledger_command
-def comment(ledger: Ledger, bead_id: str, text: str, as_json: bool) -> None:
+@rig_here_option
+@town_here_option
+@click.pass_context
+def comment(ctx: click.Context, *, bead_id: str, text: str, as_json: bool, rig_here: str | None,
+            town_here: Path | None) -> None:
     """Add a comment to a bead."""
-    b = ledger.comment(bead_id, text)
-    emit(_dump(b.comments[-1])) if as_json else click.echo(f"{b.id}: {len(b.comments)} comments")
+    _change(ctx, "comment", bead_id=bead_id, text=text, as_json=as_json, rig_here=rig_here, town_here=town_here)
+
+
+def _change(ctx: click.Context, kind: str, *, bead_id: str, text: str, as_json: bool, rig_here: str | None,
+            town_here: Path | None) -> None:
+    """A close, a reopen or a comment: handed to the machine's committer on a rig by path or URL
+    (as `gt`'s entry point does, cli/entry.py), else through a Ledger of this process."""
+    o = ctx.obj
+    rig = rig_here or o["rig"]
+    if handed_off(rig, prefix=o["prefix"]):
+        change_handed_off(kind=kind, rig=rig, cache_dir=o["cache_dir"], actor=o["actor"], bead_id=bead_id, text=text,
+                          as_json=as_json, git_timeout=settings().git_timeout)
+    else:
+        ctx.invoke(change_in_ledger, kind=kind, bead_id=bead_id, text=text, as_json=as_json, rig_here=rig_here,
+                   town_here=town_here)
+
+
+@ledger_command
+def change_in_ledger(ledger: Ledger, *, kind: str, bead_id: str, text: str, as_json: bool) -> None:
+    """A close, a reopen or a comment through a Ledger of this process (a rig of a town, a --prefix to check)."""
+    if kind == "close":
+        bead = ledger.close_bead(bead_id, text)
+    elif kind == "reopen":
+        bead = ledger.reopen(bead_id, text)
+    else:
+        bead = ledger.comment(bead_id, text)
+    click.echo(changed_text(kind, _dump(bead), as_json=as_json))
 
 
 @click.group()

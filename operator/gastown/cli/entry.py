@@ -1,23 +1,26 @@
-"""`gt`'s entry point. It reads one command line itself: a bead create handed to the committer.
+"""`gt`'s entry point. It reads a few command lines itself: a bead create, close, reopen or
+comment handed to the committer.
 
 `gt bead create` is often run many times at once (a script filing work, agents splitting
-theirs). A create on a rig given by path or URL is handed to the machine's committer
+theirs), and agents close a formula's steps and comment with `gt bead close` and `comment`. On
+a rig given by path or URL these writes are handed to the machine's committer
 (``ledger/handoff.py``), and then importing click and what it pulls in (inspect, typing, enum)
 costs the process about as much CPU as everything else it does. So ``main`` reads such a command
 line without click, and gives any other one to click (``main.py``) as it is.
 
 It reads only what click is sure to read the same way:
-- ``gt bead [--rig R] [--actor A] [--cache-dir D] create TITLE [create's options]``, each
-  option its own word (``--opt VALUE`` or ``--opt=VALUE``);
+- ``gt bead [--rig R] [--actor A] [--cache-dir D] create TITLE [create's options]``,
+  ``... close|reopen ID [-r REASON]`` and ``... comment ID TEXT``, each option its own word
+  (``--opt VALUE`` or ``--opt=VALUE``);
 - values click accepts as they are: a type of ``TYPES``, a priority from 0 to 4, ``KEY=VALUE``
-  metadata, a title ``check_title`` takes; no value that starts with ``-``;
+  metadata, a title ``check_title`` takes; no value that starts with ``-``, no empty word;
 - a rig that is not a town's rig name, and no ``--prefix``, ``--town`` or ``--``;
 - none of the settings' variables set but GT_CACHE_DIR, so the settings are the defaults.
 Anything else (help, a typo, a bad value) goes to click, which also says what is wrong.
 tests/unit/test_cli_entry.py holds this reading to click's.
 
-The rest of this module is what both ways share, light too: the fields of a create, handing it
-off, the output and the error line.
+The rest of this module is what both ways share, light too: the fields of a create, handing a
+write off, the output and the error line.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import sys
 
 TYPE_CHECKING = False  # the names below are for mypy: importing typing costs a create several ms
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
     from typing import Any, NoReturn
 
@@ -56,33 +59,70 @@ CREATE_OPTIONS = {"-d": "description", "--description": "description", "-a": "ac
                   "--owner": "owner", "--parent": "parent", "--needs": "needs", "--meta": "meta",
                   "--rig": "rig_here"}
 REPEATED = {"labels", "needs", "meta"}
-CREATE_FLAGS = {"--json": "as_json"}
+FLAGS = {"--json": "as_json"}
+# `gt bead close|reopen ID [-r REASON]` and `gt bead comment ID TEXT`: their options, their words
+REASON = {"-r": "text", "--reason": "text", "--rig": "rig_here"}
+CHANGE_OPTIONS = {"close": REASON, "reopen": REASON, "comment": {"--rig": "rig_here"}}
+CHANGE_WORDS = {"close": 1, "reopen": 1, "comment": 2}
 
 
 def main() -> None:
-    """`gt`: a create handed off runs here; every other command line is click's."""
-    found = read_create(sys.argv[1:], os.environ)
-    if found is None:
+    """`gt`: a create or a change handed off runs here; every other command line is click's."""
+    args = sys.argv[1:]
+    if (create := read_create(args, os.environ)) is not None:
+        create_handed_off(**create)
+    elif (change := read_change(args, os.environ)) is not None:
+        change_handed_off(**change)
+    else:
         from .main import main as with_click
 
         with_click()
-        return
-    create_handed_off(**found)
+
+
+def _command(args: Sequence[str], env: Mapping[str, str], options: Mapping[str, Mapping[str, str]],
+             ) -> tuple[str, dict[str, Any], dict[str, Any], list[str]] | None:
+    """`gt bead [GROUP OPTIONS] COMMAND [...]` for a COMMAND of ``options``, read as click would:
+    the command, the group's options, the command's options and its words (None: not read here)."""
+    if args[:1] != ["bead"] or any(env.get(name) for name in SETTINGS_VARIABLES):
+        return None
+    group = _options(args[1:], GROUP_OPTIONS, command=False)
+    if group is None or not group[1] or group[1][0] not in options or "" in group[0].values():
+        return None
+    given, (name, *rest) = group
+    found = _options(rest, options[name], command=True)
+    return None if found is None else (name, given, *found)
+
+
+def _where(given: Mapping[str, Any], values: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any] | None:
+    """The rig, cache and actor of a command handed off (None: a town's rig, which is not)."""
+    rig = values.get("rig_here") or given.get("rig") or env.get("GT_RIG") or "."
+    if not handed_off(rig, prefix=None):
+        return None
+    return {"rig": rig, "cache_dir": given.get("cache_dir") or env.get("GT_CACHE_DIR") or None,
+            "actor": given.get("actor") or env.get("GT_ACTOR") or None, "as_json": values.get("as_json", False),
+            "git_timeout": DEFAULT_GIT_TIMEOUT}
+
+
+def read_change(args: Sequence[str], env: Mapping[str, str]) -> dict[str, Any] | None:
+    """The keywords of ``change_handed_off`` that click would reach for ``gt ARGS`` in ``env``,
+    or None: the command line is not one read here."""
+    found = _command(args, env, CHANGE_OPTIONS)
+    if found is None:
+        return None
+    kind, given, values, words = found
+    where = _where(given, values, env)
+    if where is None or len(words) != CHANGE_WORDS[kind] or "" in words:
+        return None
+    return {"kind": kind, **where, "bead_id": words[0], "text": words[1] if kind == "comment" else values.get("text", "")}
 
 
 def read_create(args: Sequence[str], env: Mapping[str, str]) -> dict[str, Any] | None:
     """The keywords of ``create_handed_off`` that click would reach for ``gt ARGS`` in ``env``,
     or None: the command line is not one read here."""
-    if args[:1] != ["bead"] or any(env.get(name) for name in SETTINGS_VARIABLES):
+    found = _command(args, env, {"create": CREATE_OPTIONS})
+    if found is None:
         return None
-    group = _options(args[1:], GROUP_OPTIONS, command=False)
-    if group is None or group[1][:1] != ["create"] or "" in group[0].values():
-        return None
-    given, rest = group
-    create = _options(rest[1:], CREATE_OPTIONS, command=True)
-    if create is None:
-        return None
-    values, words = create
+    _, given, values, words = found
     if len(words) != 1 or not _takes_title(words[0]):
         return None
     meta = [m.partition("=") for m in values.get("meta", [])]
@@ -90,17 +130,15 @@ def read_create(args: Sequence[str], env: Mapping[str, str]) -> dict[str, Any] |
     priority = values.get("priority", str(DEFAULT_PRIORITY))
     if type_ not in TYPES or priority not in PRIORITIES or any(not key or not sep for key, sep, _ in meta):
         return None
-    rig = values.get("rig_here") or given.get("rig") or env.get("GT_RIG") or "."
-    if not handed_off(rig, prefix=None):
+    where = _where(given, values, env)
+    if where is None:
         return None
-    return {"rig": rig, "cache_dir": given.get("cache_dir") or env.get("GT_CACHE_DIR") or None,
-            "actor": given.get("actor") or env.get("GT_ACTOR") or None, "title": words[0],
+    return {**where, "title": words[0],
             "fields": create_fields(description=values.get("description", ""),
                                     acceptance=values.get("acceptance", ""), type_=type_, priority=int(priority),
                                     labels=values.get("labels", ()), assignee=values.get("assignee"),
                                     owner=values.get("owner"), parent=values.get("parent"),
-                                    needs=values.get("needs", ()), meta={k: v or None for k, _, v in meta}),
-            "as_json": values.get("as_json", False), "git_timeout": DEFAULT_GIT_TIMEOUT}
+                                    needs=values.get("needs", ()), meta={k: v or None for k, _, v in meta})}
 
 
 def _options(args: Sequence[str], options: Mapping[str, str], *,
@@ -119,8 +157,8 @@ def _options(args: Sequence[str], options: Mapping[str, str], *,
             words.append(word)
             continue
         name, eq, value = word.partition("=") if word.startswith("--") else (word, "", "")
-        if command and name in CREATE_FLAGS and not eq:
-            values[CREATE_FLAGS[name]] = True
+        if command and name in FLAGS and not eq:
+            values[FLAGS[name]] = True
             continue
         if name not in options:
             return None
@@ -169,25 +207,49 @@ def create_handed_off(*, rig: str, cache_dir: str | Path | None, actor: str | No
                       fields: dict[str, Any], as_json: bool, git_timeout: float) -> None:
     """Hand the create to the machine's committer, wait until it is on the remote, print the new
     bead's ID (or the bead as JSON)."""
-    from ..ledger.errors import LedgerError
-    from ..ledger.handoff import (
-        Create,
-        cache_dir_for,
-        create_seed,
-        default_actor,
-        hand_off,
-        normalise_remote,
-    )
+    from ..ledger.handoff import Create, create_seed
 
-    actor = actor or default_actor()
+    bead = _handed_off(lambda actor: Create(actor, title, create_seed(title, fields["description"], actor), fields),
+                       rig=rig, cache_dir=cache_dir, actor=actor, git_timeout=git_timeout)
+    print(json_text(bead) if as_json else bead["id"], flush=True)
+
+
+def change_handed_off(*, kind: str, rig: str, cache_dir: str | Path | None, actor: str | None, bead_id: str,
+                      text: str, as_json: bool, git_timeout: float) -> None:
+    """Hand `gt bead close|reopen|comment` to the machine's committer, wait until it is on the
+    remote, print what the command prints."""
+    from ..ledger.handoff import Change
+
+    bead = _handed_off(lambda actor: Change(kind, actor, bead_id, text), rig=rig, cache_dir=cache_dir, actor=actor,
+                       git_timeout=git_timeout)
+    print(changed_text(kind, bead, as_json=as_json), flush=True)
+
+
+def _handed_off(op_by: Callable[[str], Any], *, rig: str, cache_dir: str | Path | None, actor: str | None,
+                git_timeout: float) -> Any:
+    """The outcome of the write ``op_by(actor)`` made on ``rig`` by the machine's committer."""
+    from ..ledger.errors import LedgerError
+    from ..ledger.handoff import cache_dir_for, default_actor, hand_off, normalise_remote
+
     remote = normalise_remote(rig)
-    cache = cache_dir_for(remote, cache_dir or None)
-    seed = create_seed(title, fields["description"], actor)
     try:
-        bead = hand_off(remote, cache, Create(actor, title, seed, fields), git_timeout=git_timeout)
+        return hand_off(remote, cache_dir_for(remote, cache_dir or None), op_by(actor or default_actor()),
+                        git_timeout=git_timeout)
     except LedgerError as e:
         fail(e)
-    print(json_text(bead) if as_json else bead["id"], flush=True)
+
+
+def changed_text(kind: str, bead: Mapping[str, Any], *, as_json: bool) -> str:
+    """What `gt bead KIND` prints (a close, a reopen, a comment), from the bead as JSON data."""
+    if kind == "comment":
+        return json_text(bead["comments"][-1]) if as_json else f"{bead['id']}: {len(bead['comments'])} comments"
+    return json_text(bead) if as_json else bead_row(bead)
+
+
+def bead_row(bead: Mapping[str, Any]) -> str:
+    """A bead on one line, as `gt bead list` shows it (``bead``: its fields as JSON data)."""
+    who = bead.get("assignee") or "-"
+    return f"{bead['id']:<14} {bead['status']:<11} P{bead['priority']} {bead['type']:<13} {who:<18} {bead['title']}"
 
 
 def json_text(data: Any) -> str:

@@ -1,7 +1,8 @@
-"""A write handed to this machine's group committer: one short step for a `gt bead create`.
+"""A write handed to this machine's group committer: one short step for a `gt bead create`,
+`close`, `reopen` or `comment`.
 
-A `gt` process that only creates a bead need not load the ledger (pydantic, the git plumbing:
-most of its CPU) nor make a push of its own. It puts its request in the cache's spool
+A `gt` process that only creates or changes one bead need not load the ledger (pydantic, the
+git plumbing: most of its CPU) nor make a push of its own. It puts its request in the cache's spool
 (``spool.py``: durable before anything else happens), nudges the machine's committer (a
 ``python -m gastown.ledger.committer`` process that commits every spooled write in one turn
 and lingers a few seconds for more) through the spool's ``wake`` FIFO, and waits for its
@@ -16,8 +17,8 @@ This module is light, as is everything a handing-off process loads: the standard
 cheapest modules only, since a `gt bead create` (``cli/entry.py``) spends most of its CPU
 importing. No typing or dataclasses; no pathlib (paths are strings here), hashlib (OpenSSL),
 pickle or re: together they cost a create about 20 ms of CPU, more than the interpreter's start.
-A create and its outcome travel through the spool as marshal data (``Create.plain``,
-``plain_outcome``); subprocess is loaded only when a committer is started.
+A write and its outcome travel through the spool as marshal data (``Create.plain``,
+``Change.plain``, ``plain_outcome``); subprocess is loaded only when a committer is started.
 """
 
 from __future__ import annotations
@@ -178,23 +179,57 @@ class Create:
 
     def plain(self) -> bytes:
         """What the spool holds for it (``read_plain`` reads it back)."""
-        return marshal.dumps((TAG, self.actor, self.title, self.seed, self.fields))
+        return marshal.dumps((TAG, "create", self.actor, self.title, self.seed, self.fields))
 
 
-def read_plain(data: bytes) -> Create | None:
-    """The create ``Create.plain`` made, or None: another installation's."""
-    tag, actor, title, seed, fields = marshal.loads(data)
-    return Create(actor, title, seed, fields) if tag == TAG else None
+CHANGES = ("close", "reopen", "comment")  # what a Change does: ``Ledger.close_bead``, ``reopen``, ``comment``
+
+
+class Change:
+    """A change to one bead, as a handing-off process spools it: ``kind`` (one of CHANGES) with
+    ``text`` (the reason, or the comment). Its outcome is the bead as it is then, as JSON data."""
+
+    __slots__ = ("actor", "bead_id", "kind", "text")
+
+    def __init__(self, kind: str, actor: str, bead_id: str, text: str) -> None:
+        if kind not in CHANGES:
+            raise InvalidOperation(f"{kind!r} is not a change a `gt` hands off (one of {', '.join(CHANGES)})")
+        self.kind, self.actor, self.bead_id, self.text = kind, actor, bead_id, text
+
+    def __repr__(self) -> str:
+        return f"Change({self.kind!r}, actor={self.actor!r}, bead_id={self.bead_id!r}, text={self.text!r})"
+
+    def apply(self, tx: Any) -> dict[str, Any]:
+        from . import ops
+
+        made = {"close": ops.Close, "reopen": ops.Reopen, "comment": ops.AddComment}[self.kind]
+        return made(self.bead_id, self.actor, self.text).apply(tx).model_dump(mode="json", exclude_none=True)
+
+    def plain(self) -> bytes:
+        return marshal.dumps((TAG, "change", self.kind, self.actor, self.bead_id, self.text))
+
+
+PLAIN = (Create, Change)  # what travels through the spool as marshal data, both ways
+
+
+def read_plain(data: bytes) -> Create | Change | None:
+    """What ``plain()`` made, or None: another installation's, or a kind this one does not know."""
+    tag, what, *fields = marshal.loads(data)
+    if tag != TAG:
+        return None
+    if what == "create":
+        return Create(*fields)
+    return Change(*fields) if what == "change" else None
 
 
 def plain_outcome(ok: bool, value: Any) -> bytes:
-    """A create's outcome for its waiting process: the new record (JSON data), or its error's
-    class and message (``hand_off`` raises it again, a LedgerError of the same name)."""
+    """A handed-off write's outcome for its waiting process: the record (JSON data), or its
+    error's class and message (``hand_off`` raises it again, a LedgerError of the same name)."""
     if ok:
         try:
             return marshal.dumps((True, value))
         except ValueError:
-            value = LedgerError("this bead was created, but its record could not be handed back: list the beads")
+            value = LedgerError("this write was made, but its record could not be handed back: show the bead")
     return marshal.dumps((False, (type(value).__name__, str(value))))
 
 
@@ -209,7 +244,7 @@ def error_named(name: str, message: str) -> LedgerError:
     return LedgerError(message)
 
 
-def hand_off(remote: str, cache: str, op: Create, *, git_timeout: float) -> Any:
+def hand_off(remote: str, cache: str, op: Create | Change, *, git_timeout: float) -> Any:
     """Spool ``op`` for the machine's committer (started when none listens) and wait until its
     commit is on the remote; return its outcome or raise its own error (the committer's, when its
     turn failed: a git command timed out after ``git_timeout``, the remote refused). A committer

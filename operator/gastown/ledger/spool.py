@@ -17,9 +17,10 @@ Nothing is lost or applied twice when a process is killed:
 
 Only processes of the same installation share operations (they are pickled, and a holder
 of another release could read their fields differently): the spool is private to the user
-(0700, files checked to be the user's own), as the cache's git hooks already must be. A create
-handed off by a light `gt` (``handoff.py``) and its outcome are marshal data instead, tagged
-with the installation the same way: that process loads no pickle.
+(0700, files checked to be the user's own), as the cache's git hooks already must be. A write
+handed off by a light `gt` (``handoff.py``: a create, a close, a reopen, a comment) and its
+outcome are marshal data instead, tagged with the installation the same way: that process
+loads no pickle.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from typing import Any
 from .errors import LedgerError
 from .handoff import (
     JOURNAL,
+    PLAIN,
     TAG,
     WAKE,
-    Create,
     new_key,
     plain_outcome,
     read_plain,
@@ -201,8 +202,8 @@ class Spool:
 
 
 def _outcome(op: Any, ok: bool, value: Any) -> bytes:
-    """The ``.done`` of ``op``: as its owner reads it (a create handed off: marshal data)."""
-    return plain_outcome(ok, value) if isinstance(op, Create) else pickle.dumps(_shareable(ok, value))
+    """The ``.done`` of ``op``: as its owner reads it (a write handed off: marshal data)."""
+    return plain_outcome(ok, value) if isinstance(op, PLAIN) else pickle.dumps(_shareable(ok, value))
 
 
 def _shareable(ok: bool, value: Any) -> tuple[bool, Any]:
