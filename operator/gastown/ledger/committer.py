@@ -57,11 +57,13 @@ def serve(remote: str, cache: Path, git_timeout: float, linger: float = LINGER_S
                 nudged = select.select([listen], [], [], linger)[0]
                 if nudged:
                     _drain(listen)
-                    _gather(listen, spool, company, min(took / 2, GATHER_SECONDS))
+                    if spool.waiting():  # not only the nudges of processes whose writes are done
+                        _gather(listen, spool, company, min(took / 2, GATHER_SECONDS))
                 start = time.monotonic()
                 carried = ledger.commit_spooled()
-                took = time.monotonic() - start
-                company = carried + spool.waiting()
+                if carried:  # (an empty turn says nothing of the writers)
+                    took = time.monotonic() - start
+                    company = carried + spool.waiting()
                 if not carried and not nudged:
                     break
         finally:
