@@ -13,8 +13,9 @@ Prints figures; asserts nothing about time:
 Then IDLE more rigs with no work at all (a separate operator): after their loops have backed off
 (GT_POLL_IDLE_SECONDS), over a window of IDLE_WINDOW seconds:
 
-  idle       API requests per second per idle rig (target: under 5), and remote polls (git
-             ls-remote, counted by a shim in front of the real git) per second per idle rig
+  idle       API requests per second per idle rig (target: under 5), remote polls (git
+             ls-remote, counted by a shim in front of the real git) per second per idle rig, and
+             the operator's CPU (its own and its git's, from /proc), % of one core
 
 The double runs no pods: a session Job stays active (no status), as a running session's does.
 """
@@ -37,6 +38,8 @@ from gastown.ledger import ops
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+
+from idle_bench import cpu_seconds  # noqa: E402
 
 from kubeapi import KubeAPI  # noqa: E402
 from rigs import make_rig  # noqa: E402
@@ -159,13 +162,15 @@ def idle(api: KubeAPI, proc: subprocess.Popen, rigs: list[tuple[str, Path]], arg
 
     def own() -> int:
         return sum(1 for ln in polls.read_text().splitlines() if ln == str(proc.pid)) if polls.exists() else 0
-    before, git_before = len(api.requests), own()
+    before, git_before, cpu_before = len(api.requests), own(), sum(cpu_seconds(proc.pid))
     time.sleep(args.idle_window)
-    window, git = api.requests[before:], own() - git_before
+    window, git, cpu = api.requests[before:], own() - git_before, sum(cpu_seconds(proc.pid)) - cpu_before
     rate = len(window) / args.idle_window / len(rigs)
     print(f"idle:      {rate:.3f} API requests/s per idle rig (target < {TARGET:.0f}), "
           f"{git / args.idle_window / len(rigs):.3f} remote polls/s per idle rig, {len(rigs)} idle rigs over "
           f"{args.idle_window:.0f}s, {settle:.0f}s after they were created")
+    print(f"           the operator's CPU, its git included: {100 * cpu / args.idle_window:.1f} % of a core for "
+          f"{len(rigs)} idle rigs")
     for what, n in Counter(f"{m} {kind(p)}" for m, p in window).most_common(4):
         print(f"           {n / args.idle_window:7.2f}/s  {what}")
 
