@@ -22,6 +22,7 @@ from ..ledger import (
     blockers,
     select,
 )
+from ..ledger.handoff import Change
 from ..ledger.ledger import default_cache_dir
 from .bead_create import checked_title, meta_values, rig_here_option, town_here_option
 from .common import emit, fail, json_option, settings, use_git_timeout
@@ -242,14 +243,10 @@ def _change(ctx: click.Context, kind: str, *, bead_id: str, text: str, as_json: 
 
 @ledger_command
 def change_in_ledger(ledger: Ledger, *, kind: str, bead_id: str, text: str, as_json: bool) -> None:
-    """A close, a reopen or a comment through a Ledger of this process (a rig of a town, a --prefix to check)."""
-    if kind == "close":
-        bead = ledger.close_bead(bead_id, text)
-    elif kind == "reopen":
-        bead = ledger.reopen(bead_id, text)
-    else:
-        bead = ledger.comment(bead_id, text)
-    click.echo(changed_text(kind, _dump(bead), as_json=as_json))
+    """A close, a reopen or a comment through a Ledger of this process (a rig of a town, a --prefix
+    to check): the same change the committer makes for a handed-off one."""
+    bead = ledger.apply(Change(kind, ledger.actor, bead_id, text))
+    click.echo(changed_text(kind, bead, as_json=as_json))
 
 
 @click.group()
