@@ -324,6 +324,7 @@ def _run(spec: SessionSpec, ledger: Ledger, started: float, *, launch: Launch | 
         agent = agent or _spawn(spec, launch, tracing.environ)
         exit_code, cut = _wait(spec, agent, stopping, over=over if spec.max_tokens or spec.max_seconds else None)
     _agent_ended(spec)
+    _reap(agent)
     if spec.wrap_up_niceness:
         _behind(spec.wrap_up_niceness)  # the wrap-up is off the freed slot's path: the next agent's start goes first
     seconds = time.monotonic() - started
@@ -410,7 +411,8 @@ def _abandon(agent: _Agent | None) -> None:
     """Stop an agent whose session cannot go on (its runtime could not be read)."""
     if agent is not None and agent.proc is not None:
         _stop(agent.proc)
-        _release(agent.watchdog)
+        _release(agent)
+        _reap(agent)
 
 
 def _wait(spec: SessionSpec, agent: _Agent, stopping: threading.Event,
@@ -442,7 +444,7 @@ def _wait(spec: SessionSpec, agent: _Agent, stopping: threading.Event,
                 return proc.returncode, cut
         return proc.returncode, None
     finally:  # what the runtime left running in its group goes with it, before its work is saved
-        _release(agent.watchdog)
+        _release(agent)
 
 
 def _agent_ended(spec: SessionSpec) -> None:
@@ -476,12 +478,33 @@ def _watch(pgid: int) -> subprocess.Popen | None:
         return None
 
 
-def _release(watchdog: subprocess.Popen | None) -> None:
+def _release(agent: _Agent) -> None:
+    """Let the runtime's watchdog go: it ends what the runtime left running in its group. When
+    something was left, this waits until the watchdog has ended it (3 s at most); when the group
+    went with the runtime there is nothing to wait for, and ``_reap`` collects the watchdog once
+    the agent's end is said (a timed wait polls: it cost a freed slot's gap 3 to 8 ms)."""
+    watchdog = agent.watchdog
     if watchdog is None or watchdog.stdin is None:
         return
     watchdog.stdin.close()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        watchdog.wait(timeout=3.0)
+    if agent.proc is None or not _group_gone(agent.proc.pid):
+        _reap(agent)
+
+
+def _reap(agent: _Agent) -> None:
+    if agent.watchdog is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            agent.watchdog.wait(timeout=3.0)
+
+
+def _group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # there, and not ours to signal
+        return False
+    return False
 
 
 @contextlib.contextmanager
