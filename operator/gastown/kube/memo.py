@@ -1,5 +1,5 @@
-"""What the operator's handlers share through kopf's memo: its settings, its rig ledgers, and the
-threads the rig loops tick in."""
+"""What the operator's handlers share through kopf's memo: its settings, its rig ledgers, the
+threads the rig loops tick in, and the task that ends their rests."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import kopf
 
 from ..settings import Settings
 from .ledgers import RigLedgers
+from .rests import Rests
 
 # At most this many rig ticks at once (a tick is a git ls-remote, sometimes a pass): the rig loops'
 # own threads, started as rigs need them, apart from kopf's workers (--workers), which the
@@ -31,3 +32,10 @@ def rig_threads(memo: kopf.Memo) -> ThreadPoolExecutor:
     if "rig_threads" not in memo:
         memo["rig_threads"] = ThreadPoolExecutor(max_workers=RIG_THREADS, thread_name_prefix="rig-loop")
     return memo["rig_threads"]
+
+
+def rig_rests(memo: kopf.Memo) -> Rests:
+    """The rig loops' rests (made by the first rig loop, on kopf's event loop)."""
+    if "rig_rests" not in memo:
+        memo["rig_rests"] = Rests()
+    return memo["rig_rests"]

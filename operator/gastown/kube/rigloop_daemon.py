@@ -9,10 +9,10 @@ the status of the Rig, its Polecats (restarts) and its Convoys.
 
 It keeps the rig loop's one Cadence: GT_POLL_BUSY_SECONDS (at least POLL_SECONDS) between ticks
 while the rig is busy, each quiet tick doubling the wait up to GT_POLL_IDLE_SECONDS. A wait ends at once when the operator sees
-something of the rig move without asking anyone (``KubeRig.woken``, looked at every CHECK_SECONDS:
-kopf's indexes, fed by its watches: the Rig's spec, its Polecats, Convoys, MergeQueues, a Job
-ending; a push to the rig's ledger, or to a ledger of its convoys, from this process: a Convoy's
-handler). A write by anyone else (a session's push) is seen at the next poll.
+something of the rig move without asking anyone (``KubeRig.woken``, looked at by one task for every
+resting rig, rests.py: kopf's indexes, fed by its watches: the Rig's spec, its Polecats, Convoys,
+MergeQueues, a Job ending; a push to the rig's ledger, or to a ledger of its convoys, from this
+process: a Convoy's handler). A write by anyone else (a session's push) is seen at the next poll.
 
 The daemon is a coroutine: each tick runs in the rig loops' own pool of threads (memo.rig_threads)
 and the daemon awaits between ticks, so a rig holds a thread only while it ticks and kopf's
@@ -73,7 +73,7 @@ from .client import (
 from .convoy_handlers import convoy_status
 from .daemon import rig_daemon
 from .forbidden import refused
-from .memo import ledgers, rig_threads, settings
+from .memo import ledgers, rig_rests, rig_threads, settings
 from .mergequeue_handlers import active_queue, project_queues, queue_settings
 from .objects import create
 from .polecat_handlers import session_signals
@@ -81,7 +81,6 @@ from .rig_index import rig_spec
 
 log = logging.getLogger("gastown.dispatch")
 POLL_SECONDS = 2.0  # at least this between two ticks of a busy rig's loop (an idle rig's grow to GT_POLL_IDLE_SECONDS)
-CHECK_SECONDS = 0.25  # how often a waiting rig loop looks at what the operator sees of its rig (no request)
 STOP_BACKOFF = 15.0  # seconds kopf waits for a stopping rig loop (its tick, its claim's release) before cancelling it
 ASK_AGAIN_SECONDS = 30.0  # a request kopf's indexes do not show yet is made again after this long
 
@@ -446,7 +445,7 @@ async def rig_loop(*, name: str, namespace: str, uid: str, spec: Mapping, stoppe
     cadence = Cadence.of(s, poll=poll, period=s.patrol_seconds, idle=max(poll, s.poll_idle_seconds))
     loop = RigLoop(rig=name, label=namespace, driver=driver, actor=OPERATOR_ACTOR, cadence=cadence,
                    holder=driver.claimant(), peers=driver.peer, backoffs=memo["backoffs"])
-    threads, aio = rig_threads(memo), asyncio.get_running_loop()
+    threads, rests, aio = rig_threads(memo), rig_rests(memo), asyncio.get_running_loop()
     refusals = 0  # API requests of the tick refused or failed in a row
     try:
         while not stopped:  # a thread only for the tick itself; the wait holds none
@@ -459,20 +458,10 @@ async def rig_loop(*, name: str, namespace: str, uid: str, spec: Mapping, stoppe
                 log.warning("rig %s/%s: %s; the rig loop tries again in %.0fs", namespace, name,
                             refused(e) if e.status == 403 else f"the API server answered {e.status} {e.reason}",
                             seconds)
-            await rest(driver, stopped, seconds)
+            await rests.rest(driver.woken, stopped, seconds)  # a change the operator sees ends it at once
     finally:
         await aio.run_in_executor(threads, loop.release)  # the next driver need not wait out the lease
         metrics.forget(namespace, name)
-
-
-async def rest(driver: KubeRig, stopped: Any, seconds: float) -> None:
-    """Wait ``seconds`` for the next tick, looking CHECK_SECONDS apart at what the operator sees of
-    the rig (``KubeRig.woken``: no request, no git): a change ends the wait at once."""
-    seen, deadline = driver.woken(), time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0 and not stopped:
-        await stopped.wait(min(CHECK_SECONDS, left))
-        if driver.woken() != seen:
-            return
 
 
 def report_git(namespace: str, rig: str, error: str | None, last: str | None) -> str | None:
