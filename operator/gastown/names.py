@@ -5,7 +5,10 @@ Each value has one spelling, here; modules import it rather than typing it out a
 
 from __future__ import annotations
 
-from .api.common import GROUP
+# -- gastown's API group: its custom resources' (api/common.py), and its labels' keys ---------------
+GROUP = "gastown.dev"
+# -- what a runtime may be called: a preset, or one in the runtimes config file --------------------
+RUNTIME_NAME = r"^[a-z][a-z0-9-]{0,39}$"
 
 # -- actors: who a ledger record says did it ---------------------------------------------------
 OPERATOR_ACTOR = "gastown operator"  # the Kubernetes operator

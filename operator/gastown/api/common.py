@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-GROUP = "gastown.dev"
+from ..names import GROUP, RUNTIME_NAME
+
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
@@ -117,9 +118,6 @@ class Resources(Model):
 
     requests: dict[str, Quantity] = Field(default_factory=dict)
     limits: dict[str, Quantity] = Field(default_factory=dict)
-
-
-RUNTIME_NAME = r"^[a-z][a-z0-9-]{0,39}$"
 
 
 class RuntimeSpec(Model):

@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from ..api.common import RUNTIME_NAME
+from ..names import RUNTIME_NAME
 from .presets import PRESETS, Runtime
 
 
