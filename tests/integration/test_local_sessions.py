@@ -74,11 +74,12 @@ def test_a_session_edits_files_and_done_records_the_merge_request(rig, backend):
     assert f"polecat/furiosa/{bead}" in prompt and "gt done" in prompt
 
 
-def test_a_sessions_wrapper_never_loads_the_custom_resources_models(rig, backend, monkeypatch):
+def test_a_sessions_wrapper_never_loads_the_custom_resources_models(rig, backend, monkeypatch, tmp_path):
     """A session's wrapper (its start, the ledger, tracing, the runtime's config, its labels, the
     wrap-up) loads none of the custom resources' models (gastown.api: about 40 ms of each session's
-    CPU, on a machine where the next agents start)."""
+    CPU, on a machine where the next agents start), nor a YAML parser without a runtimes file."""
     monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")  # the wrapper lists what it imports, in wrapper.log
+    monkeypatch.setenv("GT_RUNTIMES_FILE", str(tmp_path / "runtimes.yaml"))  # none
     bead = rig.hooked_bead("Add a WORK file")
     session = start(backend, rig, bead, "edit")
     outcome = session.wait(60)
@@ -86,7 +87,7 @@ def test_a_sessions_wrapper_never_loads_the_custom_resources_models(rig, backend
     imported = [line.rsplit("|", 1)[-1].strip() for line in (session.dir / "wrapper.log").read_text().splitlines()
                 if line.startswith("import time:")]
     assert {"gastown.ledger.ledger", "gastown.runtimes.config", "gastown.names"} <= set(imported)
-    assert [m for m in imported if m.split(".")[:2] == ["gastown", "api"]] == []
+    assert [m for m in imported if m.split(".")[:2] == ["gastown", "api"] or m == "yaml"] == []
 
 
 PUSH_NICENESS = """#!{python}

@@ -22,7 +22,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
@@ -68,6 +67,8 @@ def load(path: Path | None = None) -> dict[str, RuntimeDef]:
     path = path or config_file()
     if not path.exists():
         return {}
+    import yaml  # only with a file to read: a session's wrapper mostly has none
+
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
@@ -90,6 +91,8 @@ def save(defs: dict[str, RuntimeDef], path: Path | None = None) -> Path:
     data = {"runtimes": {n: d.model_dump(by_alias=True, exclude_defaults=True) | {"command": d.command}
                          for n, d in sorted(defs.items())}}
     tmp = path.with_suffix(".tmp")
+    import yaml
+
     tmp.write_text(yaml.safe_dump(data, sort_keys=False))
     tmp.replace(path)
     return path
