@@ -96,10 +96,12 @@ def update_conditions(namespace: str, plural: str, name: str,
                 raise
 
 
-def set_conditions(namespace: str, plural: str, name: str, *conditions: Condition, status: dict | None = None) -> None:
-    """Set these conditions (and ``status`` fields) on one of gastown's objects, keeping the other conditions."""
+def set_conditions(namespace: str, plural: str, name: str, *conditions: Condition,
+                   status: dict | Callable[[Mapping], dict] | None = None) -> None:
+    """Set these conditions (and ``status`` fields: given, or computed from the current status) on
+    one of gastown's objects, keeping the other conditions."""
     update_conditions(namespace, plural, name, lambda current: functools.reduce(set_condition, conditions, current),
-                      fields=lambda _: status or {})
+                      fields=status if callable(status) else lambda _: status or {})
 
 
 def post_event(namespace: str, kind: str, name: str, reason: str, *, message: str, type_: str = "Normal") -> None:

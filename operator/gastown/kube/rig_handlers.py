@@ -12,7 +12,7 @@ from kubernetes.client.rest import ApiException
 
 from ..api import API_VERSION, GROUP, VERSION, Condition, Invalid, MergeQueueSpec, RigSpec
 from ..api.validation import parse_spec
-from ..ledger import LedgerError, git_stopped
+from ..ledger import Ledger, LedgerError, git_stopped
 from ..names import APP_COMPONENT, APP_MANAGED_BY, APP_NAME, MANAGED_BY, RIG_LABEL
 from ..runtimes.config import config_file
 from ..runtimes.kubernetes import (
@@ -200,7 +200,8 @@ def reconcile_rig(*, name: str, namespace: str, uid: str, spec: Mapping, body: k
         return  # admission reports it
     generation = body["metadata"].get("generation")
     try:
-        head = ledgers(memo).for_rig(namespace, name, rig).ensure()
+        ledger = ledgers(memo).for_rig(namespace, name, rig)
+        head = ledger.ensure()
     except (LedgerError, ApiException) as e:
         if isinstance(e, LedgerError) and git_stopped():
             raise  # the operator is stopping, its git ended: no error of the Rig's (ledger_handler)
@@ -235,7 +236,18 @@ def reconcile_rig(*, name: str, namespace: str, uid: str, spec: Mapping, body: k
                               generation=generation),
                    _condition("Ready", True, "Reconciled", "ledger, quota, policies and Dogs in place",
                               generation=generation),
-                   status={"phase": "Ready", "ledgerHead": head, "observedGeneration": generation})
+                   status=lambda have: {"phase": "Ready", "ledgerHead": ledger_head(ledger, have.get("ledgerHead"), head),
+                                        "observedGeneration": generation})
+
+
+def ledger_head(ledger: Ledger, shown: str | None, head: str) -> str:
+    """What status.ledgerHead says after a reconcile that read the ledger at ``head``. The rig loop
+    projects the ledger's tip after each pass, and its first pass writes as the reconcile applies
+    the rig's objects: the head it shows may be later than the reconcile's, and it never moves back
+    (the loop writes it again only once the ledger moves)."""
+    if shown and shown != head and ledger.store.is_ancestor(head, shown):
+        return shown
+    return head
 
 
 def _apply(namespace: str, name: str, uid: str, rig: RigSpec, *, rigs: list, memo: kopf.Memo) -> int:
