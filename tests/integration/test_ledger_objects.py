@@ -6,6 +6,8 @@ processes make per second. Real git checks every object both ways."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +68,28 @@ def test_objects_read_loose_and_packed_and_missing(store):
     assert store.read_object(sha) == b"x" * 100_000
     with pytest.raises(Unavailable, match="missing"):
         store.read_object(bytes(20))
+
+
+def test_a_commit_is_found_loose_packed_or_not_at_all_and_only_a_commit(store, tmp_path, monkeypatch):
+    """``has`` reads a loose commit's header itself (the rig loop asks at each new tip); a packed
+    one, a missing one and an object that is no commit are git's answer (`cat-file -e C^{commit}`)."""
+    tree = Trees(store.read_object, store.write_object).write({})
+    commit = store.write_object("commit", f"tree {tree.hex()}\nauthor a <a@a> 0 +0000\n"
+                                          f"committer a <a@a> 0 +0000\n\none\n".encode()).hex()
+    blob = store.write_object("blob", b"no commit\n").hex()
+    log = tmp_path / "git.log"
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "git").write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec "{shutil.which("git")}" "$@"\n')
+    (shim / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
+    assert store.has(commit)
+    assert not log.exists(), "a loose commit was asked of git"
+    assert not store.has(blob) and not store.has(bytes(20).hex()) and not store.has("../../x")
+    git("pack-objects", "-q", "objects/pack/pack", cwd=store.cache, input=f"{commit}\n".encode())
+    git("prune-packed", cwd=store.cache)
+    assert not (store.cache / "objects" / commit[:2] / commit[2:]).exists()
+    assert store.has(commit)
 
 
 def test_a_killed_reader_is_started_again(store):

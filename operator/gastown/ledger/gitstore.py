@@ -140,6 +140,18 @@ def run_git(args: list[str], *, cwd: Path | None = None, input: bytes | None = N
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
+def _loose_commit(repo: Path, commit: str) -> bool:
+    """A loose object named ``commit`` is in ``repo``, and it is a commit (its header says so)."""
+    if len(commit) != 40 or not all(c in "0123456789abcdef" for c in commit):
+        return False
+    try:
+        with open(repo / "objects" / commit[:2] / commit[2:], "rb") as fh:
+            head = zlib.decompressobj().decompress(fh.read(64), 16)
+    except (OSError, zlib.error):
+        return False
+    return head.startswith(b"commit ")
+
+
 def _first_line(raw: bytes) -> str:
     return git_says(raw.decode(errors="replace"))
 
@@ -335,7 +347,11 @@ class GitStore:
         return refs.get(LEDGER_REF)
 
     def has(self, commit: str) -> bool:
-        return run_git(["cat-file", "-e", f"{commit}^{{commit}}"], cwd=self.cache, check=False).returncode == 0
+        """``commit`` is in the cache. Its loose object is looked for first (what this machine's
+        writers push is written loose, and so is a small fetch): no git process, where a rig
+        loop's tick that finds a new tip asked `git cat-file -e` each time; a packed one, git."""
+        return _loose_commit(self.cache, commit) or run_git(
+            ["cat-file", "-e", f"{commit}^{{commit}}"], cwd=self.cache, check=False).returncode == 0
 
     def ensure(self, commit: str) -> str | None:
         """Make sure ``commit`` and everything it reaches is in the cache; fetch only when it is not.
