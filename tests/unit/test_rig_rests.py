@@ -84,3 +84,30 @@ def test_a_view_that_cannot_be_read_wakes_its_rig_and_the_others_rest_on():
         quiet.cancel()
 
     asyncio.run(scenario())
+
+
+def test_every_rig_loop_of_an_operator_shares_one_pool_and_one_looking_task(tmp_path, monkeypatch):
+    """kopf gives each object a shallow copy of the operator's memo (its own ResourceMemories here):
+    what the rig loops share is made at start-up, in the operator's. Made by each rig loop in its
+    own memo, they were one pool of threads and one looking task per rig."""
+    import kopf
+    from kopf._core.reactor.inventory import ResourceMemories
+
+    from gastown.kube.memo import rig_rests, rig_threads
+    from gastown.kube.startup import cleanup, startup
+
+    monkeypatch.setenv("GT_CACHE_DIR", str(tmp_path))
+    operator = kopf.Memo()
+    startup(settings=kopf.OperatorSettings(), memo=operator)
+
+    async def memos() -> list:
+        memories = ResourceMemories()
+        return [(await memories.recall({"apiVersion": "gastown.dev/v1alpha1", "kind": "Rig",
+                                        "metadata": {"uid": uid, "name": uid, "namespace": "default"}},
+                                       memobase=operator)).memo for uid in ("webapp", "api")]
+
+    webapp, api = asyncio.run(memos())
+    assert webapp is not api
+    assert rig_threads(webapp) is rig_threads(api) and rig_rests(webapp) is rig_rests(api)
+    rig_threads(operator).shutdown()
+    cleanup(memo=operator)

@@ -27,15 +27,19 @@ def settings(memo: kopf.Memo) -> Settings:
     return memo.get("settings") or Settings()
 
 
+def share(memo: kopf.Memo) -> None:
+    """What every rig loop of the operator shares, made in the operator's memo at start-up: kopf
+    gives each object a shallow copy of that memo, so what a rig loop added to its own stayed its
+    own (a pool and a looking task per rig, where there is to be one of each)."""
+    memo["rig_threads"] = ThreadPoolExecutor(max_workers=RIG_THREADS, thread_name_prefix="rig-loop")
+    memo["rig_rests"] = Rests()
+
+
 def rig_threads(memo: kopf.Memo) -> ThreadPoolExecutor:
-    """The pool the rig loops' ticks run in (made by the first rig loop, on kopf's event loop)."""
-    if "rig_threads" not in memo:
-        memo["rig_threads"] = ThreadPoolExecutor(max_workers=RIG_THREADS, thread_name_prefix="rig-loop")
+    """The pool the rig loops' ticks run in."""
     return memo["rig_threads"]
 
 
 def rig_rests(memo: kopf.Memo) -> Rests:
-    """The rig loops' rests (made by the first rig loop, on kopf's event loop)."""
-    if "rig_rests" not in memo:
-        memo["rig_rests"] = Rests()
+    """The rig loops' rests, and the one task that looks for them."""
     return memo["rig_rests"]

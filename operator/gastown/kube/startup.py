@@ -11,6 +11,7 @@ from ..scheduler import SharedBackoffs
 from .forbidden import install as retry_refusals
 from .ledgers import RigLedgers
 from .memo import settings as gastown_settings
+from .memo import share
 from .options import OperatorOptions, configure
 
 log = logging.getLogger("gastown.operator")
@@ -30,5 +31,6 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     memo["ledgers"] = RigLedgers(gastown_settings(memo).cache_dir)
     memo["backoffs"] = SharedBackoffs()  # one per operator: every rig loop sees the same
     memo["shared"] = SharedLimits(gastown_settings(memo).limits())  # the town's budget and shared limits
+    share(memo)  # the rig loops' threads and rests
     log.info("gastown operator starting (%s)",
              "all namespaces" if opts.clusterwide else "namespaces " + ",".join(opts.namespaces))
