@@ -140,18 +140,6 @@ def run_git(args: list[str], *, cwd: Path | None = None, input: bytes | None = N
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def _loose_commit(repo: Path, commit: str) -> bool:
-    """A loose object named ``commit`` is in ``repo``, and it is a commit (its header says so)."""
-    if len(commit) != 40 or not all(c in "0123456789abcdef" for c in commit):
-        return False
-    try:
-        with open(repo / "objects" / commit[:2] / commit[2:], "rb") as fh:
-            head = zlib.decompressobj().decompress(fh.read(64), 16)
-    except (OSError, zlib.error):
-        return False
-    return head.startswith(b"commit ")
-
-
 def _first_line(raw: bytes) -> str:
     return git_says(raw.decode(errors="replace"))
 
@@ -350,8 +338,23 @@ class GitStore:
         """``commit`` is in the cache. Its loose object is looked for first (what this machine's
         writers push is written loose, and so is a small fetch): no git process, where a rig
         loop's tick that finds a new tip asked `git cat-file -e` each time; a packed one, git."""
-        return _loose_commit(self.cache, commit) or run_git(
+        return self._loose_commit(commit) or run_git(
             ["cat-file", "-e", f"{commit}^{{commit}}"], cwd=self.cache, check=False).returncode == 0
+
+    def _loose_commit(self, commit: str) -> bool:
+        """A loose object named ``commit`` is in the cache, and it is a commit (its header says so)."""
+        if len(commit) != 40 or not all(c in "0123456789abcdef" for c in commit):
+            return False
+        try:
+            with open(self._loose(commit), "rb") as fh:
+                head = zlib.decompressobj().decompress(fh.read(64), 16)
+        except (OSError, zlib.error):
+            return False
+        return head.startswith(b"commit ")
+
+    def _loose(self, hexsha: str) -> Path:
+        """Where git keeps the loose object ``hexsha`` of the cache."""
+        return self.cache / "objects" / hexsha[:2] / hexsha[2:]
 
     def ensure(self, commit: str) -> str | None:
         """Make sure ``commit`` and everything it reaches is in the cache; fetch only when it is not.
@@ -426,7 +429,7 @@ class GitStore:
         raw = f"{kind} {len(data)}\0".encode() + data
         sha = hashlib.sha1(raw).digest()  # noqa: S324 (git's object names are SHA-1)
         hexsha = sha.hex()
-        path = self.cache / "objects" / hexsha[:2] / hexsha[2:]
+        path = self._loose(hexsha)
         if path.exists():
             os.utime(path)  # freshened, as git does: `git gc` may prune an old unreferenced one meanwhile
         else:
