@@ -28,7 +28,8 @@ from .ledger.merge import Branches
 from .ledger.model import Comment
 from .ledger.ops import Tx, merged, revise
 from .ledger.worktree import DONE_REFS
-from .polecats import Done, branch_for
+from .names import branch_for
+from .polecats import Done
 from .settings import Settings
 
 log = logging.getLogger("gastown.deacon")

@@ -25,7 +25,7 @@ from pathlib import Path
 from .api.rig import Dogs
 from .cron import Schedule
 from .ledger import Bead, BeadType, Ledger, Status
-from .ledger.gitstore import run_git
+from .ledger.gitrun import run_git
 from .ledger.merge import HEADS, Branches
 from .ledger.ops import Tx
 from .refinery.verify import VERIFY_REFS

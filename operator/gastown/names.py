@@ -10,6 +10,11 @@ GROUP = "gastown.dev"
 # -- what a runtime may be called: a preset, or one in the runtimes config file --------------------
 RUNTIME_NAME = r"^[a-z][a-z0-9-]{0,39}$"
 
+# -- a polecat's branch for a bead: where its sessions push their work --------------------------
+def branch_for(polecat: str, bead_id: str) -> str:
+    return f"polecat/{polecat}/{bead_id}"
+
+
 # -- actors: who a ledger record says did it ---------------------------------------------------
 OPERATOR_ACTOR = "gastown operator"  # the Kubernetes operator
 DAEMON_ACTOR = "gastown daemon"  # the local town daemon

@@ -17,6 +17,7 @@ from .escalation import raise_in
 from .ledger import Bead, BeadType, Comment, Dependency, DepType, InvalidOperation, Status
 from .ledger.ids import new_id, stable_id
 from .ledger.ops import Tx, merged, revise
+from .names import branch_for
 
 # Names for polecats, handed out in order per rig: the crew of the War Rig and friends.
 NAME_POOL = (
@@ -28,10 +29,6 @@ NAME_POOL = (
 DoneStatus = Literal["completed", "escalated", "deferred"]
 FailStatus = Literal["failed", "timeout", "rate_limited", "hung"]
 MAX_ATTEMPTS = 3
-
-
-def branch_for(polecat: str, bead_id: str) -> str:
-    return f"polecat/{polecat}/{bead_id}"
 
 
 def agent_id(prefix: str, name: str) -> str:

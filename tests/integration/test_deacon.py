@@ -11,7 +11,8 @@ from gastown.deacon import ORPHAN_GRACE, Deacon
 from gastown.ledger import BeadType, Status
 from gastown.ledger.ops import Close
 from gastown.ledger.worktree import DONE_REFS, done_ref, push_branch
-from gastown.polecats import Done, EnsureAgent, Hook, StartSession, branch_for
+from gastown.names import branch_for
+from gastown.polecats import Done, EnsureAgent, Hook, StartSession
 from gastown.runtimes.session import finish
 
 from rigs import git, make_rig

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gastown.ledger import BeadType, Ledger, Status
-from gastown.ledger.gitstore import git_timeout, set_git_timeout
+from gastown.ledger.gitrun import git_timeout, set_git_timeout
 
 from conftest import GT, wait_for
 from rigs import make_rig

@@ -22,6 +22,7 @@ import pytest
 
 from gastown.ledger import LEDGER_BRANCH, Ledger
 from gastown.ledger import ledger as ledger_module
+from gastown.ledger.handoff import Ops
 from gastown.ledger.ledger import create_op, default_cache_dir
 
 from conftest import GT
@@ -291,3 +292,25 @@ def test_a_long_held_block_gives_the_turn_back_and_other_writers_go_on(rig):
             assert finish([other])[0][0] == 0  # within the block
         mine.result(timeout=60)
     assert rig.titles() == Counter(["the first: makes the ledger and the cache", "held long", "not kept waiting"])
+
+
+def test_named_operations_come_back_to_the_ledger_that_submitted_them_whoever_commits_them(rig, monkeypatch):
+    """A session that prepares itself (a pod) books its result as named operations (``handoff.Ops``,
+    as a local wrapper hands them off) through a Ledger of its own, which spools them for the
+    machine's other writers. When another writer carries them (here a second Ledger, whose held
+    block has the turn), their owner reads the outcome all the same: the bead, as JSON data."""
+    monkeypatch.setattr(ledger_module, "HOLD_TURN_SECONDS", 60.0)
+    assert wait_for(lambda: not committers(rig.cache), timeout=30)  # the rig's first create's: its last turn done
+    lock = rig.cache / "gastown.write.lock"
+    with Ledger(str(rig.remote), cache_dir=rig.cache, actor="gastown daemon") as holder, \
+            Ledger(str(rig.remote), cache_dir=rig.cache, actor="polecat furiosa") as owner:
+        bead = holder.create("to comment on").id
+        lock.write_text("")
+        with holder.held():
+            holder.submit(create_op("held", actor="gastown daemon", seed="held"))
+            assert wait_for(lambda: lock.read_text().strip() == str(os.getpid())), lock.read_text()
+            booked = owner.submit(Ops("polecat furiosa", [("gastown.ledger.ops:AddComment", {
+                "bead_id": bead, "actor": "polecat furiosa", "text": "session ended"})]))
+            assert wait_for(lambda: rig.spooled() == 2)
+        result = booked.result(timeout=60)
+    assert result["id"] == bead and result["comments"][-1]["text"] == "session ended"

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from gastown.kube import rbac
-from gastown.runtimes.config import RuntimeDef
+from gastown.runtimes.definition import RuntimeDef
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "gastown"

@@ -7,7 +7,7 @@ import stat
 import subprocess
 
 from gastown.ledger.credentials import GitCredentials
-from gastown.ledger.gitstore import git_env
+from gastown.ledger.gitrun import git_env
 
 
 def test_https_credentials_answer_git_credential_fill(tmp_path):

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from gastown.ledger import gitstore
-from gastown.ledger.gitstore import GitStopped, run_git, stop_git, stop_grace
+from gastown.ledger import gitrun
+from gastown.ledger.gitrun import GitStopped, run_git, stop_git, stop_grace
 
 
 @pytest.fixture
 def fresh_stop(monkeypatch):
-    monkeypatch.setattr(gitstore, "_stop", threading.Event())  # the process-wide flag, this test's own
+    monkeypatch.setattr(gitrun, "_stop", threading.Event())  # the process-wide flag, this test's own
 
 
 def test_a_stop_ends_a_running_git_command_and_refuses_new_ones_but_the_grace(fresh_stop, tmp_path: Path, monkeypatch):

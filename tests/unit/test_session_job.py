@@ -162,7 +162,8 @@ def test_custom_runtimes_come_from_the_configmap():
 
 
 def test_a_custom_runtime_gets_its_own_key_variable(tmp_path, monkeypatch):
-    from gastown.runtimes.config import RuntimeDef, save
+    from gastown.runtimes.config import save
+    from gastown.runtimes.definition import RuntimeDef
 
     monkeypatch.setenv("GT_RUNTIMES_FILE", str(tmp_path / "runtimes.yaml"))
     save({"mycli": RuntimeDef(command=["mycli"], api_key_env=["MYCLI_KEY"])})

@@ -30,7 +30,7 @@ def load_settings(config: Mapping[str, object] | None = None) -> Settings:
 
 def use_git_timeout(found: Settings) -> None:
     """Every git command of this process may take the settings' git_timeout (called at start-up)."""
-    from ..ledger.gitstore import set_git_timeout
+    from ..ledger.gitrun import set_git_timeout
 
     set_git_timeout(found.git_timeout)
 

@@ -9,6 +9,7 @@ from typing import Literal
 import click
 
 from ..runtimes import config as runtimes
+from ..runtimes.definition import RuntimeDef
 
 
 @click.group()
@@ -43,7 +44,7 @@ def agent_set(*, name: str, command: str, args: str, prompt_mode: Literal["arg",
     try:
         runtimes.check_name(name)
         defs = runtimes.load()
-        defs[name] = runtimes.RuntimeDef(
+        defs[name] = RuntimeDef(
             command=shlex.split(command), args=shlex.split(args), prompt_mode=prompt_mode,
             model_args=shlex.split(model_args), resume_args=shlex.split(resume_args),
             api_key_env=list(api_key_env))

@@ -111,7 +111,7 @@ def done(*, status: str, reason: str, rig: str, bead: str, polecat: str, session
     Inside a session everything comes from the environment: just run `gt done`.
     """
     from ..ledger import LedgerError
-    from ..polecats import branch_for
+    from ..names import branch_for
     from ..runtimes.session import finish
     from ..telemetry import tracing
 

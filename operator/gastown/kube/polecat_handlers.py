@@ -22,8 +22,9 @@ from ..names import (
     RIG_LABEL,
     SESSION_COUNT_ANNOTATION,
     SESSION_LABEL,
+    branch_for,
 )
-from ..polecats import EnsureAgent, branch_for
+from ..polecats import EnsureAgent
 from ..runtimes.kubernetes import COMPONENT
 from .admission import current_conditions
 from .client import get_object, patch_status, post_event, set_conditions

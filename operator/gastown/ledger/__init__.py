@@ -19,10 +19,10 @@ if TYPE_CHECKING:  # the names, for mypy (`X as X`: re-exported)
     from .errors import LedgerError as LedgerError
     from .errors import NotFound as NotFound
     from .errors import Unavailable as Unavailable
+    from .gitrun import GitStopped as GitStopped
+    from .gitrun import git_stopped as git_stopped
+    from .gitrun import stop_git as stop_git
     from .gitstore import LEDGER_BRANCH as LEDGER_BRANCH
-    from .gitstore import GitStopped as GitStopped
-    from .gitstore import git_stopped as git_stopped
-    from .gitstore import stop_git as stop_git
     from .handoff import default_actor as default_actor
     from .ledger import HistoryEntry as HistoryEntry
     from .ledger import Ledger as Ledger
@@ -41,7 +41,7 @@ _WHERE = {
     "Claim": "claim", "Drive": "claim",
     "CorruptRecord": "errors", "InvalidOperation": "errors", "LedgerError": "errors", "NotFound": "errors",
     "Unavailable": "errors",
-    "LEDGER_BRANCH": "gitstore", "GitStopped": "gitstore", "git_stopped": "gitstore", "stop_git": "gitstore",
+    "LEDGER_BRANCH": "gitstore", "GitStopped": "gitrun", "git_stopped": "gitrun", "stop_git": "gitrun",
     "HistoryEntry": "ledger", "Ledger": "ledger", "default_actor": "handoff",
     "Bead": "model", "BeadType": "model", "Comment": "model", "Dependency": "model", "DepType": "model",
     "Status": "model",

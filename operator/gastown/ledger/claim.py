@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .errors import Unavailable, UnknownOutcome
-from .gitstore import CLAIM_REF, GitStore, Signature, run_git, stop_grace
+from .gitrun import run_git, stop_grace
+from .gitstore import CLAIM_REF, GitStore, Signature
 
 log = logging.getLogger("gastown.ledger")
 SEEN_REF = "refs/gastown/driver-seen"  # the claim as last fetched, in the cache

@@ -37,8 +37,8 @@ def serve(remote: str, cache: Path, git_timeout: float, linger: float = LINGER_S
     listen = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     keep = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # a writer of our own: no end-of-file between nudges
     from .errors import LedgerError
-    from .gitstore import set_git_timeout  # the heavy part, once a waiting process can reach us
-    from .ledger import Ledger
+    from .gitrun import set_git_timeout
+    from .ledger import Ledger  # the heavy part, once a waiting process can reach us
     from .spool import Spool
 
     set_git_timeout(git_timeout)

@@ -12,7 +12,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 from . import layout
 from .catfile import CatFile
 from .errors import CorruptRecord, Unavailable, UnknownOutcome
+from .gitrun import GitTimeout, first_line, git_env, run_git
 from .handoff import normalise_remote
 from .layout import ARCHIVE_DIR, BEADS_DIR, FORMAT, LEVELS, TREE, Config, record_path
 from .model import Bead
@@ -41,115 +41,8 @@ MIGRATION = f"ledger: migrated to format {FORMAT} (records fanned out to beads/<
 # caches have gc.auto=0 (no gc inside a fetch on the hot path): a writer starts a background
 # `git gc --auto` instead, checked every PACK_CHECK_EVERY pushes of a process and at its first
 PACK_LOOSE_OBJECTS, PACK_CHECK_EVERY = 2048, 16
-_timeout = {"git": 120.0}  # seconds one git command may take: Settings.git_timeout, set at start-up
-
-
-def set_git_timeout(seconds: float) -> None:
-    """Called once at start-up with the process's Settings.git_timeout."""
-    _timeout["git"] = seconds
-
-
-def git_timeout() -> float:
-    return _timeout["git"]
-
 # git's words for a lost race: another writer moved the ref, or holds its lock right now
 _LOST_RACE = ("non-fast-forward", "fetch first", "stale info", "failed to update ref", "failed to lock", "cannot lock")
-
-
-class GitTimeout(Unavailable):
-    """A git command did not finish in time; for a push, it may or may not have landed."""
-
-
-class GitStopped(Unavailable):
-    """The process is stopping (``stop_git``): the command was ended, or not started. A push
-    ended so may or may not have landed: the next start reads the remote again."""
-
-
-STOP_GRACE = 5.0  # seconds a command of a clean stop's last words (``stop_grace``) may take
-_stop = threading.Event()
-_running: set[subprocess.Popen] = set()  # the git commands running now, to end at a stop
-_running_lock = threading.Lock()
-_grace = threading.local()
-
-
-def stop_git() -> None:
-    """A requested stop (the operator's SIGTERM): end the git commands running now, and start none
-    but a clean stop's last words (``stop_grace``), so that no thread holds the exit up."""
-    _stop.set()
-    with _running_lock:
-        for proc in _running:
-            _end(proc)
-
-
-def _end(proc: subprocess.Popen, sig: signal.Signals = signal.SIGTERM) -> None:
-    """End the command and its helpers (its process group: upload-pack, ssh, the remote's hooks on
-    a local remote), which would otherwise hold its pipes open and its caller waiting."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
-
-
-def git_stopped() -> bool:
-    return _stop.is_set()
-
-
-@contextlib.contextmanager
-def stop_grace() -> Iterator[None]:
-    """The git commands of this block run even after ``stop_git``, for STOP_GRACE seconds at most
-    each: what a clean stop still owes the remote (releasing the driver claim)."""
-    _grace.on = True
-    try:
-        yield
-    finally:
-        _grace.on = False
-
-
-def git_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS=env.get("GIT_ASKPASS", "true"), LC_ALL="C")
-    return env
-
-
-def run_git(args: list[str], *, cwd: Path | None = None, input: bytes | None = None,
-            timeout: float | None = None, check: bool = True,
-            env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
-    timeout = git_timeout() if timeout is None else timeout
-    if _stop.is_set():
-        if not getattr(_grace, "on", False):
-            raise GitStopped(f"git {args[0]} not run: the process is stopping")
-        timeout = min(timeout, STOP_GRACE)
-    proc = subprocess.Popen(["git", *args], cwd=cwd, stdin=subprocess.PIPE if input is not None else None,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**git_env(), **(env or {})},
-                            start_new_session=True)  # its own group: a stop ends its helpers (upload-pack, ssh) too
-    with _running_lock:
-        _running.add(proc)
-    if _stop.is_set() and not getattr(_grace, "on", False):
-        _end(proc)  # stopped between the check and the start
-    try:
-        out, err = proc.communicate(input, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        _end(proc, signal.SIGKILL)  # the whole group: a helper left running keeps the pipes open
-        proc.communicate()
-        raise GitTimeout(f"git {args[0]} timed out after {timeout:.0f}s") from e
-    finally:
-        with _running_lock:
-            _running.discard(proc)
-    if proc.returncode < 0 and _stop.is_set():
-        raise GitStopped(f"git {args[0]} ended: the process is stopping")
-    if check and proc.returncode != 0:
-        raise Unavailable(f"git {args[0]} failed: {_first_line(err)}")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-def _first_line(raw: bytes) -> str:
-    return git_says(raw.decode(errors="replace"))
-
-
-def git_says(output: str) -> str:
-    """The line of git's output that says what went wrong: the first fatal, error or remote line
-    (a remote's hook speaks first, git's own summary comes last), else the first line."""
-    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
-    fatal = [ln for ln in lines if ln.startswith(("fatal:", "error:", "remote:"))]
-    return (fatal or lines or ["no error message"])[0]
 
 
 @dataclass(frozen=True)
@@ -329,7 +222,7 @@ class GitStore:
         proc = run_git(["ls-remote", "--", self.remote, LEDGER_REF, CLAIM_REF], cwd=self.cache, check=False,
                        env=self.env)
         if proc.returncode != 0:
-            raise Unavailable(f"cannot reach the rig repository {self.remote}: {_first_line(proc.stderr)}")
+            raise Unavailable(f"cannot reach the rig repository {self.remote}: {first_line(proc.stderr)}")
         refs = {ref: sha for sha, ref in (ln.split("\t", 1) for ln in proc.stdout.decode().splitlines() if "\t" in ln)}
         self.claim_seen = refs.get(CLAIM_REF)
         return refs.get(LEDGER_REF)
@@ -379,7 +272,7 @@ class GitStore:
         if proc.returncode != 0:
             if b"couldn't find remote ref" in proc.stderr:
                 return None
-            raise Unavailable(f"cannot fetch the ledger from {self.remote}: {_first_line(proc.stderr)}")
+            raise Unavailable(f"cannot fetch the ledger from {self.remote}: {first_line(proc.stderr)}")
         return run_git(["rev-parse", CACHE_REF], cwd=self.cache).stdout.decode().strip()
 
     def push(self, commit: str) -> bool:
@@ -401,7 +294,7 @@ class GitStore:
             if any(w in summary for w in _LOST_RACE):
                 return False
             raise Unavailable(f"the remote refused the ledger update: {summary}")
-        raise Unavailable(f"cannot push the ledger to {self.remote}: {_first_line(proc.stderr)}")
+        raise Unavailable(f"cannot push the ledger to {self.remote}: {first_line(proc.stderr)}")
 
     def swap_ref(self, ref: str, commit: str | None, expected: str | None) -> bool:
         """Compare-and-swap ``ref`` on the remote, from ``expected`` (None: absent) to ``commit``
@@ -417,7 +310,7 @@ class GitStore:
         if status and status[0].startswith("!") and any(w in status[0] for w in _LOST_RACE):
             return False
         raise Unavailable(f"cannot push {ref} to {self.remote}: "
-                          f"{status[0].rsplit(chr(9), 1)[-1] if status else _first_line(proc.stderr)}")
+                          f"{status[0].rsplit(chr(9), 1)[-1] if status else first_line(proc.stderr)}")
 
     def is_ancestor(self, commit: str, tip: str) -> bool:
         return run_git(["merge-base", "--is-ancestor", commit, tip], cwd=self.cache,

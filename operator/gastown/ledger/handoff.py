@@ -209,17 +209,51 @@ class Change:
         return marshal.dumps((TAG, "change", self.kind, self.actor, self.bead_id, self.text))
 
 
-PLAIN = (Create, Change)  # what travels through the spool as marshal data, both ways
+class Ops:
+    """Operations applied together (``ops.Together``), as a process that has not loaded them spools
+    them: each named by its class in this installation, ``"gastown.module:Class"``, with its fields
+    (plain data). A session's wrapper books its result so (runtimes/session.py). Its outcome is the
+    last operation's result as JSON data, or None. It is an operation itself: a process that has
+    the ledger loaded applies it there."""
+
+    __slots__ = ("actor", "ops")
+
+    def __init__(self, actor: str, ops: list[tuple[str, dict[str, Any]]]) -> None:
+        for name, _ in ops:
+            module, _, cls = name.partition(":")
+            if not module.startswith("gastown.") or not cls.isidentifier():
+                raise InvalidOperation(f"{name!r} is not an operation of gastown (like 'gastown.polecats:Done')")
+        self.actor, self.ops = actor, ops
+
+    def __repr__(self) -> str:
+        return f"Ops(actor={self.actor!r}, ops={self.ops!r})"
+
+    def apply(self, tx: Any) -> dict[str, Any] | None:
+        import importlib
+
+        from .ops import Together
+
+        made = []
+        for name, fields in self.ops:
+            module, _, cls = name.partition(":")
+            made.append(getattr(importlib.import_module(module), cls)(**fields))
+        result = Together(tuple(made), self.actor).apply(tx)
+        return result.model_dump(mode="json", exclude_none=True) if result is not None else None
+
+    def plain(self) -> bytes:
+        return marshal.dumps((TAG, "ops", self.actor, self.ops))
 
 
-def read_plain(data: bytes) -> Create | Change | None:
+PLAIN = (Create, Change, Ops)  # what travels through the spool as marshal data, both ways
+
+
+def read_plain(data: bytes) -> Create | Change | Ops | None:
     """What ``plain()`` made, or None: another installation's, or a kind this one does not know."""
     tag, what, *fields = marshal.loads(data)
     if tag != TAG:
         return None
-    if what == "create":
-        return Create(*fields)
-    return Change(*fields) if what == "change" else None
+    made = {"create": Create, "change": Change, "ops": Ops}.get(what)
+    return made(*fields) if made is not None else None
 
 
 def plain_outcome(ok: bool, value: Any) -> bytes:
@@ -233,6 +267,12 @@ def plain_outcome(ok: bool, value: Any) -> bytes:
     return marshal.dumps((False, (type(value).__name__, str(value))))
 
 
+def read_outcome(raw: bytes) -> tuple[bool, Any]:
+    """What ``plain_outcome`` made: (True, the record) or (False, the error, raised again)."""
+    ok, value = marshal.loads(raw)
+    return (True, value) if ok else (False, error_named(*value))
+
+
 def error_named(name: str, message: str) -> LedgerError:
     """The ledger's error class ``name`` (else LedgerError) with ``message``."""
     cls = getattr(errors, name, None)
@@ -244,7 +284,7 @@ def error_named(name: str, message: str) -> LedgerError:
     return LedgerError(message)
 
 
-def hand_off(remote: str, cache: str, op: Create | Change, *, git_timeout: float) -> Any:
+def hand_off(remote: str, cache: str, op: Create | Change | Ops, *, git_timeout: float) -> Any:
     """Spool ``op`` for the machine's committer (started when none listens) and wait until its
     commit is on the remote; return its outcome or raise its own error (the committer's, when its
     turn failed: a git command timed out after ``git_timeout``, the remote refused). A committer
@@ -261,10 +301,10 @@ def hand_off(remote: str, cache: str, op: Create | Change, *, git_timeout: float
     while True:
         raw = take_outcome(spool, key)
         if raw is not None:
-            ok, value = marshal.loads(raw)
+            ok, value = read_outcome(raw)
             if ok:
                 return value
-            raise error_named(*value)
+            raise value
         now = time.monotonic()
         if now >= check:
             if not wake(spool):

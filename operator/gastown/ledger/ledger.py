@@ -235,9 +235,11 @@ class Ledger:
             try:
                 # the processes sharing this cache take turns; a waiting one may find its writes done
                 with self.store.writing(done=self._collected) as turn:
-                    if turn and self._hold_ended(HOLD_TURN_SECONDS):  # a block in ``held`` ends first
+                    ended = not turn or self._hold_ended(HOLD_TURN_SECONDS)  # a block in ``held`` ends first
+                    if turn and ended:
                         self._commit_turn()
-                self._hold_ended(None)  # a long one: waited for without the turn, which others take meanwhile
+                if not ended:  # a long one: waited for without the turn, which others take meanwhile
+                    self._hold_ended(None)
             except BaseException as e:  # noqa: BLE001 (the lock itself failed: every waiter must hear of it)
                 with self._cv:
                     waiting, self._queue = self._queue, []

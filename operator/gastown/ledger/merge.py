@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .errors import Unavailable
-from .gitstore import GitStore, Signature, _first_line, run_git
+from .gitrun import first_line, run_git
+from .gitstore import GitStore, Signature
 
 HEADS = "refs/gastown/heads"
 
@@ -46,13 +47,13 @@ class Branches:
                            cwd=self.store.cache, check=False, env=self.store.env)
             if proc.returncode != 0:
                 raise Unavailable(f"cannot fetch {', '.join(wanted)} from {self.store.remote}: "
-                                  f"{_first_line(proc.stderr)}")
+                                  f"{first_line(proc.stderr)}")
 
     def remote_tips(self, *branches: str) -> dict[str, str | None]:
         proc = run_git(["ls-remote", "--heads", "--", self.store.remote, *branches], cwd=self.store.cache,
                        check=False, env=self.store.env)
         if proc.returncode != 0:
-            raise Unavailable(f"cannot reach {self.store.remote}: {_first_line(proc.stderr)}")
+            raise Unavailable(f"cannot reach {self.store.remote}: {first_line(proc.stderr)}")
         found = {}
         for line in proc.stdout.decode().splitlines():
             sha, ref = line.split()
@@ -64,7 +65,7 @@ class Branches:
         proc = run_git(["ls-remote", "--", self.store.remote, f"{prefix}/*"], cwd=self.store.cache, check=False,
                        env=self.store.env)
         if proc.returncode != 0:
-            raise Unavailable(f"cannot reach {self.store.remote}: {_first_line(proc.stderr)}")
+            raise Unavailable(f"cannot reach {self.store.remote}: {first_line(proc.stderr)}")
         return {ref: sha for sha, ref in (line.split() for line in proc.stdout.decode().splitlines())}
 
     def files(self, commit: str, directory: str) -> dict[str, bytes]:
@@ -90,7 +91,7 @@ class Branches:
         if proc.returncode == 1:
             return MergeResult(None, base, [f for f in out[1:] if f])
         if proc.returncode != 0:
-            raise Unavailable(f"git merge-tree failed: {_first_line(proc.stderr)}")
+            raise Unavailable(f"git merge-tree failed: {first_line(proc.stderr)}")
         return MergeResult(self.store.commit_tree(out[0], [base, head], message, author), base)
 
     def push(self, commit: str, branch: str, expected: str | None) -> bool:
@@ -104,7 +105,7 @@ class Branches:
         proc = run_git(["push", "--quiet", "--force", self.store.remote, *[f"{c}:{r}" for r, c in commits.items()]],
                        cwd=self.store.cache, check=False, env=self.store.env)
         if proc.returncode != 0:
-            raise Unavailable(f"cannot push {', '.join(commits)} to {self.store.remote}: {_first_line(proc.stderr)}")
+            raise Unavailable(f"cannot push {', '.join(commits)} to {self.store.remote}: {first_line(proc.stderr)}")
 
     def fetch_ref(self, ref: str) -> bool:
         """Bring the remote's ``ref`` into the cache; False when the remote lacks it."""

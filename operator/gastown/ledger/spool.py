@@ -39,6 +39,7 @@ from .handoff import (
     WAKE,
     new_key,
     plain_outcome,
+    read_outcome,
     read_plain,
     spool_dir,
     take_outcome,
@@ -75,8 +76,8 @@ class Spool:
             raw = take_outcome(self.dir, p.key)
             if raw is None:
                 continue
-            try:
-                ok, value = pickle.loads(raw)  # noqa: S301 (our own spool)
+            try:  # a plain operation (handoff.PLAIN) that another process committed: marshal data
+                ok, value = pickle.loads(raw) if raw[:1] == PICKLED else read_outcome(raw)  # noqa: S301 (our own)
             except Exception:  # noqa: BLE001
                 ok, value = False, LedgerError("this write was committed by another gt process of this "
                                                "machine, but its outcome could not be read: check the bead")

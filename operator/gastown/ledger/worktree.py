@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import Unavailable
-from .gitstore import git_env, git_says, git_timeout
+from .gitrun import git_env, git_says, git_timeout
 
 # git's words when another git process holds a lock this one needs: the polecats' checkouts are
 # worktrees of one clone, so their fetches update the same remote-tracking refs at once

@@ -35,8 +35,7 @@ from ..ledger import Bead, Ledger, LedgerError, Status
 from ..ledger.ledger import pushed_marker, pushed_stamp
 from ..ledger.worktree import commit_leftovers, current_branch, last_commit_age, push_branch
 from ..mayor import MayorRun, PlanInvalid
-from ..names import DAEMON_ACTOR
-from ..polecats import branch_for
+from ..names import DAEMON_ACTOR, branch_for
 from ..refinery import QueueSettings
 from ..refinery.verify import Verification, VerifierThreads, alive
 from ..rigloop import Cadence, Driver, DriverPort, RigLoop, Round

@@ -9,6 +9,7 @@ ledger read and no ledger write of its wrapper: the wrapper starts the agent fir
 session that ends well finishes with `gt done`: leftovers committed, the branch pushed, a
 merge-request bead recorded (with what the session spent), the polecat idle. A session that ends
 badly still pushes its work (so a restart resumes it) and leaves the bead hooked to the polecat.
+Such a wrapper never loads the ledger: its records go to the machine's committer (``Writes``).
 """
 
 from __future__ import annotations
@@ -27,14 +28,17 @@ from pathlib import Path
 
 TYPE_CHECKING = False  # typing is not loaded before the agent starts (wrapper.py)
 
-# Only what starts the agent is imported up front: the ledger, git, pydantic and tracing load
-# while the agent already runs (``_booking`` and below import them where they are used).
+# Only what starts the agent is imported up front: git, tracing (and the ledger, for a session that
+# prepares itself) load while the agent already runs, where they are used.
 if TYPE_CHECKING:
     from concurrent.futures import Future
+    from typing import Any
 
     from ..ledger import Bead, Ledger
     from ..ledger.ops import Operation
     from ..polecats import DoneStatus
+
+    Named = tuple[str, dict[str, Any]]  # an operation named by its class, with its fields (handoff.Ops)
 
 # `gt session run` exit codes, so that a Job's pod says how the session ended.
 EXIT_CODES = {"completed": 0, "escalated": 0, "deferred": 0, "failed": 1, "rate_limited": 3,
@@ -186,7 +190,8 @@ def book(spec: SessionSpec, bead_id: str, submit: Callable[[Operation], Future])
     LedgerError (git)."""
     from ..ledger.ops import Together
     from ..ledger.worktree import rescue_prefix, rescue_unpushed
-    from ..polecats import RecordRescue, StartSession, branch_for
+    from ..names import branch_for
+    from ..polecats import RecordRescue, StartSession
 
     rescues = rescue_unpushed(spec.workdir, branch_for(spec.polecat, bead_id), rescue_prefix(spec.polecat, bead_id))
     booked = submit(Together((StartSession(bead_id, spec.polecat, spec.session, spec.actor),
@@ -203,7 +208,7 @@ def prepare(spec: SessionSpec, bead: Bead, beads: Mapping[str, Bead], booking: B
     (the runtime)."""
     from ..ledger import query
     from ..ledger.worktree import identity_env, prepare_branch
-    from ..polecats import branch_for
+    from ..names import branch_for
     from .config import resolve
     from .prompt import render
 
@@ -267,8 +272,8 @@ def run_session(spec: SessionSpec) -> Outcome:
 
 def _session(spec: SessionSpec, started: float, *, launch: Launch | None, agent: _Agent | None,
              stopping: threading.Event) -> Outcome:
-    from ..ledger import Ledger, LedgerError
-    from ..ledger.gitstore import set_git_timeout
+    from ..ledger.errors import LedgerError
+    from ..ledger.gitrun import set_git_timeout
     from ..names import BEAD_LABEL, POLECAT_LABEL
     from ..telemetry import tracing
     from .heartbeat import Heartbeat
@@ -282,18 +287,18 @@ def _session(spec: SessionSpec, started: float, *, launch: Launch | None, agent:
             tracing.span("session", bead=spec.bead, polecat=spec.polecat, session=spec.session,
                          runtime=spec.runtime) as span, \
             Heartbeat(spec.heartbeat, spec.session, spec.heartbeat_interval, labels), \
-            Ledger(spec.rig, cache_dir=spec.cache_dir, actor=spec.actor) as ledger:
+            Writes(spec.rig, spec.cache_dir, spec.actor) as writes:
         try:
-            outcome = _run(spec, ledger, started, launch=launch, agent=agent, stopping=stopping)
+            outcome = _run(spec, writes, started, launch=launch, agent=agent, stopping=stopping)
         except (LedgerError, ValueError) as e:
             outcome = Outcome("failed", f"could not start: {e}", seconds=time.monotonic() - started)
-            _record_failure(spec, ledger, outcome, spec.runtime)
+            _record_failure(spec, writes, outcome, spec.runtime)
         span.set_attribute("gastown.outcome", outcome.status)
     outcome.ended_at = time.time()
     return outcome
 
 
-def _run(spec: SessionSpec, ledger: Ledger, started: float, *, launch: Launch | None, agent: _Agent | None,
+def _run(spec: SessionSpec, writes: Writes, started: float, *, launch: Launch | None, agent: _Agent | None,
          stopping: threading.Event) -> Outcome:
     from ..telemetry import tracing
     from . import output
@@ -302,6 +307,7 @@ def _run(spec: SessionSpec, ledger: Ledger, started: float, *, launch: Launch | 
     try:
         runtime = resolve(spec.runtime)
         if launch is None:  # nobody prepared it (a pod): the bead from the ledger, the rest here
+            ledger = writes.opened()
             beads = ledger.beads()
             if spec.bead not in beads:
                 ledger.get(spec.bead)  # the precise error: not found or corrupt
@@ -335,7 +341,7 @@ def _run(spec: SessionSpec, ledger: Ledger, started: float, *, launch: Launch | 
     if marker is not None:  # the agent ran `gt done` itself
         outcome = Outcome(marker["status"], marker.get("reason", ""), exit_code=exit_code, seconds=seconds,
                           commit=marker.get("commit"), result_bead=marker.get("result"), usage=report.usage())
-        _record_usage(spec, ledger, runtime.name, outcome)
+        _record_usage(spec, writes, runtime.name, outcome)
         return outcome
     if report.rate_limited and (exit_code != 0 or cut == "timeout"):  # a CLI may retry until the deadline
         outcome = Outcome("rate_limited", f"{runtime.name} hit a rate limit: {report.error or ''}".strip(),
@@ -354,7 +360,7 @@ def _run(spec: SessionSpec, ledger: Ledger, started: float, *, launch: Launch | 
         # what it spent is booked with its result: one ledger write between the agent's end and the slot's
         done = finish(spec.rig, spec.bead, polecat=spec.polecat, session=spec.session, status="completed", reason="",
                       workdir=spec.workdir, target=spec.target, session_dir=spec.session_dir,
-                      cache_dir=spec.cache_dir, ledger=ledger, also=(_usage_op(spec, runtime.name, outcome),))
+                      cache_dir=spec.cache_dir, writes=writes, also=(_usage_op(spec, runtime.name, outcome),))
         outcome.commit, outcome.result_bead = done["commit"], done["result"]
         outcome.seconds = time.monotonic() - started
         return outcome
@@ -368,7 +374,7 @@ def _run(spec: SessionSpec, ledger: Ledger, started: float, *, launch: Launch | 
                           seconds=seconds)
     outcome.usage = report.usage()
     outcome.commit = _save_work(spec, launch.branch, outcome)
-    _record_failure(spec, ledger, outcome, runtime.name)
+    _record_failure(spec, writes, outcome, runtime.name)
     return outcome
 
 
@@ -560,7 +566,7 @@ def _earlier_sessions(bead: Bead) -> str:
 
 def _save_work(spec: SessionSpec, branch: str, outcome: Outcome) -> str | None:
     """Push whatever the session did, so that the next session resumes it; never lose work."""
-    from ..ledger import LedgerError
+    from ..ledger.errors import LedgerError
     from ..ledger.worktree import commit_leftovers, current_branch, push_branch
 
     try:
@@ -574,35 +580,73 @@ def _save_work(spec: SessionSpec, branch: str, outcome: Outcome) -> str | None:
         return None
 
 
-def _usage_op(spec: SessionSpec, runtime: str, outcome: Outcome) -> Operation:
-    from ..spend import RecordUsage
+class Writes:
+    """Where a session's records go: to the machine's committer (``handoff``, as a `gt bead create`
+    hands its write off), so that a local session's wrapper, whose start the daemon prepared, never
+    loads the ledger (pydantic and the model: two thirds of its CPU, on a machine where the next
+    agents start); into a Ledger of its own once the session has opened one to prepare itself (a
+    pod). Either way a record is on the remote when ``apply`` returns. The operations are named
+    (``handoff.Ops``): the wrapper does not load them either."""
 
-    return RecordUsage(bead_id=spec.bead, session=spec.session, runtime=runtime,
-                       usage={**outcome.usage, "seconds": round(outcome.seconds, 1)}, actor=spec.actor)
+    def __init__(self, rig: str, cache_dir: Path | None, actor: str) -> None:
+        self.rig, self.cache_dir, self.actor = rig, cache_dir, actor
+        self._ledger: Ledger | None = None
+
+    def opened(self) -> Ledger:
+        """A Ledger of the session's own, from here on where its records go."""
+        if self._ledger is None:
+            from ..ledger import Ledger
+
+            self._ledger = Ledger(self.rig, cache_dir=self.cache_dir, actor=self.actor)
+        return self._ledger
+
+    def apply(self, *named: Named) -> dict[str, Any] | None:
+        """Apply the operations ``named`` in one commit; the last one's result, as JSON data."""
+        from ..ledger.gitrun import git_timeout
+        from ..ledger.handoff import Ops, cache_dir_for, hand_off, normalise_remote
+
+        ops = Ops(self.actor, list(named))
+        if self._ledger is not None:
+            return self._ledger.apply(ops)
+        remote = normalise_remote(self.rig)
+        cache = str(self.cache_dir) if self.cache_dir is not None else cache_dir_for(remote)
+        return hand_off(remote, cache, ops, git_timeout=git_timeout())
+
+    def __enter__(self) -> Writes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
 
 
-def _record_usage(spec: SessionSpec, ledger: Ledger, runtime: str, outcome: Outcome) -> None:
-    from ..ledger import LedgerError
+def _usage_op(spec: SessionSpec, runtime: str, outcome: Outcome) -> Named:
+    return "gastown.spend:RecordUsage", {"bead_id": spec.bead, "session": spec.session, "runtime": runtime,
+                                        "usage": {**outcome.usage, "seconds": round(outcome.seconds, 1)},
+                                        "actor": spec.actor}
+
+
+def _record_usage(spec: SessionSpec, writes: Writes, runtime: str, outcome: Outcome) -> None:
+    from ..ledger.errors import LedgerError
 
     try:
-        ledger.apply(_usage_op(spec, runtime, outcome))
+        writes.apply(_usage_op(spec, runtime, outcome))
     except LedgerError as e:
         outcome.reason += f" (usage not recorded in the ledger: {e})"
 
 
-def _record_failure(spec: SessionSpec, ledger: Ledger, outcome: Outcome, runtime: str) -> None:
-    from ..ledger import LedgerError
-    from ..ledger.ops import Together
-    from ..polecats import EndSession
-    from ..scheduler import RateLimitStrike
+def _record_failure(spec: SessionSpec, writes: Writes, outcome: Outcome, runtime: str) -> None:
+    from ..ledger.errors import LedgerError
 
-    ops: list = [EndSession(bead_id=spec.bead, polecat=spec.polecat, session=spec.session,
-                            status=outcome.status, reason=outcome.reason,  # type: ignore[arg-type]
-                            actor=spec.actor), _usage_op(spec, runtime, outcome)]
+    ops: list[Named] = [("gastown.polecats:EndSession",
+                         {"bead_id": spec.bead, "polecat": spec.polecat, "session": spec.session,
+                          "status": outcome.status, "reason": outcome.reason, "actor": spec.actor}),
+                        _usage_op(spec, runtime, outcome)]
     if outcome.status == "rate_limited":
-        ops.append(RateLimitStrike(spec.session, spec.actor, outcome.retry_after))
+        ops.append(("gastown.scheduler:RateLimitStrike",
+                    {"session": spec.session, "actor": spec.actor, "retry_after": outcome.retry_after}))
     try:
-        ledger.apply(Together(tuple(ops), spec.actor))
+        writes.apply(*ops)
     except LedgerError as e:
         outcome.reason += f" (not recorded in the ledger: {e})"
 
@@ -616,21 +660,20 @@ def _read_done(spec: SessionSpec) -> dict | None:
 
 def finish(rig: str, bead: str, *, polecat: str, session: str, status: DoneStatus, reason: str,
            workdir: Path, target: str, session_dir: Path | None, cache_dir: Path | None,
-           ledger: Ledger | None = None, also: tuple[Operation, ...] = ()) -> dict:
+           writes: Writes | None = None, also: tuple[Named, ...] = ()) -> dict:
     """`gt done`: commit leftovers, push the branch, record the result (with ``also``, in the same
     write), set the polecat idle."""
     from ..telemetry import tracing
 
     with tracing.span("done", bead=bead, polecat=polecat, status=status):
         return _finish(rig, bead, polecat=polecat, session=session, status=status, reason=reason, workdir=workdir,
-                       target=target, session_dir=session_dir, cache_dir=cache_dir, ledger=ledger, also=also)
+                       target=target, session_dir=session_dir, cache_dir=cache_dir, writes=writes, also=also)
 
 
 def _finish(rig: str, bead: str, *, polecat: str, session: str, status: DoneStatus, reason: str,
             workdir: Path, target: str, session_dir: Path | None, cache_dir: Path | None,
-            ledger: Ledger | None, also: tuple[Operation, ...]) -> dict:
-    from ..ledger import Ledger, LedgerError
-    from ..ledger.ops import Together
+            writes: Writes | None, also: tuple[Named, ...]) -> dict:
+    from ..ledger.errors import LedgerError
     from ..ledger.worktree import (
         commit_leftovers,
         current_branch,
@@ -638,8 +681,7 @@ def _finish(rig: str, bead: str, *, polecat: str, session: str, status: DoneStat
         done_ref,
         push_branch,
     )
-    from ..polecats import Done, branch_for
-    from ..scheduler import ClearStrikes
+    from ..names import branch_for
 
     actor = f"polecat {polecat}"
     branch = current_branch(workdir)
@@ -651,18 +693,14 @@ def _finish(rig: str, bead: str, *, polecat: str, session: str, status: DoneStat
     # records it, the Deacon finds the ref and records it (deacon.py)
     marker_ref = done_ref(bead) if status == "completed" else None
     commit = push_branch(workdir, branch, marker=marker_ref)
-    own = ledger is None
-    ledger = ledger or Ledger(rig, cache_dir=cache_dir, actor=actor)
-    try:
-        done = Done(bead_id=bead, polecat=polecat, session=session, status=status, branch=branch, target=target,
-                    commit=commit, reason=reason, actor=actor)
-        result = ledger.apply(Together((ClearStrikes(actor), *also, done), actor))  # the result: done's
-    finally:
-        if own:
-            ledger.close()
+    done = ("gastown.polecats:Done", {"bead_id": bead, "polecat": polecat, "session": session, "status": status,
+                                      "branch": branch, "target": target, "commit": commit, "reason": reason,
+                                      "actor": actor})
+    with Writes(rig, cache_dir, actor) if writes is None else contextlib.nullcontext(writes) as into:
+        result = into.apply(("gastown.scheduler:ClearStrikes", {"actor": actor}), *also, done)  # done's
     if marker_ref:
         delete_ref(workdir, marker_ref)
-    marker = {"status": status, "reason": reason, "commit": commit, "result": result.id if result else None}
+    marker = {"status": status, "reason": reason, "commit": commit, "result": result["id"] if result else None}
     if session_dir is not None:
         session_dir.mkdir(parents=True, exist_ok=True)
         (session_dir / "done.json").write_text(json.dumps(marker) + "\n")

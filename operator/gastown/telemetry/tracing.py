@@ -16,20 +16,19 @@ and the process inside carries on from it (`inherited`).
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from .. import convoy as convoys
-from ..ledger import Bead
+if TYPE_CHECKING:  # a session's wrapper traces without the ledger's model (pydantic) loaded
+    from ..ledger import Bead
 
 ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
 TRACEPARENT = "TRACEPARENT"
@@ -91,6 +90,8 @@ def _tracer() -> trace.Tracer:
 def convoy_ids(home: str, key: str) -> tuple[int, int]:
     """(trace id, root span id) of the trace of convoy ``key`` whose home rig is ``home``: the
     same for each rig's part of it, in any process, at any time."""
+    import hashlib  # (OpenSSL: loaded only by a process that traces a convoy)
+
     digest = hashlib.sha256(f"gastown convoy\0{home}\0{key}".encode()).digest()
     return int.from_bytes(digest[:16]) or 1, int.from_bytes(digest[16:24]) or 1
 
@@ -114,6 +115,8 @@ def bead_context(ids: str | Iterable[str], beads: Mapping[str, Bead]) -> Context
     its source's); None when none belongs to a convoy, or while tracing is off."""
     if _provider is None:
         return None
+    from .. import convoy as convoys
+
     for bead_id in [ids] if isinstance(ids, str) else ids:
         bead = beads.get(bead_id)
         if bead is not None and bead.metadata.get("source") in beads:
