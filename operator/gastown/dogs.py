@@ -124,14 +124,14 @@ def stale_polecats(beads: Mapping[str, Bead], names: Iterable[str], now: datetim
 
 
 def loose_objects(repo: Path) -> int:
-    proc = run_git(["count-objects"], cwd=repo, check=False)
+    proc = run_git(["count-objects"], repo=repo, check=False)
     return int(proc.stdout.split()[0]) if proc.returncode == 0 and proc.stdout else 0
 
 
 def gc(repo: Path) -> str:
     """`git gc` (default expiry, so objects being written meanwhile are safe); what it did."""
     before = loose_objects(repo)
-    proc = run_git(["gc", "--quiet"], cwd=repo, check=False, timeout=1800)
+    proc = run_git(["gc", "--quiet"], repo=repo, check=False, timeout=1800)
     if proc.returncode != 0:
         return f"git gc failed in {repo}: {proc.stderr.decode(errors='replace').strip()[:200]}"
     return f"{repo.name}: loose objects {before} -> {loose_objects(repo)} (the rest packed)"
@@ -195,11 +195,11 @@ class Kennel:
         # unreferenced until then, and gc must not count it as garbage
         self.ledger.store.fetch()
         live = set(self.branches.remote_refs("refs/heads"))
-        proc = run_git(["for-each-ref", "--format=%(refname)", HEADS], cwd=cache, check=False)
+        proc = run_git(["for-each-ref", "--format=%(refname)", HEADS], repo=cache, check=False)
         gone = [r for r in proc.stdout.decode().split() if f"refs/heads/{r.removeprefix(HEADS + '/')}" not in live]
         with self.ledger.store.locked():
             for ref in gone:
-                run_git(["update-ref", "-d", ref], cwd=cache, check=False)
+                run_git(["update-ref", "-d", ref], repo=cache, check=False)
         if gone:
             report.done.append(f"dropped {len(gone)} cached refs of deleted branches")
         for repo in [cache, *repos]:

@@ -356,12 +356,22 @@ def merged_unattended(town: AgentTown, standin: StandIn) -> tuple[list[Seen], di
     last session's result, having waited for the bead to merge and asserted that the model was
     asked, that the first request carries the town's prompt unaltered, that the CLI worked
     unattended (three turns, each carrying back every tool result so far, no question asked),
-    and that the session completed."""
+    that its own `gt done` worked in its shell, and that the session completed."""
     town.wait_merged()
     main = standin.main_requests()
     assert main, town.report()
     assert main[0].conversation.says(town.prompt(0)), town.report()
     assert [s.conversation.tool_results for s in main] == [0, 1, 2], town.report()
+    assert_done_in_its_shell(town, main)
     result = town.last_result()
     assert result["status"] == "completed", town.report()
     return main, result
+
+
+def assert_done_in_its_shell(town: AgentTown, main: list[Seen]) -> None:
+    """The agent's own `gt done` worked in the CLI's shell: the model read the line it prints. (The
+    wrapper records a result the agent's `gt done` failed to, which would hide its failure: GitHub
+    Copilot's shell sets safe.bareRepository=explicit, and the ledger's git failed there; Codex's
+    ran a login shell, whose PATH had no `gt`.)"""
+    assert main[-1].conversation.says(f"{town.bead}: completed; pushed polecat/"), \
+        [t[-600:] for t in main[-1].conversation.texts if "gt done" in t or "gt:" in t][-2:]

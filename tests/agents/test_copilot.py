@@ -17,6 +17,7 @@ from contract import (
     CALC,
     FINAL,
     SHELL_STEP,
+    assert_done_in_its_shell,
     rate_limited_then_merged,
     standin_fixture,
     stopped_then_resumed,
@@ -75,6 +76,7 @@ def test_copilot_completes_a_bead_to_merged_main(copilot_town, standin):
     assert re.fullmatch(r"<current_datetime>[^<]+</current_datetime>\n\n", sent.removesuffix(prompt)), sent
     # it worked unattended: three turns, each tool result carried back, no question asked
     assert [s.conversation.tool_results for s in main] == [0, 1, 2]
+    assert_done_in_its_shell(town, main)
     result = town.last_result()
     assert result["status"] == "completed", town.report()
     # the CLI's own per-call usage records (in its session store, under the polecat's COPILOT_HOME):

@@ -19,6 +19,7 @@ from gastown.standin.anthropic import Anthropic
 
 from contract import (
     CALC,
+    assert_done_in_its_shell,
     rate_limited_then_merged,
     standin_fixture,
     stopped_then_resumed,
@@ -71,6 +72,7 @@ def test_opencode_completes_a_bead_to_merged_main(agent_town, cli, standin):
     assert [b["text"] for b in first if b.get("type") == "text"] == [town.prompt(0)], town.report()
     # it worked unattended with its own tools: three turns, each tool result carried back
     assert [s.conversation.tool_results for s in main] == [0, 1, 2], town.report()
+    assert_done_in_its_shell(town, main)
     assert {"write", "bash"} <= {t["name"] for t in main[0].body["tools"]}
     result = town.last_result()
     assert result["status"] == "completed", town.report()

@@ -314,3 +314,19 @@ def test_named_operations_come_back_to_the_ledger_that_submitted_them_whoever_co
             assert wait_for(lambda: rig.spooled() == 2)
         result = booked.result(timeout=60)
     assert result["id"] == bead and result["comments"][-1]["text"] == "session ended"
+
+
+def test_the_ledger_names_its_bare_cache_where_git_must_be_told_which_repository(rig):
+    """GitHub Copilot's shell runs its commands with safe.bareRepository=explicit (GIT_CONFIG_*):
+    there git refuses a bare repository found from its working directory. A `gt` run there (an
+    agent's `gt done`, a create) reads the ledger, and starts the machine's committer with that
+    environment; the committer then serves every writer of the machine for its linger (a session's
+    wrapper booking its result). The ledger names its cache to git, so each of them works."""
+    assert wait_for(lambda: not committers(rig.cache), timeout=30)  # the next create starts one
+    clean = dict(rig.env)
+    rig.env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="safe.bareRepository", GIT_CONFIG_VALUE_0="explicit")
+    rig.run("create", "from a shell of copilot's")
+    assert rig.titles()["from a shell of copilot's"] == 1  # a list reads the ledger in its own process
+    rig.env = clean
+    rig.run("create", "from elsewhere, by the same committer")
+    assert rig.titles()["from elsewhere, by the same committer"] == 1

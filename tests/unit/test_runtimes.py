@@ -22,7 +22,7 @@ EXPECTED = {
     "claude": ["claude", "--model", "opus", "--print", "--dangerously-skip-permissions", "--output-format",
                "stream-json", "--verbose", NASTY],
     "codex": ["codex", "exec", "--model", "opus", "--dangerously-bypass-approvals-and-sandbox",
-              "--skip-git-repo-check", "--json", "-"],
+              "--skip-git-repo-check", "-c", "allow_login_shell=false", "--json", "-"],
     "gemini": ["gemini", "--model", "opus", "--yolo", "--skip-trust", "--output-format", "stream-json",
                "--prompt", NASTY],
     "cursor": ["cursor-agent", "--model", "opus", "--print", "--force", "--output-format", "text", NASTY],

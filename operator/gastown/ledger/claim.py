@@ -130,11 +130,11 @@ class ClaimStore:
     def _load(self, sha: str) -> Claim:
         if not self.store.has(sha):  # fetched: by now it may have moved on (or gone)
             proc = run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", self.store.remote,
-                            f"+{CLAIM_REF}:{SEEN_REF}"], cwd=self.store.cache, check=False, env=self.store.env)
+                            f"+{CLAIM_REF}:{SEEN_REF}"], repo=self.store.cache, check=False, env=self.store.env)
             if proc.returncode != 0:
                 raise Unavailable(f"cannot read the driver claim of {self.store.remote}")
-            sha = self.store.claim_seen = run_git(["rev-parse", SEEN_REF], cwd=self.store.cache).stdout.decode().strip()
-        raw = run_git(["cat-file", "commit", sha], cwd=self.store.cache, check=False).stdout.decode(errors="replace")
+            sha = self.store.claim_seen = run_git(["rev-parse", SEEN_REF], repo=self.store.cache).stdout.decode().strip()
+        raw = run_git(["cat-file", "commit", sha], repo=self.store.cache, check=False).stdout.decode(errors="replace")
         try:
             body = json.loads(raw.split("\n\n", 1)[1].split("\n\n", 1)[1])
             return Claim(str(body["holder"]), datetime.fromisoformat(body["renewed"]), float(body["lease"]), sha)

@@ -77,16 +77,26 @@ def stop_grace() -> Iterator[None]:
         _grace.on = False
 
 
+def bare(repo: Path) -> dict[str, str]:
+    """What names the bare repository ``repo`` explicitly to git: a process may inherit
+    ``safe.bareRepository=explicit`` (GitHub Copilot's shell sets it, in GIT_CONFIG_*), under which
+    git refuses a bare repository it finds from its working directory, the ledger's cache included."""
+    return {"GIT_DIR": str(repo)}
+
+
 def git_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS=env.get("GIT_ASKPASS", "true"), LC_ALL="C")
     return env
 
 
-def run_git(args: list[str], *, cwd: Path | None = None, input: bytes | None = None,
+def run_git(args: list[str], *, repo: Path | None = None, cwd: Path | None = None, input: bytes | None = None,
             timeout: float | None = None, check: bool = True,
             env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``git ARGS``, in the bare repository ``repo`` or the working directory ``cwd``."""
     timeout = git_timeout() if timeout is None else timeout
+    if repo is not None:
+        cwd, env = repo, {**(env or {}), **bare(repo)}
     if _stop.is_set():
         if not getattr(_grace, "on", False):
             raise GitStopped(f"git {args[0]} not run: the process is stopping")

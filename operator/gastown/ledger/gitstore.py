@@ -24,7 +24,7 @@ from pathlib import Path
 from . import layout
 from .catfile import CatFile
 from .errors import CorruptRecord, Unavailable, UnknownOutcome
-from .gitrun import GitTimeout, first_line, git_env, run_git
+from .gitrun import GitTimeout, bare, first_line, git_env, run_git
 from .handoff import normalise_remote
 from .layout import ARCHIVE_DIR, BEADS_DIR, FORMAT, LEVELS, TREE, Config, record_path
 from .model import Bead
@@ -118,7 +118,7 @@ class GitStore:
         self.default_prefix = default_prefix
         self.env = dict(env or {})  # credentials for the remote, for the commands that reach it
         self._ensure_cache()
-        self._objects = CatFile(self.cache, git_env())
+        self._objects = CatFile(self.cache, {**git_env(), **bare(self.cache)})
         self._beads: OrderedDict[bytes, Bead] = OrderedDict()
         self._snapshots: OrderedDict[str | None, GitSnapshot] = OrderedDict()
         self.trees = layout.Trees(self.read_object, self.write_object)
@@ -136,7 +136,7 @@ class GitStore:
         with self.locked():
             if not (self.cache / "objects").is_dir():
                 run_git(["init", "--quiet", "--bare", str(self.cache)])
-                run_git(["config", "gc.auto", "0"], cwd=self.cache)
+                run_git(["config", "gc.auto", "0"], repo=self.cache)
 
     @contextlib.contextmanager
     def locked(self, name: str = "gastown.lock") -> Iterator[None]:
@@ -207,7 +207,7 @@ class GitStore:
             return False
         # its own session, not waited for: it outlives a one-shot CLI process, off the hot path
         subprocess.Popen(["git", "-c", f"gc.auto={PACK_LOOSE_OBJECTS}", "-c", "gc.autoDetach=false", "gc", "--auto",
-                          "--quiet"], cwd=self.cache, env=git_env(), stdin=subprocess.DEVNULL,
+                          "--quiet"], cwd=self.cache, env={**git_env(), **bare(self.cache)}, stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         return True
 
@@ -219,7 +219,7 @@ class GitStore:
     def remote_tip(self) -> str | None:
         """The remote ledger tip, asked of the remote (one round trip, no objects moved); the
         driver claim's commit is read in the same round trip (``claim_seen``)."""
-        proc = run_git(["ls-remote", "--", self.remote, LEDGER_REF, CLAIM_REF], cwd=self.cache, check=False,
+        proc = run_git(["ls-remote", "--", self.remote, LEDGER_REF, CLAIM_REF], repo=self.cache, check=False,
                        env=self.env)
         if proc.returncode != 0:
             raise Unavailable(f"cannot reach the rig repository {self.remote}: {first_line(proc.stderr)}")
@@ -232,7 +232,7 @@ class GitStore:
         writers push is written loose, and so is a small fetch): no git process, where a rig
         loop's tick that finds a new tip asked `git cat-file -e` each time; a packed one, git."""
         return self._loose_commit(commit) or run_git(
-            ["cat-file", "-e", f"{commit}^{{commit}}"], cwd=self.cache, check=False).returncode == 0
+            ["cat-file", "-e", f"{commit}^{{commit}}"], repo=self.cache, check=False).returncode == 0
 
     def _loose_commit(self, commit: str) -> bool:
         """A loose object named ``commit`` is in the cache, and it is a commit (its header says so)."""
@@ -268,12 +268,12 @@ class GitStore:
 
     def _fetch(self) -> str | None:
         proc = run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", self.remote,
-                        f"+{LEDGER_REF}:{CACHE_REF}"], cwd=self.cache, check=False, env=self.env)
+                        f"+{LEDGER_REF}:{CACHE_REF}"], repo=self.cache, check=False, env=self.env)
         if proc.returncode != 0:
             if b"couldn't find remote ref" in proc.stderr:
                 return None
             raise Unavailable(f"cannot fetch the ledger from {self.remote}: {first_line(proc.stderr)}")
-        return run_git(["rev-parse", CACHE_REF], cwd=self.cache).stdout.decode().strip()
+        return run_git(["rev-parse", CACHE_REF], repo=self.cache).stdout.decode().strip()
 
     def push(self, commit: str) -> bool:
         """Compare-and-swap: True when the remote took ``commit``, False when its tip moved.
@@ -283,7 +283,7 @@ class GitStore:
         """
         try:
             proc = run_git(["push", "--porcelain", "--quiet", self.remote, f"{commit}:{LEDGER_REF}"],
-                           cwd=self.cache, check=False, env=self.env)
+                           repo=self.cache, check=False, env=self.env)
         except GitTimeout as e:
             raise UnknownOutcome(str(e)) from e
         status = [ln for ln in proc.stdout.decode(errors="replace").splitlines() if "\t" in ln]
@@ -301,7 +301,7 @@ class GitStore:
         (None: delete it); False when the ref was not at ``expected``."""
         try:
             proc = run_git(["push", "--porcelain", "--quiet", f"--force-with-lease={ref}:{expected or ''}", self.remote,
-                            f"{commit or ''}:{ref}"], cwd=self.cache, check=False, env=self.env)
+                            f"{commit or ''}:{ref}"], repo=self.cache, check=False, env=self.env)
         except GitTimeout as e:
             raise UnknownOutcome(str(e)) from e
         if proc.returncode == 0:
@@ -313,7 +313,7 @@ class GitStore:
                           f"{status[0].rsplit(chr(9), 1)[-1] if status else first_line(proc.stderr)}")
 
     def is_ancestor(self, commit: str, tip: str) -> bool:
-        return run_git(["merge-base", "--is-ancestor", commit, tip], cwd=self.cache,
+        return run_git(["merge-base", "--is-ancestor", commit, tip], repo=self.cache,
                        check=False).returncode == 0
 
     # --- objects ------------------------------------------------------------------------
@@ -437,7 +437,7 @@ class GitStore:
     # --- history ------------------------------------------------------------------------------
 
     def last_commit_touching(self, tip: str, path: str) -> str | None:
-        proc = run_git(["log", "-1", "--format=%H", tip, "--", path], cwd=self.cache, check=False)
+        proc = run_git(["log", "-1", "--format=%H", tip, "--", path], repo=self.cache, check=False)
         return proc.stdout.decode().strip() or None
 
     def log(self, tip: str, *paths: str) -> list[dict]:
@@ -445,7 +445,7 @@ class GitStore:
         args = ["log", "--format=%H%x1f%an%x1f%aI%x1f%B%x1e", tip]
         if paths:
             args += ["--", *paths]
-        out = run_git(args, cwd=self.cache).stdout.decode(errors="replace")
+        out = run_git(args, repo=self.cache).stdout.decode(errors="replace")
         entries = []
         for chunk in out.split("\x1e"):
             chunk = chunk.strip("\n")

@@ -44,13 +44,13 @@ class Branches:
         if wanted:
             specs = [f"+refs/heads/{b}:{HEADS}/{b}" for b in wanted]
             proc = run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", self.store.remote, *specs],
-                           cwd=self.store.cache, check=False, env=self.store.env)
+                           repo=self.store.cache, check=False, env=self.store.env)
             if proc.returncode != 0:
                 raise Unavailable(f"cannot fetch {', '.join(wanted)} from {self.store.remote}: "
                                   f"{first_line(proc.stderr)}")
 
     def remote_tips(self, *branches: str) -> dict[str, str | None]:
-        proc = run_git(["ls-remote", "--heads", "--", self.store.remote, *branches], cwd=self.store.cache,
+        proc = run_git(["ls-remote", "--heads", "--", self.store.remote, *branches], repo=self.store.cache,
                        check=False, env=self.store.env)
         if proc.returncode != 0:
             raise Unavailable(f"cannot reach {self.store.remote}: {first_line(proc.stderr)}")
@@ -62,7 +62,7 @@ class Branches:
 
     def remote_refs(self, prefix: str) -> dict[str, str]:
         """The remote's refs under ``prefix`` (refs/...), by full name."""
-        proc = run_git(["ls-remote", "--", self.store.remote, f"{prefix}/*"], cwd=self.store.cache, check=False,
+        proc = run_git(["ls-remote", "--", self.store.remote, f"{prefix}/*"], repo=self.store.cache, check=False,
                        env=self.store.env)
         if proc.returncode != 0:
             raise Unavailable(f"cannot reach {self.store.remote}: {first_line(proc.stderr)}")
@@ -70,7 +70,7 @@ class Branches:
 
     def files(self, commit: str, directory: str) -> dict[str, bytes]:
         """The files directly in ``directory`` at ``commit`` (empty when there is none)."""
-        proc = run_git(["ls-tree", "-z", f"{commit}:{directory}"], cwd=self.store.cache, check=False)
+        proc = run_git(["ls-tree", "-z", f"{commit}:{directory}"], repo=self.store.cache, check=False)
         out = {}
         for entry in proc.stdout.split(b"\0") if proc.returncode == 0 else []:
             if not entry:
@@ -86,7 +86,7 @@ class Branches:
         if self.store.is_ancestor(head, base):
             return MergeResult(base, base)  # already in: nothing to merge
         proc = run_git(["merge-tree", "--write-tree", "--name-only", "--no-messages", base, head],
-                       cwd=self.store.cache, check=False)
+                       repo=self.store.cache, check=False)
         out = proc.stdout.decode().splitlines()
         if proc.returncode == 1:
             return MergeResult(None, base, [f for f in out[1:] if f])
@@ -103,26 +103,26 @@ class Branches:
         if not commits:
             return
         proc = run_git(["push", "--quiet", "--force", self.store.remote, *[f"{c}:{r}" for r, c in commits.items()]],
-                       cwd=self.store.cache, check=False, env=self.store.env)
+                       repo=self.store.cache, check=False, env=self.store.env)
         if proc.returncode != 0:
             raise Unavailable(f"cannot push {', '.join(commits)} to {self.store.remote}: {first_line(proc.stderr)}")
 
     def fetch_ref(self, ref: str) -> bool:
         """Bring the remote's ``ref`` into the cache; False when the remote lacks it."""
         proc = run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", self.store.remote, f"+{ref}:{ref}"],
-                       cwd=self.store.cache, check=False, env=self.store.env)
+                       repo=self.store.cache, check=False, env=self.store.env)
         return proc.returncode == 0
 
     def delete_refs(self, *refs: str) -> None:
         """Best effort: scratch refs that are no longer needed."""
         if refs:
-            run_git(["push", "--quiet", self.store.remote, *[f":{r}" for r in refs]], cwd=self.store.cache,
+            run_git(["push", "--quiet", self.store.remote, *[f":{r}" for r in refs]], repo=self.store.cache,
                     check=False, env=self.store.env)
 
     def delete(self, branch: str, expected: str | None = None) -> bool:
         """Delete ``branch`` on the remote if it is still at ``expected``; False when it was not deleted."""
         lease = f"--force-with-lease=refs/heads/{branch}:{expected}" if expected else "--force"
-        return run_git(["push", "--quiet", lease, self.store.remote, f":refs/heads/{branch}"], cwd=self.store.cache,
+        return run_git(["push", "--quiet", lease, self.store.remote, f":refs/heads/{branch}"], repo=self.store.cache,
                        check=False, env=self.store.env).returncode == 0
 
     def delete_all(self, tips: Mapping[str, str], *refs: str) -> None:
@@ -131,7 +131,7 @@ class Branches:
         if tips or refs:
             run_git(["push", "--quiet", *[f"--force-with-lease=refs/heads/{b}:{c}" for b, c in tips.items()],
                      self.store.remote, *[f":refs/heads/{b}" for b in tips], *[f":{r}" for r in refs]],
-                    cwd=self.store.cache, check=False, env=self.store.env)
+                    repo=self.store.cache, check=False, env=self.store.env)
 
     def merge_into(self, branch: str, target: str, message: str, author: Signature,
                    *, attempts: int = 10) -> MergeResult:

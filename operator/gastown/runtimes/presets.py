@@ -133,7 +133,10 @@ PRESETS: dict[str, Runtime] = {r.name: r for r in (
         # resume is the subcommand `exec resume --last`, which takes the same options and the
         # prompt after them; it picks the newest conversation of the working directory (the
         # polecat's own worktree; in a pod, its own HOME) and starts fresh when there is none.
-        args=("--dangerously-bypass-approvals-and-sandbox", "--skip-git-repo-check", "--json", "-"),
+        # Its shell tool runs `bash -lc` unless told not to: a login shell resets PATH from
+        # /etc/profile, and the agent's `gt` (in a virtualenv, say) is then not found.
+        args=("--dangerously-bypass-approvals-and-sandbox", "--skip-git-repo-check", "-c", "allow_login_shell=false",
+              "--json", "-"),
         prompt_mode="stdin", model_args=("--model", "{model}"), resume_args=("resume", "--last"),
         # `codex exec` sends OPENAI_API_KEY nowhere: it authenticates with CODEX_API_KEY
         api_key_env=("CODEX_API_KEY",),
