@@ -29,7 +29,6 @@ def git_timeout() -> float:
     return _timeout["git"]
 
 
-
 class GitTimeout(Unavailable):
     """A git command did not finish in time; for a push, it may or may not have landed."""
 

@@ -8,7 +8,6 @@ so a bead title full of metacharacters reaches the agent verbatim.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -87,6 +86,8 @@ class Runtime:
         value = environ.get(var)
         if not value:
             return f"{self.name}:login"  # the CLI's own stored login: one account for the machine
+        import hashlib  # (OpenSSL: the daemon's, never a session wrapper's import)
+
         return f"{var}:{hashlib.sha256(value.encode()).hexdigest()[:16]}"
 
     def session_env(self, state_dir: Path | None) -> dict[str, str]:
