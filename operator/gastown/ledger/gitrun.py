@@ -76,16 +76,15 @@ def stop_grace() -> Iterator[None]:
         _grace.on = False
 
 
-def bare(repo: Path) -> dict[str, str]:
-    """What names the bare repository ``repo`` explicitly to git: a process may inherit
-    ``safe.bareRepository=explicit`` (GitHub Copilot's shell sets it, in GIT_CONFIG_*), under which
-    git refuses a bare repository it finds from its working directory, the ledger's cache included."""
-    return {"GIT_DIR": str(repo)}
-
-
-def git_env() -> dict[str, str]:
+def git_env(repo: Path | None = None) -> dict[str, str]:
+    """This process's environment for git, never prompting; with the bare repository ``repo``
+    named explicitly (GIT_DIR): a process may inherit ``safe.bareRepository=explicit`` (GitHub
+    Copilot's shell sets it, in GIT_CONFIG_*), under which git refuses a bare repository it finds
+    from its working directory, the ledger's cache included."""
     env = dict(os.environ)
     env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS=env.get("GIT_ASKPASS", "true"), LC_ALL="C")
+    if repo is not None:
+        env["GIT_DIR"] = str(repo)
     return env
 
 
@@ -94,14 +93,12 @@ def run_git(args: list[str], *, repo: Path | None = None, cwd: Path | None = Non
             env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
     """``git ARGS``, in the bare repository ``repo`` or the working directory ``cwd``."""
     timeout = git_timeout() if timeout is None else timeout
-    if repo is not None:
-        cwd, env = repo, {**(env or {}), **bare(repo)}
     if _stop.is_set():
         if not getattr(_grace, "on", False):
             raise GitStopped(f"git {args[0]} not run: the process is stopping")
         timeout = min(timeout, STOP_GRACE)
-    proc = subprocess.Popen(["git", *args], cwd=cwd, stdin=subprocess.PIPE if input is not None else None,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**git_env(), **(env or {})},
+    proc = subprocess.Popen(["git", *args], cwd=repo or cwd, stdin=subprocess.PIPE if input is not None else None,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**git_env(repo), **(env or {})},
                             start_new_session=True)  # its own group: a stop ends its helpers (upload-pack, ssh) too
     with _running_lock:
         _running.add(proc)

@@ -24,7 +24,7 @@ from pathlib import Path
 from . import layout
 from .catfile import CatFile
 from .errors import CorruptRecord, Unavailable, UnknownOutcome
-from .gitrun import GitTimeout, bare, first_line, git_env, run_git
+from .gitrun import GitTimeout, first_line, git_env, run_git
 from .handoff import normalise_remote
 from .layout import ARCHIVE_DIR, BEADS_DIR, FORMAT, LEVELS, TREE, Config, record_path
 from .model import Bead
@@ -118,7 +118,7 @@ class GitStore:
         self.default_prefix = default_prefix
         self.env = dict(env or {})  # credentials for the remote, for the commands that reach it
         self._ensure_cache()
-        self._objects = CatFile(self.cache, {**git_env(), **bare(self.cache)})
+        self._objects = CatFile(self.cache, git_env(self.cache))
         self._beads: OrderedDict[bytes, Bead] = OrderedDict()
         self._snapshots: OrderedDict[str | None, GitSnapshot] = OrderedDict()
         self.trees = layout.Trees(self.read_object, self.write_object)
@@ -207,7 +207,7 @@ class GitStore:
             return False
         # its own session, not waited for: it outlives a one-shot CLI process, off the hot path
         subprocess.Popen(["git", "-c", f"gc.auto={PACK_LOOSE_OBJECTS}", "-c", "gc.autoDetach=false", "gc", "--auto",
-                          "--quiet"], cwd=self.cache, env={**git_env(), **bare(self.cache)}, stdin=subprocess.DEVNULL,
+                          "--quiet"], cwd=self.cache, env=git_env(self.cache), stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         return True
 

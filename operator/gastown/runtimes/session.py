@@ -696,8 +696,8 @@ def _finish(rig: str, bead: str, *, polecat: str, session: str, status: DoneStat
     done = ("gastown.polecats:Done", {"bead_id": bead, "polecat": polecat, "session": session, "status": status,
                                       "branch": branch, "target": target, "commit": commit, "reason": reason,
                                       "actor": actor})
-    with Writes(rig, cache_dir, actor) if writes is None else contextlib.nullcontext(writes) as into:
-        result = into.apply(("gastown.scheduler:ClearStrikes", {"actor": actor}), *also, done)  # done's
+    into = writes or Writes(rig, cache_dir, actor)  # (a Writes of its own opens no Ledger: nothing to close)
+    result = into.apply(("gastown.scheduler:ClearStrikes", {"actor": actor}), *also, done)  # done's
     if marker_ref:
         delete_ref(workdir, marker_ref)
     marker = {"status": status, "reason": reason, "commit": commit, "result": result["id"] if result else None}
