@@ -126,7 +126,7 @@ class ProcessPort(LocalPort):
                 "--batch", verification.batch, "--run", json.dumps(verification.run.to_dict()),
                 "--ref", verification.ref, "--attempt", str(verification.attempt),
                 "--gates", json.dumps(self.config.gates), "--workdir", str(vdir / "checkout"),
-                "--cache-dir", str(self.backend.ledger_cache(self.config.name))]
+                "--cache-dir", str(self.backend.cache_root)]
         self.procs[verification.ident] = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
                                                           stderr=subprocess.DEVNULL)
 
@@ -170,7 +170,7 @@ def queue_overhead(root: Path, *, n: int, bad: set[int], gate: float, batch_size
     config = RigConfig(rig.name, str(rig.remote), gates=[("test", ["sh", str(script), str(gate), str(times)])],
                        queue=settings, verify_timeout=120)
     with rig.ledger("refinery") as ledger:
-        refinery = Refinery(ledger, port(config, LocalBackend(root / "town", cache_dir=root / "cache"), ledger),
+        refinery = Refinery(ledger, port(config, LocalBackend(root / "town", cache_root=root / "cache"), ledger),
                             settings)
         started = time.monotonic()
         while not settled(beads := ledger.snapshot().beads()):

@@ -143,9 +143,9 @@ def run(n_beads: int, limit: int, work: float, load: int) -> Run:
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     burners = [subprocess.Popen([sys.executable, "-c", LOAD]) for _ in range(load)]
     try:
-        backend = LocalBackend(root / "town", cache_dir=root / "town-cache", heartbeat_interval=1.0)
+        backend = LocalBackend(root / "town", cache_root=root / "town-cache", heartbeat_interval=1.0)
         # the daemon's ledger shares its cache with the sessions' wrappers, as `gt up`'s does
-        with Ledger(str(remote), cache_dir=backend.ledger_cache("rig"), actor="bench") as ledger:
+        with Ledger(str(remote), cache_dir=backend.ledger_cache(str(remote)), actor="bench") as ledger:
             info = convoys.ConvoyInfo("bench", "bench", "rig", "beads")
             plan = tuple(convoys.PlannedBead(f"b{i}", f"bead {i}") for i in range(n_beads))
             ledger.apply(convoys.OpenConvoy(info, "bench"))

@@ -1,7 +1,7 @@
 """A scripted agent for the `script` runtime: deterministic, no LLM.
 
 usage: agent_script.py MODE   (edit | commit | convoy | resumable | steady | notes | fail | hang | ratelimit |
-                              escalate | usage | runaway)
+                              escalate | usage | runaway | discover)
 It reads its prompt from $GT_PROMPT_FILE, as any runtime with prompt mode `file` would.
 """
 
@@ -109,6 +109,10 @@ def main() -> int:
     if mode == "escalate":
         subprocess.run(["gt", "done", "--status", "escalated", "--reason", "the spec contradicts itself"],
                        check=True)
+        return 0
+    if mode == "discover":  # files the work it found on the way, and says it is done, with its own `gt`
+        subprocess.run(["gt", "bead", "create", f"found while working on {os.environ['GT_BEAD']}"], check=True)
+        subprocess.run(["gt", "done"], check=True)
         return 0
     raise SystemExit(f"unknown mode {mode}")
 

@@ -32,7 +32,7 @@ def rig(tmp_path):
 @pytest.fixture
 def driver(rig, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    backend = LocalBackend(tmp_path / "town", cache_dir=tmp_path / "town-cache", heartbeat_interval=0.5)
+    backend = LocalBackend(tmp_path / "town", cache_root=tmp_path / "town-cache", heartbeat_interval=0.5)
     ledger = rig.ledger("gastown daemon")
     config = RigConfig(rig.name, str(rig.remote), max_polecats=3,
                        runtime=RuntimeSpec(preset="script", args=[sys.executable, AGENT, "convoy"]))

@@ -118,5 +118,5 @@ def test_a_normal_done_leaves_no_done_ref(rig, tmp_path):
         lg.apply(EnsureAgent("furiosa", rig.name, "user tester", "script"))
         lg.apply(Hook(bead, "furiosa", "user tester"))
     marker = finish(str(rig.remote), bead, polecat="furiosa", session="s-1", status="completed", reason="", workdir=work,
-                    target="main", session_dir=None, cache_dir=tmp_path / "c")
+                    target="main", session_dir=None, cache_root=tmp_path / "c")
     assert marker["result"] and not done_refs(rig)

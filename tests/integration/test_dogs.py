@@ -244,7 +244,7 @@ def test_a_worktree_whose_session_runs_is_never_removed(rig, tmp_path, monkeypat
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     agent = str(Path(__file__).resolve().parent.parent / "agent_script.py")
     bead = rig.hooked_bead("Think hard", polecat="nux")
-    backend = LocalBackend(tmp_path / "town", cache_dir=tmp_path / "town-cache", heartbeat_interval=0.3)
+    backend = LocalBackend(tmp_path / "town", cache_root=tmp_path / "town-cache", heartbeat_interval=0.3)
     session = backend.start(SessionRequest(rig=rig.name, remote=str(rig.remote), bead=bead, polecat="nux",
                                            runtime="script", args=(sys.executable, agent, "hang")))
     workdir = backend.town / "rigs" / rig.name / "polecats" / "nux"

@@ -15,7 +15,7 @@ import pytest
 
 from gastown.api.budget import RigBudget
 from gastown.api.common import RuntimeSpec
-from gastown.ledger import BeadType, Status
+from gastown.ledger import BeadType, Ledger, Status
 from gastown.ledger.errors import Unavailable
 from gastown.ledger.worktree import RESCUE_REFS, prepare_branch, rescue_unpushed
 from gastown.local.driver import RigConfig, RigDriver
@@ -38,7 +38,7 @@ def rig(tmp_path):
 def backend(tmp_path, monkeypatch):
     # `gt` inside the session must be this checkout's
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    return LocalBackend(tmp_path / "town", cache_dir=tmp_path / "town-cache", heartbeat_interval=0.2)
+    return LocalBackend(tmp_path / "town", cache_root=tmp_path / "town-cache", heartbeat_interval=0.2)
 
 
 def start(backend, rig, bead, mode, deadline=60.0, ledger=None):
@@ -99,6 +99,25 @@ def test_a_sessions_wrapper_loads_neither_the_ledgers_model_nor_the_custom_resou
     with rig.ledger() as lg:
         work = lg.get(bead)
     assert work.metadata["mr"] == outcome.result_bead and work.metadata["usage"][session.name]
+
+
+@pytest.mark.parametrize("prepared", ["by the daemon", "by its wrapper (as in a pod)"])
+def test_an_agents_own_gt_writes_through_the_one_cache_of_its_rigs_ledger(rig, backend, prepared):
+    """The agent's `gt bead create` and `gt done` go through the cache its session writes through
+    (and, prepared by the daemon, the daemon's): one spool and one committer for the rig's ledger on
+    this machine, shared by every writer (group commit), not a second cache nested in the first."""
+    remote = str(rig.remote)
+    bead = rig.hooked_bead("Look around")
+    with contextlib.ExitStack() as stack:
+        ledger = (stack.enter_context(Ledger(remote, cache_dir=backend.ledger_cache(remote), actor="gastown daemon"))
+                  if prepared == "by the daemon" else None)
+        session = start(backend, rig, bead, "discover", ledger=ledger)
+        outcome = session.wait(60)
+    assert outcome.status == "completed", (session.dir / "session.log").read_text()
+    caches = sorted(p.parent for p in backend.cache_root.rglob("spool"))
+    assert caches == [backend.ledger_cache(remote)], "one cache for the rig's ledger on this machine"
+    with rig.ledger() as lg:
+        assert [b.title for b in lg.beads().values() if b.title.startswith("found")] == [f"found while working on {bead}"]
 
 
 PUSH_NICENESS = """#!{python}
@@ -304,7 +323,7 @@ def test_a_session_whose_pid_was_never_recorded_is_found_by_its_environment(rig,
         ghost = first.dir.parent / "furiosa-gt-zzz-20260101000000-0000"
         ghost.mkdir()
         (ghost / "request.json").write_text((first.dir / "request.json").read_text())
-        again = LocalBackend(tmp_path / "town", cache_dir=tmp_path / "town-cache")
+        again = LocalBackend(tmp_path / "town", cache_root=tmp_path / "town-cache")
         found = {s.name: s for s in again.sessions()}
         assert set(found) == {first.name}
         assert found[first.name].pid == first.pid and found[first.name].running()

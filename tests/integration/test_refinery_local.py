@@ -37,7 +37,7 @@ def make_port(rig, tmp_path, gate_delay=0.0, gates=None, **queue):
     gates = gates or [("test", [sys.executable, "check.py", str(gate_delay)])]
     settings = QueueSettings(fill_window=0, **queue)
     config = RigConfig(rig.name, str(rig.remote), gates=gates, queue=settings, verify_timeout=120)
-    backend = LocalBackend(tmp_path / "town", cache_dir=tmp_path / "town-cache")
+    backend = LocalBackend(tmp_path / "town", cache_root=tmp_path / "town-cache")
     ledger = rig.ledger("refinery")
     return LocalPort(config, backend, ledger), ledger, settings
 

@@ -38,7 +38,7 @@ def make_driver(rig, tmp_path, monkeypatch):
 
     def make(mode, hung_after=3.0, heartbeat_interval=0.3):
         ledger = rig.ledger("gastown daemon")
-        backend = LocalBackend(tmp_path / "town", cache_dir=tmp_path / "town-cache",
+        backend = LocalBackend(tmp_path / "town", cache_root=tmp_path / "town-cache",
                                heartbeat_interval=heartbeat_interval)
         config = RigConfig(rig.name, str(rig.remote), max_polecats=1,
                            runtime=RuntimeSpec(preset="script", args=[sys.executable, AGENT, mode]),

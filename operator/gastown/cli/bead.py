@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .common import fail, town_option
+from .common import cache_option, fail, town_option
 from .lazy import LazyGroup
 
 # name -> where the command lives, and its short help (the first sentence of its own help)
@@ -51,9 +51,7 @@ def _check_prefix(_ctx: click.Context, _param: click.Parameter, value: str | Non
                    "default: user NAME@HOST).")
 @click.option("--prefix", callback=_check_prefix, metavar="PREFIX",
               help="Bead ID prefix for a new ledger (default gt); must match an existing ledger's.")
-@click.option("--cache-dir", envvar="GT_CACHE_DIR", type=click.Path(path_type=Path),
-              help="gastown's cache root; ledger caches go under its ledgers/ (env GT_CACHE_DIR; "
-                   "default $XDG_CACHE_HOME/gastown, else ~/.cache/gastown).")
+@cache_option
 @click.pass_context
 def bead(ctx: click.Context, *, rig: str, town: Path | None, actor: str | None, prefix: str | None,
          cache_dir: Path | None) -> None:

@@ -60,12 +60,9 @@ def ledger_command(fn: Callable) -> Callable:
     return wrapper
 
 
-def _cache_dir(given: Path | None, rig: str) -> Path | None:
-    return None if given is None else default_cache_dir(rig, Path(given))
-
-
-def _where(rig: str, town: Path | None, cache_dir: Path | None) -> tuple[str, Path | None]:
-    """The rig's remote and ledger cache: a town rig by name (the town's cache), else a path or URL."""
+def _where(rig: str, town: Path | None, cache_dir: Path | None) -> tuple[str, Path]:
+    """The rig's remote and ledger cache: a town rig by name (under the town's cache root, unless
+    a root is given), else a path or URL."""
     if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", rig):  # a name (a path would need a / to be a bare word)
         from ..local.town import Town, TownError
 
@@ -77,8 +74,8 @@ def _where(rig: str, town: Path | None, cache_dir: Path | None) -> tuple[str, Pa
                 fail(e)
         else:
             if config.remote != rig:
-                return config.remote, _cache_dir(cache_dir, config.remote) if cache_dir else t.ledger_cache(rig)
-    return rig, _cache_dir(cache_dir, rig)
+                return config.remote, default_cache_dir(config.remote, cache_dir or t.cache_root)
+    return rig, default_cache_dir(rig, cache_dir)
 
 
 def _dump(b: Bead | Comment) -> dict:

@@ -38,7 +38,7 @@ def convoy_standing(t: Town, convoy: Bead, beads: Mapping[str, Bead]) -> budgets
     def peer(rig: str) -> Ledger | None:
         try:
             config = t.rig(rig)
-            return stack.enter_context(Ledger(config.remote, cache_dir=t.ledger_cache(config.name)))
+            return stack.enter_context(Ledger(config.remote, cache_dir=t.ledger_cache(config.remote)))
         except (TownError, LedgerError):
             return None  # a rig gone from the town, or out of reach: its part is not counted
 
@@ -52,7 +52,7 @@ def _standings(t: Town, now: datetime) -> dict[str, Any]:
     by_period: dict[str, budgets.Spent] = {}
     for name, config in sorted(t.rigs().items()):
         try:
-            with Ledger(config.remote, cache_dir=t.ledger_cache(name)) as ledger:
+            with Ledger(config.remote, cache_dir=t.ledger_cache(config.remote)) as ledger:
                 beads = ledger.beads()
         except LedgerError as e:
             out["rigs"][name] = {"error": str(e)}
@@ -225,7 +225,7 @@ def _describe(given: Any) -> str:
 def _set_convoy(t: Town, rig: str, name: str, *, tokens: int | None, usd: float | None, warn: int | None) -> None:
     try:
         config = t.rig(rig)
-        with Ledger(config.remote, cache_dir=t.ledger_cache(config.name), actor=default_actor()) as ledger:
+        with Ledger(config.remote, cache_dir=t.ledger_cache(config.remote), actor=default_actor()) as ledger:
             beads = ledger.beads()
             convoy = beads.get(convoys.convoy_id(ledger.prefix, name))
             if convoy is None:

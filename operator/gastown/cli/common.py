@@ -52,6 +52,9 @@ def emit(data: Any) -> None:
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 town_option = click.option("--town", envvar="GT_TOWN", type=click.Path(path_type=Path, file_okay=False),
                            help="The town directory (env GT_TOWN; default ~/gt).")
+cache_option = click.option("--cache-dir", envvar="GT_CACHE_DIR", type=click.Path(path_type=Path, file_okay=False),
+                            help="gastown's cache root: a ledger's cache is under its ledgers/ (env GT_CACHE_DIR; "
+                                 "default $XDG_CACHE_HOME/gastown, else ~/.cache/gastown).")
 rig_option = click.option("--rig", "rig", envvar="GT_RIG", required=True, metavar="NAME|PATH|URL",
                           help="A rig of the town by name, or a rig repository by path or URL (env GT_RIG).")
 
@@ -65,7 +68,7 @@ def rig_ledger(town_dir: Path | None, rig: str, actor: str | None = None) -> Ite
     try:
         town = Town(town_dir)
         config = town.rig(rig)
-        ledger = Ledger(config.remote, cache_dir=town.ledger_cache(config.name), actor=actor)
+        ledger = Ledger(config.remote, cache_dir=town.ledger_cache(config.remote), actor=actor)
     except (TownError, LedgerError) as e:
         fail(e)
     try:

@@ -40,7 +40,7 @@ def run(*, name: str, town: Path | None, rig: str, target: str | None, retain_da
         if retain_days:
             config.dogs = config.dogs.model_copy(update={"retain_days": retain_days})
         home = Town(town).root
-        backend = LocalBackend(home, cache_dir=home / "cache")
+        backend = LocalBackend(home)
         report = LocalPort(config, backend, ledger).run_dog(name)
     if as_json:
         emit({"dog": report.dog, "done": report.done})

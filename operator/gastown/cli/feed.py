@@ -34,7 +34,7 @@ def town_feed(town: Path | None, rig: str | None = None) -> Iterator[Feed]:
     """A feed of the town's rigs (or of ``rig`` alone); errors become one line."""
     t, rigs = town_rigs(town, rig)
     with ExitStack() as stack:
-        ledgers = {name: stack.enter_context(Ledger(c.remote, cache_dir=t.ledger_cache(name)))
+        ledgers = {name: stack.enter_context(Ledger(c.remote, cache_dir=t.ledger_cache(c.remote)))
                    for name, c in sorted(rigs.items()) if rig in (None, name)}
         yield Feed(ledgers)
 

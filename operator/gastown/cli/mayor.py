@@ -8,10 +8,11 @@ import click
 
 from .. import convoy as convoys
 from ..ledger import Ledger, LedgerError
+from ..ledger.ledger import default_cache_dir
 from ..mayor import MayorRun, PlanInvalid
 from ..runtimes import ConfigError, resolve
 from ..telemetry import tracing
-from .common import fail
+from .common import cache_option, fail
 
 
 @click.group()
@@ -28,8 +29,7 @@ def mayor() -> None:
               show_default=True, help="A checkout of the rig for the Mayor to read (env GT_WORKDIR).")
 @click.option("--session-dir", envvar="GT_SESSION_DIR", type=click.Path(path_type=Path), default=".gastown-mayor",
               show_default=True, help="Where the prompt and the answer are kept (env GT_SESSION_DIR).")
-@click.option("--cache-dir", envvar="GT_CACHE_DIR", type=click.Path(path_type=Path),
-              help="Ledger cache directory (env GT_CACHE_DIR).")
+@cache_option
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def plan(*, key: str, rig: str, runtime: str, model: str | None, workdir: Path, session_dir: Path,
          cache_dir: Path | None, args: tuple[str, ...]) -> None:
@@ -38,7 +38,7 @@ def plan(*, key: str, rig: str, runtime: str, model: str | None, workdir: Path, 
     An invalid plan is sent back once with the error; a second one marks the convoy
     PlanInvalid and raises an escalation. Planning a planned convoy changes nothing.
     """
-    with tracing.carried_on("gastown-mayor"), Ledger(rig, cache_dir=cache_dir, actor="mayor") as ledger:
+    with tracing.carried_on("gastown-mayor"), Ledger(rig, cache_dir=default_cache_dir(rig, cache_dir), actor="mayor") as ledger:
         try:
             beads = ledger.beads()
             convoy = beads.get(convoys.convoy_id(ledger.prefix, key))

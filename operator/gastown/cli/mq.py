@@ -14,7 +14,7 @@ from ..refinery import Reject, Requeue
 from ..refinery import queue as q
 from ..refinery.bisect import Run
 from ..refinery.records import state_of
-from .common import emit, fail, json_option, rig_ledger, rig_option, town_option
+from .common import cache_option, emit, fail, json_option, rig_ledger, rig_option, town_option
 
 if TYPE_CHECKING:
     from ..refinery.verify import GateResult, Verification
@@ -136,8 +136,7 @@ def reject(mr_id: str, reason: str, town: Path | None, rig: str) -> None:
               help="Seconds for all gates together (env GT_VERIFY_TIMEOUT).")
 @click.option("--workdir", envvar="GT_WORKDIR", type=click.Path(path_type=Path, file_okay=False),
               default=".", show_default=True, help="Where to check the tip out (env GT_WORKDIR).")
-@click.option("--cache-dir", envvar="GT_CACHE_DIR", type=click.Path(path_type=Path),
-              help="Ledger cache directory (env GT_CACHE_DIR).")
+@cache_option
 def verify(*, rig: str, batch: str, run_json: str, ref: str, attempt: int | None, gates_json: str, timeout: float,
            workdir: Path, cache_dir: Path | None) -> None:
     """Verify one stacked tip and record the result (what runs in a verification Job).
@@ -165,9 +164,10 @@ def _verify(verification: Verification, rig: str, *, gates: list[tuple[str, list
             workdir: Path, cache_dir: Path | None, attempt: int | None) -> tuple[GateResult, float]:
     """Check the tip out, run the gates, record the run: (the gates' result, seconds taken)."""
     from ..ledger import Ledger, LedgerError
+    from ..ledger.ledger import default_cache_dir
     from ..refinery.verify import verify_run
 
-    with Ledger(rig, cache_dir=cache_dir, actor="refinery verifier") as ledger:
+    with Ledger(rig, cache_dir=default_cache_dir(rig, cache_dir), actor="refinery verifier") as ledger:
         try:
             result, took = verify_run(verification, rig, gates, timeout, workdir=workdir, ledger=ledger,
                                       attempt=attempt)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .common import settings
+from .common import cache_option, settings
 from .lazy import LazyGroup
 
 
@@ -41,8 +41,7 @@ def session() -> None:
               help="Where to say the session is alive (env GT_HEARTBEAT).")
 @click.option("--heartbeat-interval", type=click.FloatRange(0.1), default=10, show_default=True,
               help="Seconds between heartbeats.")
-@click.option("--cache-dir", envvar="GT_CACHE_DIR", type=click.Path(path_type=Path),
-              help="Ledger cache directory (env GT_CACHE_DIR).")
+@cache_option
 @click.option("--state-dir", envvar="GT_STATE_DIR", type=click.Path(path_type=Path, file_okay=False),
               help="The polecat's own directory, kept across its sessions: where its runtime keeps the "
                    "conversations a later session resumes (env GT_STATE_DIR).")
@@ -68,7 +67,7 @@ def run(*, rig: str, bead: str, polecat: str, session_name: str, runtime: str, m
     spec = SessionSpec(rig=rig, bead=bead, polecat=polecat, session=session_name, runtime=runtime,
                        workdir=workdir.resolve(), session_dir=session_dir.resolve(), target=target,
                        model=model, extra_args=list(args), deadline=deadline, heartbeat=heartbeat,
-                       heartbeat_interval=heartbeat_interval, cache_dir=cache_dir,
+                       heartbeat_interval=heartbeat_interval, cache_root=cache_dir,
                        state_dir=state_dir.resolve() if state_dir else None, max_tokens=max_tokens,
                        max_seconds=max_seconds, git_timeout=settings().git_timeout)
     outcome = run_session(spec)  # its spans under the daemon's dispatch span (its TRACEPARENT)
@@ -102,8 +101,7 @@ def _termination_message(text: str) -> None:
               default=".", show_default=True, help="The checkout (env GT_WORKDIR).")
 @click.option("--session-dir", envvar="GT_SESSION_DIR", type=click.Path(path_type=Path),
               help="The session's directory (env GT_SESSION_DIR).")
-@click.option("--cache-dir", envvar="GT_CACHE_DIR", type=click.Path(path_type=Path),
-              help="Ledger cache directory (env GT_CACHE_DIR).")
+@cache_option
 def done(*, status: str, reason: str, rig: str, bead: str, polecat: str, session_name: str, target: str,
          workdir: Path, session_dir: Path | None, cache_dir: Path | None) -> None:
     """Finish the work on a bead: commit leftovers, push the branch, record the result.
@@ -122,7 +120,7 @@ def done(*, status: str, reason: str, rig: str, bead: str, polecat: str, session
         with tracing.carried_on("gastown-session"):  # under its session's runtime span
             marker = finish(rig, bead, polecat=polecat, session=session_name,
                             status=status, reason=reason,  # type: ignore[arg-type]
-                            workdir=workdir.resolve(), target=target, session_dir=session_dir, cache_dir=cache_dir)
+                            workdir=workdir.resolve(), target=target, session_dir=session_dir, cache_root=cache_dir)
     except LedgerError as e:
         click.echo(f"gt: error: {e}", err=True)
         sys.exit(1)

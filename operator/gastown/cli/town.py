@@ -106,7 +106,7 @@ def status(town: Path | None, as_json: bool) -> None:
                      "maxPolecats": config.max_polecats, "working": running.count(name),
                      "blocked": [{**tr.to_dict(), "line": tr.line(now)} for tr in troubles]}
         try:
-            with Ledger(config.remote, cache_dir=t.ledger_cache(name)) as ledger:
+            with Ledger(config.remote, cache_dir=t.ledger_cache(config.remote)) as ledger:
                 beads = ledger.beads()
                 claim = ledger.claims.current(fresh=False)
         except LedgerError as e:
@@ -286,7 +286,7 @@ def _put_rig(t: Town, name: str, raw: dict, *, webhook_url: str | None, added: b
     try:
         check_rig(name, spec, repository, others={n: s for n, (s, _q, _w) in t.specs().items()})
         if repository:
-            with Ledger(spec.git_url, cache_dir=t.ledger_cache(name), actor=default_actor()) as ledger:
+            with Ledger(spec.git_url, cache_dir=t.ledger_cache(spec.git_url), actor=default_actor()) as ledger:
                 check_claim(ledger, town_holder(t.root, name))
                 ledger.ensure()
         t.put_rig(name, spec, webhook_url)

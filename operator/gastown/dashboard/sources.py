@@ -48,7 +48,7 @@ def local_town(root: object) -> tuple[Callable[[], dict[str, RigView]], Ledgers]
     from ..local.town import Town
 
     town = Town(root)  # type: ignore[arg-type]
-    ledgers = Ledgers(lambda name, remote: Ledger(remote, cache_dir=town.ledger_cache(name),
+    ledgers = Ledgers(lambda name, remote: Ledger(remote, cache_dir=town.ledger_cache(remote),
                                                   actor="gastown dashboard"))
 
     def rigs() -> dict[str, RigView]:

@@ -117,6 +117,16 @@ class Spool:
                 (self.dir / name).unlink(missing_ok=True)
         return out
 
+    @staticmethod
+    def holds_writes(cache: Path) -> bool:
+        """Whether the spool of ``cache`` (if it has one) holds writes a turn must finish: spooled,
+        or journaled by a holder killed as it pushed."""
+        try:
+            names = set(os.listdir(Path(cache, "spool")))
+        except FileNotFoundError:
+            return False
+        return JOURNAL in names or any(n.endswith(".op") and f"{n[:-3]}.done" not in names for n in names)
+
     def waiting(self) -> int:
         """How many spooled writes wait for a holder (their outcome not written yet)."""
         names = set(os.listdir(self.dir))

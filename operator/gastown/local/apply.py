@@ -88,7 +88,7 @@ def check(town: Town, docs: list[dict[str, Any]]) -> None:
                           others={**{n: k[0] for n, k in known.items()},
                                   **{str(d["metadata"]["name"]): _spec(d) for d in docs if d["kind"] == "Rig"}})
                 if not same_repo:
-                    with Ledger(spec.git_url, cache_dir=town.ledger_cache(name)) as ledger:
+                    with Ledger(spec.git_url, cache_dir=town.ledger_cache(spec.git_url)) as ledger:
                         check_claim(ledger, town_holder(town.root, name))
             if kind == "Convoy":  # the titles its beads will have, checked as the ledger will
                 for i, text in [(f"beads[{i}].title", b.title) for i, b in enumerate(spec.beads or [])] \
@@ -108,7 +108,7 @@ def apply(town: Town, doc: dict[str, Any], actor: str) -> Applied:
     spec = _spec(doc)
     if kind == "Rig":
         existed = name in town.specs()
-        with Ledger(spec.git_url, cache_dir=town.ledger_cache(name), actor=actor) as ledger:
+        with Ledger(spec.git_url, cache_dir=town.ledger_cache(spec.git_url), actor=actor) as ledger:
             ledger.ensure()  # before it is saved: a rig whose ledger cannot be written is not kept
         changed = town.put_rig(name, spec)
         return Applied(kind, name, "configured" if existed and changed else "created" if not existed else "unchanged")
@@ -120,7 +120,7 @@ def apply(town: Town, doc: dict[str, Any], actor: str) -> Applied:
     if config is None:
         raise TownError(f"{kind.lower()}/{name}: no rig {spec.rig!r} in {town.root} (apply the Rig first)")
     if kind == "Polecat":
-        with Ledger(config.remote, cache_dir=town.ledger_cache(config.name), actor=actor) as ledger:
+        with Ledger(config.remote, cache_dir=town.ledger_cache(config.remote), actor=actor) as ledger:
             existed = agent_id(ledger.prefix, name) in ledger.beads()
             ledger.apply(EnsureAgent(name, config.name, actor, (spec.runtime or config.runtime).preset))
         return Applied(kind, name, "unchanged" if existed else "created")
@@ -135,9 +135,9 @@ def create_convoy(town: Town, name: str, spec: ConvoySpec, actor: str, *, home_r
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         def ledger_of(rig: str) -> Ledger:
             c = town.rig(rig)
-            return stack.enter_context(Ledger(c.remote, cache_dir=town.ledger_cache(c.name), actor=actor))
+            return stack.enter_context(Ledger(c.remote, cache_dir=town.ledger_cache(c.remote), actor=actor))
 
-        home = stack.enter_context(Ledger(config.remote, cache_dir=town.ledger_cache(config.name), actor=actor))
+        home = stack.enter_context(Ledger(config.remote, cache_dir=town.ledger_cache(config.remote), actor=actor))
         if convoys.convoy_id(home.prefix, name) in home.beads():
             return False
         info = convoys.info_from_spec(name, name, spec.model_copy(update={"rig": config.name}))

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..budget import SharedLimits
 from ..ledger import Ledger, LedgerError
+from ..ledger.spool import Spool
 from ..names import DAEMON_ACTOR
 from ..rigloop import RESTART_SECONDS
 from ..runtimes.local import LocalBackend
@@ -51,7 +52,7 @@ class TownDaemon:
     def __init__(self, town: Town, poll: float = CHECK_SECONDS, heartbeat_interval: float = 2.0,
                  settings: Settings | None = None):
         self.town, self.poll, self.settings = town, poll, settings or Settings()
-        self.backend = LocalBackend(town.root, cache_dir=town.root / "cache", heartbeat_interval=heartbeat_interval,
+        self.backend = LocalBackend(town.root, cache_root=town.cache_root, heartbeat_interval=heartbeat_interval,
                                     git_timeout=self.settings.git_timeout)
         self.rigs: dict[str, _Rig] = {}
         self.backoffs = SharedBackoffs()  # rigs on one API key wait out its rate limits together
@@ -77,7 +78,8 @@ class TownDaemon:
         self._synced = stamp
 
     def _start(self, config: RigConfig) -> None:
-        ledger = Ledger(config.remote, cache_dir=self.backend.ledger_cache(config.name), actor=DAEMON_ACTOR)
+        self._drain_legacy(config)
+        ledger = Ledger(config.remote, cache_dir=self.backend.ledger_cache(config.remote), actor=DAEMON_ACTOR)
         driver = RigDriver(config, self.backend, ledger, peers=self.peer, backoffs=self.backoffs,
                            settings=self.settings, shared=self.shared)
         stop = threading.Event()
@@ -86,6 +88,23 @@ class TownDaemon:
         thread.start()
         log.info("rig %s: driving %s (%d polecats at most, runtime %s)", config.name, config.remote,
                  config.max_polecats, config.runtime.preset)
+
+    def _drain_legacy(self, config: RigConfig) -> None:
+        """An earlier gastown cached a rig's ledger by the rig's name. A write spooled there and
+        never committed (its process killed before its turn) goes out now, not stranded: no later
+        writer takes a turn in that cache. The cache is not used again."""
+        old = self.town.legacy_cache(config.name)
+        if old == self.backend.ledger_cache(config.remote) or not Spool.holds_writes(old):
+            return
+        try:
+            with Ledger(config.remote, cache_dir=old, actor=DAEMON_ACTOR) as ledger:
+                carried = ledger.commit_spooled()
+        except LedgerError as e:
+            log.warning("rig %s: the writes an earlier gastown left in %s are not committed yet: %s",
+                        config.name, old, e)
+            return
+        log.info("rig %s: committed %d writes an earlier gastown left in %s, which it no longer uses (it may "
+                 "be removed)", config.name, carried, old)
 
     def _drive(self, driver: RigDriver, stop: threading.Event) -> None:
         while not stop.is_set():

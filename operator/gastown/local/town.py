@@ -5,7 +5,8 @@
                              "limits": <the town's budget and shared limits (api/budget.py TownLimits)>}
     TOWN/rigs/NAME/         the rig's clone and its polecats' worktrees
     TOWN/sessions/, verify/ session and verification directories (logs, results)
-    TOWN/cache/ledgers/NAME the rig's ledger cache
+    TOWN/cache/             the cache root of the town and its sessions (their GT_CACHE_DIR): a rig's
+                            ledger cache is ledgers/KEY under it, by the one rule (handoff.cache_dir_for)
     TOWN/daemon.pid, daemon.log
 
 A rig is kept as the same spec a Rig resource has, so `gt apply -f rig.yaml` and
@@ -21,6 +22,7 @@ from pathlib import Path
 from ..api import Invalid, MergeQueueSpec, RigSpec
 from ..api.budget import TownLimits
 from ..api.validation import parse_spec
+from ..ledger.handoff import cache_dir_for
 from ..refinery import QueueSettings
 from ..witness import Thresholds
 from .driver import RigConfig
@@ -159,5 +161,16 @@ class Town:
         known = ", ".join(sorted(rigs)) or "none yet (gt rig add NAME URL)"
         raise TownError(f"no rig {name_or_remote!r} in the town at {self.root}; rigs: {known}")
 
-    def ledger_cache(self, rig: str) -> Path:
-        return self.root / "cache" / "ledgers" / rig
+    @property
+    def cache_root(self) -> Path:
+        """The town's cache root: what its sessions' `gt` is given as GT_CACHE_DIR."""
+        return self.root / "cache"
+
+    def ledger_cache(self, remote: str) -> Path:
+        """The cache of a rig's ledger: the one rule (``handoff.cache_dir_for``) under the town's
+        cache root, so that every writer of the town, an agent's `gt` included, shares it."""
+        return Path(cache_dir_for(remote, self.cache_root))
+
+    def legacy_cache(self, rig: str) -> Path:
+        """Where an earlier gastown cached the ledger of the rig named ``rig`` (``gt up`` drains it)."""
+        return self.cache_root / "ledgers" / rig

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..ledger import Bead, LedgerError
 from ..ledger.errors import Unavailable
+from ..ledger.handoff import cache_dir_for
 from ..ledger.ops import Operation
 from ..ledger.worktree import git
 from ..telemetry import tracing
@@ -206,19 +207,20 @@ def _safe(text: str) -> str:
 
 
 class LocalBackend:
-    def __init__(self, town: Path, cache_dir: Path | None = None, heartbeat_interval: float = 2.0,
+    def __init__(self, town: Path, cache_root: Path | None = None, heartbeat_interval: float = 2.0,
                  git_timeout: float | None = None):
         self.town = Path(town)
         self.git_timeout = git_timeout  # for the git commands of its sessions' wrappers (the Settings')
-        self.cache_dir = cache_dir or self.town / "cache"
+        self.cache_root = cache_root or self.town / "cache"  # GT_CACHE_DIR of its sessions
         self.heartbeat_interval = heartbeat_interval
         self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()
         self._known: dict[str, tuple[SessionRequest, int, float]] = {}  # session dir -> what it says (``_read``)
 
-    def ledger_cache(self, rig: str) -> Path:
-        """The cache of one rig's ledger (the same one `gt` commands given --town use)."""
-        return self.cache_dir / "ledgers" / rig
+    def ledger_cache(self, remote: str) -> Path:
+        """The cache of a rig's ledger: the one its sessions' `gt` finds under their GT_CACHE_DIR
+        (and `gt` commands given --town)."""
+        return Path(cache_dir_for(remote, self.cache_root))
 
     def _lock(self, rig: str) -> threading.RLock:
         with self._guard:
@@ -294,7 +296,7 @@ class LocalBackend:
                            workdir=self.worktree(req.rig, req.remote, req.polecat), session_dir=sdir,
                            target=req.target, model=req.model, extra_args=list(req.args), deadline=req.deadline,
                            heartbeat=f"file:{sdir / 'heartbeat'}", heartbeat_interval=self.heartbeat_interval,
-                           cache_dir=self.ledger_cache(req.rig), state_dir=self.state_dir(req.rig, req.polecat),
+                           cache_root=self.cache_root, state_dir=self.state_dir(req.rig, req.polecat),
                            max_tokens=req.max_tokens, max_seconds=req.max_seconds, git_timeout=self.git_timeout,
                            wrap_up_niceness=WRAP_UP_NICENESS if req.frees_at_exit else 0)
         argv = wrapper.argv(spec)

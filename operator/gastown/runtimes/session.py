@@ -94,7 +94,7 @@ class SessionSpec:
     deadline: float = 3600.0
     heartbeat: str | None = None
     heartbeat_interval: float = 10.0
-    cache_dir: Path | None = None
+    cache_root: Path | None = None  # gastown's cache root (GT_CACHE_DIR): the ledger's cache is under it
     state_dir: Path | None = None  # the polecat's own: its CLI's conversations, for resume
     max_tokens: int | None = None  # the session's ceiling (the Rig's budget.sessionTokens), as its output says
     max_seconds: float | None = None  # the session's ceiling in wall time (budget.sessionSeconds)
@@ -252,8 +252,8 @@ def session_env(spec: SessionSpec, branch: str, launch_env: Mapping[str, str]) -
                GT_SESSION_DIR=str(spec.session_dir), GT_PROMPT_FILE=str(spec.session_dir / "prompt.md"),
                GT_BRANCH=branch, GT_TARGET=spec.target, GT_ACTOR=spec.actor,
                GT_WORKDIR=str(spec.workdir))
-    if spec.cache_dir:
-        env["GT_CACHE_DIR"] = str(spec.cache_dir)
+    if spec.cache_root:  # the agent's own `gt` writes through the session's cache of the ledger
+        env["GT_CACHE_DIR"] = str(spec.cache_root)
     return env
 
 
@@ -287,7 +287,7 @@ def _session(spec: SessionSpec, started: float, *, launch: Launch | None, agent:
             tracing.span("session", bead=spec.bead, polecat=spec.polecat, session=spec.session,
                          runtime=spec.runtime) as span, \
             Heartbeat(spec.heartbeat, spec.session, spec.heartbeat_interval, labels), \
-            Writes(spec.rig, spec.cache_dir, spec.actor) as writes:
+            Writes(spec.rig, spec.cache_root, spec.actor) as writes:
         try:
             outcome = _run(spec, writes, started, launch=launch, agent=agent, stopping=stopping)
         except (LedgerError, ValueError) as e:
@@ -360,7 +360,7 @@ def _run(spec: SessionSpec, writes: Writes, started: float, *, launch: Launch | 
         # what it spent is booked with its result: one ledger write between the agent's end and the slot's
         done = finish(spec.rig, spec.bead, polecat=spec.polecat, session=spec.session, status="completed", reason="",
                       workdir=spec.workdir, target=spec.target, session_dir=spec.session_dir,
-                      cache_dir=spec.cache_dir, writes=writes, also=(_usage_op(spec, runtime.name, outcome),))
+                      cache_root=spec.cache_root, writes=writes, also=(_usage_op(spec, runtime.name, outcome),))
         outcome.commit, outcome.result_bead = done["commit"], done["result"]
         outcome.seconds = time.monotonic() - started
         return outcome
@@ -588,8 +588,11 @@ class Writes:
     pod). Either way a record is on the remote when ``apply`` returns. The operations are named
     (``handoff.Ops``): the wrapper does not load them either."""
 
-    def __init__(self, rig: str, cache_dir: Path | None, actor: str) -> None:
-        self.rig, self.cache_dir, self.actor = rig, cache_dir, actor
+    def __init__(self, rig: str, cache_root: Path | None, actor: str) -> None:
+        from ..ledger.handoff import cache_dir_for
+
+        self.rig, self.actor = rig, actor
+        self.cache = cache_dir_for(rig, cache_root)  # the one rule: what every `gt` of the machine finds
         self._ledger: Ledger | None = None
 
     def opened(self) -> Ledger:
@@ -597,20 +600,18 @@ class Writes:
         if self._ledger is None:
             from ..ledger import Ledger
 
-            self._ledger = Ledger(self.rig, cache_dir=self.cache_dir, actor=self.actor)
+            self._ledger = Ledger(self.rig, cache_dir=Path(self.cache), actor=self.actor)
         return self._ledger
 
     def apply(self, *named: Named) -> dict[str, Any] | None:
         """Apply the operations ``named`` in one commit; the last one's result, as JSON data."""
         from ..ledger.gitrun import git_timeout
-        from ..ledger.handoff import Ops, cache_dir_for, hand_off, normalise_remote
+        from ..ledger.handoff import Ops, hand_off, normalise_remote
 
         ops = Ops(self.actor, list(named))
         if self._ledger is not None:
             return self._ledger.apply(ops)
-        remote = normalise_remote(self.rig)
-        cache = str(self.cache_dir) if self.cache_dir is not None else cache_dir_for(remote)
-        return hand_off(remote, cache, ops, git_timeout=git_timeout())
+        return hand_off(normalise_remote(self.rig), self.cache, ops, git_timeout=git_timeout())
 
     def __enter__(self) -> Writes:
         return self
@@ -659,7 +660,7 @@ def _read_done(spec: SessionSpec) -> dict | None:
 
 
 def finish(rig: str, bead: str, *, polecat: str, session: str, status: DoneStatus, reason: str,
-           workdir: Path, target: str, session_dir: Path | None, cache_dir: Path | None,
+           workdir: Path, target: str, session_dir: Path | None, cache_root: Path | None,
            writes: Writes | None = None, also: tuple[Named, ...] = ()) -> dict:
     """`gt done`: commit leftovers, push the branch, record the result (with ``also``, in the same
     write), set the polecat idle."""
@@ -667,11 +668,11 @@ def finish(rig: str, bead: str, *, polecat: str, session: str, status: DoneStatu
 
     with tracing.span("done", bead=bead, polecat=polecat, status=status):
         return _finish(rig, bead, polecat=polecat, session=session, status=status, reason=reason, workdir=workdir,
-                       target=target, session_dir=session_dir, cache_dir=cache_dir, writes=writes, also=also)
+                       target=target, session_dir=session_dir, cache_root=cache_root, writes=writes, also=also)
 
 
 def _finish(rig: str, bead: str, *, polecat: str, session: str, status: DoneStatus, reason: str,
-            workdir: Path, target: str, session_dir: Path | None, cache_dir: Path | None,
+            workdir: Path, target: str, session_dir: Path | None, cache_root: Path | None,
             writes: Writes | None, also: tuple[Named, ...]) -> dict:
     from ..ledger.errors import LedgerError
     from ..ledger.worktree import (
@@ -696,7 +697,7 @@ def _finish(rig: str, bead: str, *, polecat: str, session: str, status: DoneStat
     done = ("gastown.polecats:Done", {"bead_id": bead, "polecat": polecat, "session": session, "status": status,
                                       "branch": branch, "target": target, "commit": commit, "reason": reason,
                                       "actor": actor})
-    into = writes or Writes(rig, cache_dir, actor)  # (a Writes of its own opens no Ledger: nothing to close)
+    into = writes or Writes(rig, cache_root, actor)  # (a Writes of its own opens no Ledger: nothing to close)
     result = into.apply(("gastown.scheduler:ClearStrikes", {"actor": actor}), *also, done)  # done's
     if marker_ref:
         delete_ref(workdir, marker_ref)

@@ -23,7 +23,7 @@ TYPE_CHECKING = False  # typing is not loaded before the agent starts
 if TYPE_CHECKING:
     from typing import Any
 
-_PATHS = ("workdir", "session_dir", "cache_dir", "state_dir")
+_PATHS = ("workdir", "session_dir", "cache_root", "state_dir")
 
 
 def argv(spec: SessionSpec) -> list[str]:
