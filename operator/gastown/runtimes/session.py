@@ -332,6 +332,7 @@ def _run(spec: SessionSpec, writes: Writes, started: float, *, launch: Launch | 
     _agent_ended(spec)
     _reap(agent)
     if spec.wrap_up_niceness:
+        writes.committer_ready()  # (not started by the nicer wrap-up: it serves every writer of the machine)
         _behind(spec.wrap_up_niceness)  # the wrap-up is off the freed slot's path: the next agent's start goes first
     seconds = time.monotonic() - started
     log = _tail(spec.log_path)
@@ -602,6 +603,18 @@ class Writes:
 
             self._ledger = Ledger(self.rig, cache_dir=Path(self.cache), actor=self.actor)
         return self._ledger
+
+    def committer_ready(self) -> None:
+        """Have the machine's committer of the cache running (if the records are handed off), before
+        this process turns nicer: one started by the wrap-up would take that niceness, and serve
+        every writer of the machine at it for as long as writes keep it alive, holding the writer
+        lock that the daemon's bookings of the next starts wait for."""
+        if self._ledger is None:
+            from ..ledger.gitrun import git_timeout
+            from ..ledger.handoff import normalise_remote, spool_dir, start_committer
+
+            spool_dir(self.cache)  # (the cache made, if this is its first write)
+            start_committer(normalise_remote(self.rig), self.cache, git_timeout())
 
     def apply(self, *named: Named) -> dict[str, Any] | None:
         """Apply the operations ``named`` in one commit; the last one's result, as JSON data."""
