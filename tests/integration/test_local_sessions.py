@@ -120,6 +120,33 @@ def test_an_agents_own_gt_writes_through_the_one_cache_of_its_rigs_ledger(rig, b
         assert [b.title for b in lg.beads().values() if b.title.startswith("found")] == [f"found while working on {bead}"]
 
 
+REFUSE_LEDGER_ONCE = """#!/bin/sh
+# refuses every update of the ledger once {flag} exists (the agent has done its work)
+while read -r old new ref; do
+  if [ "$ref" = "refs/heads/{ledger}" ] && [ -e "{flag}" ]; then echo "the ledger is closed for repairs" >&2; exit 1; fi
+done
+"""
+
+
+def test_a_session_whose_end_cannot_be_recorded_says_so_not_that_it_could_not_start(rig, backend):
+    """The agent did its work and exited 0, then the ledger refused the session's record. The
+    outcome says what happened (the work pushed, the end not recorded), not "could not start"."""
+    bead = rig.hooked_bead("Add a WORK file")
+    hook = rig.remote / "hooks" / "pre-receive"
+    hook.write_text(REFUSE_LEDGER_ONCE.format(flag=backend.checkout(rig.name, "furiosa") / "WORK.md",
+                                              ledger=LEDGER_BRANCH))
+    hook.chmod(0o755)
+    with rig.ledger("gastown daemon") as ledger:
+        session = start(backend, rig, bead, "edit", ledger=ledger)
+        outcome = session.wait(60)
+    assert outcome.status == "failed", outcome
+    assert not outcome.reason.startswith("could not start"), outcome.reason
+    assert outcome.reason.count("the ledger is closed for repairs") == 1, outcome.reason  # the remote's hook: why
+    assert outcome.reason.startswith("the agent finished, but its end could not be recorded: "), outcome.reason
+    assert "the work could not be pushed" not in outcome.reason and outcome.commit, outcome
+    assert rig.branch_file(f"polecat/furiosa/{bead}", "WORK.md").startswith(f"# {bead}")
+
+
 PUSH_NICENESS = """#!{python}
 import os, sys
 refs = [line.split()[2] for line in sys.stdin if line.strip()]

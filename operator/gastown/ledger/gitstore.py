@@ -293,7 +293,9 @@ class GitStore:
             summary = status[0].rsplit("\t", 1)[-1]
             if any(w in summary for w in _LOST_RACE):
                 return False
-            raise Unavailable(f"the remote refused the ledger update: {summary}")
+            said = [ln[7:].strip() for ln in proc.stderr.decode(errors="replace").splitlines()
+                    if ln.startswith("remote:") and ln[7:].strip()]  # a hook's own words: why
+            raise Unavailable(f"the remote refused the ledger update: {summary}" + "".join(f"; {s}" for s in said[:3]))
         raise Unavailable(f"cannot push the ledger to {self.remote}: {first_line(proc.stderr)}")
 
     def swap_ref(self, ref: str, commit: str | None, expected: str | None) -> bool:

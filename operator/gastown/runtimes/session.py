@@ -300,6 +300,7 @@ def _session(spec: SessionSpec, started: float, *, launch: Launch | None, agent:
 
 def _run(spec: SessionSpec, writes: Writes, started: float, *, launch: Launch | None, agent: _Agent | None,
          stopping: threading.Event) -> Outcome:
+    from ..ledger.errors import LedgerError
     from ..telemetry import tracing
     from . import output
     from .config import resolve
@@ -359,12 +360,17 @@ def _run(spec: SessionSpec, writes: Writes, started: float, *, launch: Launch | 
     elif exit_code == 0:
         outcome = Outcome("completed", "", exit_code=exit_code, seconds=seconds, usage=report.usage())
         # what it spent is booked with its result: one ledger write between the agent's end and the slot's
-        done = finish(spec.rig, spec.bead, polecat=spec.polecat, session=spec.session, status="completed", reason="",
-                      workdir=spec.workdir, target=spec.target, session_dir=spec.session_dir,
-                      cache_root=spec.cache_root, writes=writes, also=(_usage_op(spec, runtime.name, outcome),))
-        outcome.commit, outcome.result_bead = done["commit"], done["result"]
-        outcome.seconds = time.monotonic() - started
-        return outcome
+        try:
+            done = finish(spec.rig, spec.bead, polecat=spec.polecat, session=spec.session, status="completed",
+                          reason="", workdir=spec.workdir, target=spec.target, session_dir=spec.session_dir,
+                          cache_root=spec.cache_root, writes=writes, also=(_usage_op(spec, runtime.name, outcome),))
+        except LedgerError as e:  # (the next session resumes the branch; a done ref says it was finished)
+            outcome = Outcome("failed", f"the agent finished, but its end could not be recorded: {e}",
+                              exit_code=exit_code, seconds=seconds)
+        else:
+            outcome.commit, outcome.result_bead = done["commit"], done["result"]
+            outcome.seconds = time.monotonic() - started
+            return outcome
     elif exit_code == 127:
         outcome = Outcome("failed", f"runtime binary not found: {launch.argv[0]}", exit_code=exit_code,
                           seconds=seconds)
@@ -662,7 +668,8 @@ def _record_failure(spec: SessionSpec, writes: Writes, outcome: Outcome, runtime
     try:
         writes.apply(*ops)
     except LedgerError as e:
-        outcome.reason += f" (not recorded in the ledger: {e})"
+        outcome.reason += " (nor could this be recorded)" if str(e) in outcome.reason else \
+            f" (not recorded in the ledger: {e})"
 
 
 def _read_done(spec: SessionSpec) -> dict | None:
