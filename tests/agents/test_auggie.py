@@ -17,6 +17,7 @@ from contract import (
     FINAL,
     PROJECT,
     SHELL_STEP,
+    assert_done_in_its_shell,
     rate_limited_then_merged,
     standin_fixture,
     stopped_then_resumed,
@@ -62,9 +63,9 @@ def test_auggie_completes_a_bead_to_merged_main(agent_town, cli, standin):
     assert main[0].body["nodes"][0]["text_node"]["content"] == town.prompt(0).strip(), town.report()
     # it worked unattended with its own tools: three turns, each tool result carried back
     assert [s.conversation.tool_results for s in main] == [0, 1, 2]
-    # (not assert_done_in_its_shell: auggie 0.36 runs bash as a login shell, `bash -l -c`, which
-    # resets PATH from /etc/profile, so a `gt` in a virtualenv is not found there; the wrapper
-    # records the result. Only SHELL=sh would change it, and then the agent's commands run in sh)
+    # its shell is a login shell (`bash -l -c`), whose /etc/profile resets PATH; the preset's
+    # startup script restores the session's, or this `gt`, in a virtualenv, is not found
+    assert_done_in_its_shell(town, main)
     result = town.last_result()
     assert result["status"] == "completed", town.report()
     # auggie prints no token usage in print mode: nothing is made up

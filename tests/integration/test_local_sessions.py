@@ -227,7 +227,13 @@ def test_a_hung_runtime_is_stopped_at_its_deadline_and_its_work_pushed(rig, back
         assert lg.get(bead).metadata["last_outcome"] == "timeout"
 
 
-def test_the_agent_may_escalate_itself(rig, backend):
+@pytest.mark.parametrize("path", ["gt on PATH", "gt not on the daemon's PATH"])
+def test_the_agent_may_escalate_itself(rig, backend, monkeypatch, path):
+    """The agent's own `gt done --status escalated` is an escalation, even where the daemon was
+    started as `/path/to/venv/bin/gt up` and its PATH has no `gt`: the agent finds this one."""
+    if path != "gt on PATH":
+        monkeypatch.setenv("PATH", os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep)
+                                                     if not (Path(d) / "gt").exists()))
     bead = rig.hooked_bead("Ambiguous work")
     outcome = start(backend, rig, bead, "escalate").wait(60)
     assert outcome.status == "escalated"

@@ -27,7 +27,7 @@ EXPECTED = {
                "--prompt", NASTY],
     "cursor": ["cursor-agent", "--model", "opus", "--print", "--force", "--output-format", "text", NASTY],
     "auggie": ["auggie", "--model", "opus", "--print", "--quiet", "--augment-cache-dir", "/s/augment",
-               "--instruction-file", "/s/prompt.md"],
+               "--instruction-file", "/s/prompt.md", "--startup-script", 'PATH="${GT_PATH:-$PATH}"'],
     "amp": ["amp", "--mode", "opus", "--execute", "--settings-file", "/s/amp-settings.json"],
     "opencode": ["opencode", "run", "--model", "opus", "--auto", "--format", "json", "--print-logs", "--log-level",
                  "ERROR"],

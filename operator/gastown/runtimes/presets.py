@@ -177,9 +177,12 @@ PRESETS: dict[str, Runtime] = {r.name: r for r in (
         # where its JSON mode prints nothing until the end (and nothing when it fails). It retries
         # a 429 until it is killed unless the rig's runtime args add `--retry-timeout <seconds>`.
         # Its --continue takes the newest session of its whole cache folder (~/.augment), not the
-        # checkout's: each polecat gets a cache folder of its own (no variable sets it, a flag does)
+        # checkout's: each polecat gets a cache folder of its own (no variable sets it, a flag does).
+        # It runs its commands in a login shell (`bash -l -c`), whose /etc/profile resets PATH: its
+        # startup script, run before each command, restores the session's (GT_PATH), or `gt` may
+        # not be found
         args=("--print", "--quiet", "--augment-cache-dir", "{state_dir}/augment", "--instruction-file",
-              "{prompt_file}"), prompt_mode="file",
+              "{prompt_file}", "--startup-script", 'PATH="${GT_PATH:-$PATH}"'), prompt_mode="file",
         model_args=("--model", "{model}"), resume_args=("--continue",),
         api_key_env=("AUGMENT_SESSION_AUTH",), package="@augmentcode/auggie", version="0.36.0",
         output="auggie",

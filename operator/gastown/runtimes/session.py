@@ -248,13 +248,24 @@ def session_env(spec: SessionSpec, branch: str, launch_env: Mapping[str, str]) -
     # the wrapper's own (wherever `gt up` was typed) would send them to work in the wrong checkout
     env["PWD"] = str(spec.workdir)
     env.pop("OLDPWD", None)
+    env["PATH"] = _with_gt(env.get("PATH", ""))
     env.update(GT_RIG=spec.rig, GT_BEAD=spec.bead, GT_POLECAT=spec.polecat, GT_SESSION=spec.session,
                GT_SESSION_DIR=str(spec.session_dir), GT_PROMPT_FILE=str(spec.session_dir / "prompt.md"),
                GT_BRANCH=branch, GT_TARGET=spec.target, GT_ACTOR=spec.actor,
-               GT_WORKDIR=str(spec.workdir))
+               GT_WORKDIR=str(spec.workdir), GT_PATH=env["PATH"])  # GT_PATH: for a login shell to restore
     if spec.cache_root:  # the agent's own `gt` writes through the session's cache of the ledger
         env["GT_CACHE_DIR"] = str(spec.cache_root)
     return env
+
+
+def _with_gt(path: str) -> str:
+    """``path`` where the agent finds a `gt`: this installation's is put last when none is on it (a
+    daemon started as `/path/to/venv/bin/gt up`), so that the agent's `python` stays its own."""
+    dirs = [d for d in path.split(os.pathsep) if d]
+    if any(os.access(os.path.join(d, "gt"), os.X_OK) for d in dirs):
+        return path
+    here = os.path.dirname(sys.executable)
+    return os.pathsep.join([*dirs, here]) if os.access(os.path.join(here, "gt"), os.X_OK) else path
 
 
 def run_session(spec: SessionSpec) -> Outcome:
