@@ -103,8 +103,12 @@ class TownDaemon:
             log.warning("rig %s: the writes an earlier gastown left in %s are not committed yet: %s",
                         config.name, old, e)
             return
-        log.info("rig %s: committed %d writes an earlier gastown left in %s, which it no longer uses (it may "
-                 "be removed)", config.name, carried, old)
+        if carried:
+            log.info("rig %s: committed %d writes an earlier gastown left in %s, which is no longer used",
+                     config.name, carried, old)
+        if Spool.holds_writes(old):  # spooled by another installation (its own code applies them, not this)
+            log.warning("rig %s: %s holds writes spooled by another gastown installation, which only that one "
+                        "applies (its next write there commits them)", config.name, old / "spool")
 
     def _drive(self, driver: RigDriver, stop: threading.Event) -> None:
         while not stop.is_set():
