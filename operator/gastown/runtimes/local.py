@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..ledger import Bead, LedgerError
 from ..ledger.errors import Unavailable
-from ..ledger.handoff import cache_dir_for
+from ..ledger.handoff import cache_dir_for, write_file
 from ..ledger.ops import Operation
 from ..ledger.worktree import git
 from ..telemetry import tracing
@@ -307,8 +307,8 @@ class LocalBackend:
             prepared = _booked(spec, beads[req.bead], beads, submit)
         sdir.mkdir(parents=True)
         started = time.time()
-        (sdir / "request.json").write_text(json.dumps({"request": asdict(req), "argv": argv, "started": started},
-                                                      indent=2))
+        write_file(sdir / "request.json",  # at once: `gt status`, the TUI and a Dog read session dirs meanwhile
+                   json.dumps({"request": asdict(req), "argv": argv, "started": started}, indent=2).encode())
         if prepared:
             env[LAUNCH_ENV] = FROM_STDIN
         notify, told = os.pipe() if submit is not None else (None, None)  # the daemon hears its agent's exit

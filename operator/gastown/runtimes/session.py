@@ -140,7 +140,9 @@ class Outcome:
         return EXIT_CODES[self.status]
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        from ..ledger.handoff import write_file
+
+        write_file(path, (json.dumps(asdict(self), indent=2) + "\n").encode())  # a reader sees all of it or none
 
     @classmethod
     def read(cls, path: Path) -> Outcome | None:
