@@ -24,7 +24,7 @@ from pathlib import Path
 from . import layout
 from .catfile import CatFile
 from .errors import CorruptRecord, Unavailable, UnknownOutcome
-from .gitrun import GitTimeout, first_line, git_env, run_git
+from .gitrun import GitTimeout, first_line, git_env, git_says, run_git
 from .handoff import normalise_remote
 from .layout import ARCHIVE_DIR, BEADS_DIR, FORMAT, LEVELS, TREE, Config, record_path
 from .model import Bead
@@ -293,9 +293,9 @@ class GitStore:
             summary = status[0].rsplit("\t", 1)[-1]
             if any(w in summary for w in _LOST_RACE):
                 return False
-            said = [ln[7:].strip() for ln in proc.stderr.decode(errors="replace").splitlines()
-                    if ln.startswith("remote:") and ln[7:].strip()]  # a hook's own words: why
-            raise Unavailable(f"the remote refused the ledger update: {summary}" + "".join(f"; {s}" for s in said[:3]))
+            said = git_says(proc.stderr.decode(errors="replace"))  # a hook's own words, when it gave any: why
+            why = f"; {said.removeprefix('remote:').strip()}" if said.startswith("remote:") else ""
+            raise Unavailable(f"the remote refused the ledger update: {summary}{why}")
         raise Unavailable(f"cannot push the ledger to {self.remote}: {first_line(proc.stderr)}")
 
     def swap_ref(self, ref: str, commit: str | None, expected: str | None) -> bool:

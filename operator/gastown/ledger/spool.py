@@ -125,12 +125,11 @@ class Spool:
             names = set(os.listdir(Path(cache, "spool")))
         except FileNotFoundError:
             return False
-        return JOURNAL in names or any(n.endswith(".op") and f"{n[:-3]}.done" not in names for n in names)
+        return JOURNAL in names or _unanswered(names) > 0
 
     def waiting(self) -> int:
         """How many spooled writes wait for a holder (their outcome not written yet)."""
-        names = set(os.listdir(self.dir))
-        return sum(1 for n in names if n.endswith(".op") and f"{n[:-3]}.done" not in names)
+        return _unanswered(set(os.listdir(self.dir)))
 
     def journal(self, commit: str, outcomes: Sequence[tuple[Pending, bool, Any]]) -> None:
         """Before pushing ``commit``: what it holds, for the next holder should this one be killed."""
@@ -210,6 +209,11 @@ class Spool:
         except Exception:  # noqa: BLE001 (a class this release does not have: its owner applies it)
             return None
         return op if tag == TAG else None
+
+
+def _unanswered(names: set[str]) -> int:
+    """The operations among a spool's file ``names`` that have no outcome yet."""
+    return sum(1 for n in names if n.endswith(".op") and f"{n[:-3]}.done" not in names)
 
 
 def _outcome(op: Any, ok: bool, value: Any) -> bytes:

@@ -22,7 +22,7 @@ from pathlib import Path
 from ..api import Invalid, MergeQueueSpec, RigSpec
 from ..api.budget import TownLimits
 from ..api.validation import parse_spec
-from ..ledger.handoff import cache_dir_for
+from ..ledger.ledger import default_cache_dir
 from ..refinery import QueueSettings
 from ..witness import Thresholds
 from .driver import RigConfig
@@ -167,9 +167,9 @@ class Town:
         return self.root / "cache"
 
     def ledger_cache(self, remote: str) -> Path:
-        """The cache of a rig's ledger: the one rule (``handoff.cache_dir_for``) under the town's
+        """The cache of a rig's ledger: the one rule (``ledger.default_cache_dir``) under the town's
         cache root, so that every writer of the town, an agent's `gt` included, shares it."""
-        return Path(cache_dir_for(remote, self.cache_root))
+        return default_cache_dir(remote, self.cache_root)
 
     def legacy_cache(self, rig: str) -> Path:
         """Where an earlier gastown cached the ledger of the rig named ``rig`` (``gt up`` drains it)."""

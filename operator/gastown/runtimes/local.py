@@ -22,7 +22,8 @@ from pathlib import Path
 
 from ..ledger import Bead, LedgerError
 from ..ledger.errors import Unavailable
-from ..ledger.handoff import cache_dir_for, write_file
+from ..ledger.handoff import write_file
+from ..ledger.ledger import default_cache_dir
 from ..ledger.ops import Operation
 from ..ledger.worktree import git
 from ..telemetry import tracing
@@ -220,7 +221,7 @@ class LocalBackend:
     def ledger_cache(self, remote: str) -> Path:
         """The cache of a rig's ledger: the one its sessions' `gt` finds under their GT_CACHE_DIR
         (and `gt` commands given --town)."""
-        return Path(cache_dir_for(remote, self.cache_root))
+        return default_cache_dir(remote, self.cache_root)
 
     def _lock(self, rig: str) -> threading.RLock:
         with self._guard:
